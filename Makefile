@@ -1,0 +1,50 @@
+# Alumini: `make run` starts the pipeline, `make test` runs every test.
+# Targets loop over the modules listed in go.work.
+
+MODULES := $(shell sed -n 's|^[[:space:]]*\./\(.*\)|\1|p' go.work)
+PKGS    := $(addsuffix /...,$(addprefix ./,$(MODULES)))
+DATA    ?= $(CURDIR)/.data
+
+.PHONY: run test test-short build vet fmt fmt-check lint proto deps clickhouse clickhouse-stop bench clean
+
+run: ## start the whole pipeline on embedded defaults
+	deploy/run.sh
+
+# Tests share the local ClickHouse server with `make run` (or use
+# CLICKHOUSE_ADDR); each test makes and drops its own database.
+test: deps ## every module's tests, with real ClickHouse and an in-process Kafka-protocol broker
+	addr=$$(deploy/clickhouse/clickhouse.sh start $(DATA)/clickhouse) && \
+	CLICKHOUSE_ADDR=$$addr go test -count=1 -timeout 20m $(PKGS)
+
+build:
+	go build -o bin/ ./collector ./enricher ./sinker ./reporter ./deploy/devkafka
+
+vet:
+	go vet $(PKGS)
+
+fmt:
+	gofmt -w $(MODULES)
+
+fmt-check:
+	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+lint: vet fmt-check
+
+proto: ## regenerate the Go code of the event schema
+	cd proto && protoc --plugin=protoc-gen-go="$$(go tool -n protoc-gen-go)" \
+		--go_out=. --go_opt=paths=source_relative alumini/v1/*.proto
+
+deps: ## install the Debian packages a fresh machine lacks
+	deploy/deps.sh
+
+clickhouse: deps ## start the local ClickHouse server
+	deploy/clickhouse/clickhouse.sh start $(DATA)/clickhouse
+
+clickhouse-stop:
+	deploy/clickhouse/clickhouse.sh stop $(DATA)/clickhouse
+
+bench:
+	go test -run '^$$' -bench . -benchmem $(PKGS)
+
+clean:
+	rm -rf bin

@@ -1,0 +1,235 @@
+package intake
+
+import (
+	"bytes"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/aluminiapp/pipeline/collector/internal/publish"
+	"github.com/aluminiapp/pipeline/lib/kafkaconf"
+	"github.com/aluminiapp/pipeline/lib/kafkatest"
+	"github.com/aluminiapp/pipeline/lib/registry"
+	"github.com/aluminiapp/pipeline/lib/service"
+	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
+)
+
+const testClients = `
+clients:
+  - id: shop
+    write_keys: [wk_shop]
+    respect_dnt: true
+  - id: blog
+    respect_dnt: false
+`
+
+type fixture struct {
+	url, kafka, topic string
+}
+
+// start runs the handler on a real listener, producing to an in-process broker.
+func start(t *testing.T) fixture {
+	t.Helper()
+	_, addr := kafkatest.Start(t)
+	kcfg := kafkaconf.Config{Brokers: addr, RawTopic: "raw", Partitions: 3, ReplicationFactor: 1}
+	if err := kcfg.EnsureTopics(t.Context(), kcfg.RawTopic); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "clients.yaml")
+	if err := os.WriteFile(path, []byte(testClients), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	clients, err := registry.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	pub := publish.New(publish.Config{Addr: kcfg.Addr(), Topic: kcfg.RawTopic, BatchTimeout: time.Millisecond, AckTimeout: 2 * time.Second}, reg)
+	t.Cleanup(func() {
+		if err := pub.Close(); err != nil {
+			t.Logf("closing publisher: %v", err)
+		}
+	})
+	h := New(clients, pub, service.NewHealth(), zap.NewNop(), reg)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &fasthttp.Server{Handler: h.Serve, ErrorHandler: h.ServeError, MaxRequestBodySize: 4096}
+	go func() { _ = srv.Serve(ln) }() // returns when the listener closes at cleanup.
+	t.Cleanup(func() {
+		if err := srv.Shutdown(); err != nil {
+			t.Logf("shutdown: %v", err)
+		}
+	})
+	return fixture{url: "http://" + ln.Addr().String(), kafka: addr, topic: kcfg.RawTopic}
+}
+
+func post(t *testing.T, url, contentType, body string, headers map[string]string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", contentType)
+	req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0")
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, buf.String()
+}
+
+func TestAcceptedEventReachesKafka(t *testing.T) {
+	f := start(t)
+	status, body := post(t, f.url+"/api/event", "application/json", `{
+		"client_id": "shop", "url": "https://shop.example/pricing?utm_source=news",
+		"referrer": "https://www.google.com/", "title": "Pricing", "screen_width": 1280,
+		"timestamp": "`+time.Now().UTC().Add(-time.Minute).Format(time.RFC3339)+`",
+		"properties": {"plan": "pro", "seats": 3, "trial": true}}`, nil)
+	if status != http.StatusAccepted {
+		t.Fatalf("POST /api/event = %d %s; want 202", status, body)
+	}
+	var resp struct {
+		EventID string `json:"event_id"`
+	}
+	if err := json.Unmarshal([]byte(body), &resp); err != nil || resp.EventID == "" {
+		t.Fatalf("response %s: want an event_id (%v)", body, err)
+	}
+	msgs := kafkatest.ReadAll(t, f.kafka, f.topic, 1, 5*time.Second)
+	if len(msgs) != 1 {
+		t.Fatalf("raw topic holds %d records; want 1", len(msgs))
+	}
+	var hit aluminiv1.RawHit
+	if err := proto.Unmarshal(msgs[0].Value, &hit); err != nil {
+		t.Fatal(err)
+	}
+	if hit.ClientId != "shop" || hit.EventId != resp.EventID || hit.Url != "https://shop.example/pricing?utm_source=news" ||
+		hit.Type != aluminiv1.EventType_EVENT_TYPE_PAGEVIEW || hit.ScreenWidth != 1280 || hit.SentAtMs == 0 || hit.ReceivedAtMs == 0 {
+		t.Errorf("raw hit = %v; want the posted pageview of shop with event id %s", &hit, resp.EventID)
+	}
+	if got := hit.Properties; got["plan"] != "pro" || got["seats"] != "3" || got["trial"] != "true" {
+		t.Errorf("properties = %v; want plan=pro seats=3 trial=true", got)
+	}
+	if !strings.HasPrefix(string(msgs[0].Key), "shop:") {
+		t.Errorf("key = %q; want it to start with the client id", msgs[0].Key)
+	}
+	if net.IP(hit.Ip).String() != "127.0.0.1" || !strings.Contains(hit.UserAgent, "Firefox") {
+		t.Errorf("ip, user agent = %v, %q; want the request's", net.IP(hit.Ip), hit.UserAgent)
+	}
+}
+
+func TestClientEventIDIsKept(t *testing.T) {
+	f := start(t)
+	for i := 0; i < 2; i++ { // a retry sends the same event again
+		if status, body := post(t, f.url+"/api/event", "text/plain", `{"write_key":"wk_shop","type":"custom","name":"signup","event_id":"evt-123"}`, nil); status != http.StatusAccepted {
+			t.Fatalf("POST = %d %s; want 202", status, body)
+		}
+	}
+	for _, m := range kafkatest.ReadAll(t, f.kafka, f.topic, 2, 5*time.Second) {
+		var hit aluminiv1.RawHit
+		if err := proto.Unmarshal(m.Value, &hit); err != nil {
+			t.Fatal(err)
+		}
+		if hit.EventId != "evt-123" || hit.ClientId != "shop" || hit.Name != "signup" {
+			t.Errorf("hit = %v; want event evt-123 of shop named signup", &hit)
+		}
+	}
+}
+
+func TestRefusedAndDroppedEventsNeverReachKafka(t *testing.T) {
+	f := start(t)
+	big := `{"client_id":"shop","url":"https://shop.example/","title":"` + strings.Repeat("x", 5000) + `"}`
+	for _, tc := range []struct {
+		name, contentType, body string
+		headers                 map[string]string
+		status                  int
+		message                 string
+	}{
+		{"unknown client", "application/json", `{"client_id":"nobody","url":"https://a.example/"}`, nil, 400, `unknown client_id \"nobody\"`},
+		{"unknown write key", "application/json", `{"write_key":"wk_x","url":"https://a.example/"}`, nil, 400, "unknown write_key"},
+		{"no client", "application/json", `{"url":"https://a.example/"}`, nil, 400, "client_id (or write_key) is required"},
+		{"malformed JSON", "application/json", `{"client_id":"shop",`, nil, 400, "malformed JSON"},
+		{"unknown field", "application/json", `{"client_id":"shop","url":"https://a.example/","colour":"red"}`, nil, 400, `unknown field \"colour\"`},
+		{"pageview without url", "application/json", `{"client_id":"shop"}`, nil, 400, "url is required for a pageview"},
+		{"relative url", "application/json", `{"client_id":"shop","url":"/pricing"}`, nil, 400, "want an absolute http or https URL"},
+		{"custom without name", "application/json", `{"client_id":"shop","type":"custom"}`, nil, 400, "name is required for a custom event"},
+		{"bad type", "application/json", `{"client_id":"shop","type":"click"}`, nil, 400, `type \"click\"`},
+		{"future timestamp", "application/json", `{"client_id":"shop","url":"https://a.example/","timestamp":"2999-01-01T00:00:00Z"}`, nil, 400, "ahead of or"},
+		{"nested property", "application/json", `{"client_id":"shop","url":"https://a.example/","properties":{"a":{"b":1}}}`, nil, 400, `property \"a\": want a string, number or boolean`},
+		{"long name", "application/json", `{"client_id":"shop","type":"custom","name":"` + strings.Repeat("n", 201) + `"}`, nil, 400, "name is 201 bytes long; the limit is 200"},
+		{"wrong content type", "application/x-www-form-urlencoded", `client_id=shop`, nil, 415, "Content-Type must be application/json"},
+		{"body too large", "application/json", big, nil, 413, "request body is larger than the collector accepts"},
+		{"opt-out cookie", "application/json", `{"client_id":"blog","url":"https://blog.example/"}`, map[string]string{"Cookie": OptOutCookie + "=1"}, 204, ""},
+		{"DNT header, client respects it", "application/json", `{"client_id":"shop","url":"https://shop.example/"}`, map[string]string{"DNT": "1"}, 204, ""},
+		{"GPC header, client respects it", "application/json", `{"client_id":"shop","url":"https://shop.example/"}`, map[string]string{"Sec-GPC": "1"}, 204, ""},
+		{"DNT forwarded in payload", "application/json", `{"client_id":"shop","url":"https://shop.example/","dnt":true}`, nil, 204, ""},
+	} {
+		status, body := post(t, f.url+"/api/event", tc.contentType, tc.body, tc.headers)
+		if status != tc.status || !strings.Contains(body, tc.message) {
+			t.Errorf("%s: POST = %d %s; want %d with %q", tc.name, status, body, tc.status, tc.message)
+		}
+		if status == 204 && body != "" {
+			t.Errorf("%s: dropped hit answered with body %q; want none", tc.name, body)
+		}
+	}
+	if n := kafkatest.Count(t, f.kafka, f.topic); n != 0 {
+		t.Errorf("raw topic holds %d records after only refused and dropped hits; want 0", n)
+	}
+	// A client that did not ask for DNT respect still collects such hits.
+	if status, body := post(t, f.url+"/api/event", "application/json", `{"client_id":"blog","url":"https://blog.example/"}`, map[string]string{"DNT": "1"}); status != 202 {
+		t.Errorf("DNT hit for a client without DNT respect = %d %s; want 202", status, body)
+	}
+}
+
+func TestNoAcceptanceWithoutKafka(t *testing.T) {
+	cluster, addr := kafkatest.Start(t)
+	kcfg := kafkaconf.Config{Brokers: addr, RawTopic: "raw", Partitions: 1, ReplicationFactor: 1}
+	if err := kcfg.EnsureTopics(t.Context(), "raw"); err != nil {
+		t.Fatal(err)
+	}
+	// A handler whose broker goes away must answer 503, never 202.
+	path := filepath.Join(t.TempDir(), "clients.yaml")
+	if err := os.WriteFile(path, []byte(testClients), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	clients, err := registry.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	pub := publish.New(publish.Config{Addr: kcfg.Addr(), Topic: "raw", BatchTimeout: time.Millisecond, AckTimeout: 500 * time.Millisecond}, reg)
+	h := New(clients, pub, service.NewHealth(), zap.NewNop(), reg)
+	cluster.Close()
+
+	var ctx fasthttp.RequestCtx
+	ctx.Request.Header.SetMethod("POST")
+	ctx.Request.SetRequestURI("/api/event")
+	ctx.Request.Header.SetContentType("application/json")
+	ctx.Request.SetBodyString(`{"client_id":"shop","url":"https://shop.example/"}`)
+	h.Serve(&ctx)
+	if got := ctx.Response.StatusCode(); got != 503 || string(ctx.Response.Header.Peek("Retry-After")) == "" {
+		t.Errorf("with the broker down: status %d, Retry-After %q; want 503 with Retry-After", got, ctx.Response.Header.Peek("Retry-After"))
+	}
+	if err := pub.Close(); err != nil {
+		t.Logf("closing publisher of a dead broker: %v", err)
+	}
+}

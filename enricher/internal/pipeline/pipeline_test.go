@@ -1,0 +1,125 @@
+package pipeline
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/aluminiapp/pipeline/enricher/internal/enrich"
+	"github.com/aluminiapp/pipeline/enricher/internal/visitor"
+	"github.com/aluminiapp/pipeline/lib/kafkaconf"
+	"github.com/aluminiapp/pipeline/lib/kafkatest"
+	"github.com/aluminiapp/pipeline/lib/registry"
+	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
+)
+
+func TestEnrichesCommitsAndDeadLetters(t *testing.T) {
+	_, addr := kafkatest.Start(t)
+	kcfg := kafkaconf.Config{Brokers: addr, RawTopic: "raw", EnrichedTopic: "enriched", DeadLetterTopic: "dead", Partitions: 3, ReplicationFactor: 1}
+	if err := kcfg.EnsureTopics(t.Context(), "raw", "enriched", "dead"); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "clients.yaml")
+	if err := os.WriteFile(path, []byte("clients: [{id: shop}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	clients, err := registry.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const good = 25
+	var msgs []kafka.Message
+	for i := range good {
+		b, err := proto.Marshal(&aluminiv1.RawHit{ClientId: "shop", EventId: "e" + strconv.Itoa(i), Url: "https://shop.example/", Ip: []byte{192, 0, 2, byte(i)}, UserAgent: "UA", ReceivedAtMs: time.Now().UnixMilli()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, kafka.Message{Key: []byte("k" + strconv.Itoa(i)), Value: b})
+	}
+	gone, err := proto.Marshal(&aluminiv1.RawHit{ClientId: "removed", EventId: "x", Ip: []byte{192, 0, 2, 99}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs = append(msgs, kafka.Message{Value: []byte{0xff, 0xff, 0xff}}, kafka.Message{Value: gone})
+	w := &kafka.Writer{Addr: kcfg.Addr(), Topic: "raw", RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	if err := w.WriteMessages(t.Context(), msgs...); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := Config{Brokers: []string{addr}, GroupID: "g", RawTopic: "raw", EnrichedTopic: "enriched", DeadLetterTopic: "dead", MaxBatch: 10, MaxWait: 20 * time.Millisecond}
+	runUntil := func(cond func() bool) {
+		t.Helper()
+		p := New(cfg, enrich.New(clients, visitor.New([]byte("0123456789abcdef0123456789abcdef"))), zap.NewNop(), prometheus.NewRegistry())
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx) }()
+		deadline := time.Now().Add(20 * time.Second)
+		for !cond() && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run = %v; want nil after cancel", err)
+		}
+		if err := p.Close(); err != nil {
+			t.Errorf("Close = %v", err)
+		}
+	}
+	runUntil(func() bool {
+		return kafkatest.Count(t, addr, "enriched") >= good && kafkatest.Count(t, addr, "dead") >= 2
+	})
+
+	events := kafkatest.ReadAll(t, addr, "enriched", good, 5*time.Second)
+	if len(events) != good {
+		t.Fatalf("enriched topic holds %d events; want %d", len(events), good)
+	}
+	seen := map[string]bool{}
+	for _, m := range events {
+		var ev aluminiv1.Event
+		if err := proto.Unmarshal(m.Value, &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.VisitorId == 0 || ev.ClientId != "shop" {
+			t.Errorf("event %v: want client shop and a visitor id", &ev)
+		}
+		seen[ev.EventId] = true
+	}
+	if len(seen) != good {
+		t.Errorf("%d distinct event ids; want %d", len(seen), good)
+	}
+	reasons := map[string]int{}
+	for _, m := range kafkatest.ReadAll(t, addr, "dead", 2, 5*time.Second) {
+		var dl aluminiv1.DeadLetter
+		if err := proto.Unmarshal(m.Value, &dl); err != nil {
+			t.Fatal(err)
+		}
+		reasons[dl.Reason]++
+		var hit aluminiv1.RawHit
+		if dl.Reason == "unknown_client" {
+			if err := proto.Unmarshal(dl.Original, &hit); err != nil || len(hit.Ip) != 0 || hit.EventId != "x" {
+				t.Errorf("dead letter original = %v (%v); want the hit without its IP", &hit, err)
+			}
+		}
+	}
+	if reasons["decode_error"] != 1 || reasons["unknown_client"] != 1 {
+		t.Errorf("dead letters by reason = %v; want one decode_error and one unknown_client", reasons)
+	}
+
+	// Offsets were committed: a restarted member of the group reads nothing again.
+	runUntil(func() bool { time.Sleep(2 * time.Second); return true })
+	if n := kafkatest.Count(t, addr, "enriched"); n != good {
+		t.Errorf("after a restart the enriched topic holds %d events; want %d (offsets not committed?)", n, good)
+	}
+}

@@ -1,0 +1,67 @@
+// Package chtest gives integration tests a private database on the real
+// ClickHouse server that `make test` starts (CLICKHOUSE_ADDR).
+package chtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// DefaultAddr is where deploy/clickhouse/clickhouse.sh runs the local server.
+const DefaultAddr = "127.0.0.1:19000"
+
+// Addr is the server tests use: CLICKHOUSE_ADDR, or DefaultAddr.
+func Addr() string {
+	if a := os.Getenv("CLICKHOUSE_ADDR"); a != "" {
+		return a
+	}
+	return DefaultAddr
+}
+
+// Database creates a fresh database with a random name, dropped when the test
+// ends, and returns its name and a connection whose default database it is.
+// It fails the test when no server answers: integration tests must not pass
+// by skipping.
+func Database(t testing.TB) (string, driver.Conn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin, err := clickhouse.Open(&clickhouse.Options{Addr: []string{Addr()}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("clickhouse at %s: %v", Addr(), err)
+	}
+	if err := admin.Ping(ctx); err != nil {
+		t.Fatalf("clickhouse at %s does not answer (start it with `make clickhouse`, or set CLICKHOUSE_ADDR): %v", Addr(), err)
+	}
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	name := "test_" + hex.EncodeToString(b)
+	if err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("creating database %s: %v", name, err)
+	}
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{Addr()}, Auth: clickhouse.Auth{Database: name}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("clickhouse: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := conn.Close(); err != nil {
+			t.Logf("closing clickhouse connection: %v", err)
+		}
+		if err := admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name); err != nil {
+			t.Logf("dropping database %s: %v", name, err)
+		}
+		if err := admin.Close(); err != nil {
+			t.Logf("closing clickhouse connection: %v", err)
+		}
+	})
+	return name, conn
+}

@@ -1,0 +1,107 @@
+// Package kafkatest starts an in-process Kafka-protocol broker (franz-go's
+// kfake) for tests, closed when the test ends.
+package kafkatest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// Start runs a one-broker cluster and returns its address.
+func Start(t testing.TB, opts ...kfake.Opt) (*kfake.Cluster, string) {
+	t.Helper()
+	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1)}, opts...)...)
+	if err != nil {
+		t.Fatalf("starting kfake: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c, c.ListenAddrs()[0]
+}
+
+// ReadAll reads topic from the start, without a consumer group, until want
+// records arrived or the timeout passed, and returns what it read.
+func ReadAll(t testing.TB, addr, topic string, want int, timeout time.Duration) []kafka.Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	parts := partitions(t, addr, topic)
+	msgs := make(chan kafka.Message)
+	readers := make([]*kafka.Reader, 0, len(parts))
+	for _, p := range parts {
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{addr}, Topic: topic, Partition: p.ID, MaxWait: 50 * time.Millisecond})
+		readers = append(readers, r)
+		go func() {
+			for {
+				m, err := r.ReadMessage(ctx)
+				if err != nil {
+					return
+				}
+				select {
+				case msgs <- m:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	var out []kafka.Message
+	for len(out) < want {
+		select {
+		case m := <-msgs:
+			out = append(out, m)
+		case <-ctx.Done():
+			want = 0
+		}
+	}
+	cancel()
+	for _, r := range readers {
+		if err := r.Close(); err != nil {
+			t.Logf("closing reader: %v", err)
+		}
+	}
+	return out
+}
+
+// Count is the number of records in topic (the sum of its partitions' end
+// offsets), for asserting that nothing was produced.
+func Count(t testing.TB, addr, topic string) int64 {
+	t.Helper()
+	var n int64
+	for _, p := range partitions(t, addr, topic) {
+		conn, err := kafka.DialLeader(context.Background(), "tcp", addr, topic, p.ID)
+		if err != nil {
+			t.Fatalf("dialing leader of %s/%d: %v", topic, p.ID, err)
+		}
+		last, err := conn.ReadLastOffset()
+		if closeErr := conn.Close(); closeErr != nil {
+			t.Logf("closing kafka connection: %v", closeErr)
+		}
+		if err != nil {
+			t.Fatalf("reading end offset of %s/%d: %v", topic, p.ID, err)
+		}
+		n += last
+	}
+	return n
+}
+
+func partitions(t testing.TB, addr, topic string) []kafka.Partition {
+	t.Helper()
+	conn, err := kafka.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("dialing kafka: %v", err)
+	}
+	defer func() {
+		if err := conn.Close(); err != nil {
+			t.Logf("closing kafka connection: %v", err)
+		}
+	}()
+	parts, err := conn.ReadPartitions(topic)
+	if err != nil {
+		t.Fatalf("reading partitions of %s: %v", topic, err)
+	}
+	return parts
+}

@@ -1,0 +1,69 @@
+package sink
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	rowsInserted      prometheus.Counter
+	bytesInserted     prometheus.Counter
+	inserts           prometheus.Counter
+	insertDuration    prometheus.Histogram
+	batchRows         prometheus.Histogram
+	insertRetries     prometheus.Counter
+	deadLetters       *prometheus.CounterVec
+	deadLetterRetries prometheus.Counter
+	commitFailures    prometheus.Counter
+	lastInsert        prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		rowsInserted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "alumini_sinker_rows_inserted_total",
+			Help: "Events ClickHouse accepted (replays included; storage deduplicates them).",
+		}),
+		bytesInserted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "alumini_sinker_bytes_inserted_total",
+			Help: "Kafka record bytes of the events ClickHouse accepted.",
+		}),
+		inserts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "alumini_sinker_inserts_total",
+			Help: "Batches ClickHouse accepted.",
+		}),
+		insertDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "alumini_sinker_insert_duration_seconds",
+			Help:    "Time one insert attempt took, failed ones included.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}),
+		batchRows: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "alumini_sinker_batch_rows",
+			Help:    "Events per inserted batch.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 10), // 1 .. 262144
+		}),
+		insertRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "alumini_sinker_insert_retries_total",
+			Help: "Insert attempts that failed and were retried.",
+		}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "alumini_sinker_dead_letters_total",
+			Help: "Records written to the dead-letter topic instead of ClickHouse, by reason.",
+		}, []string{"reason"}),
+		deadLetterRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "alumini_sinker_dead_letter_retries_total",
+			Help: "Dead-letter writes that failed and were retried.",
+		}),
+		commitFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "alumini_sinker_commit_failures_total",
+			Help: "Offset commits that failed after the batch was stored; its records are replayed and deduplicated.",
+		}),
+		lastInsert: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "alumini_sinker_last_insert_timestamp_seconds",
+			Help: "Unix time of the last batch ClickHouse accepted.",
+		}),
+	}
+	for _, r := range []string{ReasonDecodeError, ReasonInvalidEvent} {
+		m.deadLetters.WithLabelValues(r) // export zeros, so alerts see the series
+	}
+	reg.MustRegister(m.rowsInserted, m.bytesInserted, m.inserts, m.insertDuration, m.batchRows,
+		m.insertRetries, m.deadLetters, m.deadLetterRetries, m.commitFailures, m.lastInsert)
+	return m
+}

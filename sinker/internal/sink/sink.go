@@ -1,0 +1,340 @@
+// Package sink moves enriched events from Kafka into ClickHouse in batches,
+// committing Kafka offsets only after ClickHouse accepted the rows.
+//
+// Delivery is at least once, and storage makes it count once. A batch's
+// offsets are committed after its insert succeeded, so a crash, a rebalance
+// or a failed commit between the two replays records that are already
+// stored. Every event carries an event_id that stays the same across
+// retries and replays, and the events table is a ReplacingMergeTree keyed on
+// (client_id, toDate(timestamp), event_id): replayed rows collapse into one
+// when parts merge, and until then queries count uniqExact(event_id) (or
+// read with FINAL), so a replay never doubles a count.
+//
+// Memory stays bounded: a batch is capped by rows, bytes and time, and
+// while ClickHouse refuses a batch the sink retries it with capped
+// exponential backoff without fetching more.
+//
+// A record that cannot be stored (it does not decode, or lacks the ids that
+// deduplication needs) goes to the dead-letter topic as a DeadLetter and is
+// committed with its batch, so its partition keeps moving.
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
+)
+
+// Stage names the sinker in dead letters.
+const Stage = "sinker"
+
+// Dead-letter reasons.
+const (
+	ReasonDecodeError  = "decode_error"  // the value is not a proto Event
+	ReasonInvalidEvent = "invalid_event" // no client_id or event_id to store and deduplicate it by
+)
+
+// ErrNotReady is what the readiness check wraps while inserts fail.
+var ErrNotReady = errors.New("clickhouse is refusing inserts")
+
+// Reader is the consumer-group side of a kafka.Reader.
+type Reader interface {
+	FetchMessage(ctx context.Context) (kafka.Message, error)
+	CommitMessages(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// Writer is the producer side of a kafka.Writer, for dead letters.
+type Writer interface {
+	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// Store takes a batch of events all or nothing.
+type Store interface {
+	Insert(ctx context.Context, events []*aluminiv1.Event) error
+}
+
+// Config bounds batches and retries.
+type Config struct {
+	// A batch is flushed when it holds MaxRows records or MaxBytes of
+	// record values, or MaxWait after its first record arrived.
+	MaxRows  int
+	MaxBytes int
+	MaxWait  time.Duration
+	// FlushTimeout bounds flushing the last batch at shutdown.
+	FlushTimeout time.Duration
+	// Retry backoff starts at BackoffMin and doubles up to BackoffMax.
+	BackoffMin time.Duration
+	BackoffMax time.Duration
+	// AttemptTimeout bounds one insert or dead-letter write, so a hung
+	// connection turns into a retry.
+	AttemptTimeout time.Duration
+}
+
+// WithDefaults fills the zero retry settings.
+func (c Config) WithDefaults() Config {
+	if c.FlushTimeout <= 0 {
+		c.FlushTimeout = 20 * time.Second
+	}
+	if c.BackoffMin <= 0 {
+		c.BackoffMin = 100 * time.Millisecond
+	}
+	if c.BackoffMax <= 0 {
+		c.BackoffMax = 10 * time.Second
+	}
+	if c.AttemptTimeout <= 0 {
+		c.AttemptTimeout = time.Minute
+	}
+	return c
+}
+
+// Sink is the fetch → insert → commit loop of one consumer-group member.
+type Sink struct {
+	cfg    Config
+	reader Reader
+	dlq    Writer
+	store  Store
+	log    *zap.Logger
+	m      *metrics
+
+	mu        sync.Mutex
+	insertErr error // the last insert failure, nil once an insert succeeded
+}
+
+// New returns a Sink whose metrics are registered on reg. Dead letters are
+// written through dlq.
+func New(cfg Config, reader Reader, dlq Writer, store Store, log *zap.Logger, reg prometheus.Registerer) *Sink {
+	return &Sink{cfg: cfg.WithDefaults(), reader: reader, dlq: dlq, store: store, log: log, m: newMetrics(reg)}
+}
+
+// Ready is a readiness check: it fails while the last insert failed.
+func (s *Sink) Ready(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.insertErr != nil {
+		return fmt.Errorf("%w: %w", ErrNotReady, s.insertErr)
+	}
+	return nil
+}
+
+func (s *Sink) setInsertErr(err error) {
+	s.mu.Lock()
+	s.insertErr = err
+	s.mu.Unlock()
+}
+
+// batch is what one flush stores and commits.
+type batch struct {
+	msgs         []kafka.Message // every record fetched, committed together
+	bytes        int             // value bytes of msgs
+	events       []*aluminiv1.Event
+	eventBytes   int
+	dead         []kafka.Message // dead letters to produce
+	deadReasons  []string
+	deadWritten  bool
+	inserted     bool
+	firstFetched time.Time
+}
+
+// Run consumes until ctx is cancelled or fetching fails. On cancellation it
+// stops fetching, flushes (inserts and commits) the batch in hand within
+// FlushTimeout and returns nil if that worked. The caller closes the reader,
+// the dead-letter writer and the store after Run returned.
+func (s *Sink) Run(ctx context.Context) error {
+	for {
+		b, err := s.fill(ctx)
+		if err == nil {
+			// flush retries until it succeeds, so it fails only on cancellation.
+			if err = s.flush(ctx, b); err == nil {
+				continue
+			}
+		}
+		if ctx.Err() == nil {
+			// A fatal fetch error: the records in hand are not committed and
+			// come back to whichever sinker takes the partition over.
+			return err
+		}
+		// Shutdown: the context that cancelled fetching (or a retry) must
+		// not cancel the last flush, but the flush must not outlast the
+		// service's shutdown timeout either.
+		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.FlushTimeout)
+		err = s.flush(flushCtx, b)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("flushing the last batch (%d records, replayed on restart): %w", len(b.msgs), err)
+		}
+		s.log.Info("sink stopped", zap.Int("flushed_records", len(b.msgs)))
+		return nil
+	}
+}
+
+// fill fetches records until the batch is full by rows or bytes, its time
+// limit passed, or ctx was cancelled (then it returns ctx's error with the
+// records fetched so far).
+func (s *Sink) fill(ctx context.Context) (*batch, error) {
+	b := &batch{}
+	// fetchCtx is cancelled MaxWait after the first record arrived.
+	fetchCtx, timeUp := context.WithCancel(ctx)
+	defer timeUp()
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for len(b.msgs) < s.cfg.MaxRows && b.bytes < s.cfg.MaxBytes {
+		m, err := s.reader.FetchMessage(fetchCtx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return b, ctx.Err()
+			}
+			if fetchCtx.Err() != nil {
+				return b, nil // MaxWait passed since the first record.
+			}
+			return b, fmt.Errorf("fetching from kafka: %w", err)
+		}
+		if len(b.msgs) == 0 {
+			b.firstFetched = time.Now()
+			timer = time.AfterFunc(s.cfg.MaxWait, timeUp)
+		}
+		if err := s.add(b, m); err != nil {
+			return b, err
+		}
+	}
+	return b, nil
+}
+
+func (s *Sink) add(b *batch, m kafka.Message) error {
+	b.msgs = append(b.msgs, m)
+	b.bytes += len(m.Value)
+	ev := &aluminiv1.Event{}
+	if err := proto.Unmarshal(m.Value, ev); err != nil {
+		return s.deadLetter(b, m, ReasonDecodeError, err)
+	}
+	if ev.ClientId == "" || ev.EventId == "" {
+		return s.deadLetter(b, m, ReasonInvalidEvent, errors.New("event has no client_id or no event_id"))
+	}
+	b.events = append(b.events, ev)
+	b.eventBytes += len(m.Value)
+	return nil
+}
+
+func (s *Sink) deadLetter(b *batch, m kafka.Message, reason string, cause error) error {
+	s.log.Warn("dead-lettering record", zap.String("reason", reason), zap.Error(cause),
+		zap.String("topic", m.Topic), zap.Int("partition", m.Partition), zap.Int64("offset", m.Offset))
+	dl := &aluminiv1.DeadLetter{
+		Reason:          reason,
+		Error:           strings.ToValidUTF8(cause.Error(), "?"), // proto3 strings must be UTF-8
+		Stage:           Stage,
+		SourceTopic:     m.Topic,
+		SourcePartition: int32(m.Partition),
+		SourceOffset:    m.Offset,
+		Original:        m.Value,
+		FailedAtMs:      time.Now().UnixMilli(),
+	}
+	value, err := proto.Marshal(dl)
+	if err != nil {
+		return fmt.Errorf("marshalling the dead letter of %s/%d@%d: %w", m.Topic, m.Partition, m.Offset, err)
+	}
+	b.dead = append(b.dead, kafka.Message{
+		// The original key keeps a client's dead letters on one partition.
+		Key:   m.Key,
+		Value: value,
+		// Headers let consumers of the topic route on the reason without
+		// decoding the value.
+		Headers: []kafka.Header{{Key: "reason", Value: []byte(reason)}, {Key: "stage", Value: []byte(Stage)}},
+	})
+	b.deadReasons = append(b.deadReasons, reason)
+	return nil
+}
+
+// flush writes the dead letters, inserts the events and commits every
+// record of the batch, in that order: offsets are committed only once both
+// destinations hold what the records became. A step that already succeeded
+// is not repeated when flush is called again after a cancellation.
+func (s *Sink) flush(ctx context.Context, b *batch) error {
+	if len(b.msgs) == 0 {
+		return nil
+	}
+	if len(b.dead) > 0 && !b.deadWritten {
+		err := s.retry(ctx, "dead-letter write", s.m.deadLetterRetries, func(ctx context.Context) error {
+			return s.dlq.WriteMessages(ctx, b.dead...)
+		})
+		if err != nil {
+			return err
+		}
+		b.deadWritten = true
+		for _, r := range b.deadReasons {
+			s.m.deadLetters.WithLabelValues(r).Inc()
+		}
+	}
+	if len(b.events) > 0 && !b.inserted {
+		err := s.retry(ctx, "insert", s.m.insertRetries, func(ctx context.Context) error {
+			start := time.Now()
+			err := s.store.Insert(ctx, b.events)
+			s.m.insertDuration.Observe(time.Since(start).Seconds())
+			s.setInsertErr(err)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		b.inserted = true
+		s.m.inserts.Inc()
+		s.m.rowsInserted.Add(float64(len(b.events)))
+		s.m.bytesInserted.Add(float64(b.eventBytes))
+		s.m.batchRows.Observe(float64(len(b.events)))
+		s.m.lastInsert.SetToCurrentTime()
+		s.log.Debug("batch inserted", zap.Int("rows", len(b.events)), zap.Int("bytes", b.eventBytes),
+			zap.Duration("age", time.Since(b.firstFetched)))
+	}
+	if err := s.reader.CommitMessages(ctx, b.msgs...); err != nil {
+		// The rows are stored; the records come back after a restart or
+		// rebalance and are deduplicated then, and the next commit on the
+		// same partitions covers these offsets too. Not worth stopping for.
+		s.m.commitFailures.Inc()
+		s.log.Warn("committing offsets failed; the batch will be replayed and deduplicated",
+			zap.Int("records", len(b.msgs)), zap.Error(err))
+	}
+	return nil
+}
+
+// retry runs op until it succeeds or ctx ends, waiting BackoffMin, twice
+// that, ... up to BackoffMax between attempts. It fetches nothing meanwhile,
+// which is what keeps memory bounded while a destination is down.
+func (s *Sink) retry(ctx context.Context, what string, retries prometheus.Counter, op func(context.Context) error) error {
+	wait := s.cfg.BackoffMin
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, s.cfg.AttemptTimeout)
+		err := op(actx)
+		cancel()
+		if err == nil {
+			if attempt > 1 {
+				s.log.Info(what+" succeeded after retries", zap.Int("attempts", attempt))
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: %w (gave up: %w)", what, err, ctx.Err())
+		}
+		retries.Inc()
+		s.log.Warn(what+" failed; retrying", zap.Error(err), zap.Int("attempt", attempt), zap.Duration("backoff", wait))
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%s: %w (gave up: %w)", what, err, ctx.Err())
+		}
+		wait = min(2*wait, s.cfg.BackoffMax)
+	}
+}

@@ -1,0 +1,316 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
+)
+
+// journal records what the fakes were asked to do, in order.
+type journal struct {
+	mu      sync.Mutex
+	entries []string
+	batches []int // sizes of accepted inserts
+	fetched int
+	commits [][]kafka.Message
+}
+
+func (j *journal) add(e string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.entries = append(j.entries, e)
+}
+
+func (j *journal) snapshot() (entries []string, batches []int, fetched int) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return slices.Clone(j.entries), slices.Clone(j.batches), j.fetched
+}
+
+// fakeReader hands out the messages sent on ch, one partition, offsets in order.
+type fakeReader struct {
+	ch chan kafka.Message
+	j  *journal
+}
+
+func (r *fakeReader) FetchMessage(ctx context.Context) (kafka.Message, error) {
+	select {
+	case m := <-r.ch:
+		r.j.mu.Lock()
+		r.j.fetched++
+		r.j.mu.Unlock()
+		return m, nil
+	case <-ctx.Done():
+		return kafka.Message{}, ctx.Err()
+	}
+}
+
+func (r *fakeReader) CommitMessages(_ context.Context, msgs ...kafka.Message) error {
+	r.j.mu.Lock()
+	defer r.j.mu.Unlock()
+	r.j.entries = append(r.j.entries, fmt.Sprintf("commit %d", len(msgs)))
+	r.j.commits = append(r.j.commits, slices.Clone(msgs))
+	return nil
+}
+
+// fakeStore fails its first failures inserts and calls onInsert before each.
+type fakeStore struct {
+	j        *journal
+	failures int
+	calls    int
+	onInsert func(call int)
+}
+
+func (s *fakeStore) Insert(_ context.Context, events []*aluminiv1.Event) error {
+	s.calls++
+	if s.onInsert != nil {
+		s.onInsert(s.calls)
+	}
+	if s.calls <= s.failures {
+		s.j.add("insert failed")
+		return errors.New("clickhouse is down")
+	}
+	s.j.mu.Lock()
+	defer s.j.mu.Unlock()
+	s.j.entries = append(s.j.entries, fmt.Sprintf("insert %d", len(events)))
+	s.j.batches = append(s.j.batches, len(events))
+	return nil
+}
+
+type fakeWriter struct{ j *journal }
+
+func (w *fakeWriter) WriteMessages(_ context.Context, msgs ...kafka.Message) error {
+	w.j.add(fmt.Sprintf("dead-letter %d", len(msgs)))
+	return nil
+}
+
+func eventMessage(t *testing.T, offset int64) kafka.Message {
+	t.Helper()
+	v, err := proto.Marshal(&aluminiv1.Event{ClientId: "shop", EventId: fmt.Sprintf("e%d", offset)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kafka.Message{Topic: "enriched", Partition: 0, Offset: offset, Value: v}
+}
+
+// running is a Sink running in the background on fakes.
+type running struct {
+	sink   *Sink
+	reader *fakeReader
+	store  *fakeStore
+	j      *journal
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startFake(t *testing.T, cfg Config, store *fakeStore) *running {
+	t.Helper()
+	j := &journal{}
+	if store == nil {
+		store = &fakeStore{}
+	}
+	store.j = j
+	r := &running{reader: &fakeReader{ch: make(chan kafka.Message, 1000), j: j}, store: store, j: j, done: make(chan error, 1)}
+	r.sink = New(cfg, r.reader, &fakeWriter{j: j}, store, zap.NewNop(), prometheus.NewRegistry())
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go func() { r.done <- r.sink.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-r.done
+	})
+	return r
+}
+
+func (r *running) send(t *testing.T, from, n int) {
+	t.Helper()
+	for i := from; i < from+n; i++ {
+		r.reader.ch <- eventMessage(t, int64(i))
+	}
+}
+
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	r.cancel()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Fatalf("Run after cancel = %v; want nil", err)
+		}
+		r.done <- nil // for the cleanup
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10s of cancel")
+	}
+}
+
+// waitBatches waits until the store accepted want batches and returns their sizes.
+func waitBatches(t *testing.T, j *journal, want int, timeout time.Duration) []int {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		_, batches, _ := j.snapshot()
+		if len(batches) >= want {
+			return batches
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v the store holds batches %v; want %d batches", timeout, batches, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestBatchFlushesOnRowsAndTime(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     Config
+		send    int
+		running []int // batches inserted while running
+		stopped []int // batches after shutdown flushed the last one
+	}{
+		{"row count", Config{MaxRows: 10, MaxBytes: 1 << 20, MaxWait: time.Hour}, 25, []int{10, 10}, []int{10, 10, 5}},
+		{"time", Config{MaxRows: 1000, MaxBytes: 1 << 20, MaxWait: 100 * time.Millisecond}, 7, []int{7}, []int{7}},
+		// Each event record is about 10 bytes: the fourth passes 35 bytes.
+		{"bytes", Config{MaxRows: 1000, MaxBytes: 35, MaxWait: time.Hour}, 6, []int{4}, []int{4, 2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := startFake(t, tt.cfg, nil)
+			start := time.Now()
+			r.send(t, 0, tt.send)
+			got := waitBatches(t, r.j, len(tt.running), 5*time.Second)
+			elapsed := time.Since(start)
+			// Give a wrong early flush of the remainder the chance to show.
+			time.Sleep(50 * time.Millisecond)
+			_, got, _ = r.j.snapshot()
+			if !slices.Equal(got, tt.running) {
+				t.Errorf("batches while running = %v; want %v", got, tt.running)
+			}
+			if tt.cfg.MaxWait < time.Hour && elapsed < tt.cfg.MaxWait {
+				t.Errorf("time-limited batch inserted after %v; want at least MaxWait %v", elapsed, tt.cfg.MaxWait)
+			}
+			r.stop(t)
+			entries, got, _ := r.j.snapshot()
+			if !slices.Equal(got, tt.stopped) {
+				t.Errorf("batches after shutdown = %v; want %v", got, tt.stopped)
+			}
+			// Every insert is followed by the commit of exactly its records.
+			var want []string
+			for _, n := range tt.stopped {
+				want = append(want, fmt.Sprintf("insert %d", n), fmt.Sprintf("commit %d", n))
+			}
+			if !slices.Equal(entries, want) {
+				t.Errorf("journal = %q; want %q", entries, want)
+			}
+		})
+	}
+}
+
+func TestInsertFailureIsRetriedBeforeCommit(t *testing.T) {
+	var readyWhileFailing error
+	var fetchedWhileFailing int
+	var r *running
+	store := &fakeStore{failures: 3, onInsert: func(call int) {
+		if call == 3 {
+			readyWhileFailing = r.sink.Ready(context.Background())
+			_, _, fetchedWhileFailing = r.j.snapshot()
+		}
+	}}
+	// Start with the store's hook able to see r: the hook first runs after
+	// a batch of 5 arrived, which is after the assignment below.
+	r = startFake(t, Config{MaxRows: 5, MaxBytes: 1 << 20, MaxWait: time.Hour, BackoffMin: time.Millisecond, BackoffMax: 4 * time.Millisecond}, store)
+	r.send(t, 0, 8)
+	waitBatches(t, r.j, 1, 5*time.Second)
+
+	if !errors.Is(readyWhileFailing, ErrNotReady) {
+		t.Errorf("Ready while inserts fail = %v; want %v", readyWhileFailing, ErrNotReady)
+	}
+	if fetchedWhileFailing != 5 {
+		t.Errorf("records fetched while retrying = %d; want 5 (no fetching during retries)", fetchedWhileFailing)
+	}
+	if err := r.sink.Ready(context.Background()); err != nil {
+		t.Errorf("Ready after a successful insert = %v; want nil", err)
+	}
+	if got := testutil.ToFloat64(r.sink.m.insertRetries); got != 3 {
+		t.Errorf("insert retries metric = %v; want 3", got)
+	}
+	r.stop(t)
+	entries, _, _ := r.j.snapshot()
+	want := []string{"insert failed", "insert failed", "insert failed", "insert 5", "commit 5", "insert 3", "commit 3"}
+	if !slices.Equal(entries, want) {
+		t.Errorf("journal = %q; want %q", entries, want)
+	}
+	if got := testutil.ToFloat64(r.sink.m.rowsInserted); got != 8 {
+		t.Errorf("rows inserted metric = %v; want 8", got)
+	}
+}
+
+func TestShutdownGivesUpFlushAfterFlushTimeout(t *testing.T) {
+	store := &fakeStore{failures: 1 << 30}
+	r := startFake(t, Config{MaxRows: 5, MaxBytes: 1 << 20, MaxWait: time.Hour, FlushTimeout: 50 * time.Millisecond, BackoffMin: time.Millisecond, BackoffMax: 5 * time.Millisecond}, store)
+	r.send(t, 0, 2)
+	time.Sleep(20 * time.Millisecond)
+	r.cancel()
+	select {
+	case err := <-r.done:
+		if err == nil {
+			t.Fatal("Run with ClickHouse down = nil; want the flush error")
+		}
+		r.done <- err
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not give up within 5s; want FlushTimeout (50ms)")
+	}
+	entries, _, _ := r.j.snapshot()
+	if slices.ContainsFunc(entries, func(e string) bool { return e == "commit 2" }) {
+		t.Errorf("journal = %q; want no commit of a batch that was not stored", entries)
+	}
+}
+
+func TestRecordsThatCannotBeStoredAreDeadLettered(t *testing.T) {
+	noID, err := proto.Marshal(&aluminiv1.Event{ClientId: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		value  []byte
+		reason string
+	}{
+		{"not a proto", []byte{0xff, 0xff, 0xff}, ReasonDecodeError},
+		{"no event id", noID, ReasonInvalidEvent},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := &batch{}
+			s := New(Config{}, nil, nil, nil, zap.NewNop(), prometheus.NewRegistry())
+			m := kafka.Message{Topic: "enriched", Partition: 2, Offset: 41, Key: []byte("k"), Value: tt.value}
+			if err := s.add(b, m); err != nil {
+				t.Fatalf("add = %v; want nil", err)
+			}
+			if len(b.events) != 0 || len(b.dead) != 1 || len(b.msgs) != 1 {
+				t.Fatalf("batch has %d events, %d dead letters, %d records; want 0, 1, 1", len(b.events), len(b.dead), len(b.msgs))
+			}
+			var dl aluminiv1.DeadLetter
+			if err := proto.Unmarshal(b.dead[0].Value, &dl); err != nil {
+				t.Fatalf("dead letter does not decode: %v", err)
+			}
+			if dl.Reason != tt.reason || dl.Stage != Stage || dl.SourceTopic != "enriched" || dl.SourcePartition != 2 || dl.SourceOffset != 41 || string(dl.Original) != string(tt.value) || dl.Error == "" {
+				t.Errorf("dead letter = %v; want reason %s from enriched/2@41 with the original bytes and an error", &dl, tt.reason)
+			}
+			if string(b.dead[0].Key) != "k" {
+				t.Errorf("dead letter key = %q; want the original %q", b.dead[0].Key, "k")
+			}
+		})
+	}
+}

@@ -1,0 +1,202 @@
+// Command sinker stores Alumini's enriched events: it consumes the enriched
+// Kafka topic in a consumer group and inserts batches into ClickHouse,
+// committing offsets only after ClickHouse accepted them.
+//
+// `sinker migrate [flags]` applies the schema migrations and exits.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/aluminiapp/pipeline/lib/envflag"
+	"github.com/aluminiapp/pipeline/lib/kafkaconf"
+	"github.com/aluminiapp/pipeline/lib/service"
+	"github.com/aluminiapp/pipeline/sinker/internal/sink"
+	"github.com/aluminiapp/pipeline/sinker/internal/store"
+	"github.com/aluminiapp/pipeline/sinker/schema"
+)
+
+type config struct {
+	service.Options
+	kafkaconf.Config
+	ClickHouseAddr     string
+	ClickHouseDatabase string
+	ClickHouseUser     string
+	ClickHousePassword string
+	GroupID            string
+	BatchMaxRows       int
+	BatchMaxBytes      int
+	BatchMaxWait       time.Duration
+}
+
+func (c *config) Common() *service.Options { return &c.Options }
+
+func (c *config) RegisterFlags(fs *flag.FlagSet) {
+	c.Options.RegisterFlags(fs, "127.0.0.1:9102")
+	c.Config.RegisterFlags(fs)
+	fs.StringVar(&c.ClickHouseAddr, "clickhouse-addr", "127.0.0.1:9000", "ClickHouse native-protocol address")
+	fs.StringVar(&c.ClickHouseDatabase, "clickhouse-database", "alumini", "ClickHouse database of the events table; created at start when missing")
+	fs.StringVar(&c.ClickHouseUser, "clickhouse-user", "default", "ClickHouse user")
+	fs.StringVar(&c.ClickHousePassword, "clickhouse-password", "", "ClickHouse password (prefer the environment variable to the flag)")
+	fs.StringVar(&c.GroupID, "group-id", "alumini-sinker", "Kafka consumer group the sinkers share the enriched topic's partitions in")
+	fs.IntVar(&c.BatchMaxRows, "batch-max-rows", 50000, "records per ClickHouse insert at most")
+	fs.IntVar(&c.BatchMaxBytes, "batch-max-bytes", 64<<20, "record bytes per ClickHouse insert at most; with batch-max-rows it bounds memory")
+	fs.DurationVar(&c.BatchMaxWait, "batch-max-wait", time.Second, "how long a batch may wait for more records after its first; the latency until events are queryable")
+}
+
+func (c *config) Validate() error {
+	if err := c.Config.Validate(); err != nil {
+		return err
+	}
+	if _, _, err := net.SplitHostPort(c.ClickHouseAddr); err != nil {
+		return fmt.Errorf("clickhouse-addr %q: %w", c.ClickHouseAddr, err)
+	}
+	if err := store.ValidateDatabase(c.ClickHouseDatabase); err != nil {
+		return fmt.Errorf("clickhouse-database: %w", err)
+	}
+	if c.GroupID == "" {
+		return errors.New("group-id is required")
+	}
+	// ClickHouse prefers few large inserts; a million rows or 1 GiB is
+	// already more than one sinker should hold in memory.
+	if c.BatchMaxRows < 1 || c.BatchMaxRows > 1_000_000 {
+		return fmt.Errorf("batch-max-rows %d: want 1 to 1000000", c.BatchMaxRows)
+	}
+	if c.BatchMaxBytes < 1<<10 || c.BatchMaxBytes > 1<<30 {
+		return fmt.Errorf("batch-max-bytes %d: want 1 KiB to 1 GiB", c.BatchMaxBytes)
+	}
+	if c.BatchMaxWait < time.Millisecond || c.BatchMaxWait > time.Minute {
+		return fmt.Errorf("batch-max-wait %v: want 1ms to 1m", c.BatchMaxWait)
+	}
+	return nil
+}
+
+func (c *config) storeOptions() store.Options {
+	return store.Options{Addr: c.ClickHouseAddr, Database: c.ClickHouseDatabase, User: c.ClickHouseUser, Password: c.ClickHousePassword}
+}
+
+func main() {
+	var cfg config
+	if len(os.Args) > 1 && os.Args[1] == "migrate" {
+		os.Exit(migrateMain(&cfg, os.Args[2:]))
+	}
+	os.Exit(service.Main("sinker", &cfg, os.Args[1:], cfg.run))
+}
+
+// run starts the sinker and, once ctx is cancelled, stops it in this order:
+// fetching stops, the batch in hand is inserted and committed (Sink.Run),
+// then the dead-letter writer, the Kafka reader (leaving the group, so the
+// partitions move at once) and ClickHouse are closed (the defers below).
+func (c *config) run(ctx context.Context, rt *service.Runtime) (err error) {
+	if err := c.EnsureTopics(ctx, c.EnrichedTopic, c.DeadLetterTopic); err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, c.storeOptions())
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := st.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("closing clickhouse: %w", cerr))
+		}
+	}()
+	if err := schema.Apply(ctx, st.Conn(), rt.Log); err != nil {
+		return fmt.Errorf("migrating database %s: %w", c.ClickHouseDatabase, err)
+	}
+
+	reader := sink.NewReader(c.BrokerList(), c.EnrichedTopic, c.GroupID, rt.Log)
+	defer func() {
+		if cerr := reader.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("closing kafka reader: %w", cerr))
+		}
+	}()
+	dlq := sink.NewDeadLetterWriter(c.Addr(), c.DeadLetterTopic, rt.Log)
+	defer func() {
+		if cerr := dlq.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("closing dead-letter writer: %w", cerr))
+		}
+	}()
+
+	s := sink.New(sink.Config{
+		MaxRows:  c.BatchMaxRows,
+		MaxBytes: c.BatchMaxBytes,
+		MaxWait:  c.BatchMaxWait,
+		// Most of the shutdown timeout goes to the last flush; the rest is
+		// left for closing the clients.
+		FlushTimeout: c.ShutdownTimeout * 4 / 5,
+	}, reader, dlq, st, rt.Log, rt.Metrics)
+
+	rt.Health.AddCheck("kafka", c.Ping)
+	rt.Health.AddCheck("clickhouse", st.Ping)
+	rt.Health.AddCheck("clickhouse_insert", s.Ready)
+	rt.Health.Started()
+	rt.Log.Info("sinker consuming", zap.String("topic", c.EnrichedTopic), zap.String("group_id", c.GroupID),
+		zap.String("clickhouse_addr", c.ClickHouseAddr), zap.String("database", c.ClickHouseDatabase))
+	return s.Run(ctx)
+}
+
+// migrateMain parses the same flags and environment as the service, applies
+// the migrations and returns the exit code. It serves no admin endpoint, so
+// it can run beside a sinker on the same host.
+func migrateMain(cfg *config, args []string) int {
+	fs := flag.NewFlagSet("sinker migrate", flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	fs.Usage = envflag.Usage(fs)
+	if err := envflag.Parse(fs, args, os.LookupEnv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(os.Stderr, "sinker migrate: %v\n", err)
+		return 2
+	}
+	for _, validate := range []func() error{cfg.Options.Validate, cfg.Validate} {
+		if err := validate(); err != nil {
+			fmt.Fprintf(os.Stderr, "sinker migrate: invalid configuration: %v\n", err)
+			return 2
+		}
+	}
+	log, err := service.NewLogger(cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "sinker migrate: %v\n", err)
+		return 2
+	}
+	log = log.With(zap.String("service", "sinker"), zap.String("command", "migrate"))
+	defer func() { _ = log.Sync() }() // Sync fails on terminals (ENOTTY/EINVAL); nothing to do about it at exit.
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := migrate(ctx, cfg.storeOptions(), log); err != nil {
+		log.Error("migration failed", zap.Error(err))
+		return 1
+	}
+	return 0
+}
+
+// migrate creates the database when missing and applies the migrations.
+func migrate(ctx context.Context, o store.Options, log *zap.Logger) (err error) {
+	st, err := store.Open(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := st.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("closing clickhouse: %w", cerr))
+		}
+	}()
+	if err := schema.Apply(ctx, st.Conn(), log); err != nil {
+		return fmt.Errorf("migrating database %s: %w", o.Database, err)
+	}
+	v, err := schema.Applied(ctx, st.Conn())
+	if err != nil {
+		return err
+	}
+	log.Info("schema up to date", zap.String("database", o.Database), zap.Uint32("version", v))
+	return nil
+}

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap/zaptest"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/aluminiapp/pipeline/lib/chtest"
+	"github.com/aluminiapp/pipeline/lib/kafkatest"
+	"github.com/aluminiapp/pipeline/lib/service"
+	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
+	"github.com/aluminiapp/pipeline/sinker/schema"
+)
+
+// defaults is the configuration the flags give without arguments.
+func defaults(t *testing.T) *config {
+	t.Helper()
+	var c config
+	fs := flag.NewFlagSet("sinker", flag.ContinueOnError)
+	c.RegisterFlags(fs)
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	return &c
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		edit    func(c *config)
+		wantErr string // "" means valid
+	}{
+		{"defaults", func(*config) {}, ""},
+		{"database with underscore", func(c *config) { c.ClickHouseDatabase = "alumini_eu" }, ""},
+		{"no kafka brokers", func(c *config) { c.Brokers = "" }, "kafka-brokers"},
+		{"clickhouse addr without port", func(c *config) { c.ClickHouseAddr = "clickhouse" }, "clickhouse-addr"},
+		{"database with dash", func(c *config) { c.ClickHouseDatabase = "alumini-eu" }, "clickhouse-database"},
+		{"database starting with digit", func(c *config) { c.ClickHouseDatabase = "1alumini" }, "clickhouse-database"},
+		{"database injection", func(c *config) { c.ClickHouseDatabase = "a; DROP DATABASE b" }, "clickhouse-database"},
+		{"empty group", func(c *config) { c.GroupID = "" }, "group-id"},
+		{"zero rows", func(c *config) { c.BatchMaxRows = 0 }, "batch-max-rows"},
+		{"too many rows", func(c *config) { c.BatchMaxRows = 2_000_000 }, "batch-max-rows"},
+		{"tiny bytes", func(c *config) { c.BatchMaxBytes = 100 }, "batch-max-bytes"},
+		{"zero wait", func(c *config) { c.BatchMaxWait = 0 }, "batch-max-wait"},
+		{"hour wait", func(c *config) { c.BatchMaxWait = time.Hour }, "batch-max-wait"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := defaults(t)
+			tt.edit(c)
+			err := c.Validate()
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("Validate() = %v; want nil", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("Validate() = %v; want an error naming %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	c := defaults(t)
+	got := fmt.Sprintf("%s %s %s %s %d %d %v", c.AdminAddr, c.ClickHouseAddr, c.ClickHouseDatabase, c.GroupID, c.BatchMaxRows, c.BatchMaxBytes, c.BatchMaxWait)
+	want := "127.0.0.1:9102 127.0.0.1:9000 alumini alumini-sinker 50000 67108864 1s"
+	if got != want {
+		t.Errorf("defaults = %q; want %q", got, want)
+	}
+}
+
+// freshDatabase names a database that does not exist yet and is dropped
+// when the test ends.
+func freshDatabase(t *testing.T) string {
+	t.Helper()
+	base, conn := chtest.Database(t)
+	name := base + "_sinker"
+	t.Cleanup(func() {
+		if err := conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name); err != nil {
+			t.Logf("dropping database %s: %v", name, err)
+		}
+	})
+	return name
+}
+
+func TestMigrateCreatesDatabaseAndSchema(t *testing.T) {
+	c := defaults(t)
+	c.ClickHouseAddr = chtest.Addr()
+	c.ClickHouseDatabase = freshDatabase(t)
+	ctx := context.Background()
+	for i := range 2 { // a second run finds everything in place
+		if err := migrate(ctx, c.storeOptions(), zaptest.NewLogger(t)); err != nil {
+			t.Fatalf("migrate run %d = %v; want nil", i+1, err)
+		}
+	}
+	_, conn := chtest.Database(t)
+	var version uint32
+	if err := conn.QueryRow(ctx, "SELECT max(version) FROM "+c.ClickHouseDatabase+".schema_migrations").Scan(&version); err != nil {
+		t.Fatal(err)
+	}
+	if want := schema.Migrations[len(schema.Migrations)-1].Version; version != want {
+		t.Errorf("schema version = %d; want %d", version, want)
+	}
+}
+
+// TestRun runs the service's run as service.Main would: ready only after
+// startup, events stored, a clean stop on cancel.
+func TestRun(t *testing.T) {
+	_, addr := kafkatest.Start(t)
+	c := defaults(t)
+	c.Brokers = addr
+	c.ClickHouseAddr = chtest.Addr()
+	c.ClickHouseDatabase = freshDatabase(t)
+	c.BatchMaxWait = 50 * time.Millisecond
+	rt := &service.Runtime{Name: "sinker", Log: zaptest.NewLogger(t), Metrics: service.NewRegistry("sinker"), Health: service.NewHealth()}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.run(ctx, rt) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for failures := rt.Health.Ready(ctx); len(failures) > 0; failures = rt.Health.Ready(ctx) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready after 30s: %v", failures)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	value, err := proto.Marshal(&aluminiv1.Event{ClientId: "shop", EventId: "run-1", TimestampMs: time.Now().UnixMilli()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: c.EnrichedTopic, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	if err := w.WriteMessages(ctx, kafka.Message{Value: value}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, conn := chtest.Database(t)
+	for {
+		var n uint64
+		if err := conn.QueryRow(ctx, "SELECT count() FROM "+c.ClickHouseDatabase+".events WHERE event_id = 'run-1'").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("event run-1 not stored after 30s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n, err := testutil.GatherAndCount(rt.Metrics, "alumini_sinker_rows_inserted_total", "alumini_sinker_last_insert_timestamp_seconds"); err != nil || n != 2 {
+		t.Errorf("GatherAndCount(sinker metrics) = %d, %v; want 2 series", n, err)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run after cancel = %v; want nil", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not return within 30s of cancel")
+	}
+}
