@@ -45,7 +45,10 @@ names=()
 start() { # name, then the command
   local name=$1
   shift
-  "$@" >>"$data/logs/$name.log" 2>&1 &
+  # setsid: Ctrl-C goes to this script only, which then stops the services
+  # one by one in data-flow order; a terminal's SIGINT to the whole process
+  # group would stop the broker before the services had flushed into it.
+  setsid "$@" >>"$data/logs/$name.log" 2>&1 </dev/null &
   pids+=($!)
   names+=("$name")
 }
@@ -67,7 +70,8 @@ stop_all() {
     echo "    clickhouse stopped"
   fi
 }
-trap stop_all INT TERM EXIT
+trap 'stop_all; exit 0' INT TERM
+trap stop_all EXIT
 
 wait_ready() { # name, url
   for _ in $(seq 1 100); do

@@ -49,8 +49,11 @@ start)
   cp "$here/users.xml" "$data/users.xml"
   # setsid: the server outlives this script and ignores the terminal's Ctrl-C;
   # the caller stops it with `clickhouse.sh stop`, after the services flushed.
-  setsid clickhouse-server --config-file="$data/config.xml" --pid-file="$pidfile" \
+  # ClickHouse 18.16 writes no pid file unless it daemonizes, so the pid is
+  # taken here (setsid execs the server in place: $! is the server's pid).
+  setsid clickhouse-server --config-file="$data/config.xml" \
     >>"$data/log/stdout.log" 2>&1 </dev/null &
+  echo $! >"$pidfile"
   for _ in $(seq 1 120); do
     if answers 127.0.0.1 "$tcp_port"; then
       echo "127.0.0.1:$tcp_port"
