@@ -23,14 +23,13 @@ import (
 
 type config struct {
 	service.Options
-	Kafka          kafkaconf.Config
-	ListenAddr     string
-	ClientsFile    string
-	MaxBodyBytes   int
-	BatchTimeout   time.Duration
-	AckTimeout     time.Duration
-	ReadTimeout    time.Duration
-	RegistryReload time.Duration
+	Kafka        kafkaconf.Config
+	ListenAddr   string
+	Clients      registry.FileConfig
+	MaxBodyBytes int
+	BatchTimeout time.Duration
+	AckTimeout   time.Duration
+	ReadTimeout  time.Duration
 }
 
 func (c *config) Common() *service.Options { return &c.Options }
@@ -39,12 +38,11 @@ func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	c.Options.RegisterFlags(fs, "127.0.0.1:9100")
 	c.Kafka.RegisterFlags(fs)
 	fs.StringVar(&c.ListenAddr, "listen-addr", "127.0.0.1:8080", "address of the public intake endpoints")
-	fs.StringVar(&c.ClientsFile, "clients-file", "", "client registry YAML file (required)")
+	c.Clients.RegisterFlags(fs)
 	fs.IntVar(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest request body accepted; larger ones get 413")
 	fs.DurationVar(&c.BatchTimeout, "kafka-batch-timeout", 2*time.Millisecond, "how long the producer waits to fill a batch before sending it")
 	fs.DurationVar(&c.AckTimeout, "kafka-ack-timeout", 5*time.Second, "how long a request waits for Kafka's acknowledgement before answering 503")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", 10*time.Second, "how long a client may take to send a request")
-	fs.DurationVar(&c.RegistryReload, "clients-reload-interval", 2*time.Second, "how often the client registry file is checked for changes")
 }
 
 func (c *config) Validate() error {
@@ -54,8 +52,8 @@ func (c *config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
 		return fmt.Errorf("listen-addr %q: %w", c.ListenAddr, err)
 	}
-	if c.ClientsFile == "" {
-		return errors.New("clients-file is required")
+	if err := c.Clients.Validate(); err != nil {
+		return err
 	}
 	if c.MaxBodyBytes < 1024 {
 		return errors.New("max-body-bytes must be at least 1024")
@@ -63,8 +61,8 @@ func (c *config) Validate() error {
 	if c.BatchTimeout <= 0 || c.BatchTimeout > time.Second {
 		return errors.New("kafka-batch-timeout must be between 0 and 1s: every request waits for it")
 	}
-	if c.AckTimeout <= 0 || c.ReadTimeout <= 0 || c.RegistryReload <= 0 {
-		return errors.New("kafka-ack-timeout, read-timeout and clients-reload-interval must be positive")
+	if c.AckTimeout <= 0 || c.ReadTimeout <= 0 {
+		return errors.New("kafka-ack-timeout, read-timeout must be positive")
 	}
 	return nil
 }
@@ -77,13 +75,10 @@ func main() {
 }
 
 func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
-	clients, err := registry.OpenFile(cfg.ClientsFile)
+	clients, err := cfg.Clients.Open(ctx, rt.Log)
 	if err != nil {
 		return err
 	}
-	watchCtx, stopWatch := context.WithCancel(context.Background())
-	defer stopWatch()
-	go clients.Watch(watchCtx, cfg.RegistryReload, rt.Log)
 
 	if err := cfg.Kafka.EnsureTopics(ctx, cfg.Kafka.RawTopic); err != nil {
 		return err

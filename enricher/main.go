@@ -21,13 +21,12 @@ import (
 
 type config struct {
 	service.Options
-	Kafka          kafkaconf.Config
-	GroupID        string
-	ClientsFile    string
-	VisitorSecret  string
-	MaxBatch       int
-	MaxWait        time.Duration
-	RegistryReload time.Duration
+	Kafka         kafkaconf.Config
+	GroupID       string
+	Clients       registry.FileConfig
+	VisitorSecret string
+	MaxBatch      int
+	MaxWait       time.Duration
 }
 
 func (c *config) Common() *service.Options { return &c.Options }
@@ -36,11 +35,10 @@ func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	c.Options.RegisterFlags(fs, "127.0.0.1:9101")
 	c.Kafka.RegisterFlags(fs)
 	fs.StringVar(&c.GroupID, "group-id", "alumini-enricher", "Kafka consumer group shared by all enricher instances")
-	fs.StringVar(&c.ClientsFile, "clients-file", "", "client registry YAML file (required)")
+	c.Clients.RegisterFlags(fs)
 	fs.StringVar(&c.VisitorSecret, "visitor-secret", "", "secret key of the visitor-id hash, at least 32 characters (required; set it through the environment, not the command line)")
 	fs.IntVar(&c.MaxBatch, "batch-max-records", 1000, "most raw hits enriched and written as one batch")
 	fs.DurationVar(&c.MaxWait, "batch-max-wait", 50*time.Millisecond, "longest a partial batch waits for more hits")
-	fs.DurationVar(&c.RegistryReload, "clients-reload-interval", 2*time.Second, "how often the client registry file is checked for changes")
 }
 
 func (c *config) Validate() error {
@@ -50,14 +48,14 @@ func (c *config) Validate() error {
 	if c.GroupID == "" {
 		return errors.New("group-id is required")
 	}
-	if c.ClientsFile == "" {
-		return errors.New("clients-file is required")
+	if err := c.Clients.Validate(); err != nil {
+		return err
 	}
 	if len(c.VisitorSecret) < 32 {
 		return errors.New("visitor-secret must be at least 32 characters (for example: head -c 32 /dev/urandom | base64)")
 	}
-	if c.MaxBatch < 1 || c.MaxWait <= 0 || c.RegistryReload <= 0 {
-		return errors.New("batch-max-records, batch-max-wait and clients-reload-interval must be positive")
+	if c.MaxBatch < 1 || c.MaxWait <= 0 {
+		return errors.New("batch-max-records, batch-max-wait must be positive")
 	}
 	return nil
 }
@@ -70,13 +68,10 @@ func main() {
 }
 
 func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
-	clients, err := registry.OpenFile(cfg.ClientsFile)
+	clients, err := cfg.Clients.Open(ctx, rt.Log)
 	if err != nil {
 		return err
 	}
-	watchCtx, stopWatch := context.WithCancel(context.Background())
-	defer stopWatch()
-	go clients.Watch(watchCtx, cfg.RegistryReload, rt.Log)
 
 	if err := cfg.Kafka.EnsureTopics(ctx, cfg.Kafka.RawTopic, cfg.Kafka.EnrichedTopic, cfg.Kafka.DeadLetterTopic); err != nil {
 		return err

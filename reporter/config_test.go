@@ -54,8 +54,8 @@ func TestConfigValidate(t *testing.T) {
 
 func TestConfigDefaults(t *testing.T) {
 	c := parse(t)
-	if c.AdminAddr != "127.0.0.1:9103" || c.ListenAddr != "127.0.0.1:8081" || c.ClickHouseAddr != "127.0.0.1:9000" ||
-		c.ClickHouseDatabase != "alumini" || c.QueryTimeout != 10*time.Second {
+	if c.AdminAddr != "127.0.0.1:9103" || c.ListenAddr != "127.0.0.1:8081" || c.ClickHouse.Addr != "127.0.0.1:9000" ||
+		c.ClickHouse.Database != "alumini" || c.QueryTimeout != 10*time.Second {
 		t.Errorf("defaults = %+v; want admin 127.0.0.1:9103, listen 127.0.0.1:8081, clickhouse 127.0.0.1:9000/alumini, timeout 10s", c)
 	}
 }

@@ -8,17 +8,12 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"go.uber.org/zap"
 
-	"github.com/aluminiapp/pipeline/lib/registry"
 	"github.com/aluminiapp/pipeline/lib/service"
 	"github.com/aluminiapp/pipeline/reporter/internal/api"
 	"github.com/aluminiapp/pipeline/reporter/internal/query"
 )
-
-// registryReloadInterval is how often the client registry file is re-read.
-const registryReloadInterval = 2 * time.Second
 
 // run serves the API until ctx is cancelled.
 //
@@ -27,20 +22,14 @@ const registryReloadInterval = 2 * time.Second
 // waits for the requests in flight (which need ClickHouse), and only then
 // is the ClickHouse connection closed.
 func (c *config) run(ctx context.Context, rt *service.Runtime) error {
-	reg, err := registry.OpenFile(c.ClientsFile)
+	reg, err := c.Clients.Open(ctx, rt.Log)
 	if err != nil {
 		return err
 	}
-	go reg.Watch(ctx, registryReloadInterval, rt.Log)
 
-	conn, err := clickhouse.Open(&clickhouse.Options{
-		Addr: []string{c.ClickHouseAddr},
-		Auth: clickhouse.Auth{Database: c.ClickHouseDatabase, Username: c.ClickHouseUser, Password: c.ClickHousePassword},
-		// Fail fast on an unreachable server; the query timeout bounds the rest.
-		DialTimeout: 5 * time.Second,
-	})
+	conn, err := c.ClickHouse.Open()
 	if err != nil {
-		return fmt.Errorf("clickhouse at %s: %w", c.ClickHouseAddr, err)
+		return err
 	}
 	closeConn := func() error {
 		if err := conn.Close(); err != nil {
@@ -84,7 +73,7 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) error {
 	go func() { served <- srv.Serve(ln) }()
 	rt.Health.Started()
 	rt.Log.Info("serving the API", zap.String("listen_addr", ln.Addr().String()),
-		zap.String("clickhouse_addr", c.ClickHouseAddr), zap.String("clickhouse_database", c.ClickHouseDatabase))
+		zap.String("clickhouse_addr", c.ClickHouse.Addr), zap.String("clickhouse_database", c.ClickHouse.Database))
 
 	select {
 	case err := <-served:

@@ -10,12 +10,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/aluminiapp/pipeline/lib/chconf"
 	"github.com/aluminiapp/pipeline/lib/envflag"
 	"github.com/aluminiapp/pipeline/lib/kafkaconf"
 	"github.com/aluminiapp/pipeline/lib/service"
@@ -27,14 +27,11 @@ import (
 type config struct {
 	service.Options
 	kafkaconf.Config
-	ClickHouseAddr     string
-	ClickHouseDatabase string
-	ClickHouseUser     string
-	ClickHousePassword string
-	GroupID            string
-	BatchMaxRows       int
-	BatchMaxBytes      int
-	BatchMaxWait       time.Duration
+	ClickHouse    chconf.Config
+	GroupID       string
+	BatchMaxRows  int
+	BatchMaxBytes int
+	BatchMaxWait  time.Duration
 }
 
 func (c *config) Common() *service.Options { return &c.Options }
@@ -42,10 +39,7 @@ func (c *config) Common() *service.Options { return &c.Options }
 func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	c.Options.RegisterFlags(fs, "127.0.0.1:9102")
 	c.Config.RegisterFlags(fs)
-	fs.StringVar(&c.ClickHouseAddr, "clickhouse-addr", "127.0.0.1:9000", "ClickHouse native-protocol address")
-	fs.StringVar(&c.ClickHouseDatabase, "clickhouse-database", "alumini", "ClickHouse database of the events table; created at start when missing")
-	fs.StringVar(&c.ClickHouseUser, "clickhouse-user", "default", "ClickHouse user")
-	fs.StringVar(&c.ClickHousePassword, "clickhouse-password", "", "ClickHouse password (prefer the environment variable to the flag)")
+	c.ClickHouse.RegisterFlags(fs)
 	fs.StringVar(&c.GroupID, "group-id", "alumini-sinker", "Kafka consumer group the sinkers share the enriched topic's partitions in")
 	fs.IntVar(&c.BatchMaxRows, "batch-max-rows", 50000, "records per ClickHouse insert at most")
 	fs.IntVar(&c.BatchMaxBytes, "batch-max-bytes", 64<<20, "record bytes per ClickHouse insert at most; with batch-max-rows it bounds memory")
@@ -56,11 +50,8 @@ func (c *config) Validate() error {
 	if err := c.Config.Validate(); err != nil {
 		return err
 	}
-	if _, _, err := net.SplitHostPort(c.ClickHouseAddr); err != nil {
-		return fmt.Errorf("clickhouse-addr %q: %w", c.ClickHouseAddr, err)
-	}
-	if err := store.ValidateDatabase(c.ClickHouseDatabase); err != nil {
-		return fmt.Errorf("clickhouse-database: %w", err)
+	if err := c.ClickHouse.Validate(); err != nil {
+		return err
 	}
 	if c.GroupID == "" {
 		return errors.New("group-id is required")
@@ -79,10 +70,6 @@ func (c *config) Validate() error {
 	return nil
 }
 
-func (c *config) storeOptions() store.Options {
-	return store.Options{Addr: c.ClickHouseAddr, Database: c.ClickHouseDatabase, User: c.ClickHouseUser, Password: c.ClickHousePassword}
-}
-
 func main() {
 	var cfg config
 	if len(os.Args) > 1 && os.Args[1] == "migrate" {
@@ -99,7 +86,7 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) (err error) {
 	if err := c.EnsureTopics(ctx, c.EnrichedTopic, c.DeadLetterTopic); err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, c.storeOptions())
+	st, err := store.Open(ctx, c.ClickHouse)
 	if err != nil {
 		return err
 	}
@@ -109,7 +96,7 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) (err error) {
 		}
 	}()
 	if err := schema.Apply(ctx, st.Conn(), rt.Log); err != nil {
-		return fmt.Errorf("migrating database %s: %w", c.ClickHouseDatabase, err)
+		return fmt.Errorf("migrating database %s: %w", c.ClickHouse.Database, err)
 	}
 
 	reader := sink.NewReader(c.BrokerList(), c.EnrichedTopic, c.GroupID, rt.Log)
@@ -139,7 +126,7 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) (err error) {
 	rt.Health.AddCheck("clickhouse_insert", s.Ready)
 	rt.Health.Started()
 	rt.Log.Info("sinker consuming", zap.String("topic", c.EnrichedTopic), zap.String("group_id", c.GroupID),
-		zap.String("clickhouse_addr", c.ClickHouseAddr), zap.String("database", c.ClickHouseDatabase))
+		zap.String("clickhouse_addr", c.ClickHouse.Addr), zap.String("database", c.ClickHouse.Database))
 	return s.Run(ctx)
 }
 
@@ -172,7 +159,7 @@ func migrateMain(cfg *config, args []string) int {
 	defer func() { _ = log.Sync() }() // Sync fails on terminals (ENOTTY/EINVAL); nothing to do about it at exit.
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	if err := migrate(ctx, cfg.storeOptions(), log); err != nil {
+	if err := migrate(ctx, cfg.ClickHouse, log); err != nil {
 		log.Error("migration failed", zap.Error(err))
 		return 1
 	}
@@ -180,7 +167,7 @@ func migrateMain(cfg *config, args []string) int {
 }
 
 // migrate creates the database when missing and applies the migrations.
-func migrate(ctx context.Context, o store.Options, log *zap.Logger) (err error) {
+func migrate(ctx context.Context, o chconf.Config, log *zap.Logger) (err error) {
 	st, err := store.Open(ctx, o)
 	if err != nil {
 		return err

@@ -39,12 +39,12 @@ func TestConfigValidate(t *testing.T) {
 		wantErr string // "" means valid
 	}{
 		{"defaults", func(*config) {}, ""},
-		{"database with underscore", func(c *config) { c.ClickHouseDatabase = "alumini_eu" }, ""},
+		{"database with underscore", func(c *config) { c.ClickHouse.Database = "alumini_eu" }, ""},
 		{"no kafka brokers", func(c *config) { c.Brokers = "" }, "kafka-brokers"},
-		{"clickhouse addr without port", func(c *config) { c.ClickHouseAddr = "clickhouse" }, "clickhouse-addr"},
-		{"database with dash", func(c *config) { c.ClickHouseDatabase = "alumini-eu" }, "clickhouse-database"},
-		{"database starting with digit", func(c *config) { c.ClickHouseDatabase = "1alumini" }, "clickhouse-database"},
-		{"database injection", func(c *config) { c.ClickHouseDatabase = "a; DROP DATABASE b" }, "clickhouse-database"},
+		{"clickhouse addr without port", func(c *config) { c.ClickHouse.Addr = "clickhouse" }, "clickhouse-addr"},
+		{"database with dash", func(c *config) { c.ClickHouse.Database = "alumini-eu" }, "clickhouse-database"},
+		{"database starting with digit", func(c *config) { c.ClickHouse.Database = "1alumini" }, "clickhouse-database"},
+		{"database injection", func(c *config) { c.ClickHouse.Database = "a; DROP DATABASE b" }, "clickhouse-database"},
 		{"empty group", func(c *config) { c.GroupID = "" }, "group-id"},
 		{"zero rows", func(c *config) { c.BatchMaxRows = 0 }, "batch-max-rows"},
 		{"too many rows", func(c *config) { c.BatchMaxRows = 2_000_000 }, "batch-max-rows"},
@@ -69,7 +69,7 @@ func TestConfigValidate(t *testing.T) {
 
 func TestDefaults(t *testing.T) {
 	c := defaults(t)
-	got := fmt.Sprintf("%s %s %s %s %d %d %v", c.AdminAddr, c.ClickHouseAddr, c.ClickHouseDatabase, c.GroupID, c.BatchMaxRows, c.BatchMaxBytes, c.BatchMaxWait)
+	got := fmt.Sprintf("%s %s %s %s %d %d %v", c.AdminAddr, c.ClickHouse.Addr, c.ClickHouse.Database, c.GroupID, c.BatchMaxRows, c.BatchMaxBytes, c.BatchMaxWait)
 	want := "127.0.0.1:9102 127.0.0.1:9000 alumini alumini-sinker 50000 67108864 1s"
 	if got != want {
 		t.Errorf("defaults = %q; want %q", got, want)
@@ -92,17 +92,17 @@ func freshDatabase(t *testing.T) string {
 
 func TestMigrateCreatesDatabaseAndSchema(t *testing.T) {
 	c := defaults(t)
-	c.ClickHouseAddr = chtest.Addr()
-	c.ClickHouseDatabase = freshDatabase(t)
+	c.ClickHouse.Addr = chtest.Addr()
+	c.ClickHouse.Database = freshDatabase(t)
 	ctx := context.Background()
 	for i := range 2 { // a second run finds everything in place
-		if err := migrate(ctx, c.storeOptions(), zaptest.NewLogger(t)); err != nil {
+		if err := migrate(ctx, c.ClickHouse, zaptest.NewLogger(t)); err != nil {
 			t.Fatalf("migrate run %d = %v; want nil", i+1, err)
 		}
 	}
 	_, conn := chtest.Database(t)
 	var version uint32
-	if err := conn.QueryRow(ctx, "SELECT max(version) FROM "+c.ClickHouseDatabase+".schema_migrations").Scan(&version); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT max(version) FROM "+c.ClickHouse.Database+".schema_migrations").Scan(&version); err != nil {
 		t.Fatal(err)
 	}
 	if want := schema.Migrations[len(schema.Migrations)-1].Version; version != want {
@@ -116,8 +116,8 @@ func TestRun(t *testing.T) {
 	_, addr := kafkatest.Start(t)
 	c := defaults(t)
 	c.Brokers = addr
-	c.ClickHouseAddr = chtest.Addr()
-	c.ClickHouseDatabase = freshDatabase(t)
+	c.ClickHouse.Addr = chtest.Addr()
+	c.ClickHouse.Database = freshDatabase(t)
 	c.BatchMaxWait = 50 * time.Millisecond
 	rt := &service.Runtime{Name: "sinker", Log: zaptest.NewLogger(t), Metrics: service.NewRegistry("sinker"), Health: service.NewHealth()}
 
@@ -147,7 +147,7 @@ func TestRun(t *testing.T) {
 	_, conn := chtest.Database(t)
 	for {
 		var n uint64
-		if err := conn.QueryRow(ctx, "SELECT count() FROM "+c.ClickHouseDatabase+".events WHERE event_id = 'run-1'").Scan(&n); err != nil {
+		if err := conn.QueryRow(ctx, "SELECT count() FROM "+c.ClickHouse.Database+".events WHERE event_id = 'run-1'").Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		if n == 1 {

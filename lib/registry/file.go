@@ -3,6 +3,8 @@ package registry
 import (
 	"bytes"
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"sync/atomic"
@@ -115,4 +117,37 @@ func (f *File) ByAPIKey(key string) (*Client, error) {
 		return c, nil
 	}
 	return nil, ErrNotFound
+}
+
+// FileConfig is how a service finds its registry file.
+type FileConfig struct {
+	Path           string
+	ReloadInterval time.Duration
+}
+
+// RegisterFlags adds -clients-file and -clients-reload-interval.
+func (c *FileConfig) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Path, "clients-file", "", "client registry YAML file, reloaded when it changes (required)")
+	fs.DurationVar(&c.ReloadInterval, "clients-reload-interval", 2*time.Second, "how often the client registry file is checked for changes")
+}
+
+// Validate reports a missing file name or a bad interval.
+func (c *FileConfig) Validate() error {
+	if c.Path == "" {
+		return errors.New("clients-file is required: the client registry YAML (see deploy/clients.example.yaml)")
+	}
+	if c.ReloadInterval <= 0 {
+		return errors.New("clients-reload-interval must be positive")
+	}
+	return nil
+}
+
+// Open reads the registry and keeps reloading it until ctx ends.
+func (c *FileConfig) Open(ctx context.Context, log *zap.Logger) (*File, error) {
+	f, err := OpenFile(c.Path)
+	if err != nil {
+		return nil, err
+	}
+	go f.Watch(ctx, c.ReloadInterval, log)
+	return f, nil
 }

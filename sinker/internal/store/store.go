@@ -4,38 +4,14 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"regexp"
-	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/aluminiapp/pipeline/lib/chconf"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
 	"github.com/aluminiapp/pipeline/sinker/schema"
 )
-
-// ErrBadDatabaseName is returned for a database name that would need quoting.
-var ErrBadDatabaseName = errors.New("database name must be letters, digits and underscores, not starting with a digit")
-
-var databaseName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-
-// ValidateDatabase checks that name can be used unquoted in statements.
-func ValidateDatabase(name string) error {
-	if !databaseName.MatchString(name) {
-		return fmt.Errorf("%q: %w", name, ErrBadDatabaseName)
-	}
-	return nil
-}
-
-// Options say where ClickHouse is and who the sinker is there.
-type Options struct {
-	Addr     string
-	Database string
-	User     string
-	Password string
-}
 
 // Store inserts events into one database's events table.
 type Store struct {
@@ -45,44 +21,15 @@ type Store struct {
 // Open creates the database when it is missing and returns a Store whose
 // connection uses it as its default database, which is what the
 // migrations and InsertSQL expect.
-func Open(ctx context.Context, o Options) (*Store, error) {
-	if err := ValidateDatabase(o.Database); err != nil {
+func Open(ctx context.Context, cfg chconf.Config) (*Store, error) {
+	if err := cfg.CreateDatabase(ctx); err != nil {
 		return nil, err
 	}
-	admin, err := open(o, "default")
-	if err != nil {
-		return nil, err
-	}
-	createErr := admin.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+o.Database)
-	if cerr := admin.Close(); cerr != nil {
-		createErr = errors.Join(createErr, fmt.Errorf("closing clickhouse connection: %w", cerr))
-	}
-	if createErr != nil {
-		return nil, fmt.Errorf("creating database %s at %s: %w", o.Database, o.Addr, createErr)
-	}
-	conn, err := open(o, o.Database)
+	conn, err := cfg.Open()
 	if err != nil {
 		return nil, err
 	}
 	return &Store{conn: conn}, nil
-}
-
-func open(o Options, database string) (driver.Conn, error) {
-	conn, err := clickhouse.Open(&clickhouse.Options{
-		Addr: []string{o.Addr},
-		Auth: clickhouse.Auth{Database: database, Username: o.User, Password: o.Password},
-		// Batches are large and text-heavy: LZ4 makes them several times
-		// smaller on the wire for little CPU.
-		Compression: &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
-		DialTimeout: 5 * time.Second,
-		// One insert runs at a time; the rest serve migrations and
-		// readiness probes.
-		MaxOpenConns: 4,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("clickhouse at %s: %w", o.Addr, err)
-	}
-	return conn, nil
 }
 
 // New wraps an open connection whose default database holds the events table.

@@ -2,34 +2,14 @@ package store
 
 import (
 	"context"
-	"errors"
 	"testing"
 
+	"github.com/aluminiapp/pipeline/lib/chconf"
 	"github.com/aluminiapp/pipeline/lib/chtest"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
 	"github.com/aluminiapp/pipeline/sinker/schema"
 	"go.uber.org/zap"
 )
-
-func TestValidateDatabase(t *testing.T) {
-	tests := []struct {
-		name string
-		ok   bool
-	}{
-		{"alumini", true},
-		{"_private2", true},
-		{"", false},
-		{"2alumini", false},
-		{"alumini-eu", false},
-		{"a`; DROP DATABASE x", false},
-	}
-	for _, tt := range tests {
-		err := ValidateDatabase(tt.name)
-		if (err == nil) != tt.ok || (err != nil && !errors.Is(err, ErrBadDatabaseName)) {
-			t.Errorf("ValidateDatabase(%q) = %v; want ok %v", tt.name, err, tt.ok)
-		}
-	}
-}
 
 func TestOpenCreatesDatabaseAndInserts(t *testing.T) {
 	base, admin := chtest.Database(t)
@@ -40,7 +20,7 @@ func TestOpenCreatesDatabaseAndInserts(t *testing.T) {
 			t.Logf("dropping %s: %v", name, err)
 		}
 	})
-	s, err := Open(ctx, Options{Addr: chtest.Addr(), Database: name})
+	s, err := Open(ctx, chconf.Config{Addr: chtest.Addr(), Database: name})
 	if err != nil {
 		t.Fatalf("Open(%q) = %v; want nil", name, err)
 	}

@@ -1,0 +1,87 @@
+// Package chconf holds the ClickHouse settings the sinker and reporter share
+// and opens native-protocol connections with them.
+package chconf
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"regexp"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// Config says where ClickHouse is and who the service is there.
+type Config struct {
+	Addr     string
+	Database string
+	User     string
+	Password string
+}
+
+// RegisterFlags adds the ClickHouse flags.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Addr, "clickhouse-addr", "127.0.0.1:9000", "ClickHouse native-protocol address, host:port")
+	fs.StringVar(&c.Database, "clickhouse-database", "alumini", "ClickHouse database of the events table")
+	fs.StringVar(&c.User, "clickhouse-user", "default", "ClickHouse user")
+	fs.StringVar(&c.Password, "clickhouse-password", "", "ClickHouse password (prefer the environment variable to the flag, which shows in process lists)")
+}
+
+// ErrBadDatabaseName is returned for a database name that would need quoting.
+var ErrBadDatabaseName = errors.New("database name must be letters, digits and underscores, not starting with a digit")
+
+var databaseName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// Validate reports the first bad ClickHouse setting.
+func (c *Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("clickhouse-addr %q: %w", c.Addr, err)
+	}
+	// The name goes unquoted into CREATE DATABASE, so it is checked here.
+	if !databaseName.MatchString(c.Database) {
+		return fmt.Errorf("clickhouse-database %q: %w", c.Database, ErrBadDatabaseName)
+	}
+	return nil
+}
+
+// Open connects with the configured database as the default one.
+func (c *Config) Open() (driver.Conn, error) { return c.open(c.Database) }
+
+func (c *Config) open(database string) (driver.Conn, error) {
+	conn, err := clickhouse.Open(&clickhouse.Options{
+		Addr: []string{c.Addr},
+		Auth: clickhouse.Auth{Database: database, Username: c.User, Password: c.Password},
+		// Inserts are large and text-heavy: LZ4 makes them several times
+		// smaller on the wire for little CPU.
+		Compression: &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
+		// Fail fast on an unreachable server; query contexts bound the rest.
+		DialTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse at %s: %w", c.Addr, err)
+	}
+	return conn, nil
+}
+
+// CreateDatabase creates the configured database when it is missing.
+func (c *Config) CreateDatabase(ctx context.Context) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	admin, err := c.open("default")
+	if err != nil {
+		return err
+	}
+	createErr := admin.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+c.Database)
+	if cerr := admin.Close(); cerr != nil {
+		createErr = errors.Join(createErr, fmt.Errorf("closing clickhouse connection: %w", cerr))
+	}
+	if createErr != nil {
+		return fmt.Errorf("creating database %s at %s: %w", c.Database, c.Addr, createErr)
+	}
+	return nil
+}
