@@ -8,6 +8,8 @@ command -v protoc >/dev/null || need+=(protobuf-compiler)
 command -v clickhouse-server >/dev/null || need+=(clickhouse-server)
 command -v clickhouse-client >/dev/null || need+=(clickhouse-client)
 command -v curl >/dev/null || need+=(curl)
+# Headless Chromium drives the browser tests (tracker script, dashboard).
+command -v chromium >/dev/null || need+=(chromium)
 if ((${#need[@]} == 0)); then
   exit 0
 fi

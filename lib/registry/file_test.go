@@ -55,8 +55,8 @@ clients:
 	if c, err := reg.ByID("blog"); err != nil || c.CookieMode != CookieModeCookie {
 		t.Errorf("ByID(blog) = %+v, %v; want cookie mode", c, err)
 	}
-	if c, _ := reg.ByID("shop"); c.CookieMode != CookieModeCookieless {
-		t.Errorf("default cookie mode = %q; want %q", c.CookieMode, CookieModeCookieless)
+	if c, _ := reg.ByID("shop"); c.CookieMode != CookieModeCookieless || c.TimeZone != "UTC" || c.Bots != BotsFlag {
+		t.Errorf("defaults = %q %q %q; want %q UTC %q", c.CookieMode, c.TimeZone, c.Bots, CookieModeCookieless, BotsFlag)
 	}
 	if strings.Contains(mustRead(t, path), key) {
 		t.Error("the registry file holds the plain API key")
@@ -81,6 +81,9 @@ func TestParseRejects(t *testing.T) {
 		{"unknown field", "clients: [{id: a, respect_dtn: true}]", "respect_dtn"},
 		{"cookie mode", "clients: [{id: a, cookie_mode: sometimes}]", "cookie_mode"},
 		{"domain with scheme", "clients: [{id: a, domains: ['https://a.example']}]", "bare host"},
+		{"time zone", "clients: [{id: a, time_zone: Mars/Olympus}]", "time_zone"},
+		{"bots", "clients: [{id: a, bots: hide}]", "bots"},
+		{"ip range", "clients: [{id: a, exclude: {ip_ranges: [10.0.0.1]}}]", "exclude.ip_ranges"},
 	} {
 		if _, err := Parse([]byte(tc.doc)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: Parse = %v; want an error mentioning %q", tc.name, err, tc.want)

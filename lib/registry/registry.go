@@ -8,8 +8,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // Cookie modes a client can choose.
@@ -37,7 +39,39 @@ type Client struct {
 	CookieMode string `yaml:"cookie_mode"`
 	// RetentionDays is how long events are kept; 0 keeps them forever.
 	RetentionDays int `yaml:"retention_days"`
+	// TimeZone is the IANA zone reports use for days and hours; default UTC.
+	TimeZone string `yaml:"time_zone"`
+	// Bots says what happens to hits from bots and crawlers: "flag" keeps
+	// them marked (reports leave them out by default), "drop" discards them.
+	Bots string `yaml:"bots"`
+	// KeepTruncatedIP stores the IP cut to /24 (IPv4) or /48 (IPv6) instead
+	// of dropping it after geo lookup.
+	KeepTruncatedIP bool `yaml:"keep_truncated_ip"`
+	// RateLimitPerSecond caps the events the collector accepts for this
+	// client per second; 0 means the collector's default.
+	RateLimitPerSecond int `yaml:"rate_limit_per_second"`
+	// AllowedProperties, when not empty, is the only custom property names
+	// kept; others are dropped at the collector.
+	AllowedProperties []string `yaml:"allowed_properties"`
+	// Exclude leaves out the client's own staff and test traffic.
+	Exclude Exclusions `yaml:"exclude"`
 }
+
+// Exclusions are hits the client does not want collected.
+type Exclusions struct {
+	// IPRanges in CIDR notation (203.0.113.0/24, 2001:db8::/32).
+	IPRanges []string `yaml:"ip_ranges"`
+	// Hostnames of pages (staging.example.com).
+	Hostnames []string `yaml:"hostnames"`
+	// Paths of pages, exact or ending in * for a prefix (/admin/*).
+	Paths []string `yaml:"paths"`
+}
+
+// Bot handling choices.
+const (
+	BotsFlag = "flag"
+	BotsDrop = "drop"
+)
 
 // ErrNotFound is returned when no client matches an id or key.
 var ErrNotFound = errors.New("client not found")
@@ -96,6 +130,20 @@ func (c *Client) Validate() error {
 	default:
 		return fmt.Errorf("client %s: cookie_mode %q: want %q or %q", c.ID, c.CookieMode, CookieModeCookieless, CookieModeCookie)
 	}
+	if _, err := time.LoadLocation(c.TimeZone); err != nil {
+		return fmt.Errorf("client %s: time_zone %q: want an IANA zone such as Europe/Berlin", c.ID, c.TimeZone)
+	}
+	if c.Bots != BotsFlag && c.Bots != BotsDrop {
+		return fmt.Errorf("client %s: bots %q: want %q or %q", c.ID, c.Bots, BotsFlag, BotsDrop)
+	}
+	if c.RateLimitPerSecond < 0 {
+		return fmt.Errorf("client %s: rate_limit_per_second must not be negative", c.ID)
+	}
+	for _, r := range c.Exclude.IPRanges {
+		if _, err := netip.ParsePrefix(r); err != nil {
+			return fmt.Errorf("client %s: exclude.ip_ranges %q: want CIDR notation such as 203.0.113.0/24", c.ID, r)
+		}
+	}
 	if c.RetentionDays < 0 {
 		return fmt.Errorf("client %s: retention_days must not be negative", c.ID)
 	}
@@ -124,6 +172,12 @@ func newIndex(clients []Client) (*index, error) {
 		c := &clients[i]
 		if c.CookieMode == "" {
 			c.CookieMode = CookieModeCookieless
+		}
+		if c.TimeZone == "" {
+			c.TimeZone = "UTC"
+		}
+		if c.Bots == "" {
+			c.Bots = BotsFlag
 		}
 		if err := c.Validate(); err != nil {
 			return nil, err
