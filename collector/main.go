@@ -8,14 +8,20 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
+	_ "net/http/pprof" // served only on -pprof-addr
 	"os"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
+	"github.com/aluminiapp/pipeline/collector/internal/clientip"
 	"github.com/aluminiapp/pipeline/collector/internal/intake"
 	"github.com/aluminiapp/pipeline/collector/internal/publish"
+	"github.com/aluminiapp/pipeline/collector/internal/rules"
+	"github.com/aluminiapp/pipeline/collector/internal/tracker"
 	"github.com/aluminiapp/pipeline/lib/kafkaconf"
 	"github.com/aluminiapp/pipeline/lib/registry"
 	"github.com/aluminiapp/pipeline/lib/service"
@@ -23,13 +29,24 @@ import (
 
 type config struct {
 	service.Options
-	Kafka        kafkaconf.Config
-	ListenAddr   string
-	Clients      registry.FileConfig
-	MaxBodyBytes int
-	BatchTimeout time.Duration
-	AckTimeout   time.Duration
-	ReadTimeout  time.Duration
+	Kafka            kafkaconf.Config
+	ListenAddr       string
+	Clients          registry.FileConfig
+	RulesFile        string
+	MaxBodyBytes     int
+	MaxBatchEvents   int
+	MaxInflightBytes int64
+	MaxConcurrency   int
+	TrustedProxies   string
+	ClientRate       float64
+	ClientBurst      int
+	IPRate           float64
+	IPBurst          int
+	Paths            intake.Paths
+	BatchTimeout     time.Duration
+	AckTimeout       time.Duration
+	ReadTimeout      time.Duration
+	PprofAddr        string
 }
 
 func (c *config) Common() *service.Options { return &c.Options }
@@ -39,9 +56,25 @@ func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	c.Kafka.RegisterFlags(fs)
 	fs.StringVar(&c.ListenAddr, "listen-addr", "127.0.0.1:8080", "address of the public intake endpoints")
 	c.Clients.RegisterFlags(fs)
-	fs.IntVar(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest request body accepted; larger ones get 413")
+	fs.StringVar(&c.RulesFile, "rules-file", "", "collector rules YAML (per-client exclusions, rate limits, server keys), reloaded when it changes; empty for none")
+	fs.IntVar(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest request body accepted, before and after gzip decompression; larger ones get 413")
+	fs.IntVar(&c.MaxBatchEvents, "max-batch-events", 500, "most events in one batch request; more get 400")
+	fs.Int64Var(&c.MaxInflightBytes, "max-inflight-bytes", 64<<20, "request bytes held by requests in progress (mostly waiting for Kafka); past it new requests get 503, so memory stays bounded while Kafka is slow")
+	fs.IntVar(&c.MaxConcurrency, "max-concurrency", 10000, "most connections served at once; more are refused by the server")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs of load balancers and proxies whose X-Forwarded-For / X-Real-IP are believed")
+	fs.Float64Var(&c.ClientRate, "client-rate-limit", 2000, "events per second accepted per client unless its rules say otherwise; 0 for no limit")
+	fs.IntVar(&c.ClientBurst, "client-rate-burst", 10000, "events a client may send at once above its rate (at least max-batch-events)")
+	fs.Float64Var(&c.IPRate, "ip-rate-limit", 50, "requests per second accepted per client address; 0 for no limit")
+	fs.IntVar(&c.IPBurst, "ip-rate-burst", 200, "requests one address may send at once above its rate")
+	fs.StringVar(&c.Paths.Event, "path-event", intake.DefaultPaths.Event, "path of the one-event endpoint (first-party serving may rename it)")
+	fs.StringVar(&c.Paths.Batch, "path-batch", intake.DefaultPaths.Batch, "path of the batch endpoint")
+	fs.StringVar(&c.Paths.Pixel, "path-pixel", intake.DefaultPaths.Pixel, "path of the 1x1 GIF beacon")
+	fs.StringVar(&c.Paths.Script, "path-script", intake.DefaultPaths.Script, "path of the tracker script")
+	fs.StringVar(&c.Paths.OptOut, "path-optout", intake.DefaultPaths.OptOut, "path of the opt-out page")
+	fs.StringVar(&c.Paths.OptIn, "path-optin", intake.DefaultPaths.OptIn, "path of the opt-in page")
 	fs.DurationVar(&c.BatchTimeout, "kafka-batch-timeout", 2*time.Millisecond, "how long the producer waits to fill a batch before sending it")
 	fs.DurationVar(&c.AckTimeout, "kafka-ack-timeout", 5*time.Second, "how long a request waits for Kafka's acknowledgement before answering 503")
+	fs.StringVar(&c.PprofAddr, "pprof-addr", "", "address for Go's /debug/pprof profiles (loopback only; empty: off)")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", 10*time.Second, "how long a client may take to send a request")
 }
 
@@ -57,6 +90,32 @@ func (c *config) Validate() error {
 	}
 	if c.MaxBodyBytes < 1024 {
 		return errors.New("max-body-bytes must be at least 1024")
+	}
+	if c.MaxBatchEvents < 1 || c.MaxConcurrency < 1 {
+		return errors.New("max-batch-events and max-concurrency must be at least 1")
+	}
+	if c.MaxInflightBytes < int64(2*c.MaxBodyBytes) {
+		return errors.New("max-inflight-bytes must be at least twice max-body-bytes: a gzipped request reserves its body and its decompressed limit")
+	}
+	if c.ClientRate < 0 || c.IPRate < 0 || c.ClientBurst < 0 || c.IPBurst < 0 {
+		return errors.New("rate limits and bursts must not be negative")
+	}
+	if c.IPRate > 0 && c.IPBurst < 1 {
+		return errors.New("ip-rate-burst must be at least 1 when ip-rate-limit is set")
+	}
+	if _, err := clientip.Parse(c.TrustedProxies); err != nil {
+		return fmt.Errorf("trusted-proxies: %w", err)
+	}
+	seen := map[string]string{}
+	for name, p := range map[string]string{"path-event": c.Paths.Event, "path-batch": c.Paths.Batch, "path-pixel": c.Paths.Pixel,
+		"path-script": c.Paths.Script, "path-optout": c.Paths.OptOut, "path-optin": c.Paths.OptIn} {
+		if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "/v1/") || p == "/healthz" || p == "/readyz" {
+			return fmt.Errorf("%s %q: want a path starting with / that is not /v1/..., /healthz or /readyz", name, p)
+		}
+		if other, dup := seen[p]; dup {
+			return fmt.Errorf("%s and %s are both %q", name, other, p)
+		}
+		seen[p] = name
 	}
 	if c.BatchTimeout <= 0 || c.BatchTimeout > time.Second {
 		return errors.New("kafka-batch-timeout must be between 0 and 1s: every request waits for it")
@@ -95,13 +154,60 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 			err = errors.Join(err, fmt.Errorf("closing kafka producer: %w", cerr))
 		}
 	}()
-	rt.Health.AddCheck("kafka", cfg.Kafka.Ping)
+	// pub.Ping, not cfg.Kafka.Ping: the latter asks kafka-go's shared
+	// transport, which answers metadata from its cache and kept reporting
+	// ready for seconds after the broker was gone (TestReadinessFollowsKafka).
+	rt.Health.AddCheck("kafka", pub.Ping)
 
-	h := intake.New(clients, pub, rt.Health, rt.Log, rt.Metrics)
+	if cfg.PprofAddr != "" {
+		// Profiles are for operators measuring a live collector; they go on
+		// their own listener so the public port never exposes them.
+		pprofSrv := &http.Server{Addr: cfg.PprofAddr, Handler: http.DefaultServeMux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := pprofSrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				rt.Log.Error("pprof server", zap.Error(err))
+			}
+		}()
+		defer func() {
+			if cerr := pprofSrv.Close(); cerr != nil {
+				rt.Log.Warn("closing pprof server", zap.Error(cerr))
+			}
+		}()
+	}
+
+	collectorRules, err := rules.Open(cfg.RulesFile)
+	if err != nil {
+		return err
+	}
+	go collectorRules.Watch(ctx, cfg.Clients.ReloadInterval, rt.Log)
+	proxies, err := clientip.Parse(cfg.TrustedProxies)
+	if err != nil {
+		return err
+	}
+
+	h := intake.New(intake.Config{
+		Clients:          clients,
+		Rules:            collectorRules,
+		Publisher:        pub,
+		Health:           rt.Health,
+		Log:              rt.Log,
+		Metrics:          rt.Metrics,
+		Proxies:          proxies,
+		Paths:            cfg.Paths,
+		Script:           tracker.Script(cfg.Paths.Event),
+		MaxBodyBytes:     cfg.MaxBodyBytes,
+		MaxBatchEvents:   cfg.MaxBatchEvents,
+		MaxInflightBytes: cfg.MaxInflightBytes,
+		ClientRate:       cfg.ClientRate,
+		ClientBurst:      cfg.ClientBurst,
+		IPRate:           cfg.IPRate,
+		IPBurst:          cfg.IPBurst,
+	})
 	srv := &fasthttp.Server{
 		Handler:            h.Serve,
 		ErrorHandler:       h.ServeError,
 		Name:               "alumini",
+		Concurrency:        cfg.MaxConcurrency,
 		MaxRequestBodySize: cfg.MaxBodyBytes,
 		ReadTimeout:        cfg.ReadTimeout,
 		WriteTimeout:       cfg.AckTimeout + 5*time.Second,

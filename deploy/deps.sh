@@ -10,11 +10,18 @@ command -v clickhouse-client >/dev/null || need+=(clickhouse-client)
 command -v curl >/dev/null || need+=(curl)
 # Headless Chromium drives the browser tests (tracker script, dashboard).
 command -v chromium >/dev/null || need+=(chromium)
-if ((${#need[@]} == 0)); then
-  exit 0
+# Node.js runs chdb, a current ClickHouse engine, to check our SQL on it.
+command -v npm >/dev/null || need+=(nodejs npm)
+if ((${#need[@]} > 0)); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  echo "deps: installing ${need[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo=sudo
-echo "deps: installing ${need[*]}" >&2
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+
+sqlcheck="$(dirname "$0")/sqlcheck"
+if [ ! -d "$sqlcheck/node_modules/chdb" ]; then
+  echo "deps: installing chdb for the current-engine SQL check" >&2
+  npm ci --prefix "$sqlcheck" --no-audit --no-fund --loglevel=error >/dev/null
+fi

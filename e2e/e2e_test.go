@@ -172,7 +172,15 @@ func (s *stack) stopAll() {
 
 func (s *stack) post(body string) (int, string) {
 	s.t.Helper()
-	resp, err := http.Post("http://"+s.ports["collector"]+"/api/event", "application/json", strings.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, "http://"+s.ports["collector"]+"/api/event", strings.NewReader(body))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	// A browser's user agent: the enricher flags Go-http-client as a bot,
+	// and reports leave bots out.
+	req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		s.t.Fatal(err)
 	}

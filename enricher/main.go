@@ -1,6 +1,6 @@
 // Command enricher turns raw hits into enriched events: it reads the raw
-// topic, adds what can be learnt about each hit, drops the IP address and
-// writes the enriched topic.
+// topic, learns browser, OS, device, bot status, referrer, campaign, geo,
+// visitor and session, drops the IP address and writes the enriched topic.
 package main
 
 import (
@@ -11,8 +11,15 @@ import (
 	"os"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/aluminiapp/pipeline/enricher/internal/enrich"
+	"github.com/aluminiapp/pipeline/enricher/internal/geo"
 	"github.com/aluminiapp/pipeline/enricher/internal/pipeline"
+	"github.com/aluminiapp/pipeline/enricher/internal/referrer"
+	"github.com/aluminiapp/pipeline/enricher/internal/session"
+	"github.com/aluminiapp/pipeline/enricher/internal/useragent"
 	"github.com/aluminiapp/pipeline/enricher/internal/visitor"
 	"github.com/aluminiapp/pipeline/lib/kafkaconf"
 	"github.com/aluminiapp/pipeline/lib/registry"
@@ -27,6 +34,18 @@ type config struct {
 	VisitorSecret string
 	MaxBatch      int
 	MaxWait       time.Duration
+
+	GeoDB       string
+	UACacheSize int
+
+	SaltTopic    string
+	SaltGrace    time.Duration
+	SaltInterval time.Duration
+
+	SessionTopic       string
+	SessionTimeout     time.Duration
+	SessionMaxVisitors int
+	SessionTTL         time.Duration
 }
 
 func (c *config) Common() *service.Options { return &c.Options }
@@ -39,6 +58,15 @@ func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.VisitorSecret, "visitor-secret", "", "secret key of the visitor-id hash, at least 32 characters (required; set it through the environment, not the command line)")
 	fs.IntVar(&c.MaxBatch, "batch-max-records", 1000, "most raw hits enriched and written as one batch")
 	fs.DurationVar(&c.MaxWait, "batch-max-wait", 50*time.Millisecond, "longest a partial batch waits for more hits")
+	fs.StringVar(&c.GeoDB, "geo-db", "", "path of a MaxMind GeoIP2/GeoLite2 City or DB-IP City .mmdb file; empty: no geo")
+	fs.IntVar(&c.UACacheSize, "ua-cache-size", 50000, "user agents whose parse is cached (about 200 bytes each)")
+	fs.StringVar(&c.SaltTopic, "salt-topic", "alumini.salts", "compacted Kafka topic of the daily random salts of cookieless visitor ids")
+	fs.DurationVar(&c.SaltGrace, "salt-grace", time.Hour, "how long after its UTC day a salt is kept for hits delayed in Kafka, then destroyed")
+	fs.DurationVar(&c.SaltInterval, "salt-rotate-interval", time.Minute, "how often salts are checked, made and destroyed")
+	fs.StringVar(&c.SessionTopic, "session-topic", "alumini.sessions", "compacted Kafka topic of per-visitor session state, one partition per raw-topic partition")
+	fs.DurationVar(&c.SessionTimeout, "session-timeout", 30*time.Minute, "inactivity after which a visitor's next event starts a new session")
+	fs.IntVar(&c.SessionMaxVisitors, "session-max-visitors", 1_000_000, "visitors whose session state is held in memory (about 150 bytes each); the least recently seen are forgotten first")
+	fs.DurationVar(&c.SessionTTL, "session-ttl", 30*24*time.Hour, "how long a visitor's state is kept after their last event (new-versus-returning looks this far back)")
 }
 
 func (c *config) Validate() error {
@@ -57,6 +85,18 @@ func (c *config) Validate() error {
 	if c.MaxBatch < 1 || c.MaxWait <= 0 {
 		return errors.New("batch-max-records, batch-max-wait must be positive")
 	}
+	if c.UACacheSize < 1 || c.SessionMaxVisitors < 1 {
+		return errors.New("ua-cache-size, session-max-visitors must be positive")
+	}
+	if c.SaltTopic == "" || c.SessionTopic == "" {
+		return errors.New("salt-topic, session-topic are required")
+	}
+	if c.SaltGrace < 0 || c.SaltGrace > 24*time.Hour {
+		return errors.New("salt-grace must be between 0 and 24h: longer would keep a salt for a second day")
+	}
+	if c.SaltInterval <= 0 || c.SessionTimeout <= 0 || c.SessionTTL < c.SessionTimeout {
+		return errors.New("salt-rotate-interval, session-timeout must be positive and session-ttl at least session-timeout")
+	}
 	return nil
 }
 
@@ -67,15 +107,71 @@ func main() {
 	}))
 }
 
+// run starts the parts in order and stops them in reverse: the pipeline
+// finishes its batch first, then the salt rotation stops, then the Kafka
+// clients of the state stores close.
 func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 	clients, err := cfg.Clients.Open(ctx, rt.Log)
 	if err != nil {
 		return err
 	}
-
 	if err := cfg.Kafka.EnsureTopics(ctx, cfg.Kafka.RawTopic, cfg.Kafka.EnrichedTopic, cfg.Kafka.DeadLetterTopic); err != nil {
 		return err
 	}
+	partitions, err := rawPartitions(ctx, cfg)
+	if err != nil {
+		return err
+	}
+
+	var geoDB *geo.DB
+	if cfg.GeoDB != "" {
+		if geoDB, err = geo.Open(cfg.GeoDB); err != nil {
+			return err
+		}
+		defer func() {
+			if cerr := geoDB.Close(); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+		}()
+	}
+	uas, err := useragent.New(cfg.UACacheSize)
+	if err != nil {
+		return err
+	}
+	refs, err := referrer.New()
+	if err != nil {
+		return err
+	}
+
+	salts, err := visitor.OpenSaltStore(ctx, visitor.SaltConfig{
+		Brokers: cfg.Kafka.BrokerList(), Topic: cfg.SaltTopic, Grace: cfg.SaltGrace,
+		Replication: int16(cfg.Kafka.ReplicationFactor),
+	}, rt.Log)
+	if err != nil {
+		return err
+	}
+	defer salts.Close()
+	if err := salts.Rotate(ctx); err != nil {
+		return err
+	}
+	rotateCtx, stopRotate := context.WithCancel(context.Background())
+	rotated := make(chan struct{})
+	go func() { defer close(rotated); salts.Run(rotateCtx, cfg.SaltInterval) }()
+	defer func() { stopRotate(); <-rotated }()
+
+	sessions, err := session.Open(ctx, session.Config{
+		Brokers: cfg.Kafka.BrokerList(), Topic: cfg.SessionTopic, Timeout: cfg.SessionTimeout,
+		MaxVisitors: cfg.SessionMaxVisitors, TTL: cfg.SessionTTL,
+	}, partitions, int16(cfg.Kafka.ReplicationFactor), rt.Log)
+	if err != nil {
+		return err
+	}
+	defer sessions.Close()
+
+	e := enrich.New(enrich.Config{
+		Clients: clients, Visitors: visitor.New([]byte(cfg.VisitorSecret), salts),
+		UserAgents: uas, Referrers: refs, Geo: geoDB,
+	})
 	p := pipeline.New(pipeline.Config{
 		Brokers:         cfg.Kafka.BrokerList(),
 		GroupID:         cfg.GroupID,
@@ -84,7 +180,7 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 		DeadLetterTopic: cfg.Kafka.DeadLetterTopic,
 		MaxBatch:        cfg.MaxBatch,
 		MaxWait:         cfg.MaxWait,
-	}, enrich.New(clients, visitor.New([]byte(cfg.VisitorSecret))), rt.Log, rt.Metrics)
+	}, e, sessions, rt.Log, rt.Metrics)
 	defer func() {
 		// After Run returned: the batch in hand is written and committed.
 		if cerr := p.Close(); cerr != nil {
@@ -94,4 +190,23 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 	rt.Health.AddCheck("kafka", cfg.Kafka.Ping)
 	rt.Health.Started()
 	return p.Run(ctx)
+}
+
+// rawPartitions is the raw topic's partition count, which the session
+// state topic must match.
+func rawPartitions(ctx context.Context, cfg *config) (int32, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Kafka.BrokerList()...))
+	if err != nil {
+		return 0, fmt.Errorf("connecting to kafka: %w", err)
+	}
+	defer cl.Close()
+	topics, err := kadm.NewClient(cl).ListTopics(ctx, cfg.Kafka.RawTopic)
+	if err != nil {
+		return 0, fmt.Errorf("describing %s: %w", cfg.Kafka.RawTopic, err)
+	}
+	t, ok := topics[cfg.Kafka.RawTopic]
+	if !ok || t.Err != nil || len(t.Partitions) == 0 {
+		return 0, fmt.Errorf("describing %s: topic missing (%v)", cfg.Kafka.RawTopic, t.Err)
+	}
+	return int32(len(t.Partitions)), nil
 }

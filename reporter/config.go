@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"regexp"
 	"time"
 
 	"github.com/aluminiapp/pipeline/lib/chconf"
@@ -18,19 +19,35 @@ type config struct {
 	Clients      registry.FileConfig
 	ClickHouse   chconf.Config
 	QueryTimeout time.Duration
+	// OperatorKeyHash is registry.HashAPIKey of the operator key: the
+	// plain key never sits in a flag, an environment or a process list.
+	OperatorKeyHash  string
+	RateLimit        float64
+	RateBurst        int
+	MaxRows          int
+	MaxExport        int
+	TrendsMinClients int
 }
 
 // RegisterFlags adds the reporter's flags to the common ones.
 func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	c.Options.RegisterFlags(fs, "127.0.0.1:9103")
-	fs.StringVar(&c.ListenAddr, "listen-addr", "127.0.0.1:8081", "address of the reporting API")
+	fs.StringVar(&c.ListenAddr, "listen-addr", "127.0.0.1:8081", "address of the reporting API and dashboard")
 	c.Clients.RegisterFlags(fs)
 	c.ClickHouse.RegisterFlags(fs)
 	fs.DurationVar(&c.QueryTimeout, "query-timeout", 10*time.Second, "longest a report query may run before the request fails with 504")
+	fs.StringVar(&c.OperatorKeyHash, "operator-key-hash", "", "sha256:<hex> hash of the operator key (`reporter clients hash-key` prints it); empty turns the operator endpoints off")
+	fs.Float64Var(&c.RateLimit, "rate-limit", 10, "requests per second one API key may make on average")
+	fs.IntVar(&c.RateBurst, "rate-burst", 30, "requests one API key may make at once (the dashboard makes 11 per refresh)")
+	fs.IntVar(&c.MaxRows, "max-rows", 1000, "most rows a breakdown may return")
+	fs.IntVar(&c.MaxExport, "max-export-events", 100000, "most events one visitor export may return")
+	fs.IntVar(&c.TrendsMinClients, "trends-min-clients", 5, "fewest clients a cross-client trends row may describe")
 }
 
 // Common returns the settings every service has.
 func (c *config) Common() *service.Options { return &c.Options }
+
+var keyHashPattern = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 
 // Validate reports the first bad reporter setting.
 func (c *config) Validate() error {
@@ -43,8 +60,17 @@ func (c *config) Validate() error {
 	if err := c.ClickHouse.Validate(); err != nil {
 		return err
 	}
-	if c.QueryTimeout <= 0 {
+	switch {
+	case c.QueryTimeout <= 0:
 		return fmt.Errorf("query-timeout %s: must be positive", c.QueryTimeout)
+	case c.OperatorKeyHash != "" && !keyHashPattern.MatchString(c.OperatorKeyHash):
+		return fmt.Errorf("operator-key-hash: want sha256:<64 hex digits>, the hash of the key, never the key")
+	case c.RateLimit <= 0 || c.RateBurst < 1:
+		return fmt.Errorf("rate-limit and rate-burst must be positive")
+	case c.MaxRows < 1 || c.MaxExport < 1:
+		return fmt.Errorf("max-rows and max-export-events must be positive")
+	case c.TrendsMinClients < 2:
+		return fmt.Errorf("trends-min-clients %d: must be at least 2, or one client could be singled out", c.TrendsMinClients)
 	}
 	return nil
 }

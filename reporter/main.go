@@ -1,5 +1,7 @@
-// Command reporter serves per-client aggregates of the events stored in
-// ClickHouse over an HTTP API authenticated by the clients' secret API keys.
+// Command reporter serves per-client reports of the events stored in
+// ClickHouse over an HTTP API authenticated by the clients' secret API
+// keys, with a web dashboard; `reporter clients ...` edits the client
+// registry for operators.
 package main
 
 import (
@@ -9,6 +11,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "clients" {
+		os.Exit(clientsCommand(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	var cfg config
 	os.Exit(service.Main("reporter", &cfg, os.Args[1:], cfg.run))
 }

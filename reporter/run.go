@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/aluminiapp/pipeline/lib/service"
 	"github.com/aluminiapp/pipeline/reporter/internal/api"
+	"github.com/aluminiapp/pipeline/reporter/internal/clientfile"
+	"github.com/aluminiapp/pipeline/reporter/internal/dashboard"
 	"github.com/aluminiapp/pipeline/reporter/internal/query"
 )
 
@@ -40,20 +43,34 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) error {
 	}
 	rt.Health.AddCheck("clickhouse", conn.Ping)
 
-	store, err := query.NewStore(conn, rt.Metrics)
+	store, err := query.NewStore(conn, rt.Metrics, c.QueryTimeout)
 	if err != nil {
 		return errors.Join(err, closeConn())
 	}
-	handler, err := api.New(api.Config{
-		Registry:     reg,
-		Store:        store,
-		Log:          rt.Log,
-		Metrics:      rt.Metrics,
-		QueryTimeout: c.QueryTimeout,
+	initCtx, cancelInit := context.WithTimeout(ctx, 30*time.Second)
+	err = store.Init(initCtx)
+	cancelInit()
+	if err != nil {
+		return errors.Join(err, closeConn())
+	}
+	apiHandler, err := api.New(api.Config{
+		Registry:         reg,
+		Store:            store,
+		Clients:          clientfile.New(c.Clients.Path),
+		OperatorKeyHash:  c.OperatorKeyHash,
+		Log:              rt.Log,
+		Metrics:          rt.Metrics,
+		QueryTimeout:     c.QueryTimeout,
+		RateLimit:        c.RateLimit,
+		RateBurst:        c.RateBurst,
+		MaxRows:          c.MaxRows,
+		MaxExport:        c.MaxExport,
+		TrendsMinClients: c.TrendsMinClients,
 	})
 	if err != nil {
 		return errors.Join(err, closeConn())
 	}
+	handler := routes(apiHandler, dashboard.Handler())
 
 	ln, err := net.Listen("tcp", c.ListenAddr)
 	if err != nil {
@@ -101,4 +118,15 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) error {
 	}
 	errs = append(errs, closeConn())
 	return errors.Join(errs...)
+}
+
+// routes sends /api/ to the API and everything else to the dashboard.
+func routes(apiHandler, dash http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			apiHandler.ServeHTTP(w, r)
+			return
+		}
+		dash.ServeHTTP(w, r)
+	})
 }

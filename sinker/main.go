@@ -18,7 +18,9 @@ import (
 	"github.com/aluminiapp/pipeline/lib/chconf"
 	"github.com/aluminiapp/pipeline/lib/envflag"
 	"github.com/aluminiapp/pipeline/lib/kafkaconf"
+	"github.com/aluminiapp/pipeline/lib/registry"
 	"github.com/aluminiapp/pipeline/lib/service"
+	"github.com/aluminiapp/pipeline/sinker/internal/retention"
 	"github.com/aluminiapp/pipeline/sinker/internal/sink"
 	"github.com/aluminiapp/pipeline/sinker/internal/store"
 	"github.com/aluminiapp/pipeline/sinker/schema"
@@ -32,6 +34,13 @@ type config struct {
 	BatchMaxRows  int
 	BatchMaxBytes int
 	BatchMaxWait  time.Duration
+	// SessionTimeout bounds how long a crashed sinker's partitions wait.
+	SessionTimeout time.Duration
+	// Cluster, when set, makes the migrations generate cluster DDL.
+	Cluster string
+	// Clients is the registry whose retention_days the cleanup enforces.
+	Clients           registry.FileConfig
+	RetentionInterval time.Duration
 }
 
 func (c *config) Common() *service.Options { return &c.Options }
@@ -44,6 +53,10 @@ func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.BatchMaxRows, "batch-max-rows", 50000, "records per ClickHouse insert at most")
 	fs.IntVar(&c.BatchMaxBytes, "batch-max-bytes", 64<<20, "record bytes per ClickHouse insert at most; with batch-max-rows it bounds memory")
 	fs.DurationVar(&c.BatchMaxWait, "batch-max-wait", time.Second, "how long a batch may wait for more records after its first; the latency until events are queryable")
+	fs.DurationVar(&c.SessionTimeout, "kafka-session-timeout", 30*time.Second, "how long the consumer group waits for a silent sinker before moving its partitions to the others (the broker's group.min/max.session.timeout.ms bound it)")
+	c.Clients.RegisterFlags(fs)
+	fs.DurationVar(&c.RetentionInterval, "retention-interval", time.Hour, "how often events older than their client's retention_days are deleted (needs -clients-file; 0 disables)")
+	fs.StringVar(&c.Cluster, "clickhouse-cluster", "", "ClickHouse cluster name (remote_servers) for cluster mode: replicated tables under Distributed ones, DDL ON CLUSTER; empty for one server")
 }
 
 func (c *config) Validate() error {
@@ -66,6 +79,17 @@ func (c *config) Validate() error {
 	}
 	if c.BatchMaxWait < time.Millisecond || c.BatchMaxWait > time.Minute {
 		return fmt.Errorf("batch-max-wait %v: want 1ms to 1m", c.BatchMaxWait)
+	}
+	if c.Clients.Path != "" {
+		if err := c.Clients.Validate(); err != nil {
+			return err
+		}
+	}
+	if c.RetentionInterval < 0 {
+		return fmt.Errorf("retention-interval %v: want 0 (off) or more", c.RetentionInterval)
+	}
+	if c.SessionTimeout < 100*time.Millisecond || c.SessionTimeout > 30*time.Minute {
+		return fmt.Errorf("kafka-session-timeout %v: want 100ms to 30m", c.SessionTimeout)
 	}
 	return nil
 }
@@ -95,11 +119,11 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) (err error) {
 			err = errors.Join(err, fmt.Errorf("closing clickhouse: %w", cerr))
 		}
 	}()
-	if err := schema.Apply(ctx, st.Conn(), rt.Log); err != nil {
+	if err := schema.Apply(ctx, st.Conn(), rt.Log, c.schemaOptions()...); err != nil {
 		return fmt.Errorf("migrating database %s: %w", c.ClickHouse.Database, err)
 	}
 
-	reader := sink.NewReader(c.BrokerList(), c.EnrichedTopic, c.GroupID, rt.Log)
+	reader := sink.NewReader(c.BrokerList(), c.EnrichedTopic, c.GroupID, c.SessionTimeout, rt.Log)
 	defer func() {
 		if cerr := reader.Close(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("closing kafka reader: %w", cerr))
@@ -120,6 +144,25 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) (err error) {
 		// left for closing the clients.
 		FlushTimeout: c.ShutdownTimeout * 4 / 5,
 	}, reader, dlq, st, rt.Log, rt.Metrics)
+
+	if c.Clients.Path != "" && c.RetentionInterval > 0 {
+		clients, err := c.Clients.Open(ctx, rt.Log)
+		if err != nil {
+			return err
+		}
+		cleaner := retention.New(st.Conn(), func(id string) (int, error) {
+			cl, err := clients.ByID(id)
+			if err != nil {
+				return 0, err
+			}
+			return cl.RetentionDays, nil
+		}, rt.Log)
+		// It stops with ctx; ClickHouse is closed after Run returns, and a
+		// cleanup cut short by that is retried at the next start.
+		go cleaner.Run(ctx, c.RetentionInterval)
+	} else {
+		rt.Log.Info("retention cleanup off: no -clients-file or -retention-interval 0")
+	}
 
 	rt.Health.AddCheck("kafka", c.Ping)
 	rt.Health.AddCheck("clickhouse", st.Ping)
@@ -159,7 +202,7 @@ func migrateMain(cfg *config, args []string) int {
 	defer func() { _ = log.Sync() }() // Sync fails on terminals (ENOTTY/EINVAL); nothing to do about it at exit.
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	if err := migrate(ctx, cfg.ClickHouse, log); err != nil {
+	if err := migrate(ctx, cfg.ClickHouse, log, cfg.schemaOptions()...); err != nil {
 		log.Error("migration failed", zap.Error(err))
 		return 1
 	}
@@ -167,7 +210,7 @@ func migrateMain(cfg *config, args []string) int {
 }
 
 // migrate creates the database when missing and applies the migrations.
-func migrate(ctx context.Context, o chconf.Config, log *zap.Logger) (err error) {
+func migrate(ctx context.Context, o chconf.Config, log *zap.Logger, opts ...schema.Option) (err error) {
 	st, err := store.Open(ctx, o)
 	if err != nil {
 		return err
@@ -177,7 +220,7 @@ func migrate(ctx context.Context, o chconf.Config, log *zap.Logger) (err error) 
 			err = errors.Join(err, fmt.Errorf("closing clickhouse: %w", cerr))
 		}
 	}()
-	if err := schema.Apply(ctx, st.Conn(), log); err != nil {
+	if err := schema.Apply(ctx, st.Conn(), log, opts...); err != nil {
 		return fmt.Errorf("migrating database %s: %w", o.Database, err)
 	}
 	v, err := schema.Applied(ctx, st.Conn())
@@ -186,4 +229,11 @@ func migrate(ctx context.Context, o chconf.Config, log *zap.Logger) (err error) 
 	}
 	log.Info("schema up to date", zap.String("database", o.Database), zap.Uint32("version", v))
 	return nil
+}
+
+func (c *config) schemaOptions() []schema.Option {
+	if c.Cluster == "" {
+		return nil
+	}
+	return []schema.Option{schema.OnCluster(c.Cluster)}
 }

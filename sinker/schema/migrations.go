@@ -1,68 +1,84 @@
 // Package schema owns Alumini's ClickHouse schema: the versioned migrations
-// that create it and the mapping of an enriched event onto an events row.
+// that create it (for one node or a cluster, using what the server version
+// offers) and the mapping of enriched events onto events rows.
 package schema
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"go.uber.org/zap"
 )
 
-// Migration is one step of the schema. Statements must be idempotent
-// (IF NOT EXISTS and the like): several sinkers may start at once, and a
-// crash between a statement and its record runs it again.
+// Migration is one step of the schema. Its statements depend on the target
+// (server version, cluster or not) and must be idempotent (IF NOT EXISTS,
+// idempotent aggregates): several sinkers may start at once, and a crash
+// between a statement and its record runs it again.
 type Migration struct {
 	Version    uint32
 	Name       string
-	Statements []string
+	Statements func(t Target) []string
 }
 
-// Migrations are applied in order; append, never edit one that shipped.
+// Migrations are applied in order; append, never change what one that
+// shipped does on a server it already ran on.
 var Migrations = []Migration{
-	{
-		Version: 1,
-		Name:    "events table",
-		// ReplacingMergeTree keyed on (client, day, event_id) collapses a
-		// replayed event into one row when parts merge; until then queries
-		// count distinct event ids, so they are right before merges too.
-		Statements: []string{`
-CREATE TABLE IF NOT EXISTS events
+	{Version: 1, Name: "events table", Statements: eventsTable},
+	{Version: 2, Name: "report views", Statements: reportViews},
+}
+
+// eventsTable creates the events table. ReplacingMergeTree keyed on
+// (client, day, event_id) collapses a replayed event into one row when
+// parts merge; until then queries count distinct event ids (or read with
+// FINAL), so they are right before merges too.
+func eventsTable(t Target) []string {
+	s := t.str()
+	props := ""
+	if t.MapType() {
+		// An alias costs no storage: analysts on current servers get
+		// properties['plan'] over the parallel arrays every server has.
+		props = ",\n    properties Map(String, String) ALIAS CAST((prop_keys, prop_values), 'Map(String, String)')"
+	}
+	stmts := []string{`
+CREATE TABLE IF NOT EXISTS ` + t.local("events") + t.onCluster() + `
 (
     client_id String,
     event_id String,
     type Enum8('unspecified' = 0, 'pageview' = 1, 'custom' = 2, 'identify' = 3),
-    name String,
+    name ` + s + `,
     timestamp DateTime('UTC'),
     received_at DateTime('UTC'),
     url String,
-    hostname String,
+    hostname ` + s + `,
     path String,
     title String,
     referrer String,
-    browser String,
-    browser_version String,
-    os String,
-    os_version String,
+    browser ` + s + `,
+    browser_version ` + s + `,
+    os ` + s + `,
+    os_version ` + s + `,
     device_type Enum8('unknown' = 0, 'desktop' = 1, 'mobile' = 2, 'tablet' = 3, 'bot' = 4, 'other' = 5),
     is_bot UInt8,
-    referrer_source String,
-    referrer_medium String,
+    referrer_source ` + s + `,
+    referrer_medium ` + s + `,
     search_term String,
-    utm_source String,
-    utm_medium String,
-    utm_campaign String,
+    utm_source ` + s + `,
+    utm_medium ` + s + `,
+    utm_campaign ` + s + `,
     utm_term String,
     utm_content String,
-    country String,
-    region String,
-    city String,
-    language String,
+    country ` + s + `,
+    region ` + s + `,
+    city ` + s + `,
+    language ` + s + `,
     screen_width UInt16,
     screen_height UInt16,
-    timezone String,
+    timezone ` + s + `,
     visitor_id UInt64,
     session_id UInt64,
     is_new_visitor UInt8,
@@ -70,17 +86,24 @@ CREATE TABLE IF NOT EXISTS events
     prop_keys Array(String),
     prop_values Array(String),
     user_id String,
-    ip_truncated String
+    ip_truncated String` + props + `
 )
-ENGINE = ReplacingMergeTree
+ENGINE = ` + t.engine("Replacing", "events") + `
 PARTITION BY toYYYYMM(timestamp)
-ORDER BY (client_id, toDate(timestamp), event_id)`},
-	},
+ORDER BY (client_id, toDate(timestamp), event_id)`}
+	// cityHash64(event_id): every copy of an event lands on one shard, where
+	// ReplacingMergeTree can collapse it.
+	if d := t.distributed("events", "cityHash64(event_id)"); d != "" {
+		stmts = append(stmts, d)
+	}
+	return stmts
 }
 
 // migrationsTable records which migrations ran. ReplacingMergeTree: two
 // sinkers racing on the same version leave one row after merges, and
-// readers take max(version) anyway.
+// readers take max(version) anyway. It is local to the node the sinker
+// talks to even on a cluster: the DDL it guards runs ON CLUSTER and is
+// idempotent, so a sinker on another node repeating it changes nothing.
 const migrationsTable = `
 CREATE TABLE IF NOT EXISTS schema_migrations
 (
@@ -91,9 +114,18 @@ CREATE TABLE IF NOT EXISTS schema_migrations
 ENGINE = ReplacingMergeTree
 ORDER BY version`
 
+// Option changes how Apply generates the DDL.
+type Option func(*options)
+
+type options struct{ cluster string }
+
+// OnCluster makes Apply generate cluster DDL for the named cluster of the
+// server's remote_servers configuration (see Target.Cluster).
+func OnCluster(name string) Option { return func(o *options) { o.cluster = name } }
+
 // Applied is the highest migration version recorded in the database.
 func Applied(ctx context.Context, conn driver.Conn) (uint32, error) {
-	if err := conn.Exec(ctx, migrationsTable); err != nil {
+	if err := exec(ctx, conn, migrationsTable); err != nil {
 		return 0, fmt.Errorf("creating schema_migrations: %w", err)
 	}
 	var v uint32
@@ -103,8 +135,22 @@ func Applied(ctx context.Context, conn driver.Conn) (uint32, error) {
 	return v, nil
 }
 
-// Apply runs every migration newer than the recorded version.
-func Apply(ctx context.Context, conn driver.Conn, log *zap.Logger) error {
+// Apply runs every migration newer than the recorded version, generated
+// for the server conn talks to. conn's default database is the one
+// migrated.
+func Apply(ctx context.Context, conn driver.Conn, log *zap.Logger, opts ...Option) error {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	var database string
+	if err := conn.QueryRow(ctx, "SELECT currentDatabase()").Scan(&database); err != nil {
+		return fmt.Errorf("reading the current database: %w", err)
+	}
+	target, err := Detect(ctx, conn, database, o.cluster)
+	if err != nil {
+		return err
+	}
 	current, err := Applied(ctx, conn)
 	if err != nil {
 		return err
@@ -113,17 +159,33 @@ func Apply(ctx context.Context, conn driver.Conn, log *zap.Logger) error {
 		if m.Version <= current {
 			continue
 		}
-		for _, stmt := range m.Statements {
-			if err := conn.Exec(ctx, stmt); err != nil {
-				return fmt.Errorf("migration %d (%s): %w", m.Version, m.Name, err)
+		for _, stmt := range m.Statements(target) {
+			if err := exec(ctx, conn, stmt); err != nil {
+				return fmt.Errorf("migration %d (%s) on clickhouse %s: %w", m.Version, m.Name, target.Version, err)
 			}
 		}
 		if err := record(ctx, conn, m); err != nil {
 			return fmt.Errorf("recording migration %d: %w", m.Version, err)
 		}
-		log.Info("schema migration applied", zap.Uint32("version", m.Version), zap.String("name", m.Name))
+		log.Info("schema migration applied", zap.Uint32("version", m.Version), zap.String("name", m.Name),
+			zap.Stringer("server_version", target.Version), zap.String("cluster", target.Cluster))
 	}
 	return nil
+}
+
+// codeTableAlreadyExists is ClickHouse's TABLE_ALREADY_EXISTS.
+const codeTableAlreadyExists = 57
+
+// exec runs one DDL statement. Two sinkers creating the same table at the
+// same moment can both pass IF NOT EXISTS and one then fails with
+// TABLE_ALREADY_EXISTS; for an IF NOT EXISTS statement that is success.
+func exec(ctx context.Context, conn driver.Conn, stmt string) error {
+	err := conn.Exec(ctx, stmt)
+	var ex *clickhouse.Exception
+	if errors.As(err, &ex) && ex.Code == codeTableAlreadyExists && strings.Contains(stmt, "IF NOT EXISTS") {
+		return nil
+	}
+	return err
 }
 
 // record inserts a migration's row. It goes through a batch, not Exec with
@@ -138,4 +200,17 @@ func record(ctx context.Context, conn driver.Conn, m Migration) error {
 		return err
 	}
 	return batch.Send()
+}
+
+// Statements lists every statement of every migration for t, in order,
+// named "<version>/<index>", for the current-engine check and the golden
+// files.
+func Statements(t Target) (names, stmts []string) {
+	for _, m := range Migrations {
+		for i, s := range m.Statements(t) {
+			names = append(names, fmt.Sprintf("%d/%d %s", m.Version, i+1, m.Name))
+			stmts = append(stmts, strings.TrimSpace(s))
+		}
+	}
+	return names, stmts
 }

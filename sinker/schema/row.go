@@ -1,7 +1,8 @@
 package schema
 
 import (
-	"sort"
+	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -43,36 +44,53 @@ var deviceTypes = map[aluminiv1.DeviceType]string{
 
 // Values maps an enriched event onto the columns, in Columns order.
 // Properties become two parallel arrays sorted by key, so the same event
-// always yields the same row.
+// always yields the same row. Inserts of many rows use Block instead, which
+// does not allocate per row.
 func Values(ev *aluminiv1.Event) []any {
-	keys := make([]string, 0, len(ev.Properties))
-	for k := range ev.Properties {
-		keys = append(keys, k)
+	var b Block
+	b.Add(ev)
+	cols := b.columns()
+	row := make([]any, len(cols))
+	for i, c := range cols {
+		row[i] = first(c)
 	}
-	sort.Strings(keys)
-	vals := make([]string, len(keys))
-	for i, k := range keys {
-		vals[i] = ev.Properties[k]
+	return row
+}
+
+// first is the only element of a one-row column slice.
+func first(col any) any {
+	switch c := col.(type) {
+	case []string:
+		return c[0]
+	case []time.Time:
+		return c[0]
+	case []uint8:
+		return c[0]
+	case []uint16:
+		return c[0]
+	case []uint64:
+		return c[0]
+	case [][]string:
+		if c[0] == nil {
+			return []string{}
+		}
+		return c[0]
 	}
-	typ, ok := eventTypes[ev.Type]
-	if !ok {
-		typ = "unspecified"
+	panic(fmt.Sprintf("schema: column of type %T", col))
+}
+
+func eventType(t aluminiv1.EventType) string {
+	if s, ok := eventTypes[t]; ok {
+		return s
 	}
-	dev, ok := deviceTypes[ev.DeviceType]
-	if !ok {
-		dev = "unknown"
+	return "unspecified"
+}
+
+func deviceType(d aluminiv1.DeviceType) string {
+	if s, ok := deviceTypes[d]; ok {
+		return s
 	}
-	return []any{
-		ev.ClientId, ev.EventId, typ, ev.Name, millis(ev.TimestampMs), millis(ev.ReceivedAtMs),
-		ev.Url, ev.Hostname, ev.Path, ev.Title, ev.Referrer,
-		ev.Browser, ev.BrowserVersion, ev.Os, ev.OsVersion, dev, boolean(ev.IsBot),
-		ev.ReferrerSource, ev.ReferrerMedium, ev.SearchTerm,
-		ev.UtmSource, ev.UtmMedium, ev.UtmCampaign, ev.UtmTerm, ev.UtmContent,
-		ev.Country, ev.Region, ev.City,
-		ev.Language, clampUint16(ev.ScreenWidth), clampUint16(ev.ScreenHeight), ev.Timezone,
-		ev.VisitorId, ev.SessionId, boolean(ev.IsNewVisitor), millis(ev.PreviousVisitMs),
-		keys, vals, ev.UserId, ev.IpTruncated,
-	}
+	return "unknown"
 }
 
 func millis(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
@@ -89,4 +107,24 @@ func clampUint16(v uint32) uint16 {
 		return 65535
 	}
 	return uint16(v)
+}
+
+// ErrOutOfRange is returned by Check for a time a DateTime column cannot
+// hold: it would be stored wrapped around, as a wrong date.
+var ErrOutOfRange = errors.New("time outside DateTime's range 1970..2105")
+
+// maxDateTimeMs is the start of 2106, where DateTime's uint32 seconds end.
+const maxDateTimeMs = 4291747200_000
+
+// Check reports whether ev fits the events table's columns.
+func Check(ev *aluminiv1.Event) error {
+	for _, f := range []struct {
+		name string
+		ms   int64
+	}{{"timestamp", ev.TimestampMs}, {"received_at", ev.ReceivedAtMs}, {"previous_visit", ev.PreviousVisitMs}} {
+		if f.ms < 0 || f.ms >= maxDateTimeMs {
+			return fmt.Errorf("%s %d ms: %w", f.name, f.ms, ErrOutOfRange)
+		}
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package schema
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -57,5 +58,22 @@ func TestApplyIsIdempotentAndRowsRoundTrip(t *testing.T) {
 	}
 	if len(keys) != 2 || keys[0] != "ab" || keys[1] != "plan" {
 		t.Errorf("prop_keys = %v; want [ab plan], sorted", keys)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	for _, tc := range []struct {
+		ev   *aluminiv1.Event
+		want error
+	}{
+		{&aluminiv1.Event{TimestampMs: 1_700_000_000_000}, nil},
+		{&aluminiv1.Event{TimestampMs: 4291747199_000}, nil},
+		{&aluminiv1.Event{TimestampMs: 4291747200_000}, ErrOutOfRange},
+		{&aluminiv1.Event{TimestampMs: -1}, ErrOutOfRange},
+		{&aluminiv1.Event{PreviousVisitMs: 5e12}, ErrOutOfRange},
+	} {
+		if err := Check(tc.ev); !errors.Is(err, tc.want) {
+			t.Errorf("Check(%v) = %v; want %v", tc.ev, err, tc.want)
+		}
 	}
 }

@@ -5,95 +5,223 @@ package intake
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"hash/fnv"
 	"net"
+	"net/netip"
 	"strconv"
-	"strings"
+	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/aluminiapp/pipeline/collector/internal/clientip"
+	"github.com/aluminiapp/pipeline/collector/internal/ratelimit"
+	"github.com/aluminiapp/pipeline/collector/internal/rules"
 	"github.com/aluminiapp/pipeline/lib/registry"
 	"github.com/aluminiapp/pipeline/lib/service"
-	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
 )
 
 // OptOutCookie is the cookie, set on the collector's domain, whose presence
 // drops every hit of that browser for every client.
 const OptOutCookie = "alumini_optout"
 
+// VisitorCookie holds the first-party visitor id of clients in cookie mode.
+const VisitorCookie = "alumini_vid"
+
 // Publisher hands messages to Kafka and returns once they are acknowledged.
 type Publisher interface {
 	Publish(ctx context.Context, msgs ...kafka.Message) error
 }
 
-// Handler serves the collector's public endpoints.
-type Handler struct {
-	clients registry.Registry
-	pub     Publisher
-	health  *service.Health
-	log     *zap.Logger
-	now     func() time.Time
-
-	requests *prometheus.CounterVec
-	accepted prometheus.Counter
-	dropped  *prometheus.CounterVec
+// Paths are the public endpoints whose paths an operator may change, so a
+// client can serve them under its own domain with names ad-blockers do not
+// list. The Segment-spec paths (/v1/...) are fixed: SDKs append them to a
+// configurable host.
+type Paths struct {
+	Event  string // POST, one native event; default /api/event
+	Batch  string // POST, many native events; default /api/batch
+	Pixel  string // GET, 1x1 GIF beacon; default /p.gif
+	Script string // GET, the tracker script; default /t.js
+	OptOut string // GET/POST; default /optout
+	OptIn  string // GET/POST; default /optin
 }
 
-// New returns a Handler whose metrics are registered on reg.
-func New(clients registry.Registry, pub Publisher, health *service.Health, log *zap.Logger, reg prometheus.Registerer) *Handler {
+// DefaultPaths are the endpoint paths when nothing else is configured.
+var DefaultPaths = Paths{Event: "/api/event", Batch: "/api/batch", Pixel: "/p.gif", Script: "/t.js", OptOut: "/optout", OptIn: "/optin"}
+
+// Config is what a Handler needs.
+type Config struct {
+	Clients registry.Registry
+	// Rules are the collector's per-client settings; nil means none.
+	Rules     *rules.Set
+	Publisher Publisher
+	Health    *service.Health
+	Log       *zap.Logger
+	Metrics   prometheus.Registerer
+	// Proxies says whose X-Forwarded-For is believed; nil trusts nobody.
+	Proxies *clientip.Resolver
+	Paths   Paths
+	// Script is the tracker script served at Paths.Script; empty serves 404.
+	Script []byte
+
+	// MaxBodyBytes caps a request body after decompression (the server caps
+	// it before). MaxBatchEvents caps the events of one batch request.
+	MaxBodyBytes   int
+	MaxBatchEvents int
+	// MaxInflightBytes caps the request bytes held by requests still being
+	// handled (mostly waiting for Kafka); past it the collector answers 503,
+	// so memory stays bounded while Kafka is slow or down.
+	MaxInflightBytes int64
+	// Default per-client limit (events per second, burst) for clients whose
+	// rules do not set one, and the per-address limit (requests per second,
+	// burst). 0 disables a limit.
+	ClientRate  float64
+	ClientBurst int
+	IPRate      float64
+	IPBurst     int
+}
+
+// Handler serves the collector's public endpoints.
+type Handler struct {
+	cfg      Config
+	now      func() time.Time
+	clientRL *ratelimit.Keyed
+	ipRL     *ratelimit.Keyed
+	inflight atomic.Int64
+	script   scriptAsset
+
+	requests     *prometheus.CounterVec
+	accepted     prometheus.Counter
+	dropped      *prometheus.CounterVec
+	batchSize    prometheus.Histogram
+	inflightGage prometheus.GaugeFunc
+}
+
+// New returns a Handler whose metrics are registered on cfg.Metrics.
+func New(cfg Config) *Handler {
+	if cfg.Rules == nil {
+		cfg.Rules, _ = rules.Open("") // an empty path cannot fail.
+	}
+	if cfg.Proxies == nil {
+		cfg.Proxies = &clientip.Resolver{}
+	}
+	if cfg.Log == nil {
+		cfg.Log = zap.NewNop()
+	}
+	if cfg.Health == nil {
+		cfg.Health = service.NewHealth()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = prometheus.NewRegistry()
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.MaxBatchEvents <= 0 {
+		cfg.MaxBatchEvents = 500
+	}
+	if cfg.MaxInflightBytes <= 0 {
+		cfg.MaxInflightBytes = 64 << 20
+	}
+	if cfg.ClientBurst < cfg.MaxBatchEvents {
+		// A batch takes one token per event: a smaller burst would refuse
+		// every full batch forever.
+		cfg.ClientBurst = cfg.MaxBatchEvents
+	}
+	p := &cfg.Paths
+	for _, f := range []struct {
+		dst *string
+		def string
+	}{
+		{&p.Event, DefaultPaths.Event}, {&p.Batch, DefaultPaths.Batch}, {&p.Pixel, DefaultPaths.Pixel},
+		{&p.Script, DefaultPaths.Script}, {&p.OptOut, DefaultPaths.OptOut}, {&p.OptIn, DefaultPaths.OptIn},
+	} {
+		if *f.dst == "" {
+			*f.dst = f.def
+		}
+	}
 	h := &Handler{
-		clients: clients,
-		pub:     pub,
-		health:  health,
-		log:     log,
-		now:     time.Now,
+		cfg:      cfg,
+		now:      time.Now,
+		clientRL: ratelimit.New(100_000),
+		ipRL:     ratelimit.New(1_000_000),
+		script:   newScriptAsset(cfg.Script),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alumini_collector_requests_total",
 			Help: "HTTP requests by endpoint and status code.",
 		}, []string{"endpoint", "code"}),
+		// Unlabelled: requests_total already splits traffic by endpoint, and
+		// dashboards and the end-to-end test read this one series.
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "alumini_collector_events_accepted_total",
 			Help: "Events acknowledged by Kafka and answered with 2xx.",
 		}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alumini_collector_events_dropped_total",
-			Help: "Events not sent to Kafka, by reason (opt_out, dnt, gpc, invalid, unknown_client, unavailable).",
+			Help: "Events not sent to Kafka, by reason (opt_out, dnt, gpc, excluded_ip, excluded_hostname, excluded_path, unsupported_type, invalid, unknown_client, forbidden_origin, rate_limited, too_large, overloaded, unavailable).",
 		}, []string{"reason"}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "alumini_collector_batch_events",
+			Help:    "Events per accepted request, as produced to Kafka in one write.",
+			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000},
+		}),
 	}
-	reg.MustRegister(h.requests, h.accepted, h.dropped)
+	h.inflightGage = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "alumini_collector_inflight_bytes",
+		Help: "Request bytes held by requests being handled (bounded by -max-inflight-bytes).",
+	}, func() float64 { return float64(h.inflight.Load()) })
+	cfg.Metrics.MustRegister(h.requests, h.accepted, h.dropped, h.batchSize, h.inflightGage)
 	return h
 }
 
 // Serve routes a request. It is the fasthttp server's handler.
 func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
-	endpoint := "other"
-	switch string(ctx.Path()) {
-	case "/api/event":
-		endpoint = "event"
-		h.serveEvent(ctx)
+	endpoint := h.route(ctx)
+	h.requests.WithLabelValues(endpoint, strconv.Itoa(ctx.Response.StatusCode())).Inc()
+}
+
+func (h *Handler) route(ctx *fasthttp.RequestCtx) string {
+	p := &h.cfg.Paths
+	switch path := string(ctx.Path()); path {
+	case p.Event:
+		h.serveIntake(ctx, epEvent)
+		return "event"
+	case p.Batch:
+		h.serveIntake(ctx, epBatch)
+		return "batch"
+	case "/v1/track", "/v1/page", "/v1/screen", "/v1/identify", "/v1/batch":
+		h.serveIntake(ctx, segmentEndpoint(path))
+		return "segment_" + path[len("/v1/"):]
+	case p.Pixel:
+		h.serveIntake(ctx, epPixel)
+		return "pixel"
+	case p.Script:
+		h.serveScript(ctx)
+		return "script"
+	case p.OptOut:
+		h.serveOptOut(ctx, true)
+		return "optout"
+	case p.OptIn:
+		h.serveOptOut(ctx, false)
+		return "optin"
 	case "/healthz":
-		endpoint = "healthz"
 		ctx.SetContentType("text/plain; charset=utf-8")
 		ctx.SetBodyString("ok\n")
+		return "healthz"
 	case "/readyz":
-		endpoint = "readyz"
-		status, body := h.health.ReadyResponse(ctx)
+		status, body := h.cfg.Health.ReadyResponse(ctx)
 		ctx.SetStatusCode(status)
 		ctx.SetContentType("application/json")
 		ctx.SetBody(body)
+		return "readyz"
 	default:
-		writeError(ctx, fasthttp.StatusNotFound, "no such endpoint: "+string(ctx.Path()))
+		writeError(ctx, fasthttp.StatusNotFound, "no such endpoint: "+path)
+		return "other"
 	}
-	h.requests.WithLabelValues(endpoint, strconv.Itoa(ctx.Response.StatusCode())).Inc()
 }
 
 // ServeError answers requests fasthttp could not read, as the server's
@@ -104,6 +232,7 @@ func (h *Handler) ServeError(ctx *fasthttp.RequestCtx, err error) {
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		status, msg = fasthttp.StatusRequestEntityTooLarge, "request body is larger than the collector accepts"
+		h.dropped.WithLabelValues("too_large").Inc()
 	case isTimeout(err):
 		status, msg = fasthttp.StatusRequestTimeout, "request was not received in time"
 	default:
@@ -118,149 +247,28 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-func (h *Handler) serveEvent(ctx *fasthttp.RequestCtx) {
-	if !ctx.IsPost() {
-		ctx.Response.Header.Set("Allow", "POST")
-		writeError(ctx, fasthttp.StatusMethodNotAllowed, "use POST")
-		return
-	}
-	if !acceptableContentType(ctx.Request.Header.ContentType()) {
-		writeError(ctx, fasthttp.StatusUnsupportedMediaType, "Content-Type must be application/json (or text/plain, as navigator.sendBeacon sends)")
-		return
-	}
-	// The opt-out cookie wins over everything, even over a malformed body:
-	// the visitor said no, so nothing of theirs is looked at further.
-	if len(ctx.Request.Header.Cookie(OptOutCookie)) > 0 {
-		h.drop(ctx, "opt_out")
-		return
-	}
-	received := h.now()
-	ev, err := decodeEvent(ctx.PostBody())
-	if err != nil {
-		h.reject(ctx, fasthttp.StatusBadRequest, "invalid", err)
-		return
-	}
-	client, err := h.lookupClient(ev)
-	if err != nil {
-		h.reject(ctx, fasthttp.StatusBadRequest, "unknown_client", err)
-		return
-	}
-	hit, err := ev.toRawHit(received)
-	if err != nil {
-		h.reject(ctx, fasthttp.StatusBadRequest, "invalid", err)
-		return
-	}
-	if client.RespectDNT {
-		if ev.DNT || string(ctx.Request.Header.Peek("DNT")) == "1" {
-			h.drop(ctx, "dnt")
-			return
-		}
-		if ev.GPC || string(ctx.Request.Header.Peek("Sec-GPC")) == "1" {
-			h.drop(ctx, "gpc")
-			return
-		}
-	}
-	h.fillFromRequest(ctx, hit, client, received)
-
-	value, err := proto.Marshal(hit)
-	if err != nil {
-		h.log.Error("encoding raw hit", zap.Error(err))
-		writeError(ctx, fasthttp.StatusInternalServerError, "internal error encoding the event")
-		return
-	}
-	msg := kafka.Message{Key: partitionKey(hit), Value: value}
-	// Not ctx: a fasthttp RequestCtx is cancelled when the server starts
-	// shutting down, and in-flight events must still get their answer then.
-	if err := h.pub.Publish(context.Background(), msg); err != nil {
-		h.dropped.WithLabelValues("unavailable").Inc()
-		h.log.Warn("event not acknowledged by kafka", zap.String("client_id", hit.ClientId), zap.Error(err))
-		ctx.Response.Header.Set("Retry-After", "1")
-		writeError(ctx, fasthttp.StatusServiceUnavailable, "the event could not be stored right now; retry with the same event_id")
-		return
-	}
-	h.accepted.Inc()
-	ctx.SetStatusCode(fasthttp.StatusAccepted)
-	ctx.SetContentType("application/json")
-	body, _ := json.Marshal(struct { // two strings always marshal.
-		Status  string `json:"status"`
-		EventID string `json:"event_id"`
-	}{"accepted", hit.EventId})
-	ctx.SetBody(body)
+// clientIP is the visitor's address as the collector sees it: the peer, or
+// what a trusted proxy forwarded.
+func (h *Handler) clientIP(ctx *fasthttp.RequestCtx) netip.Addr {
+	peer, _ := netip.AddrFromSlice(ctx.RemoteIP()) // an invalid peer stays the zero Addr.
+	return h.cfg.Proxies.ClientIP(peer, string(ctx.Request.Header.Peek("X-Forwarded-For")), string(ctx.Request.Header.Peek("X-Real-IP")))
 }
 
-func (h *Handler) lookupClient(ev *eventJSON) (*registry.Client, error) {
-	switch {
-	case ev.ClientID != "" && ev.WriteKey != "":
-		return nil, invalid("send either client_id or write_key, not both")
-	case ev.ClientID != "":
-		c, err := h.clients.ByID(ev.ClientID)
-		if err != nil {
-			return nil, invalid("unknown client_id %q", truncate(ev.ClientID))
-		}
-		return c, nil
-	case ev.WriteKey != "":
-		c, err := h.clients.ByWriteKey(ev.WriteKey)
-		if err != nil {
-			return nil, invalid("unknown write_key")
-		}
-		return c, nil
+// isHTTPS reports whether the visitor's connection is encrypted: TLS here,
+// or a trusted proxy saying it terminated TLS.
+func (h *Handler) isHTTPS(ctx *fasthttp.RequestCtx) bool {
+	if ctx.IsTLS() {
+		return true
 	}
-	return nil, invalid("client_id (or write_key) is required")
+	peer, _ := netip.AddrFromSlice(ctx.RemoteIP())
+	return h.cfg.Proxies.Trusted(peer) && string(ctx.Request.Header.Peek("X-Forwarded-Proto")) == "https"
 }
 
-// fillFromRequest adds what the collector itself knows about the hit.
-func (h *Handler) fillFromRequest(ctx *fasthttp.RequestCtx, hit *aluminiv1.RawHit, client *registry.Client, received time.Time) {
-	hit.ClientId = client.ID
-	hit.ReceivedAtMs = received.UnixMilli()
-	if hit.EventId == "" {
-		// UUIDv7: time-ordered, so ids made by different collectors never
-		// collide and sort roughly by arrival.
-		hit.EventId = uuid.Must(uuid.NewV7()).String()
-	}
-	hit.UserAgent = string(ctx.Request.Header.UserAgent())
-	hit.Ip = ipBytes(ctx.RemoteIP())
-	if hit.Language == "" {
-		hit.Language = string(ctx.Request.Header.Peek("Accept-Language"))
-		if len(hit.Language) > maxShortFieldLen {
-			hit.Language = hit.Language[:maxShortFieldLen]
-		}
-	}
-	hit.Consent.DoNotTrack = hit.Consent.DoNotTrack || string(ctx.Request.Header.Peek("DNT")) == "1"
-	hit.Consent.GlobalPrivacyControl = hit.Consent.GlobalPrivacyControl || string(ctx.Request.Header.Peek("Sec-GPC")) == "1"
-}
-
-// partitionKey keeps one visitor of one client on one partition, so the
-// enricher sees a visitor's hits in order. The IP and user agent are hashed:
-// the key is not a place for them.
-func partitionKey(hit *aluminiv1.RawHit) []byte {
-	f := fnv.New64a()
-	if hit.CookieId != "" {
-		f.Write([]byte(hit.CookieId))
-	} else {
-		f.Write(hit.Ip)
-		f.Write([]byte{0})
-		f.Write([]byte(hit.UserAgent))
-	}
-	return []byte(hit.ClientId + ":" + hex.EncodeToString(f.Sum(nil)))
-}
-
-func ipBytes(ip net.IP) []byte {
-	if v4 := ip.To4(); v4 != nil {
-		return v4
-	}
-	return ip.To16()
-}
-
-// drop answers a hit that must not be collected: 204 with no body, which
-// trackers take as success and do not retry.
-func (h *Handler) drop(ctx *fasthttp.RequestCtx, reason string) {
-	h.dropped.WithLabelValues(reason).Inc()
+// drop answers a request whose hits must not be collected: 204 with no
+// body, which trackers take as success and do not retry.
+func (h *Handler) drop(ctx *fasthttp.RequestCtx, reason string, n int) {
+	h.dropped.WithLabelValues(reason).Add(float64(n))
 	ctx.SetStatusCode(fasthttp.StatusNoContent)
-}
-
-func (h *Handler) reject(ctx *fasthttp.RequestCtx, status int, reason string, err error) {
-	h.dropped.WithLabelValues(reason).Inc()
-	writeError(ctx, status, err.Error())
 }
 
 func writeError(ctx *fasthttp.RequestCtx, status int, msg string) {
@@ -270,10 +278,4 @@ func writeError(ctx *fasthttp.RequestCtx, status int, msg string) {
 		Error string `json:"error"`
 	}{msg})
 	ctx.SetBody(body)
-}
-
-func acceptableContentType(ct []byte) bool {
-	mt, _, _ := strings.Cut(string(ct), ";")
-	mt = strings.ToLower(strings.TrimSpace(mt))
-	return mt == "application/json" || mt == "text/plain"
 }

@@ -3,6 +3,7 @@ package intake
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -12,11 +13,14 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/aluminiapp/pipeline/collector/internal/publish"
+	"github.com/aluminiapp/pipeline/collector/internal/rules"
+	"github.com/aluminiapp/pipeline/collector/internal/tracker"
 	"github.com/aluminiapp/pipeline/lib/kafkaconf"
 	"github.com/aluminiapp/pipeline/lib/kafkatest"
 	"github.com/aluminiapp/pipeline/lib/registry"
@@ -29,27 +33,59 @@ clients:
   - id: shop
     write_keys: [wk_shop]
     respect_dnt: true
+    domains: [shop.example, 127.0.0.1]
   - id: blog
     respect_dnt: false
+  - id: app
+    write_keys: [wk_app]
+    cookie_mode: cookie
+    domains: [app.example]
+  - id: news
+`
+
+const testRules = `
+clients:
+  shop:
+    exclude:
+      ip_ranges: [192.0.2.0/24]
+      hostnames: [staging.shop.example]
+      paths: [/admin/*]
+    server_key_hashes: ["sha256:5b1f2a4cae3d4ecd1d5b7a3f3a3d9b3c1a0e2d7f3b4b6c2d9e8f7a6b5c4d3e2f"]
+  news:
+    rate_limit_per_second: 1
 `
 
 type fixture struct {
 	url, kafka, topic string
+	cluster           *kfake.Cluster
+	handler           *Handler
+	metrics           *prometheus.Registry
 }
 
-// start runs the handler on a real listener, producing to an in-process broker.
-func start(t *testing.T) fixture {
+// start runs the handler on a real listener, producing to an in-process
+// broker; opts change the handler's configuration.
+func start(t testing.TB, opts ...func(*Config)) fixture {
 	t.Helper()
-	_, addr := kafkatest.Start(t)
+	cluster, addr := kafkatest.Start(t)
 	kcfg := kafkaconf.Config{Brokers: addr, RawTopic: "raw", Partitions: 3, ReplicationFactor: 1}
 	if err := kcfg.EnsureTopics(t.Context(), kcfg.RawTopic); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "clients.yaml")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "clients.yaml")
 	if err := os.WriteFile(path, []byte(testClients), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	clients, err := registry.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rulesPath := filepath.Join(dir, "rules.yaml")
+	rulesDoc := strings.Replace(testRules, "sha256:5b1f2a4cae3d4ecd1d5b7a3f3a3d9b3c1a0e2d7f3b4b6c2d9e8f7a6b5c4d3e2f", registry.HashAPIKey(serverKey), 1)
+	if err := os.WriteFile(rulesPath, []byte(rulesDoc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := rules.Open(rulesPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,20 +96,30 @@ func start(t *testing.T) fixture {
 			t.Logf("closing publisher: %v", err)
 		}
 	})
-	h := New(clients, pub, service.NewHealth(), zap.NewNop(), reg)
+	cfg := Config{
+		Clients: clients, Rules: rs, Publisher: pub, Health: service.NewHealth(), Log: zap.NewNop(), Metrics: reg,
+		Script: tracker.Script(DefaultPaths.Event), MaxBodyBytes: 4096, MaxBatchEvents: 10,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	h := New(cfg)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &fasthttp.Server{Handler: h.Serve, ErrorHandler: h.ServeError, MaxRequestBodySize: 4096}
+	srv := &fasthttp.Server{Handler: h.Serve, ErrorHandler: h.ServeError, MaxRequestBodySize: cfg.MaxBodyBytes}
 	go func() { _ = srv.Serve(ln) }() // returns when the listener closes at cleanup.
 	t.Cleanup(func() {
 		if err := srv.Shutdown(); err != nil {
 			t.Logf("shutdown: %v", err)
 		}
 	})
-	return fixture{url: "http://" + ln.Addr().String(), kafka: addr, topic: kcfg.RawTopic}
+	return fixture{url: "http://" + ln.Addr().String(), kafka: addr, topic: kcfg.RawTopic, cluster: cluster, handler: h, metrics: reg}
 }
+
+// serverKey is the secret Segment write key of shop's servers.
+const serverKey = "srv_shop_secret"
 
 func post(t *testing.T, url, contentType, body string, headers map[string]string) (int, string) {
 	t.Helper()
@@ -176,6 +222,11 @@ func TestRefusedAndDroppedEventsNeverReachKafka(t *testing.T) {
 		{"future timestamp", "application/json", `{"client_id":"shop","url":"https://a.example/","timestamp":"2999-01-01T00:00:00Z"}`, nil, 400, "ahead of or"},
 		{"nested property", "application/json", `{"client_id":"shop","url":"https://a.example/","properties":{"a":{"b":1}}}`, nil, 400, `property \"a\": want a string, number or boolean`},
 		{"long name", "application/json", `{"client_id":"shop","type":"custom","name":"` + strings.Repeat("n", 201) + `"}`, nil, 400, "name is 201 bytes long; the limit is 200"},
+		{"too many properties", "application/json", `{"client_id":"shop","url":"https://a.example/","properties":{` + manyProps(31) + `}}`, nil, 400, `{"error":"properties has 31 entries; the limit is 30"}`},
+		{"long property value", "application/json", `{"client_id":"shop","url":"https://a.example/","properties":{"p":"` + strings.Repeat("v", 513) + `"}}`, nil, 400, `{"error":"property \"p\" is 513 bytes long; the limit is 512"}`},
+		{"long property name", "application/json", `{"client_id":"shop","url":"https://a.example/","properties":{"` + strings.Repeat("k", 65) + `":"v"}}`, nil, 400, `want 1-64 bytes of UTF-8`},
+		{"long url", "application/json", `{"client_id":"shop","url":"https://a.example/` + strings.Repeat("u", 2048) + `"}`, nil, 400, `{"error":"url is 2066 bytes long; the limit is 2048"}`},
+		{"wrong JSON type", "application/json", `{"client_id":"shop","url":42}`, nil, 400, `{"error":"malformed JSON: url: want a string, got number"}`},
 		{"wrong content type", "application/x-www-form-urlencoded", `client_id=shop`, nil, 415, "Content-Type must be application/json"},
 		{"body too large", "application/json", big, nil, 413, "request body is larger than the collector accepts"},
 		{"opt-out cookie", "application/json", `{"client_id":"blog","url":"https://blog.example/"}`, map[string]string{"Cookie": OptOutCookie + "=1"}, 204, ""},
@@ -200,6 +251,14 @@ func TestRefusedAndDroppedEventsNeverReachKafka(t *testing.T) {
 	}
 }
 
+func manyProps(n int) string {
+	var parts []string
+	for i := 0; i < n; i++ {
+		parts = append(parts, fmt.Sprintf(`"p%d":%d`, i, i))
+	}
+	return strings.Join(parts, ",")
+}
+
 func TestNoAcceptanceWithoutKafka(t *testing.T) {
 	cluster, addr := kafkatest.Start(t)
 	kcfg := kafkaconf.Config{Brokers: addr, RawTopic: "raw", Partitions: 1, ReplicationFactor: 1}
@@ -217,7 +276,7 @@ func TestNoAcceptanceWithoutKafka(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	pub := publish.New(publish.Config{Addr: kcfg.Addr(), Topic: "raw", BatchTimeout: time.Millisecond, AckTimeout: 500 * time.Millisecond}, reg)
-	h := New(clients, pub, service.NewHealth(), zap.NewNop(), reg)
+	h := New(Config{Clients: clients, Publisher: pub, Health: service.NewHealth(), Log: zap.NewNop(), Metrics: reg})
 	cluster.Close()
 
 	var ctx fasthttp.RequestCtx
@@ -226,7 +285,8 @@ func TestNoAcceptanceWithoutKafka(t *testing.T) {
 	ctx.Request.Header.SetContentType("application/json")
 	ctx.Request.SetBodyString(`{"client_id":"shop","url":"https://shop.example/"}`)
 	h.Serve(&ctx)
-	if got := ctx.Response.StatusCode(); got != 503 || string(ctx.Response.Header.Peek("Retry-After")) == "" {
+	if got := ctx.Response.StatusCode(); got != 503 || string(ctx.Response.Header.Peek("Retry-After")) != "1" ||
+		string(ctx.Response.Body()) != `{"error":"the events could not be stored right now; retry with the same event_id"}` {
 		t.Errorf("with the broker down: status %d, Retry-After %q; want 503 with Retry-After", got, ctx.Response.Header.Peek("Retry-After"))
 	}
 	if err := pub.Close(); err != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -83,6 +84,31 @@ func (p *Publisher) Publish(ctx context.Context, msgs ...kafka.Message) error {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return nil
+}
+
+// Ping opens a fresh connection to a broker and asks for its API
+// versions: the readiness check of the producer. It does not go through
+// kafka-go's shared transport, which answers metadata requests from its
+// cache and so keeps saying yes for a while after the brokers went away.
+func (p *Publisher) Ping(ctx context.Context) error {
+	var errs []error
+	for _, b := range strings.Split(p.w.Addr.String(), ",") {
+		d := kafka.Dialer{Timeout: 2 * time.Second}
+		conn, err := d.DialContext(ctx, "tcp", strings.TrimSpace(b))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		_, err = conn.ApiVersions()
+		if cerr := conn.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("broker %s: %w", b, err))
+	}
+	return fmt.Errorf("no kafka broker answers: %w", errors.Join(errs...))
 }
 
 // Close flushes what the writer holds and closes its connections.

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/aluminiapp/pipeline/enricher/internal/enrich"
+	"github.com/aluminiapp/pipeline/enricher/internal/session"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
 )
 
@@ -36,6 +37,7 @@ type Config struct {
 type Pipeline struct {
 	cfg      Config
 	enricher *enrich.Enricher
+	sessions *session.Tracker
 	log      *zap.Logger
 	reader   *kafka.Reader
 	events   *kafka.Writer
@@ -43,15 +45,28 @@ type Pipeline struct {
 
 	in         prometheus.Counter
 	out        prometheus.Counter
+	dropped    *prometheus.CounterVec
 	deadLetter *prometheus.CounterVec
 	retries    prometheus.Counter
 	batchTime  prometheus.Histogram
+	stageTime  *prometheus.HistogramVec
+	lag        *prometheus.GaugeVec
 
 	commitFailures prometheus.Counter
 }
 
+// Stages whose time is measured, in order.
+const (
+	stageDecode  = "decode"
+	stageEnrich  = "enrich"
+	stageSession = "session"
+	stageEncode  = "encode"
+	stageWrite   = "write"
+	stageCommit  = "commit"
+)
+
 // New connects a pipeline; metrics are registered on reg.
-func New(cfg Config, e *enrich.Enricher, log *zap.Logger, reg prometheus.Registerer) *Pipeline {
+func New(cfg Config, e *enrich.Enricher, sessions *session.Tracker, log *zap.Logger, reg prometheus.Registerer) *Pipeline {
 	writer := func(topic string) *kafka.Writer {
 		return &kafka.Writer{
 			Addr:     kafka.TCP(cfg.Brokers...),
@@ -69,6 +84,7 @@ func New(cfg Config, e *enrich.Enricher, log *zap.Logger, reg prometheus.Registe
 	p := &Pipeline{
 		cfg:      cfg,
 		enricher: e,
+		sessions: sessions,
 		log:      log,
 		reader: kafka.NewReader(kafka.ReaderConfig{
 			Brokers: cfg.Brokers,
@@ -88,6 +104,16 @@ func New(cfg Config, e *enrich.Enricher, log *zap.Logger, reg prometheus.Registe
 		out: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "alumini_enricher_events_out_total", Help: "Enriched events acknowledged by Kafka.",
 		}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "alumini_enricher_dropped_total", Help: "Hits dropped on purpose, by reason (bot: the client drops bot traffic).",
+		}, []string{"reason"}),
+		stageTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "alumini_enricher_stage_duration_seconds", Help: "Time one batch spent in each stage (decode, enrich, session, encode, write, commit).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 3, 10),
+		}, []string{"stage"}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "alumini_enricher_consumer_lag_records", Help: "Raw hits behind the end of each partition, as of the last batch read from it.",
+		}, []string{"partition"}),
 		deadLetter: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alumini_enricher_dead_letters_total", Help: "Hits sent to the dead-letter topic, by reason.",
 		}, []string{"reason"}),
@@ -102,7 +128,28 @@ func New(cfg Config, e *enrich.Enricher, log *zap.Logger, reg prometheus.Registe
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 10),
 		}),
 	}
-	reg.MustRegister(p.in, p.out, p.deadLetter, p.retries, p.batchTime, p.commitFailures)
+	uaHits := func() float64 { h, _ := e.UACacheStats(); return float64(h) }
+	uaMisses := func() float64 { _, m := e.UACacheStats(); return float64(m) }
+	reg.MustRegister(p.in, p.out, p.dropped, p.deadLetter, p.retries, p.batchTime, p.stageTime, p.lag, p.commitFailures,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "alumini_enricher_ua_cache_hits_total", Help: "User-agent parses answered by the cache.",
+		}, uaHits),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "alumini_enricher_ua_cache_misses_total", Help: "User-agent parses that ran the parser.",
+		}, uaMisses),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "alumini_enricher_ua_cache_hit_ratio", Help: "Share of user-agent parses answered by the cache since start.",
+		}, func() float64 {
+			h, m := uaHits(), uaMisses()
+			if h+m == 0 {
+				return 0
+			}
+			return h / (h + m)
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "alumini_enricher_late_hits_total", Help: "Hits that arrived after their day's salt was destroyed and got a visitor id under the current day's salt.",
+		}, func() float64 { return float64(e.Late()) }),
+	)
 	return p
 }
 
@@ -148,16 +195,40 @@ func (p *Pipeline) fetch(ctx context.Context) ([]kafka.Message, error) {
 	return batch, nil
 }
 
+// stageClock adds up the time of each stage over a batch.
+type stageClock struct {
+	last  time.Time
+	spent map[string]time.Duration
+}
+
+func (c *stageClock) mark(stage string) {
+	now := time.Now()
+	c.spent[stage] += now.Sub(c.last)
+	c.last = now
+}
+
 func (p *Pipeline) process(batch []kafka.Message) error {
 	start := time.Now()
+	clock := &stageClock{last: start, spent: map[string]time.Duration{}}
 	p.in.Add(float64(len(batch)))
 	events := make([]kafka.Message, 0, len(batch))
 	var dead []kafka.Message
 	for _, m := range batch {
-		out, err := p.enrichOne(m)
-		if err != nil {
-			reason := "decode_error"
-			if errors.Is(err, enrich.ErrUnknownClient) {
+		out, err := p.enrichOne(m, clock)
+		switch {
+		case errors.Is(err, enrich.ErrBot):
+			p.dropped.WithLabelValues("bot").Inc()
+			continue
+		case errors.Is(err, errSessionState):
+			// Kafka is unreachable for the state: stop, so that the
+			// batch is replayed rather than sessions guessed.
+			return err
+		case err != nil:
+			reason := "enrich_error"
+			switch {
+			case errors.Is(err, errDecode):
+				reason = "decode_error"
+			case errors.Is(err, enrich.ErrUnknownClient):
 				reason = "unknown_client"
 			}
 			dl, derr := deadLetter(m, reason, err)
@@ -170,33 +241,80 @@ func (p *Pipeline) process(batch []kafka.Message) error {
 		}
 		events = append(events, out)
 	}
+	clock.mark(stageEncode)
 	if err := p.write(p.events, events); err != nil {
 		return err
 	}
 	if err := p.write(p.dead, dead); err != nil {
 		return err
 	}
+	if err := p.flushSessions(); err != nil {
+		return err
+	}
+	clock.mark(stageWrite)
 	p.out.Add(float64(len(events)))
 	p.commit(batch)
+	clock.mark(stageCommit)
+	for stage, d := range clock.spent {
+		p.stageTime.WithLabelValues(stage).Observe(d.Seconds())
+	}
+	for _, m := range batch {
+		if m.HighWaterMark > 0 {
+			p.lag.WithLabelValues(strconv.Itoa(m.Partition)).Set(float64(max(m.HighWaterMark-m.Offset-1, 0)))
+		}
+	}
 	p.batchTime.Observe(time.Since(start).Seconds())
 	return nil
 }
 
-func (p *Pipeline) enrichOne(m kafka.Message) (kafka.Message, error) {
+var (
+	errDecode       = errors.New("decoding raw hit")
+	errSessionState = errors.New("session state")
+)
+
+func (p *Pipeline) enrichOne(m kafka.Message, clock *stageClock) (kafka.Message, error) {
 	var hit aluminiv1.RawHit
 	if err := proto.Unmarshal(m.Value, &hit); err != nil {
-		return kafka.Message{}, fmt.Errorf("decoding raw hit: %w", err)
+		return kafka.Message{}, fmt.Errorf("%w: %w", errDecode, err)
 	}
+	clock.mark(stageDecode)
 	ev, err := p.enricher.Enrich(&hit)
+	clock.mark(stageEnrich)
 	if err != nil {
 		return kafka.Message{}, err
 	}
+	key := ev.ClientId + ":" + strconv.FormatUint(ev.VisitorId, 16)
+	partition := int32(m.Partition)
+	if err := p.sessions.Prepare(context.Background(), partition, m.Offset); err != nil {
+		return kafka.Message{}, fmt.Errorf("%w: %w", errSessionState, err)
+	}
+	s := p.sessions.Apply(partition, m.Offset, key, ev.TimestampMs, enrich.SessionSource(ev))
+	ev.SessionId, ev.IsNewVisitor, ev.PreviousVisitMs = s.SessionID, s.NewVisitor, s.PreviousVisitMs
+	clock.mark(stageSession)
 	value, err := proto.Marshal(ev)
+	clock.mark(stageEncode)
 	if err != nil {
 		return kafka.Message{}, fmt.Errorf("encoding event: %w", err)
 	}
-	key := ev.ClientId + ":" + strconv.FormatUint(ev.VisitorId, 16)
 	return kafka.Message{Key: []byte(key), Value: value}, nil
+}
+
+// flushSessions retries like write: the state must be in Kafka before the
+// offsets move past the hits that changed it.
+func (p *Pipeline) flushSessions() error {
+	backoff := 100 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := p.sessions.Flush(ctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		p.retries.Inc()
+		p.log.Warn("writing session state failed; retrying", zap.Int("attempt", attempt+1), zap.Error(err))
+		time.Sleep(backoff)
+		backoff = min(backoff*2, 5*time.Second)
+	}
 }
 
 // deadLetter wraps a record that cannot be enriched. A raw hit that still

@@ -14,6 +14,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/aluminiapp/pipeline/enricher/internal/enrich"
+	"github.com/aluminiapp/pipeline/enricher/internal/referrer"
+	"github.com/aluminiapp/pipeline/enricher/internal/session"
+	"github.com/aluminiapp/pipeline/enricher/internal/useragent"
 	"github.com/aluminiapp/pipeline/enricher/internal/visitor"
 	"github.com/aluminiapp/pipeline/lib/kafkaconf"
 	"github.com/aluminiapp/pipeline/lib/kafkatest"
@@ -28,7 +31,7 @@ func TestEnrichesCommitsAndDeadLetters(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "clients.yaml")
-	if err := os.WriteFile(path, []byte("clients: [{id: shop}]\n"), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte("clients: [{id: shop}, {id: quiet, bots: drop}]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	clients, err := registry.OpenFile(path)
@@ -49,7 +52,11 @@ func TestEnrichesCommitsAndDeadLetters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	msgs = append(msgs, kafka.Message{Value: []byte{0xff, 0xff, 0xff}}, kafka.Message{Value: gone})
+	bot, err := proto.Marshal(&aluminiv1.RawHit{ClientId: "quiet", EventId: "b", Url: "https://quiet.example/", UserAgent: "Googlebot/2.1 (+http://www.google.com/bot.html)", ReceivedAtMs: time.Now().UnixMilli()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs = append(msgs, kafka.Message{Value: []byte{0xff, 0xff, 0xff}}, kafka.Message{Value: gone}, kafka.Message{Key: []byte("bot"), Value: bot})
 	w := &kafka.Writer{Addr: kcfg.Addr(), Topic: "raw", RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
 	if err := w.WriteMessages(t.Context(), msgs...); err != nil {
 		t.Fatal(err)
@@ -59,9 +66,30 @@ func TestEnrichesCommitsAndDeadLetters(t *testing.T) {
 	}
 
 	cfg := Config{Brokers: []string{addr}, GroupID: "g", RawTopic: "raw", EnrichedTopic: "enriched", DeadLetterTopic: "dead", MaxBatch: 10, MaxWait: 20 * time.Millisecond}
+	uas, err := useragent.New(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs, err := referrer.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	salts, err := visitor.OpenSaltStore(t.Context(), visitor.SaltConfig{Brokers: []string{addr}, Topic: "salts", Grace: time.Hour}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(salts.Close)
+	e := enrich.New(enrich.Config{Clients: clients, Visitors: visitor.New([]byte("0123456789abcdef0123456789abcdef"), salts), UserAgents: uas, Referrers: refs})
+	var reg *prometheus.Registry
 	runUntil := func(cond func() bool) {
 		t.Helper()
-		p := New(cfg, enrich.New(clients, visitor.New([]byte("0123456789abcdef0123456789abcdef"))), zap.NewNop(), prometheus.NewRegistry())
+		sessions, err := session.Open(t.Context(), session.Config{Brokers: []string{addr}, Topic: "sessions", Timeout: 30 * time.Minute, MaxVisitors: 100, TTL: time.Hour}, 3, 1, zap.NewNop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sessions.Close()
+		reg = prometheus.NewRegistry()
+		p := New(cfg, e, sessions, zap.NewNop(), reg)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- p.Run(ctx) }()
@@ -91,8 +119,8 @@ func TestEnrichesCommitsAndDeadLetters(t *testing.T) {
 		if err := proto.Unmarshal(m.Value, &ev); err != nil {
 			t.Fatal(err)
 		}
-		if ev.VisitorId == 0 || ev.ClientId != "shop" {
-			t.Errorf("event %v: want client shop and a visitor id", &ev)
+		if ev.VisitorId == 0 || ev.ClientId != "shop" || ev.SessionId == 0 || !ev.IsNewVisitor {
+			t.Errorf("event %v: want client shop, a visitor id, a session id and a new visitor", &ev)
 		}
 		seen[ev.EventId] = true
 	}
@@ -116,10 +144,53 @@ func TestEnrichesCommitsAndDeadLetters(t *testing.T) {
 	if reasons["decode_error"] != 1 || reasons["unknown_client"] != 1 {
 		t.Errorf("dead letters by reason = %v; want one decode_error and one unknown_client", reasons)
 	}
+	for metric, want := range map[string]float64{
+		`alumini_enricher_dropped_total{reason="bot"}`:                 1,
+		`alumini_enricher_dead_letters_total{reason="decode_error"}`:   1,
+		`alumini_enricher_dead_letters_total{reason="unknown_client"}`: 1,
+		`alumini_enricher_events_in_total`:                             good + 3,
+		`alumini_enricher_events_out_total`:                            good,
+	} {
+		if got := metricValue(t, reg, metric); got != want {
+			t.Errorf("%s = %v; want %v", metric, got, want)
+		}
+	}
 
 	// Offsets were committed: a restarted member of the group reads nothing again.
 	runUntil(func() bool { time.Sleep(2 * time.Second); return true })
 	if n := kafkatest.Count(t, addr, "enriched"); n != good {
 		t.Errorf("after a restart the enriched topic holds %d events; want %d (offsets not committed?)", n, good)
 	}
+}
+
+// metricValue reads one series, written as name{label="value"}, from reg.
+func metricValue(t *testing.T, reg *prometheus.Registry, series string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			name := f.GetName()
+			if len(m.GetLabel()) > 0 {
+				name += "{"
+				for i, l := range m.GetLabel() {
+					if i > 0 {
+						name += ","
+					}
+					name += l.GetName() + `="` + l.GetValue() + `"`
+				}
+				name += "}"
+			}
+			if name != series {
+				continue
+			}
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return -1
 }

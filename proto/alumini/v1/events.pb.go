@@ -518,7 +518,7 @@ type Event struct {
 	DeviceType     DeviceType `protobuf:"varint,16,opt,name=device_type,json=deviceType,proto3,enum=alumini.v1.DeviceType" json:"device_type,omitempty"`
 	IsBot          bool       `protobuf:"varint,17,opt,name=is_bot,json=isBot,proto3" json:"is_bot,omitempty"`
 	ReferrerSource string     `protobuf:"bytes,18,opt,name=referrer_source,json=referrerSource,proto3" json:"referrer_source,omitempty"`
-	// search, social, email, paid, internal, direct or unknown.
+	// search, social, email, paid, chatbot, internal, direct or unknown.
 	ReferrerMedium string `protobuf:"bytes,19,opt,name=referrer_medium,json=referrerMedium,proto3" json:"referrer_medium,omitempty"`
 	SearchTerm     string `protobuf:"bytes,20,opt,name=search_term,json=searchTerm,proto3" json:"search_term,omitempty"`
 	UtmSource      string `protobuf:"bytes,21,opt,name=utm_source,json=utmSource,proto3" json:"utm_source,omitempty"`

@@ -1,86 +1,116 @@
 // Package api serves the reporter's HTTP API: it authenticates clients by
-// their secret API keys, parses report parameters and answers with JSON.
+// their secret API keys (and operators by the operator key), parses report
+// parameters, runs the scoped queries and answers with JSON.
 package api
 
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 
 	"github.com/aluminiapp/pipeline/lib/registry"
+	"github.com/aluminiapp/pipeline/reporter/internal/clientfile"
 	"github.com/aluminiapp/pipeline/reporter/internal/query"
 )
-
-// AggregatePath is the path of the totals endpoint.
-const AggregatePath = "/api/v1/stats/aggregate"
-
-// Aggregator answers totals queries; *query.Store is the implementation.
-type Aggregator interface {
-	Aggregate(ctx context.Context, clientID string, r query.Range) (query.Totals, error)
-}
 
 // Config is what a Handler needs.
 type Config struct {
 	// Registry resolves API keys to clients.
 	Registry registry.Registry
 	// Store runs the queries.
-	Store Aggregator
-	Log   *zap.Logger
+	Store *query.Store
+	// Clients edits the registry file for the operator endpoints; nil
+	// turns those endpoints off.
+	Clients *clientfile.File
+	// OperatorKeyHash is registry.HashAPIKey of the operator key; empty
+	// turns the operator endpoints off.
+	OperatorKeyHash string
+	Log             *zap.Logger
 	// Metrics receives the request metrics.
 	Metrics prometheus.Registerer
-	// QueryTimeout bounds each ClickHouse query.
+	// QueryTimeout bounds each request's queries.
 	QueryTimeout time.Duration
-	// Now is the clock for default ranges; nil means time.Now.
+	// RateLimit is the steady requests per second one key may make, and
+	// RateBurst how many it may make at once.
+	RateLimit float64
+	RateBurst int
+	// MaxRows bounds the rows of a breakdown, MaxExport the events of an
+	// export.
+	MaxRows, MaxExport int
+	// TrendsMinClients is the smallest group of clients a trends row may
+	// describe.
+	TrendsMinClients int
+	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
 
 // Handler is the reporter's HTTP API.
 type Handler struct {
-	reg          registry.Registry
-	store        Aggregator
-	log          *zap.Logger
-	queryTimeout time.Duration
-	now          func() time.Time
-	routes       map[string]route
-	requests     *prometheus.CounterVec
-	duration     *prometheus.HistogramVec
+	cfg      Config
+	now      func() time.Time
+	routes   map[string]route
+	limiters sync.Map // key hash -> *rate.Limiter
+	zones    sync.Map // IANA name -> *time.Location of the clients' zones
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	limited  prometheus.Counter
 }
 
 // route is one endpoint: its metric label, the methods it accepts and the
-// function that serves it and returns the status it answered with.
+// function that serves each.
 type route struct {
 	endpoint string
-	methods  []string
-	serve    func(w http.ResponseWriter, r *http.Request) int
+	methods  map[string]func(w http.ResponseWriter, r *http.Request) int
 }
 
 // notFoundEndpoint labels the metrics of requests to unknown paths; the
 // path itself is not a label, as that would be unbounded.
 const notFoundEndpoint = "not_found"
 
+// Paths of the API.
+const (
+	AggregatePath   = "/api/v1/stats/aggregate"
+	TimeseriesPath  = "/api/v1/stats/timeseries"
+	BreakdownPath   = "/api/v1/stats/breakdown"
+	RealtimePath    = "/api/v1/stats/realtime"
+	FunnelPath      = "/api/v1/stats/funnel"
+	RetentionPath   = "/api/v1/stats/retention"
+	ExportPath      = "/api/v1/visitors/export"
+	ErasurePath     = "/api/v1/visitors/erasure"
+	OpClientsPath   = "/api/v1/operator/clients"
+	OpKeysPath      = "/api/v1/operator/clients/keys"
+	OpTrendsPath    = "/api/v1/operator/trends"
+	OpenAPIPath     = "/api/v1/openapi.json"
+	maxBodyBytes    = 64 << 10
+	currentVisitors = 5 * time.Minute
+)
+
 // New returns a Handler and registers its metrics.
 func New(cfg Config) (*Handler, error) {
 	if cfg.Registry == nil || cfg.Store == nil || cfg.Log == nil || cfg.Metrics == nil {
 		return nil, errors.New("api: Registry, Store, Log and Metrics are required")
 	}
-	if cfg.QueryTimeout <= 0 {
-		return nil, errors.New("api: QueryTimeout must be positive")
+	if cfg.QueryTimeout <= 0 || cfg.RateLimit <= 0 || cfg.RateBurst < 1 || cfg.MaxRows < 1 || cfg.MaxExport < 1 || cfg.TrendsMinClients < 2 {
+		return nil, errors.New("api: QueryTimeout, RateLimit, RateBurst, MaxRows, MaxExport must be positive and TrendsMinClients at least 2")
 	}
 	h := &Handler{
-		reg:          cfg.Registry,
-		store:        cfg.Store,
-		log:          cfg.Log,
-		queryTimeout: cfg.QueryTimeout,
-		now:          cfg.Now,
+		cfg: cfg,
+		now: cfg.Now,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alumini_reporter_requests_total",
 			Help: "API requests answered, by endpoint and HTTP status code.",
@@ -90,19 +120,55 @@ func New(cfg Config) (*Handler, error) {
 			Help:    "Time taken to answer an API request, by endpoint.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"endpoint"}),
+		limited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "alumini_reporter_rate_limited_total",
+			Help: "API requests refused with 429 because their key exceeded its rate.",
+		}),
 	}
 	if h.now == nil {
 		h.now = time.Now
 	}
-	for _, c := range []prometheus.Collector{h.requests, h.duration} {
+	for _, c := range []prometheus.Collector{h.requests, h.duration, h.limited} {
 		if err := cfg.Metrics.Register(c); err != nil {
 			return nil, fmt.Errorf("registering api metrics: %w", err)
 		}
 	}
+	type fn = func(w http.ResponseWriter, r *http.Request) int
+	get := func(f fn) map[string]fn { return map[string]fn{http.MethodGet: f, http.MethodHead: f} }
 	h.routes = map[string]route{
-		AggregatePath: {endpoint: "aggregate", methods: []string{http.MethodGet, http.MethodHead}, serve: h.serveAggregate},
+		AggregatePath:  {"aggregate", get(h.client(h.serveAggregate))},
+		TimeseriesPath: {"timeseries", get(h.client(h.serveTimeseries))},
+		BreakdownPath:  {"breakdown", get(h.client(h.serveBreakdown))},
+		RealtimePath:   {"realtime", get(h.client(h.serveRealtime))},
+		FunnelPath:     {"funnel", get(h.client(h.serveFunnel))},
+		RetentionPath:  {"retention", get(h.client(h.serveRetention))},
+		ExportPath:     {"export", get(h.client(h.serveExport))},
+		ErasurePath: {"erasure", map[string]fn{
+			http.MethodGet: h.client(h.serveErasureStatus), http.MethodHead: h.client(h.serveErasureStatus),
+			http.MethodPost: h.client(h.serveErase),
+		}},
+		OpClientsPath: {"operator_clients", map[string]fn{
+			http.MethodGet: h.operator(h.serveListClients), http.MethodHead: h.operator(h.serveListClients),
+			http.MethodPost: h.operator(h.serveAddClient), http.MethodPatch: h.operator(h.serveUpdateClient),
+		}},
+		OpKeysPath:   {"operator_keys", map[string]fn{http.MethodPost: h.operator(h.serveIssueKey)}},
+		OpTrendsPath: {"operator_trends", get(h.operator(h.serveTrends))},
+		OpenAPIPath:  {"openapi", get(serveOpenAPI)},
 	}
 	return h, nil
+}
+
+// Routes lists the paths and methods the handler serves, for the OpenAPI
+// test.
+func (h *Handler) Routes() map[string][]string {
+	out := map[string][]string{}
+	for p, rt := range h.routes {
+		for m := range rt.methods {
+			out[p] = append(out[p], m)
+		}
+		sort.Strings(out[p])
+	}
+	return out
 }
 
 // ServeHTTP routes by exact path. It does not use http.ServeMux, whose
@@ -117,96 +183,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var status int
 	switch {
 	case !ok:
-		status = writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s", r.URL.Path))
-	case !allowed(rt.methods, r.Method):
+		status = writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s", truncate(r.URL.Path)))
+	case rt.methods[r.Method] == nil:
 		endpoint = rt.endpoint
-		w.Header().Set("Allow", strings.Join(rt.methods, ", "))
-		status = writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed; use %s", r.Method, strings.Join(rt.methods, " or ")))
+		allow := make([]string, 0, len(rt.methods))
+		for m := range rt.methods {
+			allow = append(allow, m)
+		}
+		sort.Strings(allow)
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		status = writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed; use %s", r.Method, strings.Join(allow, " or ")))
 	default:
 		endpoint = rt.endpoint
-		status = rt.serve(w, r)
+		status = rt.methods[r.Method](w, r)
 	}
 	elapsed := time.Since(start)
 	h.requests.WithLabelValues(endpoint, strconv.Itoa(status)).Inc()
 	h.duration.WithLabelValues(endpoint).Observe(elapsed.Seconds())
-	h.log.Debug("request",
+	h.cfg.Log.Debug("request",
 		zap.String("method", r.Method), zap.String("path", r.URL.Path),
 		zap.Int("status", status), zap.Duration("duration", elapsed))
-}
-
-func allowed(methods []string, m string) bool {
-	for _, a := range methods {
-		if a == m {
-			return true
-		}
-	}
-	return false
-}
-
-// aggregateResponse is the body of a successful aggregate request.
-type aggregateResponse struct {
-	ClientID string       `json:"client_id"`
-	From     string       `json:"from"`
-	To       string       `json:"to"`
-	Results  query.Totals `json:"results"`
-}
-
-// aggregateParams are the query parameters the aggregate endpoint accepts.
-var aggregateParams = map[string]bool{"client_id": true, "from": true, "to": true}
-
-// statusClientClosedRequest is nginx's code for a client that hung up
-// before the answer; it keeps such requests out of the 5xx counts.
-const statusClientClosedRequest = 499
-
-func (h *Handler) serveAggregate(w http.ResponseWriter, r *http.Request) int {
-	client, status := h.authenticate(w, r)
-	if client == nil {
-		return status
-	}
-	params := r.URL.Query()
-	if err := checkParams(params, aggregateParams); err != nil {
-		return writeError(w, http.StatusBadRequest, err.Error())
-	}
-	rng, err := parseRange(params, h.now())
-	if err != nil {
-		return writeError(w, http.StatusBadRequest, err.Error())
-	}
-
-	ctx, cancel := context.WithTimeout(r.Context(), h.queryTimeout)
-	defer cancel()
-	totals, err := h.store.Aggregate(ctx, client.ID, rng)
-	switch {
-	case err == nil:
-	case r.Context().Err() != nil:
-		h.log.Debug("client went away during the query", zap.String("client_id", client.ID))
-		return writeError(w, statusClientClosedRequest, "request cancelled")
-	case errors.Is(err, context.DeadlineExceeded):
-		h.log.Warn("aggregate query timed out", zap.String("client_id", client.ID), zap.Duration("timeout", h.queryTimeout), zap.Error(err))
-		return writeError(w, http.StatusGatewayTimeout, "the query took too long; try a shorter range")
-	default:
-		h.log.Error("aggregate query failed", zap.String("client_id", client.ID), zap.Error(err))
-		return writeError(w, http.StatusInternalServerError, "internal error: the query failed")
-	}
-	return writeJSON(w, http.StatusOK, aggregateResponse{
-		ClientID: client.ID,
-		From:     rng.From.UTC().Format(time.RFC3339),
-		To:       rng.To.UTC().Format(time.RFC3339),
-		Results:  totals,
-	})
-}
-
-// checkParams rejects unknown and repeated parameters: a misspelt "form"
-// must not silently fall back to the default range.
-func checkParams(params map[string][]string, known map[string]bool) error {
-	for name, vals := range params {
-		if !known[name] {
-			return fmt.Errorf("unknown parameter %q", name)
-		}
-		if len(vals) > 1 {
-			return fmt.Errorf("parameter %q: given %d times; give it once", name, len(vals))
-		}
-	}
-	return nil
 }
 
 // Messages of 401 answers. A key that is not known and a known key asking
@@ -217,28 +213,77 @@ const (
 	msgInvalidKey = "invalid API key, or the key does not grant access to this client"
 )
 
-// authenticate resolves the request's API key to a client, checks an
-// explicit client_id against it, and answers 401 itself when either fails;
-// it then returns a nil client and the status written.
-func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*registry.Client, int) {
-	key, ok := bearerToken(r.Header.Get("Authorization"))
+// client wraps a handler of one client's data: it authenticates the key,
+// applies the key's rate limit and hands over the client's query scope.
+func (h *Handler) client(serve func(w http.ResponseWriter, r *http.Request, c *registry.Client, s query.Scope) int) func(w http.ResponseWriter, r *http.Request) int {
+	return func(w http.ResponseWriter, r *http.Request) int {
+		key, ok := bearerToken(r.Header.Get("Authorization"))
+		if !ok {
+			return writeUnauthorized(w, msgMissingKey)
+		}
+		if status, limited := h.limit(w, key); limited {
+			return status
+		}
+		client, err := h.cfg.Registry.ByAPIKey(key)
+		switch {
+		case errors.Is(err, registry.ErrNotFound):
+			h.cfg.Log.Debug("unknown API key", zap.String("remote_addr", r.RemoteAddr))
+			return writeUnauthorized(w, msgInvalidKey)
+		case err != nil:
+			h.cfg.Log.Error("looking up API key", zap.Error(err))
+			return writeError(w, http.StatusInternalServerError, "internal error: looking up the API key failed")
+		}
+		if ids, asked := r.URL.Query()["client_id"]; asked && (len(ids) != 1 || ids[0] != client.ID) {
+			h.cfg.Log.Info("API key used for another client", zap.String("client_id", client.ID), zap.String("remote_addr", r.RemoteAddr))
+			return writeUnauthorized(w, msgInvalidKey)
+		}
+		scope, err := query.ScopeOf(client)
+		if err != nil {
+			return writeUnauthorized(w, msgInvalidKey)
+		}
+		return serve(w, r, client, scope)
+	}
+}
+
+// operator wraps a handler of the operator endpoints: the key must hash to
+// the configured operator key hash.
+func (h *Handler) operator(serve func(w http.ResponseWriter, r *http.Request) int) func(w http.ResponseWriter, r *http.Request) int {
+	return func(w http.ResponseWriter, r *http.Request) int {
+		if h.cfg.OperatorKeyHash == "" {
+			return writeError(w, http.StatusNotFound, "operator endpoints are off: start the reporter with -operator-key-hash")
+		}
+		key, ok := bearerToken(r.Header.Get("Authorization"))
+		if !ok {
+			return writeUnauthorized(w, msgMissingKey)
+		}
+		if status, limited := h.limit(w, key); limited {
+			return status
+		}
+		if subtle.ConstantTimeCompare([]byte(registry.HashAPIKey(key)), []byte(h.cfg.OperatorKeyHash)) != 1 {
+			return writeUnauthorized(w, "invalid operator key")
+		}
+		return serve(w, r)
+	}
+}
+
+// limit applies the per-key token bucket; it answers 429 with Retry-After
+// itself when the key is over its rate. Limiters are keyed by the key's
+// hash, before the key is known valid, so a flood of bad keys is limited
+// too; the map only grows with distinct keys tried, each a few bytes.
+func (h *Handler) limit(w http.ResponseWriter, key string) (int, bool) {
+	id := registry.HashAPIKey(key)
+	v, ok := h.limiters.Load(id)
 	if !ok {
-		return nil, writeUnauthorized(w, msgMissingKey)
+		v, _ = h.limiters.LoadOrStore(id, rate.NewLimiter(rate.Limit(h.cfg.RateLimit), h.cfg.RateBurst))
 	}
-	client, err := h.reg.ByAPIKey(key)
-	switch {
-	case errors.Is(err, registry.ErrNotFound):
-		h.log.Debug("unknown API key", zap.String("remote_addr", r.RemoteAddr))
-		return nil, writeUnauthorized(w, msgInvalidKey)
-	case err != nil:
-		h.log.Error("looking up API key", zap.Error(err))
-		return nil, writeError(w, http.StatusInternalServerError, "internal error: looking up the API key failed")
+	res := v.(*rate.Limiter).ReserveN(h.now(), 1)
+	if d := res.DelayFrom(h.now()); d > 0 {
+		res.CancelAt(h.now())
+		h.limited.Inc()
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
+		return writeError(w, http.StatusTooManyRequests, fmt.Sprintf("rate limit of %g requests per second exceeded; retry after %s", h.cfg.RateLimit, d.Round(time.Millisecond))), true
 	}
-	if ids, asked := r.URL.Query()["client_id"]; asked && (len(ids) != 1 || ids[0] != client.ID) {
-		h.log.Info("API key used for another client", zap.String("client_id", client.ID), zap.String("remote_addr", r.RemoteAddr))
-		return nil, writeUnauthorized(w, msgInvalidKey)
-	}
-	return client, http.StatusOK
+	return 0, false
 }
 
 // bearerToken returns the token of an "Authorization: Bearer <token>"
@@ -257,6 +302,31 @@ func writeUnauthorized(w http.ResponseWriter, msg string) int {
 	return writeError(w, http.StatusUnauthorized, msg)
 }
 
+// statusClientClosedRequest is nginx's code for a client that hung up
+// before the answer; it keeps such requests out of the 5xx counts.
+const statusClientClosedRequest = 499
+
+// queryFailed answers a failed query: the caller's own mistakes as 400 or
+// 413 with their message, timeouts as 504, everything else as a 500 whose
+// body never carries ClickHouse's text (it could echo SQL or data).
+func (h *Handler) queryFailed(w http.ResponseWriter, r *http.Request, name, clientID string, err error) int {
+	switch {
+	case errors.Is(err, query.ErrBadParam), errors.Is(err, query.ErrBadRange):
+		return writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, query.ErrTooLarge):
+		return writeError(w, http.StatusRequestEntityTooLarge, err.Error())
+	case r.Context().Err() != nil:
+		h.cfg.Log.Debug("client went away during the query", zap.String("client_id", clientID))
+		return writeError(w, statusClientClosedRequest, "request cancelled")
+	case errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "TIMEOUT_EXCEEDED") || strings.Contains(err.Error(), "Timeout exceeded"):
+		h.cfg.Log.Warn("query timed out", zap.String("query", name), zap.String("client_id", clientID), zap.Duration("timeout", h.cfg.QueryTimeout), zap.Error(err))
+		return writeError(w, http.StatusGatewayTimeout, "the query took too long; try a shorter range or fewer filters")
+	default:
+		h.cfg.Log.Error("query failed", zap.String("query", name), zap.String("client_id", clientID), zap.Error(err))
+		return writeError(w, http.StatusInternalServerError, "internal error: the query failed")
+	}
+}
+
 // errorResponse is the body of every error answer.
 type errorResponse struct {
 	Error string `json:"error"`
@@ -273,7 +343,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) int {
 	enc.SetEscapeHTML(false) // API clients, not browsers, read these bodies: keep "<api key>" legible.
 	var body []byte
 	if err := enc.Encode(v); err != nil {
-		// Only the response types above reach here, and they always marshal.
 		status, body = http.StatusInternalServerError, []byte(`{"error":"internal error: encoding the response failed"}`+"\n")
 	} else {
 		body = buf.Bytes()
@@ -283,4 +352,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) int {
 	w.WriteHeader(status)
 	_, _ = w.Write(body) // a write error means the client hung up; nothing to tell it.
 	return status
+}
+
+//go:embed openapi.json
+var openAPI []byte
+
+func serveOpenAPI(w http.ResponseWriter, _ *http.Request) int {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(openAPI)
+	return http.StatusOK
 }

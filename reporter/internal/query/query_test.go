@@ -1,18 +1,13 @@
 package query
 
 import (
-	"context"
 	"errors"
-	"reflect"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/zap"
-
-	"github.com/aluminiapp/pipeline/lib/chtest"
-	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
-	"github.com/aluminiapp/pipeline/sinker/schema"
+	"github.com/aluminiapp/pipeline/lib/registry"
 )
 
 var march = Range{
@@ -20,75 +15,159 @@ var march = Range{
 	To:   time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC),
 }
 
-func TestAggregateBindsEveryValue(t *testing.T) {
-	sql, args, err := Aggregate("shop", march)
+// marker is put into every user-supplied value: it must reach the
+// arguments and never the SQL text.
+const marker = "MARK'\"`\\?--/*"
+
+// builders returns every statement the package builds for scope s, with
+// every user-supplied value carrying marker.
+func builders(t *testing.T, s Scope) map[string]func() (Query, error) {
+	t.Helper()
+	var filters []Filter
+	for _, name := range append(DimensionNames()[:len(DimensionNames())-1], "prop:"+marker) {
+		d, err := ParseDimension(name)
+		if err != nil {
+			t.Fatalf("ParseDimension(%q) = %v", name, err)
+		}
+		for _, op := range []Op{OpIs, OpIsNot, OpContains, OpIn} {
+			vals := []string{marker}
+			if op == OpIn {
+				vals = []string{marker, marker + "2"}
+			}
+			f, err := NewFilter(d, op, vals)
+			if err != nil {
+				t.Fatal(err)
+			}
+			filters = append(filters, f)
+		}
+	}
+	loc, _ := time.LoadLocation("Europe/Berlin")
+	p := Params{Range: march, Location: loc, Filters: filters, Goal: marker}
+	m := map[string]func() (Query, error){
+		"aggregate":        func() (Query, error) { return s.Aggregate(p) },
+		"current visitors": func() (Query, error) { return s.CurrentVisitors(march.From, march.To) },
+		"funnel": func() (Query, error) {
+			return s.Funnel(p, []Step{{StepPage, marker}, {StepEvent, marker}}, time.Hour)
+		},
+		"retention": func() (Query, error) { return s.Retention(p) },
+		"export":    func() (Query, error) { return s.Export(42, 10) },
+		"erase":     func() (Query, error) { return s.Erase("events", 42) },
+		"erase sessions": func() (Query, error) {
+			q, err := s.EraseSessions("sessions_daily", []any{uint64(7)})
+			// Written against the session table: check it as a read of events.
+			q.SQL = strings.Replace(q.SQL, "TABLE `sessions_daily`", "TABLE `events`", 1)
+			return q, err
+		},
+	}
+	for _, iv := range []Interval{Hour, Day, Week, Month} {
+		m["timeseries "+string(iv)] = func() (Query, error) { return s.Timeseries(p, iv) }
+	}
+	for _, name := range append(DimensionNames()[:len(DimensionNames())-1], "prop:"+marker) {
+		d, _ := ParseDimension(name)
+		m["breakdown "+name] = func() (Query, error) { return s.Breakdown(p, d, 10) }
+	}
+	return m
+}
+
+// TestNoStatementWithoutTheClientFilter builds every statement from the
+// zero Scope (refused) and from a client's scope, where every read of the
+// events table must be followed by the client filter bound to that client.
+func TestNoStatementWithoutTheClientFilter(t *testing.T) {
+	for name, build := range builders(t, Scope{}) {
+		if q, err := build(); !errors.Is(err, ErrNoClient) || q.SQL != "" {
+			t.Errorf("%s from the zero Scope = %q, %v; want no SQL and ErrNoClient", name, q.SQL, err)
+		}
+	}
+	s, err := ScopeOf(&registry.Client{ID: "shop"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []any{"shop", march.From.Unix(), march.To.Unix()}
-	if !reflect.DeepEqual(args, want) {
-		t.Errorf("Aggregate(shop, march) args = %v; want %v", args, want)
+	for name, build := range builders(t, s) {
+		q, err := build()
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if strings.Contains(q.SQL, "MARK") {
+			t.Errorf("%s: a user value reached the SQL text: %s", name, q.SQL)
+		}
+		if n := strings.Count(q.SQL, "?"); n != len(q.Args) {
+			t.Errorf("%s: %d placeholders, %d args", name, n, len(q.Args))
+		}
+		reads := strings.Count(q.SQL, "FROM events") + strings.Count(q.SQL, "TABLE `events`")
+		scoped := strings.Count(q.SQL, "FROM events WHERE client_id = ?") + strings.Count(q.SQL, "TABLE `events` DELETE WHERE client_id = ?")
+		if reads == 0 || reads != scoped {
+			t.Errorf("%s: %d reads of events, %d with the client filter: %s", name, reads, scoped, q.SQL)
+		}
+		// Every client_id placeholder is bound to this client.
+		parts := strings.Split(q.SQL, "?")
+		for i := range q.Args {
+			if strings.HasSuffix(parts[i], "client_id = ") && q.Args[i] != "shop" {
+				t.Errorf("%s: client filter bound to %v; want shop", name, q.Args[i])
+			}
+		}
 	}
-	if sql != aggregateSQL {
-		t.Errorf("Aggregate(shop, march) SQL = %q; want the fixed statement", sql)
+	if _, err := ScopeOf(nil); !errors.Is(err, ErrNoClient) {
+		t.Errorf("ScopeOf(nil) = %v; want ErrNoClient", err)
+	}
+	if _, err := ScopeOf(&registry.Client{}); !errors.Is(err, ErrNoClient) {
+		t.Errorf("ScopeOf(no id) = %v; want ErrNoClient", err)
 	}
 }
 
-func TestAggregateRefuses(t *testing.T) {
+func TestBuildersRefuse(t *testing.T) {
+	s, _ := ScopeOf(&registry.Client{ID: "shop"})
+	page, _ := ParseDimension("page")
 	for _, tc := range []struct {
-		name, client string
-		r            Range
-		want         error
+		name string
+		q    func() (Query, error)
+		want error
 	}{
-		{"no client", "", march, ErrNoClient},
-		{"empty range", "shop", Range{From: march.From, To: march.From}, ErrBadRange},
-		{"reversed range", "shop", Range{From: march.To, To: march.From}, ErrBadRange},
+		{"empty range", func() (Query, error) { return s.Aggregate(Params{Range: Range{march.From, march.From}}) }, ErrBadRange},
+		{"bad interval", func() (Query, error) { return s.Timeseries(Params{Range: march}, "minute") }, ErrBadParam},
+		{"zero limit", func() (Query, error) { return s.Breakdown(Params{Range: march}, page, 0) }, ErrBadParam},
+		{"one step", func() (Query, error) { return s.Funnel(Params{Range: march}, []Step{{StepPage, "/"}}, time.Hour) }, ErrBadParam},
+		{"bad table", func() (Query, error) { return s.Erase("events; DROP", 1) }, nil},
 	} {
-		if _, _, err := Aggregate(tc.client, tc.r); !errors.Is(err, tc.want) {
-			t.Errorf("%s: Aggregate(%q, %v) = %v; want %v", tc.name, tc.client, tc.r, err, tc.want)
+		_, err := tc.q()
+		if err == nil || (tc.want != nil && !errors.Is(err, tc.want)) {
+			t.Errorf("%s: err = %v; want %v", tc.name, err, tc.want)
 		}
+	}
+	for _, s := range []string{"nope", "prop:", ""} {
+		if _, err := ParseDimension(s); !errors.Is(err, ErrBadParam) {
+			t.Errorf("ParseDimension(%q) = %v; want ErrBadParam", s, err)
+		}
+	}
+	if _, err := NewFilter(page, "like", []string{"x"}); !errors.Is(err, ErrBadParam) {
+		t.Errorf("NewFilter(like) = %v; want ErrBadParam", err)
+	}
+	if _, err := NewFilter(page, OpIs, []string{strings.Repeat("x", maxValueLen+1)}); !errors.Is(err, ErrBadParam) {
+		t.Errorf("NewFilter(too long) = %v; want ErrBadParam", err)
 	}
 }
 
-func TestStoreAggregateIsScopedToTheClient(t *testing.T) {
-	ctx := context.Background()
-	_, conn := chtest.Database(t)
-	if err := schema.Apply(ctx, conn, zap.NewNop()); err != nil {
-		t.Fatal(err)
-	}
-	batch, err := conn.PrepareBatch(ctx, schema.InsertSQL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := time.Date(2026, 3, 5, 10, 0, 0, 0, time.UTC).UnixMilli()
-	for _, ev := range []*aluminiv1.Event{
-		{ClientId: "shop", EventId: "a", Type: aluminiv1.EventType_EVENT_TYPE_PAGEVIEW, TimestampMs: ts, VisitorId: 1},
-		{ClientId: "shop", EventId: "b", Type: aluminiv1.EventType_EVENT_TYPE_CUSTOM, TimestampMs: ts, VisitorId: 2},
-		{ClientId: "blog", EventId: "c", Type: aluminiv1.EventType_EVENT_TYPE_PAGEVIEW, TimestampMs: ts, VisitorId: 3},
-	} {
-		if err := batch.Append(schema.Values(ev)...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := batch.Send(); err != nil {
-		t.Fatal(err)
-	}
-	store, err := NewStore(conn, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+func TestBuckets(t *testing.T) {
+	berlin, _ := time.LoadLocation("Europe/Berlin")
+	// The spring DST change in Berlin: 2026-03-29 has 23 hours.
+	r := Range{From: time.Date(2026, 3, 29, 0, 0, 0, 0, berlin), To: time.Date(2026, 3, 30, 0, 0, 0, 0, berlin)}
 	for _, tc := range []struct {
-		client string
-		want   Totals
+		iv    Interval
+		r     Range
+		n     int
+		first string
 	}{
-		{"shop", Totals{Pageviews: 1, Visitors: 2, Events: 2}},
-		{"blog", Totals{Pageviews: 1, Visitors: 1, Events: 1}},
-		// A bound value is data, never SQL.
-		{"shop' OR '1'='1", Totals{}},
+		{Hour, r, 23, "2026-03-29T00:00:00+01:00"},
+		{Day, r, 1, "2026-03-29T00:00:00+01:00"},
+		{Week, march, 6, "2026-02-23T00:00:00+01:00"},
+		{Month, march, 2, "2026-03-01T00:00:00+01:00"},
 	} {
-		got, err := store.Aggregate(ctx, tc.client, march)
-		if err != nil || got != tc.want {
-			t.Errorf("Aggregate(%q, march) = %+v, %v; want %+v", tc.client, got, err, tc.want)
+		got, err := Buckets(tc.r, tc.iv, berlin)
+		if err != nil || len(got) != tc.n || got[0].Format(time.RFC3339) != tc.first {
+			t.Errorf("Buckets(%v, %s) = %d buckets from %v, %v; want %d from %s", tc.r, tc.iv, len(got), fmt.Sprint(got[:min(1, len(got))]), err, tc.n, tc.first)
 		}
+	}
+	if _, err := Buckets(Range{march.From, march.From.AddDate(1, 0, 0)}, Hour, nil); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("Buckets(a year by hour) = %v; want ErrTooLarge", err)
 	}
 }

@@ -56,15 +56,27 @@ func newEnv(t *testing.T) *env {
 // stops it the way the service does: cancel, wait for Run, close clients.
 func (e *env) start(t *testing.T, cfg sink.Config) (stop func()) {
 	t.Helper()
+	_, stop = e.startSink(t, cfg, e.store, prometheus.NewRegistry(), nil)
+	return stop
+}
+
+// startSink is start with the store, the metrics registry and a wrapper
+// around the Kafka reader (nil for none) chosen by the test.
+func (e *env) startSink(t *testing.T, cfg sink.Config, st sink.Store, reg prometheus.Registerer, wrap func(sink.Reader) sink.Reader) (*sink.Sink, func()) {
+	t.Helper()
 	log := zaptest.NewLogger(t)
-	reader := sink.NewReader(e.kafka.BrokerList(), e.kafka.EnrichedTopic, group, log)
+	reader := sink.NewReader(e.kafka.BrokerList(), e.kafka.EnrichedTopic, group, 6*time.Second, log)
 	dlq := sink.NewDeadLetterWriter(e.kafka.Addr(), e.kafka.DeadLetterTopic, log)
-	s := sink.New(cfg, reader, dlq, e.store, log, prometheus.NewRegistry())
+	var r sink.Reader = reader
+	if wrap != nil {
+		r = wrap(reader)
+	}
+	s := sink.New(cfg, r, dlq, st, log, reg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
 	stopped := false
-	stop = func() {
+	stop := func() {
 		t.Helper()
 		if stopped {
 			return
@@ -87,7 +99,7 @@ func (e *env) start(t *testing.T, cfg sink.Config) (stop func()) {
 		}
 	}
 	t.Cleanup(stop)
-	return stop
+	return s, stop
 }
 
 var testCfg = sink.Config{MaxRows: 40, MaxBytes: 1 << 20, MaxWait: 100 * time.Millisecond}
@@ -208,25 +220,41 @@ func (e *env) waitCommitted(t *testing.T, want int64) {
 func TestStoresEventsAndCommitsOffsets(t *testing.T) {
 	e := newEnv(t)
 	const n, more = 300, 50
+	// A plain MergeTree copy of every inserted row: background merges of the
+	// ReplacingMergeTree would hide what was inserted twice.
+	for _, stmt := range []string{
+		"CREATE TABLE events_nodedup AS events ENGINE = MergeTree ORDER BY event_id",
+		"CREATE MATERIALIZED VIEW events_nodedup_mv TO events_nodedup AS SELECT * FROM events",
+	} {
+		if err := e.conn.Exec(context.Background(), stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
 	e.produce(t, eventMessages(t, 0, n)...)
 
 	stop := e.start(t, testCfg)
-	if rows := e.waitUniq(t, n); rows != n {
-		t.Errorf("count() = %d; want %d", rows, n)
-	}
+	e.waitUniq(t, n)
 	stop()
 	if got, end := e.committed(t), kafkatest.Count(t, e.kafka.Brokers, e.kafka.EnrichedTopic); got != n || end != n {
 		t.Fatalf("committed offsets sum to %d, topic end offsets to %d; want both %d", got, end, n)
 	}
+	// kafka-go may deliver a record twice within one run (its partition
+	// readers restart from the committed offset when the group settles), so
+	// the row count is only bounded here; storage deduplicates the rest.
+	oldRows := e.rowsBelow(t, n)
+	if oldRows < n || oldRows > 2*n {
+		t.Errorf("rows of the first %d events = %d; want %d to %d", n, oldRows, n, 2*n)
+	}
 
-	// A sinker restarted in the same group resumes after the commits: the
-	// first n are not inserted again.
+	// A sinker restarted in the same group resumes after the commits: none
+	// of the first n is inserted again.
 	e.produce(t, eventMessages(t, n, n+more)...)
 	stop = e.start(t, testCfg)
-	if rows := e.waitUniq(t, n+more); rows != n+more {
-		t.Errorf("count() after restart = %d; want %d (nothing re-inserted)", rows, n+more)
-	}
+	e.waitUniq(t, n+more)
 	stop()
+	if got := e.rowsBelow(t, n); got != oldRows {
+		t.Errorf("rows of the first %d events after restart = %d; want %d (nothing re-inserted)", n, got, oldRows)
+	}
 	if got := e.committed(t); got != n+more {
 		t.Errorf("committed offsets after restart sum to %d; want %d", got, n+more)
 	}
@@ -317,4 +345,15 @@ func TestUndecodableRecordGoesToDeadLetterTopic(t *testing.T) {
 			t.Errorf("reason header = %q; want %q", header, dl.Reason)
 		}
 	}
+}
+
+// rowsBelow counts the rows inserted for events 0..n-1 (event ids e0000..)
+// in the events_nodedup copy.
+func (e *env) rowsBelow(t *testing.T, n int) uint64 {
+	t.Helper()
+	var rows uint64
+	if err := e.conn.QueryRow(context.Background(), "SELECT count() FROM events_nodedup WHERE event_id < ?", fmt.Sprintf("e%04d", n)).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	return rows
 }

@@ -13,6 +13,8 @@ type metrics struct {
 	deadLetterRetries prometheus.Counter
 	commitFailures    prometheus.Counter
 	lastInsert        prometheus.Gauge
+	splits            prometheus.Counter
+	lag               *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -60,10 +62,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Unix time of the last batch ClickHouse accepted.",
 		}),
 	}
-	for _, r := range []string{ReasonDecodeError, ReasonInvalidEvent} {
+	m.splits = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "alumini_sinker_batch_splits_total",
+		Help: "Batches ClickHouse rejected for their data and the sinker split in halves to find the bad rows.",
+	})
+	// One series per partition of the enriched topic: bounded by the
+	// topic's partition count.
+	m.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "alumini_sinker_consumer_lag_records",
+		Help: "Records between the last one fetched and the end of its partition, by partition.",
+	}, []string{"partition"})
+	for _, r := range []string{ReasonDecodeError, ReasonInvalidEvent, ReasonRejected} {
 		m.deadLetters.WithLabelValues(r) // export zeros, so alerts see the series
 	}
 	reg.MustRegister(m.rowsInserted, m.bytesInserted, m.inserts, m.insertDuration, m.batchRows,
-		m.insertRetries, m.deadLetters, m.deadLetterRetries, m.commitFailures, m.lastInsert)
+		m.insertRetries, m.deadLetters, m.deadLetterRetries, m.commitFailures, m.lastInsert, m.splits, m.lag)
 	return m
 }

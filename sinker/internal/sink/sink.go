@@ -8,11 +8,24 @@
 // retries and replays, and the events table is a ReplacingMergeTree keyed on
 // (client_id, toDate(timestamp), event_id): replayed rows collapse into one
 // when parts merge, and until then queries count uniqExact(event_id) (or
-// read with FINAL), so a replay never doubles a count.
+// read with FINAL), so a replay never doubles a count. The report views
+// hold only idempotent aggregates (uniqExact of ids, min, max), so a
+// replayed row changes them no more than it changes the raw counts.
+//
+// Insert deduplication tokens were considered and left out: a token only
+// helps if a replay rebuilds the very same block, which needs batch
+// boundaries stored outside Kafka (records from several partitions arrive
+// interleaved, and a replay starts wherever the last commit left off), and
+// 18.16 has no tokens. Idempotent storage is correct on every server
+// version without them; see docs/sinker.md.
+//
+// A batch that ClickHouse rejects because of its data is split in halves,
+// recursively, until the rows it refuses are found; they go to the
+// dead-letter topic (reason rejected_by_storage) and the rest is stored.
 //
 // Memory stays bounded: a batch is capped by rows, bytes and time, and
 // while ClickHouse refuses a batch the sink retries it with capped
-// exponential backoff without fetching more.
+// exponential backoff while at most one more batch fills.
 //
 // A record that cannot be stored (it does not decode, or lacks the ids that
 // deduplication needs) goes to the dead-letter topic as a DeadLetter and is
@@ -23,6 +36,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -33,6 +47,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
+	"github.com/aluminiapp/pipeline/sinker/internal/faultpoint"
+	"github.com/aluminiapp/pipeline/sinker/internal/store"
+	"github.com/aluminiapp/pipeline/sinker/schema"
 )
 
 // Stage names the sinker in dead letters.
@@ -40,8 +57,9 @@ const Stage = "sinker"
 
 // Dead-letter reasons.
 const (
-	ReasonDecodeError  = "decode_error"  // the value is not a proto Event
-	ReasonInvalidEvent = "invalid_event" // no client_id or event_id to store and deduplicate it by
+	ReasonDecodeError  = "decode_error"        // the value is not a proto Event
+	ReasonInvalidEvent = "invalid_event"       // no client_id or event_id to store and deduplicate it by, or a time the table cannot hold
+	ReasonRejected     = "rejected_by_storage" // ClickHouse refused the row for its data
 )
 
 // ErrNotReady is what the readiness check wraps while inserts fail.
@@ -137,6 +155,7 @@ type batch struct {
 	msgs         []kafka.Message // every record fetched, committed together
 	bytes        int             // value bytes of msgs
 	events       []*aluminiv1.Event
+	eventMsgs    []kafka.Message // the record of each event, for dead letters
 	eventBytes   int
 	dead         []kafka.Message // dead letters to produce
 	deadReasons  []string
@@ -145,36 +164,76 @@ type batch struct {
 	firstFetched time.Time
 }
 
-// Run consumes until ctx is cancelled or fetching fails. On cancellation it
-// stops fetching, flushes (inserts and commits) the batch in hand within
-// FlushTimeout and returns nil if that worked. The caller closes the reader,
-// the dead-letter writer and the store after Run returned.
+// Run consumes until ctx is cancelled or fetching fails. One batch is
+// flushed (inserted and committed, in order) while the next one fills, so
+// fetching and inserting overlap; memory holds at most those two batches,
+// because the filled batch waits for the flusher before the next one
+// starts. On cancellation Run stops fetching, flushes the batch the flusher
+// had in hand and then the one being filled, within FlushTimeout, and
+// returns nil if that worked. The caller closes the reader, the
+// dead-letter writer and the store after Run returned.
 func (s *Sink) Run(ctx context.Context) error {
-	for {
-		b, err := s.fill(ctx)
-		if err == nil {
+	// flushCtx ends with ctx, or when fetching failed for good (then the
+	// flusher's batch is abandoned uncommitted and replayed elsewhere).
+	flushCtx, stopFlusher := context.WithCancel(ctx)
+	defer stopFlusher()
+	handoff := make(chan *batch) // unbuffered: the flusher takes one batch at a time
+	unfinished := make(chan *batch, 1)
+	go func() {
+		for b := range handoff {
 			// flush retries until it succeeds, so it fails only on cancellation.
-			if err = s.flush(ctx, b); err == nil {
-				continue
+			if err := s.flush(flushCtx, b); err != nil {
+				unfinished <- b
+				return
 			}
 		}
-		if ctx.Err() == nil {
-			// A fatal fetch error: the records in hand are not committed and
-			// come back to whichever sinker takes the partition over.
-			return err
+		unfinished <- nil
+	}()
+
+	var (
+		last    *batch
+		fillErr error
+	)
+	for fillErr == nil {
+		var b *batch
+		b, fillErr = s.fill(ctx)
+		if fillErr != nil {
+			last = b
+			break
 		}
-		// Shutdown: the context that cancelled fetching (or a retry) must
-		// not cancel the last flush, but the flush must not outlast the
-		// service's shutdown timeout either.
-		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.FlushTimeout)
-		err = s.flush(flushCtx, b)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("flushing the last batch (%d records, replayed on restart): %w", len(b.msgs), err)
+		select {
+		case handoff <- b:
+		case <-ctx.Done():
+			last, fillErr = b, ctx.Err()
 		}
-		s.log.Info("sink stopped", zap.Int("flushed_records", len(b.msgs)))
-		return nil
 	}
+	close(handoff)
+	if ctx.Err() == nil {
+		// A fatal fetch error: the records in hand are not committed and
+		// come back to whichever sinker takes the partitions over.
+		stopFlusher()
+		<-unfinished
+		return fillErr
+	}
+	pending := <-unfinished
+	// Shutdown: the context that cancelled fetching (or a retry) must not
+	// cancel the last flushes, but they must not outlast the service's
+	// shutdown timeout either. Order matters: the flusher's batch holds
+	// earlier offsets than the one being filled.
+	lastCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.FlushTimeout)
+	defer cancel()
+	flushed := 0
+	for _, b := range []*batch{pending, last} {
+		if b == nil {
+			continue
+		}
+		if err := s.flush(lastCtx, b); err != nil {
+			return fmt.Errorf("flushing the last batches (%d records, replayed on restart): %w", len(b.msgs), err)
+		}
+		flushed += len(b.msgs)
+	}
+	s.log.Info("sink stopped", zap.Int("flushed_records", flushed))
+	return nil
 }
 
 // fill fetches records until the batch is full by rows or bytes, its time
@@ -216,6 +275,9 @@ func (s *Sink) fill(ctx context.Context) (*batch, error) {
 func (s *Sink) add(b *batch, m kafka.Message) error {
 	b.msgs = append(b.msgs, m)
 	b.bytes += len(m.Value)
+	if m.HighWaterMark > 0 {
+		s.m.lag.WithLabelValues(strconv.Itoa(m.Partition)).Set(float64(m.HighWaterMark - m.Offset - 1))
+	}
 	ev := &aluminiv1.Event{}
 	if err := proto.Unmarshal(m.Value, ev); err != nil {
 		return s.deadLetter(b, m, ReasonDecodeError, err)
@@ -223,12 +285,27 @@ func (s *Sink) add(b *batch, m kafka.Message) error {
 	if ev.ClientId == "" || ev.EventId == "" {
 		return s.deadLetter(b, m, ReasonInvalidEvent, errors.New("event has no client_id or no event_id"))
 	}
+	if err := schema.Check(ev); err != nil {
+		return s.deadLetter(b, m, ReasonInvalidEvent, err)
+	}
 	b.events = append(b.events, ev)
+	b.eventMsgs = append(b.eventMsgs, m)
 	b.eventBytes += len(m.Value)
 	return nil
 }
 
 func (s *Sink) deadLetter(b *batch, m kafka.Message, reason string, cause error) error {
+	dm, err := s.deadLetterMessage(m, reason, cause)
+	if err != nil {
+		return err
+	}
+	b.dead = append(b.dead, dm)
+	b.deadReasons = append(b.deadReasons, reason)
+	return nil
+}
+
+// deadLetterMessage wraps record m in a DeadLetter saying why.
+func (s *Sink) deadLetterMessage(m kafka.Message, reason string, cause error) (kafka.Message, error) {
 	s.log.Warn("dead-lettering record", zap.String("reason", reason), zap.Error(cause),
 		zap.String("topic", m.Topic), zap.Int("partition", m.Partition), zap.Int64("offset", m.Offset))
 	dl := &aluminiv1.DeadLetter{
@@ -243,18 +320,16 @@ func (s *Sink) deadLetter(b *batch, m kafka.Message, reason string, cause error)
 	}
 	value, err := proto.Marshal(dl)
 	if err != nil {
-		return fmt.Errorf("marshalling the dead letter of %s/%d@%d: %w", m.Topic, m.Partition, m.Offset, err)
+		return kafka.Message{}, fmt.Errorf("marshalling the dead letter of %s/%d@%d: %w", m.Topic, m.Partition, m.Offset, err)
 	}
-	b.dead = append(b.dead, kafka.Message{
+	return kafka.Message{
 		// The original key keeps a client's dead letters on one partition.
 		Key:   m.Key,
 		Value: value,
 		// Headers let consumers of the topic route on the reason without
 		// decoding the value.
 		Headers: []kafka.Header{{Key: "reason", Value: []byte(reason)}, {Key: "stage", Value: []byte(Stage)}},
-	})
-	b.deadReasons = append(b.deadReasons, reason)
-	return nil
+	}, nil
 }
 
 // flush writes the dead letters, inserts the events and commits every
@@ -278,24 +353,14 @@ func (s *Sink) flush(ctx context.Context, b *batch) error {
 		}
 	}
 	if len(b.events) > 0 && !b.inserted {
-		err := s.retry(ctx, "insert", s.m.insertRetries, func(ctx context.Context) error {
-			start := time.Now()
-			err := s.store.Insert(ctx, b.events)
-			s.m.insertDuration.Observe(time.Since(start).Seconds())
-			s.setInsertErr(err)
-			return err
-		})
-		if err != nil {
+		faultpoint.Hit(faultpoint.BeforeInsert)
+		if err := s.insertSplitting(ctx, b.events, b.eventMsgs); err != nil {
 			return err
 		}
 		b.inserted = true
-		s.m.inserts.Inc()
-		s.m.rowsInserted.Add(float64(len(b.events)))
-		s.m.bytesInserted.Add(float64(b.eventBytes))
-		s.m.batchRows.Observe(float64(len(b.events)))
-		s.m.lastInsert.SetToCurrentTime()
 		s.log.Debug("batch inserted", zap.Int("rows", len(b.events)), zap.Int("bytes", b.eventBytes),
 			zap.Duration("age", time.Since(b.firstFetched)))
+		faultpoint.Hit(faultpoint.AfterInsert)
 	}
 	if err := s.reader.CommitMessages(ctx, b.msgs...); err != nil {
 		// The rows are stored; the records come back after a restart or
@@ -308,9 +373,73 @@ func (s *Sink) flush(ctx context.Context, b *batch) error {
 	return nil
 }
 
+// insertSplitting inserts events, retrying while ClickHouse is unavailable.
+// When ClickHouse rejects them for their data it inserts each half on its
+// own, recursively, and dead-letters the single rows it still rejects: a
+// batch with k bad rows among n costs about 2k·log2(n) extra inserts, and
+// good rows are never held back by bad ones. msgs[i] is the record of
+// events[i].
+func (s *Sink) insertSplitting(ctx context.Context, events []*aluminiv1.Event, msgs []kafka.Message) error {
+	err := s.retry(ctx, "insert", s.m.insertRetries, func(ctx context.Context) error {
+		faultpoint.Arm(faultpoint.DuringInsert)
+		start := time.Now()
+		err := s.store.Insert(ctx, events)
+		s.m.insertDuration.Observe(time.Since(start).Seconds())
+		if errors.Is(err, store.ErrRejected) {
+			// The server is fine; the data is not. Readiness stays true.
+			s.setInsertErr(nil)
+			return permanentError{err}
+		}
+		s.setInsertErr(err)
+		return err
+	})
+	if err == nil {
+		s.m.inserts.Inc()
+		s.m.rowsInserted.Add(float64(len(events)))
+		bytes := 0
+		for _, m := range msgs {
+			bytes += len(m.Value)
+		}
+		s.m.bytesInserted.Add(float64(bytes))
+		s.m.batchRows.Observe(float64(len(events)))
+		s.m.lastInsert.SetToCurrentTime()
+		return nil
+	}
+	if !errors.Is(err, store.ErrRejected) {
+		return err
+	}
+	if len(events) == 1 {
+		return s.deadLetterNow(ctx, msgs[0], err)
+	}
+	s.log.Warn("clickhouse rejected a batch for its data; splitting it", zap.Int("rows", len(events)), zap.Error(err))
+	s.m.splits.Inc()
+	half := len(events) / 2
+	if err := s.insertSplitting(ctx, events[:half], msgs[:half]); err != nil {
+		return err
+	}
+	return s.insertSplitting(ctx, events[half:], msgs[half:])
+}
+
+// deadLetterNow writes the dead letter of a row ClickHouse rejected.
+func (s *Sink) deadLetterNow(ctx context.Context, m kafka.Message, cause error) error {
+	dm, err := s.deadLetterMessage(m, ReasonRejected, cause)
+	if err != nil {
+		return err
+	}
+	err = s.retry(ctx, "dead-letter write", s.m.deadLetterRetries, func(ctx context.Context) error {
+		return s.dlq.WriteMessages(ctx, dm)
+	})
+	if err != nil {
+		return err
+	}
+	s.m.deadLetters.WithLabelValues(ReasonRejected).Inc()
+	return nil
+}
+
 // retry runs op until it succeeds or ctx ends, waiting BackoffMin, twice
-// that, ... up to BackoffMax between attempts. It fetches nothing meanwhile,
-// which is what keeps memory bounded while a destination is down.
+// that, ... up to BackoffMax between attempts. Meanwhile Run fills at most
+// one more batch and then waits, which keeps memory bounded while a
+// destination is down.
 func (s *Sink) retry(ctx context.Context, what string, retries prometheus.Counter, op func(context.Context) error) error {
 	wait := s.cfg.BackoffMin
 	for attempt := 1; ; attempt++ {
@@ -322,6 +451,9 @@ func (s *Sink) retry(ctx context.Context, what string, retries prometheus.Counte
 				s.log.Info(what+" succeeded after retries", zap.Int("attempts", attempt))
 			}
 			return nil
+		}
+		if p, ok := errors.AsType[permanentError](err); ok {
+			return p.err
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: %w (gave up: %w)", what, err, ctx.Err())
@@ -338,3 +470,9 @@ func (s *Sink) retry(ctx context.Context, what string, retries prometheus.Counte
 		wait = min(2*wait, s.cfg.BackoffMax)
 	}
 }
+
+// permanentError stops retry: trying the same again cannot help.
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }

@@ -230,14 +230,15 @@ func TestInsertFailureIsRetriedBeforeCommit(t *testing.T) {
 	// Start with the store's hook able to see r: the hook first runs after
 	// a batch of 5 arrived, which is after the assignment below.
 	r = startFake(t, Config{MaxRows: 5, MaxBytes: 1 << 20, MaxWait: time.Hour, BackoffMin: time.Millisecond, BackoffMax: 4 * time.Millisecond}, store)
-	r.send(t, 0, 8)
+	r.send(t, 0, 12)
 	waitBatches(t, r.j, 1, 5*time.Second)
 
 	if !errors.Is(readyWhileFailing, ErrNotReady) {
 		t.Errorf("Ready while inserts fail = %v; want %v", readyWhileFailing, ErrNotReady)
 	}
-	if fetchedWhileFailing != 5 {
-		t.Errorf("records fetched while retrying = %d; want 5 (no fetching during retries)", fetchedWhileFailing)
+	// The next batch may fill while the first is retried, but no third.
+	if fetchedWhileFailing < 5 || fetchedWhileFailing > 10 {
+		t.Errorf("records fetched while retrying = %d; want 5 to 10 (at most the batch in retry and the next)", fetchedWhileFailing)
 	}
 	if err := r.sink.Ready(context.Background()); err != nil {
 		t.Errorf("Ready after a successful insert = %v; want nil", err)
@@ -247,12 +248,12 @@ func TestInsertFailureIsRetriedBeforeCommit(t *testing.T) {
 	}
 	r.stop(t)
 	entries, _, _ := r.j.snapshot()
-	want := []string{"insert failed", "insert failed", "insert failed", "insert 5", "commit 5", "insert 3", "commit 3"}
+	want := []string{"insert failed", "insert failed", "insert failed", "insert 5", "commit 5", "insert 5", "commit 5", "insert 2", "commit 2"}
 	if !slices.Equal(entries, want) {
 		t.Errorf("journal = %q; want %q", entries, want)
 	}
-	if got := testutil.ToFloat64(r.sink.m.rowsInserted); got != 8 {
-		t.Errorf("rows inserted metric = %v; want 8", got)
+	if got := testutil.ToFloat64(r.sink.m.rowsInserted); got != 12 {
+		t.Errorf("rows inserted metric = %v; want 12", got)
 	}
 }
 

@@ -1,0 +1,168 @@
+// Package bots tells crawlers, monitors and headless browsers from people,
+// by the crawler-user-agents list (MIT, embedded) and headless-browser signs.
+package bots
+
+import (
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"regexp/syntax"
+	"strings"
+)
+
+// crawlersJSON is crawler-user-agents.json of the npm package
+// crawler-user-agents 1.60.0 (github.com/monperrus/crawler-user-agents),
+// MIT licence in data/crawler-user-agents.LICENSE. Refresh it with
+// `npm pack crawler-user-agents` and copy the file over.
+//
+//go:embed data/crawler-user-agents.json
+var crawlersJSON []byte
+
+// headless are signs of automated browsers that the crawler list does not
+// carry because they also run real people's tests; on a site's traffic they
+// are not people either.
+var headless = []string{"HeadlessChrome", "Headless", "PhantomJS", "Puppeteer", "Playwright", "Selenium", "webdriver", "Electron/", "SlimerJS", "Chrome-Lighthouse", "Lighthouse"}
+
+type pattern struct {
+	// literal occurs in every user agent the pattern matches (or, for an
+	// alternation, the literal of one branch): a cheap pre-filter before the
+	// regular expression runs.
+	literal string
+	re      *regexp.Regexp
+}
+
+// Detector flags bot user agents; safe for concurrent use.
+type Detector struct {
+	patterns []pattern
+	// byTrigram indexes patterns by the first three bytes of their literal,
+	// so one pass over the user agent finds the few candidates instead of
+	// testing 1,500 literals one by one.
+	byTrigram map[uint32][]int
+	// always are patterns without a usable literal; they always run.
+	always []int
+}
+
+// Crawler is one entry of the embedded list.
+type Crawler struct {
+	Pattern   string   `json:"pattern"`
+	Instances []string `json:"instances"`
+}
+
+// Crawlers returns the embedded list (for tests and documentation).
+func Crawlers() ([]Crawler, error) {
+	var list []Crawler
+	if err := json.Unmarshal(crawlersJSON, &list); err != nil {
+		return nil, fmt.Errorf("parsing crawler list: %w", err)
+	}
+	return list, nil
+}
+
+// New compiles the embedded list.
+func New() (*Detector, error) {
+	list, err := Crawlers()
+	if err != nil {
+		return nil, err
+	}
+	d := &Detector{}
+	for _, c := range list {
+		re, err := regexp.Compile(c.Pattern)
+		if err != nil {
+			return nil, fmt.Errorf("crawler pattern %q: %w", c.Pattern, err)
+		}
+		for _, lit := range literals(c.Pattern) {
+			d.patterns = append(d.patterns, pattern{literal: lit, re: re})
+		}
+	}
+	for _, h := range headless {
+		d.patterns = append(d.patterns, pattern{literal: h, re: regexp.MustCompile(regexp.QuoteMeta(h))})
+	}
+	d.byTrigram = map[uint32][]int{}
+	for i, p := range d.patterns {
+		if len(p.literal) < 3 {
+			d.always = append(d.always, i)
+			continue
+		}
+		k := trigram(p.literal)
+		d.byTrigram[k] = append(d.byTrigram[k], i)
+	}
+	return d, nil
+}
+
+// IsBot reports whether ua belongs to a crawler or an automated browser. An
+// empty user agent counts as a bot: every browser sends one.
+func (d *Detector) IsBot(ua string) bool {
+	if strings.TrimSpace(ua) == "" {
+		return true
+	}
+	for _, i := range d.always {
+		if d.patterns[i].re.MatchString(ua) {
+			return true
+		}
+	}
+	for at := 0; at+3 <= len(ua); at++ {
+		for _, i := range d.byTrigram[trigram(ua[at:])] {
+			p := d.patterns[i]
+			if strings.HasPrefix(ua[at:], p.literal) && p.re.MatchString(ua) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func trigram(s string) uint32 { return uint32(s[0])<<16 | uint32(s[1])<<8 | uint32(s[2]) }
+
+// IsHeadlessBrand reports whether a Sec-CH-UA brand list names a headless
+// browser (HeadlessChrome sends "HeadlessChrome" there).
+func IsHeadlessBrand(secCHUA string) bool {
+	return strings.Contains(secCHUA, "Headless")
+}
+
+// literals are strings one of which every match of expr contains: the
+// longest literal of expr, or of each branch of a top-level alternation.
+// {""} when there is none (case-folding, say), and then the regexp always runs.
+func literals(expr string) []string {
+	re, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil {
+		return []string{""}
+	}
+	re = re.Simplify()
+	for re.Op == syntax.OpCapture {
+		re = re.Sub[0]
+	}
+	if re.Op != syntax.OpAlternate {
+		return []string{longestLiteral(re)}
+	}
+	var out []string
+	for _, branch := range re.Sub {
+		lit := longestLiteral(branch)
+		if lit == "" {
+			return []string{""}
+		}
+		out = append(out, lit)
+	}
+	return out
+}
+
+// longestLiteral is the longest literal part of a concatenation in re.
+func longestLiteral(re *syntax.Regexp) string {
+	var best string
+	var walk func(r *syntax.Regexp)
+	walk = func(r *syntax.Regexp) {
+		switch r.Op {
+		case syntax.OpLiteral:
+			if r.Flags&syntax.FoldCase == 0 && len(r.Rune) > len([]rune(best)) {
+				best = string(r.Rune)
+			}
+		case syntax.OpConcat, syntax.OpCapture:
+			for _, s := range r.Sub {
+				walk(s)
+			}
+		case syntax.OpPlus:
+			walk(r.Sub[0])
+		}
+	}
+	walk(re)
+	return best
+}

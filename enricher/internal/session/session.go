@@ -1,0 +1,276 @@
+// Package session groups a visitor's events into visits: a new session
+// after 30 minutes without events or when the visitor arrives from a new
+// campaign or referrer source; it also tells new from returning visitors.
+// State lives in memory, bounded, and in a compacted Kafka topic with one
+// partition per raw-topic partition, from which an instance that takes
+// over a partition rebuilds it.
+package session
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/maypok86/otter/v2"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/aluminiapp/pipeline/enricher/internal/kafkastate"
+)
+
+// State is what is kept per visitor.
+type State struct {
+	SessionID uint64
+	// Start and Last are the first and latest event times of the current
+	// session (Unix milliseconds).
+	Start, Last int64
+	// PreviousStart is the start of the visitor's previous session; 0 if
+	// this is the first one.
+	PreviousStart int64
+	// Source is the campaign or referrer source the session began with.
+	Source string
+}
+
+// Outcome is what an event learns from its visitor's state.
+type Outcome struct {
+	SessionID       uint64
+	NewVisitor      bool
+	PreviousVisitMs int64
+}
+
+// Config tunes a Tracker.
+type Config struct {
+	Brokers []string
+	// Topic is the compacted state topic.
+	Topic string
+	// Timeout ends a session after this long without events (30 minutes).
+	Timeout time.Duration
+	// MaxVisitors bounds the visitors held in memory; the least recently
+	// seen are forgotten first (and then start as new visitors).
+	MaxVisitors int
+	// TTL is how long a visitor's state is kept after their last event.
+	TTL time.Duration
+}
+
+// Tracker holds session state; safe for use from one pipeline goroutine
+// at a time per partition.
+type Tracker struct {
+	cfg   Config
+	cl    *kgo.Client
+	log   *zap.Logger
+	state *otter.Cache[string, State]
+
+	mu sync.Mutex
+	// next is the raw-topic offset each loaded partition expects next; a
+	// gap means another instance processed the partition meanwhile, so
+	// the state is reloaded.
+	next  map[int32]int64
+	dirty map[int32]map[string]State
+}
+
+// Open connects a Tracker and creates the state topic with partitions
+// partitions (as many as the raw topic has) when it is missing.
+func Open(ctx context.Context, cfg Config, partitions int32, replication int16, log *zap.Logger) (*Tracker, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...),
+		kgo.DefaultProduceTopic(cfg.Topic),
+		// State goes to the partition of the raw hit it came from, so
+		// the instance owning that raw partition finds it.
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		// Offsets of the raw topic are committed after these writes.
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerBatchCompression(kgo.Lz4Compression()),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to kafka: %w", err)
+	}
+	retention := strconv.FormatInt(cfg.TTL.Milliseconds(), 10)
+	if err := kafkastate.EnsureCompacted(ctx, cl, cfg.Topic, partitions, max(replication, 1), map[string]string{
+		// Compacted, and segments older than the TTL are deleted too,
+		// so visitors who never come back do not stay forever.
+		"cleanup.policy": "compact,delete",
+		"retention.ms":   retention,
+	}); err != nil {
+		cl.Close()
+		return nil, err
+	}
+	topics, err := kadm.NewClient(cl).ListTopics(ctx, cfg.Topic)
+	if err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("describing %s: %w", cfg.Topic, err)
+	}
+	if have := len(topics[cfg.Topic].Partitions); have < int(partitions) {
+		cl.Close()
+		return nil, fmt.Errorf("session state topic %s has %d partitions; the raw topic has %d: add partitions to it", cfg.Topic, have, partitions)
+	}
+	cache, err := otter.New(&otter.Options[string, State]{MaximumSize: cfg.MaxVisitors})
+	if err != nil {
+		cl.Close()
+		return nil, err
+	}
+	return &Tracker{cfg: cfg, cl: cl, log: log, state: cache, next: map[int32]int64{}, dirty: map[int32]map[string]State{}}, nil
+}
+
+// loadTimeout bounds the rebuild of one partition's state.
+const loadTimeout = 2 * time.Minute
+
+// Prepare makes sure the state of raw partition p is loaded before the
+// record at offset is applied.
+func (t *Tracker) Prepare(ctx context.Context, p int32, offset int64) error {
+	t.mu.Lock()
+	next, ok := t.next[p]
+	t.mu.Unlock()
+	if ok && offset <= next {
+		// offset < next is a replay of a batch whose commit failed: the
+		// state already holds it, and times only move forward.
+		return nil
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, loadTimeout)
+	defer cancel()
+	n := 0
+	err := kafkastate.ReadPartition(ctx, t.cfg.Brokers, t.cfg.Topic, p, func(r *kgo.Record) {
+		key := string(r.Key)
+		if r.Value == nil {
+			t.state.Invalidate(key)
+			return
+		}
+		s, err := decode(r.Value)
+		if err != nil {
+			t.log.Warn("skipping undecodable session state", zap.String("key", key), zap.Error(err))
+			return
+		}
+		if time.Since(time.UnixMilli(s.Last)) > t.cfg.TTL {
+			return
+		}
+		t.state.Set(key, s)
+		n++
+	})
+	if err != nil {
+		return fmt.Errorf("loading session state of partition %d: %w", p, err)
+	}
+	t.log.Info("loaded session state", zap.Int32("partition", p), zap.Int("visitors", n), zap.Duration("took", time.Since(start)))
+	t.mu.Lock()
+	t.next[p] = offset
+	t.mu.Unlock()
+	return nil
+}
+
+// Apply records an event of visitor key at time at (Unix milliseconds),
+// read from raw partition p at offset, that arrived from source ("" when
+// it names none: direct or internal traffic).
+func (t *Tracker) Apply(p int32, offset int64, key string, at int64, source string) Outcome {
+	s, ok := t.state.GetIfPresent(key)
+	var out Outcome
+	switch {
+	case !ok:
+		s = State{Start: at, Last: at, Source: source}
+		s.SessionID = sessionID(key, at)
+		out.NewVisitor = true
+	case at-s.Last > t.cfg.Timeout.Milliseconds() || (source != "" && source != s.Source):
+		s = State{Start: at, Last: at, PreviousStart: s.Start, Source: source}
+		s.SessionID = sessionID(key, at)
+	default:
+		// Events out of order keep the session's latest time.
+		s.Last = max(s.Last, at)
+		out.NewVisitor = s.PreviousStart == 0
+	}
+	out.SessionID, out.PreviousVisitMs = s.SessionID, s.PreviousStart
+	t.state.Set(key, s)
+	t.mu.Lock()
+	if t.dirty[p] == nil {
+		t.dirty[p] = map[string]State{}
+	}
+	t.dirty[p][key] = s
+	t.next[p] = max(t.next[p], offset+1)
+	t.mu.Unlock()
+	return out
+}
+
+// sessionID is derived, not random, so a replayed hit gets the session id
+// it got the first time.
+func sessionID(key string, start int64) uint64 {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(start))
+	h := xxhash.New()
+	_, _ = h.WriteString(key) // xxhash writes never fail
+	_, _ = h.Write(b[:])
+	return h.Sum64()
+}
+
+// Flush writes the state changed since the last Flush, each visitor's
+// latest only, and waits until Kafka acknowledged it.
+func (t *Tracker) Flush(ctx context.Context) error {
+	t.mu.Lock()
+	dirty := t.dirty
+	t.dirty = map[int32]map[string]State{}
+	t.mu.Unlock()
+	var recs []*kgo.Record
+	for p, states := range dirty {
+		for key, s := range states {
+			recs = append(recs, &kgo.Record{Key: []byte(key), Value: encode(s), Partition: p})
+		}
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	if err := t.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		// Put the changes back so the next flush retries them.
+		t.mu.Lock()
+		for p, states := range dirty {
+			for key, s := range states {
+				if t.dirty[p] == nil {
+					t.dirty[p] = map[string]State{}
+				}
+				if _, newer := t.dirty[p][key]; !newer {
+					t.dirty[p][key] = s
+				}
+			}
+		}
+		t.mu.Unlock()
+		return fmt.Errorf("writing session state: %w", err)
+	}
+	return nil
+}
+
+// Close disconnects.
+func (t *Tracker) Close() { t.cl.Close() }
+
+const stateVersion = 1
+
+// encode is a small fixed layout: version, session id, start, last,
+// previous start, source length and source.
+func encode(s State) []byte {
+	b := make([]byte, 0, 1+8*4+2+len(s.Source))
+	b = append(b, stateVersion)
+	b = binary.BigEndian.AppendUint64(b, s.SessionID)
+	b = binary.BigEndian.AppendUint64(b, uint64(s.Start))
+	b = binary.BigEndian.AppendUint64(b, uint64(s.Last))
+	b = binary.BigEndian.AppendUint64(b, uint64(s.PreviousStart))
+	b = binary.BigEndian.AppendUint16(b, uint16(min(len(s.Source), 1<<16-1)))
+	return append(b, s.Source[:min(len(s.Source), 1<<16-1)]...)
+}
+
+var errBadState = errors.New("malformed session state")
+
+func decode(b []byte) (State, error) {
+	if len(b) < 1+8*4+2 || b[0] != stateVersion {
+		return State{}, errBadState
+	}
+	var s State
+	s.SessionID = binary.BigEndian.Uint64(b[1:])
+	s.Start = int64(binary.BigEndian.Uint64(b[9:]))
+	s.Last = int64(binary.BigEndian.Uint64(b[17:]))
+	s.PreviousStart = int64(binary.BigEndian.Uint64(b[25:]))
+	n := int(binary.BigEndian.Uint16(b[33:]))
+	if len(b) != 35+n {
+		return State{}, errBadState
+	}
+	s.Source = string(b[35:])
+	return s, nil
+}

@@ -1,0 +1,265 @@
+package visitor
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/aluminiapp/pipeline/enricher/internal/kafkastate"
+)
+
+// ErrSaltGone means the salt of a day was destroyed: the hit came too late
+// (later than the grace period after its day).
+var ErrSaltGone = errors.New("the day's salt is destroyed")
+
+// SaltStore keeps one random salt per UTC day in a one-partition compacted
+// Kafka topic that every enricher instance reads, and destroys each salt
+// when its day (plus a grace period for late hits) is over.
+//
+// Records are keyed "<day>/<random writer id>". Two instances that need a
+// new day's salt at once may both write one; every instance then uses the
+// record with the smallest key for that day, so they agree without
+// coordination, and compaction never drops a winner (keys are unique).
+type SaltStore struct {
+	cl      *kgo.Client
+	brokers []string
+	topic   string
+	grace   time.Duration
+	log     *zap.Logger
+	now     func() time.Time
+
+	mu    sync.RWMutex
+	salts map[string]saltRecord // by day, the winning record
+}
+
+type saltRecord struct {
+	key  string
+	salt []byte
+}
+
+// SaltConfig sets up a SaltStore.
+type SaltConfig struct {
+	Brokers []string
+	Topic   string
+	// Grace is how long after the end of its UTC day a salt lives on, so
+	// that hits delayed in Kafka still get their day's salt.
+	Grace       time.Duration
+	Replication int16
+	// Now is the clock; time.Now when nil (tests move it).
+	Now func() time.Time
+}
+
+// OpenSaltStore creates the salt topic if needed and loads the live salts.
+func OpenSaltStore(ctx context.Context, cfg SaltConfig, log *zap.Logger) (*SaltStore, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...),
+		// Salts are tiny and rare; each write must be on every replica
+		// before an instance relies on it.
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.DefaultProduceTopic(cfg.Topic),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to kafka: %w", err)
+	}
+	if err := kafkastate.EnsureCompacted(ctx, cl, cfg.Topic, 1, max(cfg.Replication, 1), nil); err != nil {
+		cl.Close()
+		return nil, err
+	}
+	s := &SaltStore{cl: cl, brokers: cfg.Brokers, topic: cfg.Topic, grace: cfg.Grace, log: log, now: cfg.Now, salts: map[string]saltRecord{}}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if err := s.refresh(ctx); err != nil {
+		cl.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func dayOf(t time.Time) string { return t.UTC().Format(time.DateOnly) }
+
+// live reports whether day's salt may still be used at now.
+func (s *SaltStore) live(day string, now time.Time) bool {
+	start, err := time.Parse(time.DateOnly, day)
+	if err != nil {
+		return false
+	}
+	return now.Before(start.Add(24*time.Hour + s.grace))
+}
+
+// Salt returns the salt of at's UTC day, creating it when no instance has
+// yet. It fails with ErrSaltGone for a day whose salt was destroyed.
+func (s *SaltStore) Salt(at time.Time) ([]byte, error) {
+	day := dayOf(at)
+	s.mu.RLock()
+	rec, ok := s.salts[day]
+	s.mu.RUnlock()
+	if ok {
+		return rec.salt, nil
+	}
+	now := s.now()
+	if !s.live(day, now) {
+		return nil, fmt.Errorf("%w: %s", ErrSaltGone, day)
+	}
+	if at.After(now.Add(24 * time.Hour)) {
+		// A clock far ahead must not make salts for days to come.
+		return nil, fmt.Errorf("no salt for %s: the day has not begun", day)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.ensure(ctx, day); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	rec, ok = s.salts[day]
+	s.mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("salt of %s missing after writing it", day)
+	}
+	return rec.salt, nil
+}
+
+// ensure writes a salt for day unless one exists, then reloads.
+func (s *SaltStore) ensure(ctx context.Context, day string) error {
+	if err := s.refresh(ctx); err != nil {
+		return err
+	}
+	s.mu.RLock()
+	_, ok := s.salts[day]
+	s.mu.RUnlock()
+	if ok {
+		return nil
+	}
+	salt := make([]byte, 32)
+	writer := make([]byte, 8)
+	if _, err := rand.Read(salt); err != nil {
+		return fmt.Errorf("reading random salt: %w", err)
+	}
+	if _, err := rand.Read(writer); err != nil {
+		return fmt.Errorf("reading random salt: %w", err)
+	}
+	key := fmt.Sprintf("%s/%x", day, writer)
+	if err := s.cl.ProduceSync(ctx, &kgo.Record{Key: []byte(key), Value: salt}).FirstErr(); err != nil {
+		return fmt.Errorf("writing salt of %s: %w", day, err)
+	}
+	s.log.Info("made a new daily salt", zap.String("day", day))
+	return s.refresh(ctx)
+}
+
+// refresh rereads the topic: the smallest live key of each day wins.
+func (s *SaltStore) refresh(ctx context.Context) error {
+	now := s.now()
+	found := map[string]saltRecord{}
+	err := kafkastate.ReadPartition(ctx, s.brokers, s.topic, 0, func(r *kgo.Record) {
+		key := string(r.Key)
+		day, _, ok := strings.Cut(key, "/")
+		if !ok || !s.live(day, now) {
+			return
+		}
+		if r.Value == nil { // tombstone: that record is withdrawn
+			if cur, ok := found[day]; ok && cur.key == key {
+				delete(found, day)
+			}
+			return
+		}
+		if cur, ok := found[day]; !ok || key < cur.key {
+			found[day] = saltRecord{key: key, salt: append([]byte(nil), r.Value...)}
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("reading salts: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for day, old := range s.salts {
+		if _, kept := found[day]; !kept {
+			clear(old.salt) // the last copy in this process
+		}
+	}
+	s.salts = found
+	return nil
+}
+
+// Rotate makes sure today's salt exists and destroys the salts of days
+// that are over: it tombstones their records and, so that nothing is left
+// to read even where the broker does not compact, it writes the live
+// salts again and deletes every record before those copies.
+func (s *SaltStore) Rotate(ctx context.Context) error {
+	now := s.now()
+	if err := s.ensure(ctx, dayOf(now)); err != nil {
+		return err
+	}
+	var dead []string
+	err := kafkastate.ReadPartition(ctx, s.brokers, s.topic, 0, func(r *kgo.Record) {
+		day, _, _ := strings.Cut(string(r.Key), "/")
+		if r.Value != nil && !s.live(day, now) {
+			dead = append(dead, string(r.Key))
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("reading salts: %w", err)
+	}
+	if len(dead) == 0 {
+		return nil
+	}
+	s.mu.RLock()
+	recs := make([]*kgo.Record, 0, len(dead)+len(s.salts))
+	for _, key := range dead {
+		recs = append(recs, &kgo.Record{Key: []byte(key)}) // tombstone
+	}
+	days := make([]string, 0, len(s.salts))
+	for day := range s.salts {
+		days = append(days, day)
+	}
+	sort.Strings(days)
+	for _, day := range days {
+		rec := s.salts[day]
+		recs = append(recs, &kgo.Record{Key: []byte(rec.key), Value: append([]byte(nil), rec.salt...)})
+	}
+	s.mu.RUnlock()
+	results, err := s.cl.ProduceSync(ctx, recs...).First()
+	if err != nil {
+		return fmt.Errorf("writing salt tombstones: %w", err)
+	}
+	// Every record below the first tombstone is an old salt or a copy
+	// superseded by the ones just written.
+	if err := kafkastate.DeleteBefore(ctx, s.cl, s.topic, 0, results.Offset); err != nil {
+		return err
+	}
+	s.log.Info("destroyed old daily salts", zap.Int("records", len(dead)))
+	return s.refresh(ctx)
+}
+
+// Run rotates every interval until ctx ends.
+func (s *SaltStore) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.Rotate(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("rotating daily salts failed; retrying at the next tick", zap.Error(err))
+			}
+		}
+	}
+}
+
+// Close forgets the salts and disconnects.
+func (s *SaltStore) Close() {
+	s.mu.Lock()
+	for _, rec := range s.salts {
+		clear(rec.salt)
+	}
+	s.salts = nil
+	s.mu.Unlock()
+	s.cl.Close()
+}

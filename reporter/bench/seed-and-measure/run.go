@@ -1,0 +1,486 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/aluminiapp/pipeline/lib/chconf"
+	"github.com/aluminiapp/pipeline/lib/registry"
+	"github.com/aluminiapp/pipeline/reporter/internal/api"
+	"github.com/aluminiapp/pipeline/reporter/internal/query"
+)
+
+// benchKey is the API key of the measured client in the throw-away
+// registry the benchmark writes; it never leaves the run.
+const benchKey = "alm_bench000000000000000000000000000000000000000"
+
+// Targets of issue 6.
+const (
+	targetP95   = 300 * time.Millisecond
+	targetRatio = 1.2
+)
+
+// benchCase is one report: the API request and the statement the
+// reporter's builder makes for it.
+type benchCase struct {
+	name   string
+	target string
+	q      query.Query
+	// check compares the API's JSON answer with clickhouse-client's TSV
+	// output of the same SQL, so a wrong inlining cannot go unnoticed.
+	check func(answer []byte, tsv string) error
+}
+
+// sample is one timed run.
+type sample struct{ api, direct, directWall time.Duration }
+
+func run(ctx context.Context, cfg config, out, progress io.Writer) error {
+	admin, err := (&chconf.Config{Addr: cfg.Addr, Database: "default"}).Open()
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+	reuse := false
+	if cfg.Reuse {
+		n, err := countEvents(ctx, admin, cfg.Database)
+		if err != nil {
+			return err
+		}
+		reuse = n == uint64(cfg.Events)
+		fmt.Fprintf(progress, "database %s holds %d events; reuse: %v\n", cfg.Database, n, reuse)
+	}
+	if !reuse {
+		if err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+cfg.Database); err != nil {
+			return err
+		}
+		if err := admin.Exec(ctx, "CREATE DATABASE "+cfg.Database); err != nil {
+			return err
+		}
+	}
+	if !cfg.Keep {
+		defer func() {
+			if err := admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+cfg.Database); err != nil {
+				fmt.Fprintf(progress, "dropping %s: %v\n", cfg.Database, err)
+			}
+		}()
+	}
+	conn, err := (&chconf.Config{Addr: cfg.Addr, Database: cfg.Database}).Open()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+
+	end := cfg.End
+	if end.IsZero() {
+		end = time.Now().UTC().Truncate(24 * time.Hour)
+	}
+	if !reuse {
+		began := time.Now()
+		if err := seed(ctx, conn, cfg, end.AddDate(0, 0, -cfg.Days), progress); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "Seeded %d events of %d clients in %s.\n", cfg.Events, cfg.Clients, time.Since(began).Round(time.Second))
+	}
+	// Background merges of the fresh parts would compete with the timed
+	// queries for the two cores; a site's table at steady state is merged.
+	settled, err := waitForMerges(ctx, conn, 5*time.Minute)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(progress, "merges settled after %s\n", settled.Round(time.Second))
+
+	// The report covers the seeded days, wherever a reused database's
+	// data lies.
+	var first time.Time
+	var events, parts uint64
+	if err := conn.QueryRow(ctx, "SELECT min(timestamp), count() FROM events WHERE client_id = ?", clientID(0)).Scan(&first, &events); err != nil {
+		return fmt.Errorf("reading the seeded range: %w", err)
+	}
+	if err := conn.QueryRow(ctx, "SELECT count() FROM system.parts WHERE database = currentDatabase() AND table = 'events' AND active").Scan(&parts); err != nil {
+		return fmt.Errorf("counting parts: %w", err)
+	}
+	from := first.UTC().Truncate(24 * time.Hour)
+	rng := query.Range{From: from, To: from.AddDate(0, 0, cfg.Days)}
+	fmt.Fprintf(out, "Client %s: %d events from %s to %s (UTC); events table: %d active parts.\n\n",
+		clientID(0), events, rng.From.Format(time.DateOnly), rng.To.Format(time.DateOnly), parts)
+
+	srv, err := startReporter(ctx, cfg, conn)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	cases, err := buildCases(rng)
+	if err != nil {
+		return err
+	}
+	host, port, err := net.SplitHostPort(cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("-clickhouse-addr: %w", err)
+	}
+	cl := chClient{bin: cfg.ClientBinary, host: host, port: port, database: cfg.Database}
+
+	fmt.Fprintf(out, "| query | reporter p50 | reporter p95 | clickhouse-client p50 | clickhouse-client p95 | overhead p50 | overhead p95 | p95 < 300 ms |\n")
+	fmt.Fprintf(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
+	var worstRatio float64
+	var slow []string
+	var all []sample
+	for _, c := range cases {
+		sql, err := inline(c.q.SQL, c.q.Args)
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.name, err)
+		}
+		var samples []sample
+		for i := 0; i < cfg.Warmup+cfg.Reps; i++ {
+			// Alternate the two paths so both see the same cache state.
+			answer, apiTime, err := getAPI(ctx, srv.URL+c.target)
+			if err != nil {
+				return fmt.Errorf("%s: %w", c.name, err)
+			}
+			// TSV rather than the Null format costs nothing measurable for
+			// these few rows, and lets every run double as a check.
+			tsv, direct, wall, err := cl.run(ctx, sql, "TSV")
+			if err != nil {
+				return fmt.Errorf("%s: %w", c.name, err)
+			}
+			if err := c.check(answer, tsv); err != nil {
+				return fmt.Errorf("%s: the API and clickhouse-client disagree: %w", c.name, err)
+			}
+			if i >= cfg.Warmup {
+				samples = append(samples, sample{apiTime, direct, wall})
+			}
+		}
+		all = append(all, samples...)
+		a50, a95 := percentiles(samples, func(s sample) time.Duration { return s.api })
+		d50, d95 := percentiles(samples, func(s sample) time.Duration { return s.direct })
+		r50, r95 := ratio(a50, d50), ratio(a95, d95)
+		worstRatio = max(worstRatio, r50)
+		verdict := "yes"
+		if a95 >= targetP95 {
+			verdict = "**no**"
+			slow = append(slow, c.name)
+		}
+		fmt.Fprintf(out, "| %s | %s | %s | %s | %s | %.2fx | %.2fx | %s |\n", c.name, ms(a50), ms(a95), ms(d50), ms(d95), r50, r95, verdict)
+	}
+	fmt.Fprintf(out, "\n%d queries, %d timed runs each (after %d warm-up) per path. Largest overhead (p50): %.2fx (target ≤ %.1fx).\n",
+		len(cases), cfg.Reps, cfg.Warmup, worstRatio, targetRatio)
+	startup, _ := percentiles(all, func(s sample) time.Duration { return s.directWall - s.direct })
+	fmt.Fprintf(out, "clickhouse-client times are its own --time figures; its process start-up (median %s per run) is left out.\n", ms(startup))
+	if len(slow) == 0 {
+		fmt.Fprintf(out, "Every reporter p95 is under %s.\n", ms(targetP95))
+	} else {
+		fmt.Fprintf(out, "Reporter p95 at or over %s: %d of %d (%s).\n", ms(targetP95), len(slow), len(cases), strings.Join(slow, ", "))
+	}
+	return nil
+}
+
+func countEvents(ctx context.Context, admin driver.Conn, database string) (uint64, error) {
+	var tables uint64
+	if err := admin.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name = 'events'", database).Scan(&tables); err != nil {
+		return 0, err
+	}
+	if tables == 0 {
+		return 0, nil
+	}
+	var n uint64
+	err := admin.QueryRow(ctx, "SELECT count() FROM "+database+".events").Scan(&n)
+	return n, err
+}
+
+// waitForMerges waits until no merge of the database has run for three
+// polls in a row, or limit passes.
+func waitForMerges(ctx context.Context, conn driver.Conn, limit time.Duration) (time.Duration, error) {
+	began := time.Now()
+	quiet := 0
+	for quiet < 3 && time.Since(began) < limit {
+		var n uint64
+		if err := conn.QueryRow(ctx, "SELECT count() FROM system.merges WHERE database = currentDatabase()").Scan(&n); err != nil {
+			return 0, fmt.Errorf("watching merges: %w", err)
+		}
+		if n == 0 {
+			quiet++
+		} else {
+			quiet = 0
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+	return time.Since(began), nil
+}
+
+// startReporter serves the reporter's real API handler over loopback
+// HTTP, with a registry of the seeded clients and limits that do not get
+// in the way of the measurement.
+func startReporter(ctx context.Context, cfg config, conn driver.Conn) (*httptest.Server, error) {
+	dir, err := os.MkdirTemp("", "reporter-bench")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir) // the registry is read once below
+	var doc strings.Builder
+	doc.WriteString("clients:\n")
+	for i := 0; i < cfg.Clients; i++ {
+		fmt.Fprintf(&doc, "  - id: %s\n    write_keys: [wk_%s]\n", clientID(i), clientID(i))
+		if i == 0 {
+			fmt.Fprintf(&doc, "    api_key_hashes: [%q]\n", registry.HashAPIKey(benchKey))
+		}
+	}
+	path := filepath.Join(dir, "clients.yaml")
+	if err := os.WriteFile(path, []byte(doc.String()), 0o600); err != nil {
+		return nil, err
+	}
+	reg, err := registry.OpenFile(path)
+	if err != nil {
+		return nil, err
+	}
+	timeout := time.Minute
+	store, err := query.NewStore(conn, prometheus.NewRegistry(), timeout)
+	if err != nil {
+		return nil, err
+	}
+	if err := store.Init(ctx); err != nil {
+		return nil, err
+	}
+	h, err := api.New(api.Config{
+		Registry: reg, Store: store, Log: zap.NewNop(), Metrics: prometheus.NewRegistry(),
+		QueryTimeout: timeout, RateLimit: 1e6, RateBurst: 1e6, MaxRows: 1000, MaxExport: 1000, TrendsMinClients: 5,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return httptest.NewServer(h), nil
+}
+
+// buildCases lists the measured reports of client 0 over rng in UTC (the
+// seeded clients' zone): the aggregate, the daily time series and every
+// breakdown, top 10 rows as the dashboard asks.
+func buildCases(rng query.Range) ([]benchCase, error) {
+	c0 := &registry.Client{ID: clientID(0)}
+	sc, err := query.ScopeOf(c0)
+	if err != nil {
+		return nil, err
+	}
+	p := query.Params{Range: rng, Location: time.UTC}
+	period := url.Values{
+		"from": {rng.From.Format(time.DateOnly)},
+		"to":   {rng.To.AddDate(0, 0, -1).Format(time.DateOnly)}, // inclusive date
+		"tz":   {"UTC"},
+	}
+	var cases []benchCase
+	q, err := sc.Aggregate(p)
+	if err != nil {
+		return nil, err
+	}
+	cases = append(cases, benchCase{"aggregate", api.AggregatePath + "?" + period.Encode(), q, checkAggregate})
+	q, err = sc.Timeseries(p, query.Day)
+	if err != nil {
+		return nil, err
+	}
+	ts := cloneWith(period, "interval", "day")
+	cases = append(cases, benchCase{"timeseries (day)", api.TimeseriesPath + "?" + ts.Encode(), q, checkTimeseries})
+	for _, name := range query.DimensionNames() {
+		if strings.HasPrefix(name, "prop:") {
+			name = "prop:plan"
+		}
+		d, err := query.ParseDimension(name)
+		if err != nil {
+			return nil, err
+		}
+		q, err := sc.Breakdown(p, d, 10)
+		if err != nil {
+			return nil, err
+		}
+		bd := cloneWith(period, "dimension", name)
+		cases = append(cases, benchCase{"breakdown " + name, api.BreakdownPath + "?" + bd.Encode(), q, checkBreakdown})
+	}
+	return cases, nil
+}
+
+func cloneWith(v url.Values, key, value string) url.Values {
+	out := url.Values{}
+	for k, vs := range v {
+		out[k] = append([]string(nil), vs...)
+	}
+	out.Set(key, value)
+	return out
+}
+
+func tsvRows(tsv string) [][]string {
+	var rows [][]string
+	for _, line := range strings.Split(strings.TrimRight(tsv, "\n"), "\n") {
+		if line != "" {
+			rows = append(rows, strings.Split(line, "\t"))
+		}
+	}
+	return rows
+}
+
+func checkAggregate(answer []byte, tsv string) error {
+	var a struct {
+		Results query.Metrics `json:"results"`
+	}
+	if err := json.Unmarshal(answer, &a); err != nil {
+		return err
+	}
+	rows := tsvRows(tsv)
+	if len(rows) != 1 || len(rows[0]) < 4 {
+		return fmt.Errorf("clickhouse-client answered %q", tsv)
+	}
+	want := fmt.Sprintf("%d\t%d\t%d\t%d", a.Results.Visitors, a.Results.Visits, a.Results.Pageviews, a.Results.Events)
+	if got := strings.Join(rows[0][:4], "\t"); got != want || a.Results.Visitors == 0 {
+		return fmt.Errorf("visitors, visits, page views, events: clickhouse-client %s, API %s", got, want)
+	}
+	return nil
+}
+
+func checkTimeseries(answer []byte, tsv string) error {
+	var a struct {
+		Results struct {
+			Points []query.Point `json:"points"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(answer, &a); err != nil {
+		return err
+	}
+	var sum, nonEmpty uint64
+	for _, pt := range a.Results.Points {
+		sum += pt.Pageviews
+		if pt.Events > 0 {
+			nonEmpty++
+		}
+	}
+	var want uint64
+	rows := tsvRows(tsv)
+	for _, r := range rows {
+		n, err := strconv.ParseUint(r[3], 10, 64)
+		if err != nil {
+			return err
+		}
+		want += n
+	}
+	if uint64(len(rows)) != nonEmpty || sum != want || sum == 0 {
+		return fmt.Errorf("buckets %d, page views %d from clickhouse-client; %d, %d from the API", len(rows), want, nonEmpty, sum)
+	}
+	return nil
+}
+
+func checkBreakdown(answer []byte, tsv string) error {
+	var a struct {
+		Results struct {
+			Rows []query.Row `json:"rows"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(answer, &a); err != nil {
+		return err
+	}
+	rows := tsvRows(tsv)
+	if len(rows) != len(a.Results.Rows) || len(rows) == 0 {
+		return fmt.Errorf("%d rows from clickhouse-client, %d from the API", len(rows), len(a.Results.Rows))
+	}
+	if got, want := rows[0][1], strconv.FormatUint(a.Results.Rows[0].Visitors, 10); got != want {
+		return fmt.Errorf("top row's visitors: clickhouse-client %s, API %s", got, want)
+	}
+	return nil
+}
+
+// getAPI requests target with the benchmark key and returns the body and
+// the time from sending the request to having read the whole answer.
+func getAPI(ctx context.Context, target string) ([]byte, time.Duration, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+benchKey)
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	elapsed := time.Since(start)
+	if cerr := resp.Body.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, 0, fmt.Errorf("GET %s: %s: %s", target, resp.Status, body)
+	}
+	return body, elapsed, nil
+}
+
+// chClient runs statements with clickhouse-client.
+type chClient struct{ bin, host, port, database string }
+
+// run executes sql and returns its output, the query time the client
+// reports with --time (sending the query to receiving the last block;
+// the process's own start-up is not in it) and the wall time of the
+// whole process.
+func (c chClient) run(ctx context.Context, sql, format string) (string, time.Duration, time.Duration, error) {
+	cmd := exec.CommandContext(ctx, c.bin, "--host", c.host, "--port", c.port, "--database", c.database,
+		"--time", "--format", format, "--query", sql)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	wall := time.Since(start)
+	if err != nil {
+		return "", 0, 0, fmt.Errorf("clickhouse-client: %w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	lines := strings.Fields(stderr.String())
+	if len(lines) == 0 {
+		return "", 0, 0, errors.New("clickhouse-client printed no --time")
+	}
+	secs, err := strconv.ParseFloat(lines[len(lines)-1], 64)
+	if err != nil {
+		return "", 0, 0, fmt.Errorf("clickhouse-client --time output %q: %w", stderr.String(), err)
+	}
+	return stdout.String(), time.Duration(secs * float64(time.Second)), wall, nil
+}
+
+// percentiles returns the nearest-rank p50 and p95 of one field.
+func percentiles(samples []sample, field func(sample) time.Duration) (time.Duration, time.Duration) {
+	ds := make([]time.Duration, len(samples))
+	for i, s := range samples {
+		ds[i] = field(s)
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	rank := func(p float64) time.Duration {
+		i := int(p*float64(len(ds))+0.999999) - 1
+		return ds[max(0, min(i, len(ds)-1))]
+	}
+	return rank(0.50), rank(0.95)
+}
+
+func ratio(a, b time.Duration) float64 {
+	if b <= 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+func ms(d time.Duration) string {
+	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 0, 64) + " ms"
+}

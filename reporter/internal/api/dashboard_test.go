@@ -1,0 +1,135 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/aluminiapp/pipeline/reporter/internal/dashboard"
+)
+
+// TestDashboardInChromium loads the dashboard in headless Chromium against
+// the seeded fixture, logs in with shop's key, checks the headline numbers
+// and top pages on screen against the API, clicks a row to filter, and
+// saves a screenshot to $ALUMINI_ARTIFACTS_DIR (default: the system temp
+// directory) as reporter-dashboard.jpg.
+func TestDashboardInChromium(t *testing.T) {
+	const chromium = "/usr/bin/chromium"
+	if _, err := os.Stat(chromium); err != nil {
+		t.Fatalf("%s is missing (apt-get install chromium): %v", chromium, err)
+	}
+	e := newEnv(t)
+	dash := dashboard.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			e.h.ServeHTTP(w, r)
+			return
+		}
+		dash.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:0:0],
+		chromedp.ExecPath(chromium), chromedp.Flag("headless", true), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.NoFirstRun, chromedp.WindowSize(1280, 1400),
+		chromedp.UserDataDir(t.TempDir()))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
+	defer cancelTimeout()
+
+	page := srv.URL + "/?from=2026-03-01&to=2026-03-31&tz=UTC"
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(page),
+		chromedp.WaitVisible(chromedp.ID("apikey")),
+		chromedp.SendKeys(chromedp.ID("apikey"), shopKey),
+		chromedp.Click(chromedp.CSS(`#login-form button[type=submit]`)),
+	)
+	if err == nil {
+		_, err = chromedp.Run(ctx, chromedp.Poll[bool](`document.body.dataset.loaded !== undefined || document.getElementById("error").textContent !== ""`, chromedp.WithPollingTimeout(20*time.Second)))
+	}
+	if err != nil {
+		t.Fatalf("driving chromium: %v", err)
+	}
+	text := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("reading %s: %v", sel, err)
+		}
+		return s
+	}
+	if msg := text("#error"); msg != "" {
+		t.Fatalf("the dashboard shows an error: %s", msg)
+	}
+	visitors, pageviews, bounce := text("#visitors"), text("#pageviews"), text("#bounce_rate")
+	firstPage := text("#top-page tbody tr:first-child td:first-child")
+	firstPageVisitors := text("#top-page tbody tr:first-child td:nth-child(2)")
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	// The same numbers from the API.
+	_, _, body := request{target: AggregatePath + "?from=2026-03-01&to=2026-03-31&tz=UTC", auth: "Bearer " + shopKey}.do(t, e.h)
+	var agg struct {
+		Results struct {
+			Visitors, Pageviews float64
+			BounceRate          float64 `json:"bounce_rate"`
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &agg); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ name, got, want string }{
+		{"visitors", visitors, jsonNumber(agg.Results.Visitors)},
+		{"page views", pageviews, jsonNumber(agg.Results.Pageviews)},
+		{"bounce rate", bounce, jsonNumber(agg.Results.BounceRate) + "%"},
+		{"top page", firstPage, "/"},
+		{"top page visitors", firstPageVisitors, "2"},
+	} {
+		if strings.TrimSpace(c.got) != c.want {
+			t.Errorf("dashboard %s = %q; want %q (from the API)", c.name, c.got, c.want)
+		}
+	}
+	if visitors != "2" {
+		t.Errorf("dashboard visitors = %q; want 2 (the fixture)", visitors)
+	}
+
+	// Clicking a page filters the report: /pricing was seen by visitor 1.
+	err = chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`#top-page tbody tr:nth-child(3) button`)),
+		chromedp.WaitVisible(chromedp.CSS(`#filters button`)),
+	)
+	if err == nil {
+		_, err = chromedp.Run(ctx, chromedp.Poll[bool](`document.getElementById("visitors").textContent === "1"`, chromedp.WithPollingTimeout(10*time.Second)))
+	}
+	if err != nil {
+		t.Errorf("filtering by a clicked page: %v", err)
+	}
+
+	dir := os.Getenv("ALUMINI_ARTIFACTS_DIR")
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	path := filepath.Join(dir, "reporter-dashboard.jpg")
+	if err := os.WriteFile(path, shot, 0o644); err != nil {
+		t.Fatalf("saving the screenshot: %v", err)
+	}
+	t.Logf("dashboard screenshot: %s", path)
+}
+
+func jsonNumber(f float64) string {
+	b, _ := json.Marshal(f)
+	return string(b)
+}

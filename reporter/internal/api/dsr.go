@@ -1,0 +1,138 @@
+package api
+
+import (
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/aluminiapp/pipeline/lib/registry"
+	"github.com/aluminiapp/pipeline/reporter/internal/query"
+)
+
+func visitorParam(w http.ResponseWriter, r *http.Request, known paramSet) (uint64, int) {
+	params := r.URL.Query()
+	if err := checkParams(params, known); err != nil {
+		return 0, writeError(w, http.StatusBadRequest, err.Error())
+	}
+	s, ok := first(params, "visitor_id")
+	id, err := strconv.ParseUint(s, 10, 64)
+	if !ok || err != nil {
+		return 0, writeError(w, http.StatusBadRequest, "parameter \"visitor_id\": want the visitor's numeric id (as in exports and the events table)")
+	}
+	return id, 0
+}
+
+// serveExport answers a data subject access request: every event of one
+// visitor of the key's client, as JSON or CSV.
+func (h *Handler) serveExport(w http.ResponseWriter, r *http.Request, c *registry.Client, s query.Scope) int {
+	id, status := visitorParam(w, r, paramSet{"client_id": false, "visitor_id": false, "format": false})
+	if status != 0 {
+		return status
+	}
+	format, _ := first(r.URL.Query(), "format")
+	if format == "" {
+		format = "json"
+	}
+	if format != "json" && format != "csv" {
+		return writeError(w, http.StatusBadRequest, "parameter \"format\": want json or csv")
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.QueryTimeout)
+	defer cancel()
+	events, err := h.cfg.Store.Export(ctx, s, id, h.cfg.MaxExport)
+	if err != nil {
+		return h.queryFailed(w, r, "export", c.ID, err)
+	}
+	h.cfg.Log.Info("visitor export", zap.String("client_id", c.ID), zap.Uint64("visitor_id", id), zap.Int("events", len(events)), zap.String("format", format))
+	if format == "json" {
+		return writeJSON(w, http.StatusOK, map[string]any{"client_id": c.ID, "visitor_id": strconv.FormatUint(id, 10), "events": events})
+	}
+	var b strings.Builder
+	cw := csv.NewWriter(&b)
+	cols := query.ExportColumns()
+	_ = cw.Write(cols) // a strings.Builder does not fail.
+	for _, ev := range events {
+		rec := make([]string, len(cols))
+		for i, col := range cols {
+			switch v := ev[col].(type) {
+			case string:
+				rec[i] = csvSafe(v)
+			case []string:
+				rec[i] = csvSafe(strings.Join(v, "|"))
+			}
+		}
+		_ = cw.Write(rec)
+	}
+	cw.Flush()
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="visitor-%s-%d.csv"`, c.ID, id))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte(b.String()))
+	return http.StatusOK
+}
+
+// csvSafe defuses values a spreadsheet would run as a formula (CSV
+// injection): the URLs and titles in an export come from the web.
+func csvSafe(v string) string {
+	if v != "" && strings.ContainsRune("=+-@\t\r", rune(v[0])) {
+		return "'" + v
+	}
+	return v
+}
+
+// serveErase answers an erasure request: the visitor is hidden at once and
+// DELETE mutations start; the answer is 202 with their state.
+func (h *Handler) serveErase(w http.ResponseWriter, r *http.Request, c *registry.Client, s query.Scope) int {
+	id, status := visitorParam(w, r, paramSet{"client_id": false, "visitor_id": false})
+	if status != 0 {
+		return status
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.QueryTimeout)
+	defer cancel()
+	e, err := h.cfg.Store.Erase(ctx, s, id, h.now())
+	// The audit line is written whatever happened, with who asked.
+	h.cfg.Log.Info("audit: visitor erasure requested",
+		zap.String("client_id", c.ID), zap.Uint64("visitor_id", id),
+		zap.String("key_hash_prefix", keyHashPrefix(r)), zap.String("remote_addr", r.RemoteAddr),
+		zap.Bool("ok", err == nil), zap.Any("mutations", e.Mutations), zap.Error(err))
+	if err != nil {
+		return h.queryFailed(w, r, "erase", c.ID, err)
+	}
+	code := http.StatusAccepted
+	if e.Done {
+		code = http.StatusOK
+	}
+	return writeJSON(w, code, e)
+}
+
+func (h *Handler) serveErasureStatus(w http.ResponseWriter, r *http.Request, c *registry.Client, s query.Scope) int {
+	id, status := visitorParam(w, r, paramSet{"client_id": false, "visitor_id": false})
+	if status != 0 {
+		return status
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.QueryTimeout)
+	defer cancel()
+	e, err := h.cfg.Store.ErasureStatus(ctx, s, id)
+	if errors.Is(err, query.ErrNoErasure) {
+		return writeError(w, http.StatusNotFound, "no erasure was requested for this visitor")
+	}
+	if err != nil {
+		return h.queryFailed(w, r, "erasure_status", c.ID, err)
+	}
+	if e.Done {
+		h.cfg.Log.Info("audit: visitor erasure done", zap.String("client_id", c.ID), zap.Uint64("visitor_id", id))
+	}
+	return writeJSON(w, http.StatusOK, e)
+}
+
+// keyHashPrefix identifies the key of a request in audit lines without
+// writing the key down.
+func keyHashPrefix(r *http.Request) string {
+	key, _ := bearerToken(r.Header.Get("Authorization"))
+	return registry.HashAPIKey(key)[:19]
+}

@@ -1,0 +1,160 @@
+// Alumini dashboard: reads the API with the API key kept in sessionStorage
+// (gone when the tab closes), draws headline numbers, a chart and top lists.
+"use strict";
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const KEY = "alumini.apiKey";
+  const TABLES = [
+    ["page", "Top pages"], ["source", "Sources"], ["search_term", "Search terms"],
+    ["utm_campaign", "Campaigns"], ["browser", "Browsers"], ["os", "Operating systems"],
+    ["device", "Devices"], ["country", "Countries"],
+  ];
+  const state = { filters: [], timer: null, chart: null };
+  const params = new URLSearchParams(location.search);
+  // Without ?tz= the API answers in the client's own time zone (the
+  // registry's time_zone), which the chart then uses too.
+  const tz = params.get("tz");
+
+  async function api(path, q) {
+    const url = new URL(path, location.origin);
+    for (const [k, v] of q) url.searchParams.append(k, v);
+    const res = await fetch(url, { headers: { Authorization: "Bearer " + sessionStorage.getItem(KEY) } });
+    const body = await res.json().catch(() => ({ error: "bad response" }));
+    if (!res.ok) { const e = new Error(body.error || res.statusText); e.status = res.status; throw e; }
+    return body;
+  }
+
+  function rangeQuery() {
+    const q = tz ? [["tz", tz]] : [];
+    const p = $("period").value;
+    if (p === "custom" && $("from").value && $("to").value) { q.push(["from", $("from").value], ["to", $("to").value]); }
+    else if (p !== "custom") q.push(["period", p]);
+    for (const f of state.filters) q.push(["filter", f.dim + ":is:" + f.value]);
+    return q;
+  }
+
+  const fmt = {
+    bounce_rate: (v) => v + "%",
+    visit_duration: (v) => { const m = Math.floor(v / 60), s = Math.round(v % 60); return m ? m + "m " + s + "s" : s + "s"; },
+    views_per_visit: (v) => String(v),
+  };
+  const show = (k, v) => (fmt[k] ? fmt[k](v) : Number(v).toLocaleString("en-US"));
+
+  function renderHeadline(agg) {
+    for (const el of document.querySelectorAll("[data-metric]")) {
+      const k = el.dataset.metric, v = agg.results[k], prev = agg.comparison ? agg.comparison[k] : undefined;
+      el.textContent = show(k, v);
+      el.dataset.value = v;
+      const ch = $(k + "-change");
+      if (prev === undefined) { ch.textContent = ""; continue; }
+      if (prev === 0) { ch.textContent = v ? "new vs previous period" : "no change"; continue; }
+      const pct = Math.round(((v - prev) / prev) * 100);
+      ch.textContent = (pct > 0 ? "▲ +" : pct < 0 ? "▼ " : "") + pct + "% vs previous period";
+    }
+  }
+
+  function renderChart(ts) {
+    const pts = ts.results.points;
+    const xs = pts.map((p) => Date.parse(p.time) / 1000);
+    const data = [xs, pts.map((p) => p.visitors), pts.map((p) => p.pageviews)];
+    const el = $("chart");
+    const width = Math.max(300, el.clientWidth || 800);
+    if (state.chart) state.chart.destroy();
+    state.chart = new uPlot({
+      width, height: 260, tzDate: (t) => uPlot.tzDate(new Date(t * 1e3), ts.tz || "UTC"),
+      series: [{}, { label: "Visitors", stroke: "#0b5cad", width: 2 }, { label: "Page views", stroke: "#b35900", width: 2 }],
+      axes: [{}, {}],
+    }, data, el);
+    el.dataset.points = String(pts.length);
+  }
+
+  function renderTable(dim, title, rows) {
+    const t = document.createElement("table");
+    t.id = "top-" + dim;
+    const cap = t.createCaption(); cap.textContent = title;
+    const head = t.createTHead().insertRow();
+    for (const [h, cls] of [[title.replace(/^Top /, ""), ""], ["Visitors", "num"], ["Page views", "num"]]) {
+      const th = document.createElement("th"); th.scope = "col"; th.textContent = h; if (cls) th.className = cls; head.appendChild(th);
+    }
+    const body = t.createTBody();
+    if (!rows.length) { const c = body.insertRow().insertCell(); c.colSpan = 3; c.textContent = "No data"; }
+    for (const r of rows) {
+      const tr = body.insertRow();
+      const b = document.createElement("button");
+      b.type = "button"; b.textContent = r.value === "" ? "(none)" : r.value;
+      b.title = "Filter by this " + dim;
+      b.addEventListener("click", () => { state.filters.push({ dim, value: r.value }); refresh(); });
+      tr.insertCell().appendChild(b);
+      const v = tr.insertCell(); v.className = "num"; v.textContent = r.visitors.toLocaleString("en-US");
+      const p = tr.insertCell(); p.className = "num"; p.textContent = r.pageviews.toLocaleString("en-US");
+    }
+    return t;
+  }
+
+  function renderFilters() {
+    const box = $("filters"); box.textContent = "";
+    for (const [i, f] of state.filters.entries()) {
+      const b = document.createElement("button"); b.type = "button";
+      b.textContent = f.dim + " is " + (f.value || "(none)") + " ✕";
+      b.setAttribute("aria-label", "Remove filter " + f.dim + " is " + f.value);
+      b.addEventListener("click", () => { state.filters.splice(i, 1); refresh(); });
+      box.appendChild(b);
+    }
+  }
+
+  async function refresh() {
+    $("error").textContent = "";
+    renderFilters();
+    const q = rangeQuery();
+    try {
+      const [agg, ts, rt, ...tables] = await Promise.all([
+        api("/api/v1/stats/aggregate", q.concat([["compare", "previous_period"]])),
+        api("/api/v1/stats/timeseries", q),
+        api("/api/v1/stats/realtime", []),
+        ...TABLES.map(([d]) => api("/api/v1/stats/breakdown", q.concat([["dimension", d], ["limit", "10"]]))),
+      ]);
+      $("client").textContent = "Site: " + agg.client_id;
+      renderHeadline(agg);
+      renderChart(ts);
+      $("realtime").textContent = rt.results.current_visitors + " current visitors";
+      const box = $("tables"); box.textContent = "";
+      TABLES.forEach(([d, title], i) => box.appendChild(renderTable(d, title, tables[i].results.rows)));
+      document.body.dataset.loaded = String(Date.now());
+    } catch (e) {
+      if (e.status === 401) { logout(e.message); return; }
+      $("error").textContent = e.message;
+    }
+  }
+
+  function schedule() {
+    clearInterval(state.timer);
+    if ($("autorefresh").checked) state.timer = setInterval(refresh, 60000);
+  }
+
+  function showReport() {
+    $("login").hidden = true; $("report").hidden = false; $("logout").hidden = false;
+    refresh(); schedule();
+  }
+  function logout(msg) {
+    sessionStorage.removeItem(KEY); clearInterval(state.timer);
+    $("login").hidden = false; $("report").hidden = true; $("logout").hidden = true;
+    $("login-error").textContent = msg || ""; $("client").textContent = "";
+  }
+
+  $("login-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    sessionStorage.setItem(KEY, $("apikey").value.trim()); $("apikey").value = "";
+    showReport();
+  });
+  $("logout").addEventListener("click", () => logout(""));
+  $("period").addEventListener("change", () => { $("custom-range").hidden = $("period").value !== "custom"; refresh(); });
+  $("from").addEventListener("change", refresh);
+  $("to").addEventListener("change", refresh);
+  $("autorefresh").addEventListener("change", schedule);
+  if (params.get("period")) $("period").value = params.get("period");
+  if (params.get("from") && params.get("to")) {
+    $("period").value = "custom"; $("from").value = params.get("from"); $("to").value = params.get("to");
+    $("custom-range").hidden = false;
+  }
+  if (sessionStorage.getItem(KEY)) showReport();
+})();

@@ -1,0 +1,196 @@
+package query
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aluminiapp/pipeline/lib/registry"
+	"github.com/aluminiapp/pipeline/lib/sqlcheck"
+	"github.com/aluminiapp/pipeline/sinker/schema"
+)
+
+// currentRow is one events row as a VALUES tuple, in schema.Columns order:
+// the given columns, every other one empty or zero.
+func currentRow(set map[string]string) string {
+	vals := make([]string, len(schema.Columns))
+	for i, c := range schema.Columns {
+		v, ok := set[c]
+		switch {
+		case ok:
+		case c == "timestamp" || c == "received_at" || c == "previous_visit":
+			v = "'1970-01-01 00:00:00'"
+		case c == "type":
+			v = "'pageview'"
+		case c == "device_type":
+			v = "'desktop'"
+		case c == "prop_keys" || c == "prop_values":
+			v = "[]"
+		case c == "screen_width" || c == "screen_height" || c == "visitor_id" || c == "session_id" || c == "is_bot" || c == "is_new_visitor":
+			v = "0"
+		default:
+			v = "''"
+		}
+		vals[i] = v
+	}
+	return "(" + strings.Join(vals, ", ") + ")"
+}
+
+// TestCurrentEngineRunsEveryQuery sends every statement the reporter makes
+// (reports of every endpoint, every breakdown and filter operator,
+// funnels, retention, export, trends and the erasure statements) through
+// deploy/sqlcheck, a current ClickHouse engine, on the sinker's current
+// schema with a few rows, so a statement written for 18.16 that a current
+// server rejects fails here. A couple of answers are checked too, so the
+// statements are not only accepted but mean the same.
+func TestCurrentEngineRunsEveryQuery(t *testing.T) {
+	sc, err := ScopeOf(&registry.Client{ID: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	march := Range{From: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), To: time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)}
+	p := Params{Range: march, Location: berlin}
+
+	var stmts []sqlcheck.Statement
+	add := func(name string, q Query, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		stmts = append(stmts, sqlcheck.Statement{Name: name, SQL: q.SQL, Params: q.Args})
+	}
+	names, ddl := schema.Statements(schema.Target{Version: schema.Current, Database: "alumini"})
+	for i, s := range ddl {
+		stmts = append(stmts, sqlcheck.Statement{Name: "schema " + names[i], SQL: s})
+	}
+	stmts = append(stmts, sqlcheck.Statement{Name: "erased_visitors table", SQL: erasedDDL})
+	row := func(id, typ, name string, visitor, session int, ts, path string) string {
+		return currentRow(map[string]string{
+			"client_id": "'shop'", "event_id": "'" + id + "'", "type": "'" + typ + "'", "name": "'" + name + "'",
+			"timestamp": "'" + ts + "'", "received_at": "'" + ts + "'", "path": "'" + path + "'",
+			"visitor_id": fmt.Sprint(visitor), "session_id": fmt.Sprint(session),
+			"browser": "'Firefox'", "country": "'DE'", "referrer_source": "'Google'",
+			"prop_keys": "['plan']", "prop_values": "['pro']",
+		})
+	}
+	stmts = append(stmts, sqlcheck.Statement{Name: "seed", SQL: schema.InsertSQL + " VALUES " + strings.Join([]string{
+		row("e1", "pageview", "", 1, 11, "2026-03-05 10:00:00", "/"),
+		row("e2", "pageview", "", 1, 11, "2026-03-05 10:02:00", "/pricing"),
+		row("e3", "custom", "signup", 1, 11, "2026-03-05 10:03:00", "/pricing"),
+		row("e4", "pageview", "", 2, 21, "2026-03-05 11:00:00", "/"),
+		row("e4", "pageview", "", 2, 21, "2026-03-05 11:00:00", "/"), // a replay
+		row("e5", "pageview", "", 2, 22, "2026-03-12 09:00:00", "/blog"),
+	}, ", ")})
+	checked := map[int]string{} // statement index -> expected JSONEachRow output
+
+	goal := p
+	goal.Goal = "signup"
+	q, err := sc.Aggregate(goal)
+	add("aggregate", q, err)
+	stmts[len(stmts)-1].Output = true
+	checked[len(stmts)-1] = "2,3,4,5,2,180,1"
+	for _, iv := range []Interval{Hour, Day, Week, Month} {
+		q, err := sc.Timeseries(p, iv)
+		add("timeseries "+string(iv), q, err)
+	}
+	for _, name := range DimensionNames() {
+		if name == propPrefix+"<key>" {
+			name = "prop:plan"
+		}
+		d, err := ParseDimension(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := sc.Breakdown(p, d, 10)
+		add("breakdown "+name, q, err)
+		// Every operator of a filter on this dimension, under the
+		// aggregate (row and session filters take different paths).
+		for _, f := range []struct {
+			op     Op
+			values []string
+		}{{OpIs, []string{"/"}}, {OpIsNot, []string{"x"}}, {OpContains, []string{"O'Neil\\?"}}, {OpIn, []string{"a", "b"}}} {
+			flt, err := NewFilter(d, f.op, f.values)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fp := p
+			fp.Filters = []Filter{flt}
+			q, err := sc.Aggregate(fp)
+			add(fmt.Sprintf("aggregate filter %s %s", name, f.op), q, err)
+		}
+	}
+	bots := p
+	bots.IncludeBots = true
+	q, err = sc.Breakdown(bots, Dimension{name: "page"}, 5)
+	add("breakdown with bots", q, err)
+	q, err = sc.CurrentVisitors(time.Date(2026, 3, 12, 8, 57, 0, 0, time.UTC), time.Date(2026, 3, 12, 9, 2, 1, 0, time.UTC))
+	add("current visitors", q, err)
+	stmts[len(stmts)-1].Output = true
+	checked[len(stmts)-1] = "1"
+	q, err = sc.Funnel(p, []Step{{StepPage, "/"}, {StepPage, "/pricing"}, {StepEvent, "signup"}}, time.Hour)
+	add("funnel", q, err)
+	q, err = sc.Retention(p)
+	add("retention", q, err)
+	q, err = sc.Export(1, 100)
+	add("export", q, err)
+	q, err = OperatorScope().Trends(march, Dimension{name: "browser"}, 2, 10)
+	add("trends", q, err)
+
+	// Erasure, in the order Store.Erase runs it.
+	stmts = append(stmts,
+		sqlcheck.Statement{Name: "erasure targets", SQL: erasureColumnsSQL},
+		sqlcheck.Statement{Name: "visitor sessions", SQL: visitorSessionsSQL, Params: []any{"shop", 2}},
+		sqlcheck.Statement{Name: "record erasure", SQL: recordErasureSQL + " VALUES ('shop', 2, '2026-03-12 10:00:00', [])"},
+	)
+	q, err = sc.Erase("events", 2)
+	add("erase events", q, err)
+	q, err = sc.EraseSessions("sessions_daily", []any{uint64(21), uint64(22)})
+	add("erase sessions", q, err)
+	stmts = append(stmts,
+		sqlcheck.Statement{Name: "latest mutation", SQL: latestMutationSQL, Params: []any{"events", quoteLiteral("shop")}},
+		sqlcheck.Statement{Name: "erasure status", SQL: erasureSQL, Params: []any{"shop", 2}},
+		sqlcheck.Statement{Name: "mutation done", SQL: mutationDoneSQL, Params: []any{"events", "mutation_1.txt"}},
+	)
+	// The tombstone hides visitor 2 from every read at once.
+	q, err = sc.Aggregate(p)
+	add("aggregate after erasure", q, err)
+	stmts[len(stmts)-1].Output = true
+	checked[len(stmts)-1] = "1,1,2,3"
+
+	rep := sqlcheck.Check(t, "alumini", stmts)
+	for i, want := range checked {
+		got := values(t, rep.Results[i].Output)
+		if !strings.HasPrefix(got, want) {
+			t.Errorf("%s on ClickHouse %s = %s; want %s…", stmts[i].Name, rep.Engine, got, want)
+		}
+	}
+}
+
+// values is the comma-joined values of the first JSONEachRow row of out,
+// in column order (which a decoded map would lose).
+func values(t *testing.T, out string) string {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(out))
+	dec.UseNumber()
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		t.Fatalf("output %q: want a JSON object (%v)", out, err)
+	}
+	var vals []string
+	for dec.More() {
+		if _, err := dec.Token(); err != nil { // the column name
+			t.Fatal(err)
+		}
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			t.Fatal(err)
+		}
+		vals = append(vals, fmt.Sprint(v))
+	}
+	return strings.Join(vals, ",")
+}

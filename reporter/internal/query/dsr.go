@@ -1,0 +1,91 @@
+package query
+
+import (
+	"fmt"
+	"regexp"
+)
+
+// exportColumns are the columns of a data subject export, in order. Arrays
+// stay arrays; everything else is read as text so one row type fits all.
+var exportColumns = []string{
+	"client_id", "event_id", "type", "name", "timestamp", "received_at",
+	"url", "hostname", "path", "title", "referrer",
+	"browser", "browser_version", "os", "os_version", "device_type", "is_bot",
+	"referrer_source", "referrer_medium", "search_term",
+	"utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content",
+	"country", "region", "city",
+	"language", "screen_width", "screen_height", "timezone",
+	"visitor_id", "session_id", "is_new_visitor", "previous_visit",
+	"prop_keys", "prop_values", "user_id",
+}
+
+// ExportColumns returns the column names of an export, in order.
+func ExportColumns() []string { return append([]string(nil), exportColumns...) }
+
+func isArrayColumn(c string) bool { return c == "prop_keys" || c == "prop_values" }
+
+// Export is the statement returning every event of one visitor of the
+// scope's client, each event once, oldest first, at most limit rows. Bots
+// are included: the export is about the person, not the report.
+func (s Scope) Export(visitorID uint64, limit int) (Query, error) {
+	if err := s.check(); err != nil {
+		return Query{}, err
+	}
+	var b stmt
+	b.sql("SELECT ")
+	for i, c := range exportColumns {
+		if i > 0 {
+			b.sql(", ")
+		}
+		if isArrayColumn(c) {
+			b.sql(c)
+		} else {
+			b.sql("toString(" + c + ")")
+		}
+	}
+	b.sql("\n").from(s, nil, true)
+	b.sql(" AND visitor_id = ").bind(visitorID)
+	b.sql("\nORDER BY timestamp, event_id LIMIT 1 BY event_id LIMIT ").bind(limit)
+	return b.query(), nil
+}
+
+// tableName accepts the names ClickHouse reports for the tables erasure
+// covers: plain identifiers and the ".inner." tables of materialized views.
+var tableName = regexp.MustCompile(`^\.?[A-Za-z0-9_.]+$`)
+
+// Erase is the mutation deleting one visitor of the scope's client from
+// table. table comes from system.columns, never from a request; it is
+// still checked, as it is written into the statement.
+func (s Scope) Erase(table string, visitorID uint64) (Query, error) {
+	if err := s.check(); err != nil {
+		return Query{}, err
+	}
+	if !tableName.MatchString(table) {
+		return Query{}, fmt.Errorf("erase: unexpected table name %q", table)
+	}
+	var b stmt
+	b.sql("ALTER TABLE `" + table + "` DELETE WHERE client_id = ").bind(s.clientID).sql(" AND visitor_id = ").bind(visitorID)
+	return b.query(), nil
+}
+
+// EraseSessions is the mutation deleting the scope's client's rows of the
+// given sessions from table: for tables that hold visitors only as
+// aggregate states but keep one row per session.
+func (s Scope) EraseSessions(table string, sessions []any) (Query, error) {
+	if err := s.check(); err != nil {
+		return Query{}, err
+	}
+	if !tableName.MatchString(table) || len(sessions) == 0 {
+		return Query{}, fmt.Errorf("erase: unexpected table name %q or no sessions", table)
+	}
+	var b stmt
+	b.sql("ALTER TABLE `" + table + "` DELETE WHERE client_id = ").bind(s.clientID).sql(" AND session_id IN (")
+	for i, id := range sessions {
+		if i > 0 {
+			b.sql(", ")
+		}
+		b.bind(id)
+	}
+	b.sql(")")
+	return b.query(), nil
+}

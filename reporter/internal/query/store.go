@@ -1,0 +1,707 @@
+package query
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ErrTooLarge is returned when a result would exceed the configured size.
+var ErrTooLarge = errors.New("result too large")
+
+// Store runs report queries on a ClickHouse connection and times them.
+type Store struct {
+	conn     driver.Conn
+	timeout  time.Duration
+	duration *prometheus.HistogramVec
+}
+
+// NewStore returns a Store on conn whose query durations are registered
+// with reg as alumini_reporter_clickhouse_query_duration_seconds. timeout
+// is also sent to ClickHouse as max_execution_time, so a query the
+// reporter gave up on stops using the server too.
+func NewStore(conn driver.Conn, reg prometheus.Registerer, timeout time.Duration) (*Store, error) {
+	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "alumini_reporter_clickhouse_query_duration_seconds",
+		Help:    "Time ClickHouse took to answer a report query, by query and outcome.",
+		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, []string{"query", "outcome"})
+	if err := reg.Register(duration); err != nil {
+		return nil, fmt.Errorf("registering query metrics: %w", err)
+	}
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	return &Store{conn: conn, timeout: timeout, duration: duration}, nil
+}
+
+// erasedDDL is the reporter's own table: erasure requests, the tombstones
+// every scoped read excludes, and the audit record of each request.
+const erasedDDL = `CREATE TABLE IF NOT EXISTS ` + erasedTable + ` (
+    client_id String,
+    visitor_id UInt64,
+    requested_at DateTime('UTC'),
+    mutations Array(String)
+) ENGINE = ReplacingMergeTree ORDER BY (client_id, visitor_id)`
+
+// Init creates the reporter's erasure table when it is missing.
+func (s *Store) Init(ctx context.Context) error {
+	if err := s.conn.Exec(ctx, erasedDDL); err != nil {
+		return fmt.Errorf("creating %s: %w", erasedTable, err)
+	}
+	return nil
+}
+
+func (s *Store) ctx(ctx context.Context) context.Context {
+	secs := int(math.Ceil(s.timeout.Seconds()))
+	return clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"max_execution_time": secs}))
+}
+
+func (s *Store) observe(name string, start time.Time, err error) {
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	s.duration.WithLabelValues(name, outcome).Observe(time.Since(start).Seconds())
+}
+
+// rows runs q and calls scan for each row.
+func (s *Store) rows(ctx context.Context, name string, q Query, scan func(driver.Rows) error) (err error) {
+	start := time.Now()
+	defer func() { s.observe(name, start, err) }()
+	rows, err := s.conn.Query(s.ctx(ctx), q.SQL, q.Args...)
+	if err != nil {
+		return fmt.Errorf("%s query: %w", name, err)
+	}
+	for rows.Next() {
+		if err := scan(rows); err != nil {
+			return errors.Join(fmt.Errorf("%s query: %w", name, err), rows.Close())
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return errors.Join(fmt.Errorf("%s query: %w", name, err), rows.Close())
+	}
+	if err := rows.Close(); err != nil {
+		return fmt.Errorf("%s query: %w", name, err)
+	}
+	return nil
+}
+
+// Metrics are the headline numbers of one range. Rates are percentages
+// rounded to two decimals; the duration is the mean visit length in whole
+// seconds (last event minus first).
+type Metrics struct {
+	Visitors      uint64  `json:"visitors"`
+	Visits        uint64  `json:"visits"`
+	Pageviews     uint64  `json:"pageviews"`
+	ViewsPerVisit float64 `json:"views_per_visit"`
+	BounceRate    float64 `json:"bounce_rate"`
+	VisitDuration float64 `json:"visit_duration"`
+	Events        uint64  `json:"events"`
+	// Conversions and ConversionRate are set when a goal was asked for.
+	Conversions    *uint64  `json:"conversions,omitempty"`
+	ConversionRate *float64 `json:"conversion_rate,omitempty"`
+}
+
+func ratio(n, d uint64, scale float64) float64 {
+	if d == 0 {
+		return 0
+	}
+	return math.Round(float64(n)/float64(d)*scale*100) / 100
+}
+
+// Aggregate returns the metrics of the scope over p.
+func (s *Store) Aggregate(ctx context.Context, sc Scope, p Params) (Metrics, error) {
+	q, err := sc.Aggregate(p)
+	if err != nil {
+		return Metrics{}, err
+	}
+	var visitors, visits, pv, ev, bounces, dur, conv uint64
+	err = s.rows(ctx, "aggregate", q, func(r driver.Rows) error {
+		return r.Scan(&visitors, &visits, &pv, &ev, &bounces, &dur, &conv)
+	})
+	if err != nil {
+		return Metrics{}, err
+	}
+	m := Metrics{
+		Visitors: visitors, Visits: visits, Pageviews: pv, Events: ev,
+		ViewsPerVisit: ratio(pv, visits, 1),
+		BounceRate:    ratio(bounces, visits, 100),
+		VisitDuration: math.Round(ratio(dur, visits, 1)),
+	}
+	if p.Goal != "" {
+		rate := ratio(conv, visitors, 100)
+		m.Conversions, m.ConversionRate = &conv, &rate
+	}
+	return m, nil
+}
+
+// Point is one bucket of a time series; Time is the bucket's start in the
+// report's time zone, RFC 3339 with offset.
+type Point struct {
+	Time      string `json:"time"`
+	Visitors  uint64 `json:"visitors"`
+	Visits    uint64 `json:"visits"`
+	Pageviews uint64 `json:"pageviews"`
+	Events    uint64 `json:"events"`
+}
+
+// MaxPoints bounds a time series, so an hourly series of two years cannot
+// be asked for.
+const MaxPoints = 1000
+
+// Buckets returns the starts of the buckets of interval iv covering r in
+// loc, or ErrTooLarge beyond MaxPoints.
+func Buckets(r Range, iv Interval, loc *time.Location) ([]time.Time, error) {
+	if loc == nil {
+		loc = time.UTC
+	}
+	start := bucketStart(r.From.In(loc), iv)
+	var out []time.Time
+	for t := start; t.Before(r.To); t = nextBucket(t, iv) {
+		if len(out) == MaxPoints {
+			return nil, fmt.Errorf("%w: more than %d %s buckets; choose a wider interval or a shorter range", ErrTooLarge, MaxPoints, iv)
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+func bucketStart(t time.Time, iv Interval) time.Time {
+	y, m, d := t.Date()
+	loc := t.Location()
+	switch iv {
+	case Hour:
+		return time.Date(y, m, d, t.Hour(), 0, 0, 0, loc)
+	case Week:
+		wd := (int(t.Weekday()) + 6) % 7 // days since Monday
+		return time.Date(y, m, d-wd, 0, 0, 0, 0, loc)
+	case Month:
+		return time.Date(y, m, 1, 0, 0, 0, 0, loc)
+	default:
+		return time.Date(y, m, d, 0, 0, 0, 0, loc)
+	}
+}
+
+func nextBucket(t time.Time, iv Interval) time.Time {
+	switch iv {
+	case Hour:
+		// Absolute hours, re-truncated: correct across DST changes.
+		return bucketStart(t.Add(time.Hour), Hour)
+	case Week:
+		return bucketStart(t.AddDate(0, 0, 7), Week)
+	case Month:
+		return bucketStart(t.AddDate(0, 1, 0), Month)
+	default:
+		return bucketStart(t.AddDate(0, 0, 1), Day)
+	}
+}
+
+// parseLocal reads ClickHouse's text of a Date or DateTime in loc.
+func parseLocal(s string, loc *time.Location) (time.Time, error) {
+	layout := time.DateTime
+	if len(s) == len(time.DateOnly) {
+		layout = time.DateOnly
+	}
+	return time.ParseInLocation(layout, s, loc)
+}
+
+// Timeseries returns one point per bucket of p's range, empty buckets
+// included, so charts need no gap filling.
+func (s *Store) Timeseries(ctx context.Context, sc Scope, p Params, iv Interval) ([]Point, error) {
+	q, err := sc.Timeseries(p, iv)
+	if err != nil {
+		return nil, err
+	}
+	loc := p.Location
+	if loc == nil {
+		loc = time.UTC
+	}
+	buckets, err := Buckets(p.Range, iv, loc)
+	if err != nil {
+		return nil, err
+	}
+	got := map[int64]Point{}
+	err = s.rows(ctx, "timeseries", q, func(r driver.Rows) error {
+		var bucket string
+		var pt Point
+		if err := r.Scan(&bucket, &pt.Visitors, &pt.Visits, &pt.Pageviews, &pt.Events); err != nil {
+			return err
+		}
+		t, err := parseLocal(bucket, loc)
+		if err != nil {
+			return fmt.Errorf("bucket %q: %w", bucket, err)
+		}
+		got[t.Unix()] = pt
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Point, len(buckets))
+	for i, t := range buckets {
+		pt := got[t.Unix()]
+		pt.Time = t.Format(time.RFC3339)
+		out[i] = pt
+	}
+	return out, nil
+}
+
+// Row is one value of a breakdown.
+type Row struct {
+	Value     string `json:"value"`
+	Visitors  uint64 `json:"visitors"`
+	Visits    uint64 `json:"visits"`
+	Pageviews uint64 `json:"pageviews"`
+	Events    uint64 `json:"events"`
+}
+
+// Breakdown returns the top limit values of d.
+func (s *Store) Breakdown(ctx context.Context, sc Scope, p Params, d Dimension, limit int) ([]Row, error) {
+	q, err := sc.Breakdown(p, d, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := []Row{}
+	err = s.rows(ctx, "breakdown", q, func(r driver.Rows) error {
+		var row Row
+		if err := r.Scan(&row.Value, &row.Visitors, &row.Visits, &row.Pageviews, &row.Events); err != nil {
+			return err
+		}
+		out = append(out, row)
+		return nil
+	})
+	return out, err
+}
+
+// CurrentVisitors returns the number of visitors seen in the window before
+// now.
+func (s *Store) CurrentVisitors(ctx context.Context, sc Scope, now time.Time, window time.Duration) (uint64, error) {
+	// One second past now: events stamped "now" by a fast pipeline count.
+	q, err := sc.CurrentVisitors(now.Add(-window), now.Add(time.Second))
+	if err != nil {
+		return 0, err
+	}
+	var n uint64
+	err = s.rows(ctx, "current_visitors", q, func(r driver.Rows) error { return r.Scan(&n) })
+	return n, err
+}
+
+// FunnelStep is the outcome of one funnel step.
+type FunnelStep struct {
+	Kind     StepKind `json:"kind"`
+	Value    string   `json:"value"`
+	Visitors uint64   `json:"visitors"`
+	// ConversionRate is the percentage of the first step's visitors who
+	// reached this step; DropOff those of the previous step who did not.
+	ConversionRate float64 `json:"conversion_rate"`
+	DropOff        uint64  `json:"drop_off"`
+	DropOffRate    float64 `json:"drop_off_rate"`
+}
+
+// Funnel returns the visitors reaching each step in order within window.
+func (s *Store) Funnel(ctx context.Context, sc Scope, p Params, steps []Step, window time.Duration) ([]FunnelStep, error) {
+	q, err := sc.Funnel(p, steps, window)
+	if err != nil {
+		return nil, err
+	}
+	atLevel := make([]uint64, len(steps)+1)
+	err = s.rows(ctx, "funnel", q, func(r driver.Rows) error {
+		var level uint8
+		var n uint64
+		if err := r.Scan(&level, &n); err != nil {
+			return err
+		}
+		if int(level) < len(atLevel) {
+			atLevel[level] = n
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]FunnelStep, len(steps))
+	for i := len(steps) - 1; i >= 0; i-- {
+		// Visitors who reached step i+1 got at least that far.
+		out[i] = FunnelStep{Kind: steps[i].Kind, Value: steps[i].Value, Visitors: atLevel[i+1]}
+		if i+1 < len(steps) {
+			out[i].Visitors += out[i+1].Visitors
+		}
+	}
+	for i := range out {
+		out[i].ConversionRate = ratio(out[i].Visitors, out[0].Visitors, 100)
+		if i > 0 {
+			out[i].DropOff = out[i-1].Visitors - out[i].Visitors
+			out[i].DropOffRate = ratio(out[i].DropOff, out[i-1].Visitors, 100)
+		}
+	}
+	return out, nil
+}
+
+// Cohort is the visitors first seen in one week and how many of them came
+// back in each later week: Returning[0] is the cohort week itself.
+type Cohort struct {
+	Week      string    `json:"week"`
+	Visitors  uint64    `json:"visitors"`
+	Returning []uint64  `json:"returning"`
+	Rates     []float64 `json:"rates"`
+}
+
+// Retention returns the weekly cohorts of p's range.
+func (s *Store) Retention(ctx context.Context, sc Scope, p Params) ([]Cohort, error) {
+	q, err := sc.Retention(p)
+	if err != nil {
+		return nil, err
+	}
+	loc := p.Location
+	if loc == nil {
+		loc = time.UTC
+	}
+	weeks, err := Buckets(p.Range, Week, loc)
+	if err != nil {
+		return nil, err
+	}
+	index := map[string]int{}
+	out := make([]Cohort, len(weeks))
+	for i, w := range weeks {
+		out[i] = Cohort{Week: w.Format(time.DateOnly), Returning: make([]uint64, len(weeks)-i), Rates: make([]float64, len(weeks)-i)}
+		index[out[i].Week] = i
+	}
+	err = s.rows(ctx, "retention", q, func(r driver.Rows) error {
+		var cohort, week string
+		var n uint64
+		if err := r.Scan(&cohort, &week, &n); err != nil {
+			return err
+		}
+		ci, ok1 := index[cohort]
+		wi, ok2 := index[week]
+		if ok1 && ok2 && wi >= ci {
+			out[ci].Returning[wi-ci] = n
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		out[i].Visitors = out[i].Returning[0]
+		for j, n := range out[i].Returning {
+			out[i].Rates[j] = ratio(n, out[i].Visitors, 100)
+		}
+	}
+	return out, nil
+}
+
+// Event is one exported event: column name to text, or to a list for the
+// property arrays.
+type Event map[string]any
+
+// Export returns every event of one visitor of the scope's client, or
+// ErrTooLarge beyond max events.
+func (s *Store) Export(ctx context.Context, sc Scope, visitorID uint64, max int) ([]Event, error) {
+	q, err := sc.Export(visitorID, max+1)
+	if err != nil {
+		return nil, err
+	}
+	out := []Event{}
+	err = s.rows(ctx, "export", q, func(r driver.Rows) error {
+		if len(out) == max {
+			return fmt.Errorf("%w: visitor has more than %d events", ErrTooLarge, max)
+		}
+		dest := make([]any, len(exportColumns))
+		for i, c := range exportColumns {
+			if isArrayColumn(c) {
+				dest[i] = new([]string)
+			} else {
+				dest[i] = new(string)
+			}
+		}
+		if err := r.Scan(dest...); err != nil {
+			return err
+		}
+		ev := Event{}
+		for i, c := range exportColumns {
+			switch v := dest[i].(type) {
+			case *string:
+				ev[c] = *v
+			case *[]string:
+				ev[c] = *v
+			}
+		}
+		out = append(out, ev)
+		return nil
+	})
+	return out, err
+}
+
+// Erasure is the state of one visitor's erasure.
+type Erasure struct {
+	ClientID    string     `json:"client_id"`
+	VisitorID   uint64     `json:"visitor_id"`
+	RequestedAt string     `json:"requested_at"`
+	Done        bool       `json:"done"`
+	Mutations   []Mutation `json:"mutations"`
+}
+
+// Mutation is one ClickHouse mutation of an erasure.
+type Mutation struct {
+	Table      string `json:"table"`
+	MutationID string `json:"mutation_id"`
+	Done       bool   `json:"done"`
+}
+
+// erasureTargets lists the MergeTree tables of the database that hold a
+// client's visitors, so erasure covers the events table and whatever the
+// storage adds later without a change here. A table with a plain UInt64
+// visitor_id is erased by visitor; one with a UInt64 session_id but an
+// aggregated visitor_id (the sinker's sessions_daily) by the visitor's
+// sessions. Tables holding only aggregate states of visitor ids (uniqExact
+// per hour or day) cannot lose one visitor row by row; docs/reporter.md
+// says what they need.
+const erasureColumnsSQL = `SELECT c.table, c.name, c.type FROM system.columns AS c
+ALL INNER JOIN (SELECT name AS table FROM system.tables WHERE database = currentDatabase() AND engine LIKE '%MergeTree') AS t USING table
+WHERE c.database = currentDatabase() AND c.name IN ('client_id', 'visitor_id', 'session_id') AND c.table != '` + erasedTable + `'
+ORDER BY c.table`
+
+// The erasure's own statements; named, so the current-engine test can run
+// them too. Each is scoped by its client_id argument.
+const (
+	// visitorSessionsSQL reads a visitor's sessions directly, not through
+	// the scoped builder, which already hides erased visitors.
+	visitorSessionsSQL = "SELECT DISTINCT session_id FROM events WHERE client_id = ? AND visitor_id = ?"
+	// latestMutationSQL finds the mutation just made on a table: the
+	// newest one whose command names the client.
+	latestMutationSQL = `SELECT mutation_id FROM system.mutations WHERE database = currentDatabase() AND table = ? AND position(command, ?) > 0
+ORDER BY create_time DESC, mutation_id DESC LIMIT 1`
+	recordErasureSQL = "INSERT INTO " + erasedTable + " (client_id, visitor_id, requested_at, mutations)"
+	erasureSQL       = `SELECT toString(requested_at), mutations FROM ` + erasedTable + ` WHERE client_id = ? AND visitor_id = ?
+ORDER BY requested_at DESC, length(mutations) DESC LIMIT 1`
+	mutationDoneSQL = "SELECT is_done FROM system.mutations WHERE database = currentDatabase() AND table = ? AND mutation_id = ?"
+)
+
+type erasureTarget struct {
+	table     string
+	bySession bool
+}
+
+func (s *Store) erasureTargets(ctx context.Context) ([]erasureTarget, error) {
+	cols := map[string]map[string]string{}
+	var order []string
+	err := s.rows(ctx, "erase_tables", Query{SQL: erasureColumnsSQL}, func(r driver.Rows) error {
+		var t, name, typ string
+		if err := r.Scan(&t, &name, &typ); err != nil {
+			return err
+		}
+		if cols[t] == nil {
+			cols[t] = map[string]string{}
+			order = append(order, t)
+		}
+		cols[t][name] = typ
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []erasureTarget
+	for _, t := range order {
+		c := cols[t]
+		switch {
+		case c["client_id"] == "":
+		case c["visitor_id"] == "UInt64":
+			out = append(out, erasureTarget{table: t})
+		case c["session_id"] == "UInt64":
+			out = append(out, erasureTarget{table: t, bySession: true})
+		}
+	}
+	return out, nil
+}
+
+// Erase records the erasure of one visitor (hiding them from every read at
+// once), starts a DELETE mutation on every table holding visitors, and
+// returns the erasure's state.
+func (s *Store) Erase(ctx context.Context, sc Scope, visitorID uint64, now time.Time) (Erasure, error) {
+	if err := sc.check(); err != nil {
+		return Erasure{}, err
+	}
+	targets, err := s.erasureTargets(ctx)
+	if err != nil {
+		return Erasure{}, err
+	}
+	// The visitor's sessions, read before the events go: the session
+	// tables are erased by them.
+	var sessions []any
+	err = s.rows(ctx, "erase_sessions", Query{
+		SQL:  visitorSessionsSQL,
+		Args: []any{sc.clientID, visitorID},
+	}, func(r driver.Rows) error {
+		var id uint64
+		if err := r.Scan(&id); err != nil {
+			return err
+		}
+		sessions = append(sessions, id)
+		return nil
+	})
+	if err != nil {
+		return Erasure{}, err
+	}
+	// The tombstone first: even if a mutation fails, the visitor is
+	// already hidden and the request can be repeated.
+	if err := s.recordErasure(ctx, sc, visitorID, now, nil); err != nil {
+		return Erasure{}, err
+	}
+	var mutations []string
+	for _, t := range targets {
+		var q Query
+		if t.bySession {
+			if len(sessions) == 0 {
+				continue
+			}
+			q, err = sc.EraseSessions(t.table, sessions)
+		} else {
+			q, err = sc.Erase(t.table, visitorID)
+		}
+		if err != nil {
+			return Erasure{}, err
+		}
+		start := time.Now()
+		err = s.conn.Exec(ctx, q.SQL, q.Args...)
+		s.observe("erase", start, err)
+		if err != nil {
+			return Erasure{}, fmt.Errorf("erasing visitor from %s: %w", t.table, err)
+		}
+		var id string
+		err = s.rows(ctx, "erase", Query{
+			SQL:  latestMutationSQL,
+			Args: []any{t.table, quoteLiteral(sc.clientID)},
+		}, func(r driver.Rows) error { return r.Scan(&id) })
+		if err != nil {
+			return Erasure{}, err
+		}
+		mutations = append(mutations, t.table+"\x00"+id)
+	}
+	if err := s.recordErasure(ctx, sc, visitorID, now, mutations); err != nil {
+		return Erasure{}, err
+	}
+	return s.ErasureStatus(ctx, sc, visitorID)
+}
+
+func (s *Store) recordErasure(ctx context.Context, sc Scope, visitorID uint64, now time.Time, mutations []string) error {
+	batch, err := s.conn.PrepareBatch(ctx, recordErasureSQL)
+	if err != nil {
+		return fmt.Errorf("recording erasure: %w", err)
+	}
+	if mutations == nil {
+		mutations = []string{}
+	}
+	if err := batch.Append(sc.clientID, visitorID, now.UTC(), mutations); err != nil {
+		return errors.Join(fmt.Errorf("recording erasure: %w", err), batch.Abort())
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("recording erasure: %w", err)
+	}
+	return nil
+}
+
+// ErrNoErasure is returned for the status of a visitor never erased.
+var ErrNoErasure = errors.New("no erasure requested for this visitor")
+
+// ErasureStatus reports whether the mutations of a visitor's latest
+// erasure are done, from system.mutations. A mutation ClickHouse no longer
+// lists (it forgets finished ones after a while) counts as done.
+func (s *Store) ErasureStatus(ctx context.Context, sc Scope, visitorID uint64) (Erasure, error) {
+	if err := sc.check(); err != nil {
+		return Erasure{}, err
+	}
+	e := Erasure{ClientID: sc.clientID, VisitorID: visitorID, Mutations: []Mutation{}}
+	var recorded []string
+	var found bool
+	err := s.rows(ctx, "erasure_status", Query{
+		SQL:  erasureSQL,
+		Args: []any{sc.clientID, visitorID},
+	}, func(r driver.Rows) error {
+		found = true
+		return r.Scan(&e.RequestedAt, &recorded)
+	})
+	if err != nil {
+		return Erasure{}, err
+	}
+	if !found {
+		return Erasure{}, ErrNoErasure
+	}
+	e.Done = true
+	for _, rec := range recorded {
+		table, id, _ := strings.Cut(rec, "\x00")
+		m := Mutation{Table: table, MutationID: id, Done: true}
+		err := s.rows(ctx, "erasure_status", Query{
+			SQL:  mutationDoneSQL,
+			Args: []any{table, id},
+		}, func(r driver.Rows) error {
+			var done uint8
+			if err := r.Scan(&done); err != nil {
+				return err
+			}
+			m.Done = done == 1
+			return nil
+		})
+		if err != nil {
+			return Erasure{}, err
+		}
+		e.Done = e.Done && m.Done
+		e.Mutations = append(e.Mutations, m)
+	}
+	return e, nil
+}
+
+// quoteLiteral renders s as ClickHouse shows a string literal in a
+// mutation's command.
+func quoteLiteral(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+}
+
+// Trend is one value's share of all visitors across clients.
+type Trend struct {
+	Value    string  `json:"value"`
+	Clients  uint64  `json:"clients"`
+	Visitors uint64  `json:"visitors"`
+	Share    float64 `json:"share"`
+}
+
+// Trends returns the cross-client shares of d over r, hiding values seen
+// by fewer than minClients clients.
+func (s *Store) Trends(ctx context.Context, o Operator, r Range, d Dimension, minClients, limit int) ([]Trend, uint64, error) {
+	q, err := o.Trends(r, d, minClients, limit)
+	if err != nil {
+		return nil, 0, err
+	}
+	out := []Trend{}
+	var total uint64
+	err = s.rows(ctx, "trends", q, func(rows driver.Rows) error {
+		var t Trend
+		var isTotal uint8
+		if err := rows.Scan(&t.Value, &t.Clients, &t.Visitors, &isTotal); err != nil {
+			return err
+		}
+		if isTotal == 1 {
+			total = t.Visitors
+			return nil
+		}
+		out = append(out, t)
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Visitors > out[j].Visitors })
+	for i := range out {
+		out[i].Share = ratio(out[i].Visitors, total, 100)
+	}
+	return out, total, nil
+}

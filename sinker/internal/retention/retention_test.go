@@ -1,0 +1,102 @@
+package retention
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/aluminiapp/pipeline/lib/chtest"
+	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
+	"github.com/aluminiapp/pipeline/sinker/internal/store"
+	"github.com/aluminiapp/pipeline/sinker/schema"
+)
+
+func TestOnceDeletesOnlyExpiredEventsOfClientsWithRetention(t *testing.T) {
+	_, conn := chtest.Database(t)
+	ctx := context.Background()
+	if err := schema.Apply(ctx, conn, zap.NewNop()); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 25, 15, 0, 0, 0, time.UTC)
+	var evs []*aluminiv1.Event
+	for _, client := range []string{"shop", "blog", "gone"} {
+		for age := 0; age < 40; age += 3 { // days old
+			ts := now.AddDate(0, 0, -age)
+			evs = append(evs, &aluminiv1.Event{ClientId: client, EventId: fmt.Sprintf("%s-%d", client, age), Type: aluminiv1.EventType_EVENT_TYPE_PAGEVIEW,
+				TimestampMs: ts.UnixMilli(), ReceivedAtMs: ts.UnixMilli(), VisitorId: uint64(age), SessionId: uint64(age)})
+		}
+	}
+	if err := store.New(conn).Insert(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	periods := func(id string) (int, error) {
+		switch id {
+		case "shop":
+			return 10, nil // keeps 2026-11-15 and later
+		case "blog":
+			return 0, nil // forever
+		}
+		return 0, fmt.Errorf("client %s not found", id)
+	}
+	c := New(conn, periods, zaptest.NewLogger(t))
+	c.now = func() time.Time { return now }
+	if err := c.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Mutations are asynchronous: wait for them.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var pending uint64
+		if err := conn.QueryRow(ctx, "SELECT count() FROM system.mutations WHERE database = currentDatabase() AND is_done = 0").Scan(&pending); err != nil {
+			t.Fatal(err)
+		}
+		if pending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d mutations still running after 20s", pending)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, tc := range []struct {
+		query string
+		want  string
+	}{
+		// Ages 0..39 step 3 = 14 events; shop keeps ages 0..9 (0,3,6,9).
+		{"SELECT toString(uniqExact(event_id)) FROM events WHERE client_id = 'shop'", "4"},
+		{"SELECT toString(min(timestamp)) FROM events WHERE client_id = 'shop'", "2026-11-16 15:00:00"},
+		{"SELECT toString(uniqExact(event_id)) FROM events WHERE client_id = 'blog'", "14"},
+		{"SELECT toString(uniqExact(event_id)) FROM events WHERE client_id = 'gone'", "14"},
+		{"SELECT toString(uniqExactMerge(events)) FROM events_hourly WHERE client_id = 'shop'", "4"},
+		{"SELECT toString(count()) FROM sessions_daily WHERE client_id = 'shop'", "4"},
+		{"SELECT toString(uniqExactMerge(pageviews)) FROM pages_daily WHERE client_id = 'shop'", "4"},
+		{"SELECT toString(uniqExactMerge(pageviews)) FROM sources_daily WHERE client_id = 'shop'", "4"},
+		{"SELECT toString(uniqExactMerge(events)) FROM events_hourly WHERE client_id = 'blog'", "14"},
+	} {
+		var got string
+		if err := conn.QueryRow(ctx, tc.query).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != tc.want {
+			t.Errorf("%s = %s; want %s", tc.query, got, tc.want)
+		}
+	}
+	// Nothing left to delete: no new mutation.
+	var before, after uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM system.mutations WHERE database = currentDatabase()").Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.QueryRow(ctx, "SELECT count() FROM system.mutations WHERE database = currentDatabase()").Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	if after != before {
+		t.Errorf("a second Once issued %d mutations; want none (nothing expired)", after-before)
+	}
+}

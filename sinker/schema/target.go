@@ -1,0 +1,116 @@
+package schema
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// Version is a ClickHouse server version, major.minor.
+type Version struct{ Major, Minor uint64 }
+
+func (v Version) String() string { return fmt.Sprintf("%d.%d", v.Major, v.Minor) }
+
+// AtLeast reports whether v is major.minor or newer.
+func (v Version) AtLeast(major, minor uint64) bool {
+	return v.Major > major || (v.Major == major && v.Minor >= minor)
+}
+
+// Versions the DDL is generated and tested for: the oldest server Alumini
+// supports and the engine of the current-engine check (deploy/sqlcheck).
+var (
+	Oldest  = Version{18, 16}
+	Current = Version{26, 7}
+)
+
+// Target is the server, and the layout, the DDL is generated for. Features
+// are chosen by version, never by trying them: a statement that fails on
+// one server must not leave half a schema behind.
+type Target struct {
+	Version Version
+	// Database is the database the tables live in; cluster mode needs it in
+	// Distributed engines and replication paths.
+	Database string
+	// Cluster, when set, generates cluster DDL: every statement runs ON
+	// CLUSTER, tables are Replicated*MergeTree named <name>_local, and a
+	// Distributed table under the plain name spreads inserts and queries
+	// over the shards, so InsertSQL and the reporter's queries do not change.
+	Cluster string
+}
+
+// Features the schema uses where the server has them.
+
+// LowCardinality reports whether LowCardinality(String) works without an
+// experimental setting (it was experimental and buggy in 18.x).
+func (t Target) LowCardinality() bool { return t.Version.AtLeast(19, 3) }
+
+// MapType reports whether the Map type is usable without experimental
+// settings.
+func (t Target) MapType() bool { return t.Version.AtLeast(22, 1) }
+
+// Codecs reports whether column compression codecs exist.
+func (t Target) Codecs() bool { return t.Version.AtLeast(19, 10) }
+
+// Detect returns the target of the server conn talks to.
+func Detect(ctx context.Context, conn driver.Conn, database, cluster string) (Target, error) {
+	sv, err := conn.ServerVersion()
+	if err != nil {
+		return Target{}, fmt.Errorf("reading the clickhouse server version: %w", err)
+	}
+	return Target{Version: Version{sv.Version.Major, sv.Version.Minor}, Database: database, Cluster: cluster}, nil
+}
+
+// local is the name of a table that holds data: name itself on one node,
+// name_local on a cluster (where name is the Distributed table).
+func (t Target) local(name string) string {
+	if t.Cluster == "" {
+		return name
+	}
+	return name + "_local"
+}
+
+// onCluster is the ON CLUSTER clause of DDL statements, or nothing.
+func (t Target) onCluster() string {
+	if t.Cluster == "" {
+		return ""
+	}
+	return " ON CLUSTER " + quoteIdent(t.Cluster)
+}
+
+// engine returns the engine clause of a MergeTree-family table: kind is
+// "Replacing", "Aggregating" or "" (plain MergeTree).
+func (t Target) engine(kind, table string) string {
+	if t.Cluster == "" {
+		return kind + "MergeTree"
+	}
+	// {shard} and {replica} are the macros every replicated cluster config
+	// defines; the database is spelled out because 18.16 has no {database}.
+	return fmt.Sprintf("Replicated%sMergeTree('/clickhouse/tables/{shard}/%s/%s', '{replica}')", kind, t.Database, t.local(table))
+}
+
+// distributed returns the statement creating the Distributed table over a
+// local table, or "" on one node. shardKey must send every copy of an
+// event to the same shard, so replays meet their originals there.
+func (t Target) distributed(table, shardKey string) string {
+	if t.Cluster == "" {
+		return ""
+	}
+	return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s%s AS %s\nENGINE = Distributed(%s, %s, %s, %s)",
+		table, t.onCluster(), t.local(table), quoteString(t.Cluster), quoteString(t.Database), quoteString(t.local(table)), shardKey)
+}
+
+// str is the type of a low-cardinality string column.
+func (t Target) str() string {
+	if t.LowCardinality() {
+		return "LowCardinality(String)"
+	}
+	return "String"
+}
+
+func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "\\`") + "`" }
+
+func quoteString(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+}

@@ -1,0 +1,194 @@
+-- 1/1 events table
+CREATE TABLE IF NOT EXISTS events_local ON CLUSTER `analytics`
+(
+    client_id String,
+    event_id String,
+    type Enum8('unspecified' = 0, 'pageview' = 1, 'custom' = 2, 'identify' = 3),
+    name String,
+    timestamp DateTime('UTC'),
+    received_at DateTime('UTC'),
+    url String,
+    hostname String,
+    path String,
+    title String,
+    referrer String,
+    browser String,
+    browser_version String,
+    os String,
+    os_version String,
+    device_type Enum8('unknown' = 0, 'desktop' = 1, 'mobile' = 2, 'tablet' = 3, 'bot' = 4, 'other' = 5),
+    is_bot UInt8,
+    referrer_source String,
+    referrer_medium String,
+    search_term String,
+    utm_source String,
+    utm_medium String,
+    utm_campaign String,
+    utm_term String,
+    utm_content String,
+    country String,
+    region String,
+    city String,
+    language String,
+    screen_width UInt16,
+    screen_height UInt16,
+    timezone String,
+    visitor_id UInt64,
+    session_id UInt64,
+    is_new_visitor UInt8,
+    previous_visit DateTime('UTC'),
+    prop_keys Array(String),
+    prop_values Array(String),
+    user_id String,
+    ip_truncated String
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/alumini/events_local', '{replica}')
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (client_id, toDate(timestamp), event_id);
+
+-- 1/2 events table
+CREATE TABLE IF NOT EXISTS events ON CLUSTER `analytics` AS events_local
+ENGINE = Distributed('analytics', 'alumini', 'events_local', cityHash64(event_id));
+
+-- 2/1 report views
+CREATE TABLE IF NOT EXISTS events_hourly_local ON CLUSTER `analytics`
+(
+    client_id String,
+    hour DateTime('UTC'),
+    type Enum8('unspecified' = 0, 'pageview' = 1, 'custom' = 2, 'identify' = 3),
+    is_bot UInt8,
+    events AggregateFunction(uniqExact, String),
+    visitors AggregateFunction(uniqExact, UInt64),
+    sessions AggregateFunction(uniqExact, UInt64)
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/alumini/events_hourly_local', '{replica}')
+PARTITION BY toYYYYMM(hour)
+ORDER BY (client_id, hour, type, is_bot);
+
+-- 2/2 report views
+CREATE MATERIALIZED VIEW IF NOT EXISTS events_hourly_local_mv ON CLUSTER `analytics` TO events_hourly_local AS
+SELECT
+    client_id,
+    toStartOfHour(timestamp) AS hour,
+    type,
+    is_bot,
+    uniqExactState(event_id) AS events,
+    uniqExactState(visitor_id) AS visitors,
+    uniqExactState(session_id) AS sessions
+FROM events_local
+GROUP BY client_id, hour, type, is_bot;
+
+-- 2/3 report views
+CREATE TABLE IF NOT EXISTS events_hourly ON CLUSTER `analytics` AS events_hourly_local
+ENGINE = Distributed('analytics', 'alumini', 'events_hourly_local', rand());
+
+-- 2/4 report views
+CREATE TABLE IF NOT EXISTS sessions_daily_local ON CLUSTER `analytics`
+(
+    client_id String,
+    day Date,
+    is_bot UInt8,
+    session_id UInt64,
+    visitor_id AggregateFunction(any, UInt64),
+    pageviews AggregateFunction(uniqExactIf, String, UInt8),
+    events AggregateFunction(uniqExact, String),
+    started AggregateFunction(min, DateTime('UTC')),
+    ended AggregateFunction(max, DateTime('UTC'))
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/alumini/sessions_daily_local', '{replica}')
+PARTITION BY toYYYYMM(day)
+ORDER BY (client_id, day, is_bot, session_id);
+
+-- 2/5 report views
+CREATE MATERIALIZED VIEW IF NOT EXISTS sessions_daily_local_mv ON CLUSTER `analytics` TO sessions_daily_local AS
+SELECT
+    client_id,
+    toDate(timestamp) AS day,
+    is_bot,
+    session_id,
+    anyState(visitor_id) AS visitor_id,
+    uniqExactIfState(event_id, type = 'pageview') AS pageviews,
+    uniqExactState(event_id) AS events,
+    minState(timestamp) AS started,
+    maxState(timestamp) AS ended
+FROM events_local
+GROUP BY client_id, day, is_bot, session_id;
+
+-- 2/6 report views
+CREATE TABLE IF NOT EXISTS sessions_daily ON CLUSTER `analytics` AS sessions_daily_local
+ENGINE = Distributed('analytics', 'alumini', 'sessions_daily_local', rand());
+
+-- 2/7 report views
+CREATE TABLE IF NOT EXISTS pages_daily_local ON CLUSTER `analytics`
+(
+    client_id String,
+    day Date,
+    is_bot UInt8,
+    hostname String,
+    path String,
+    pageviews AggregateFunction(uniqExact, String),
+    visitors AggregateFunction(uniqExact, UInt64)
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/alumini/pages_daily_local', '{replica}')
+PARTITION BY toYYYYMM(day)
+ORDER BY (client_id, day, is_bot, hostname, path);
+
+-- 2/8 report views
+CREATE MATERIALIZED VIEW IF NOT EXISTS pages_daily_local_mv ON CLUSTER `analytics` TO pages_daily_local AS
+SELECT
+    client_id,
+    toDate(timestamp) AS day,
+    is_bot,
+    hostname,
+    path,
+    uniqExactState(event_id) AS pageviews,
+    uniqExactState(visitor_id) AS visitors
+FROM events_local
+WHERE type = 'pageview'
+GROUP BY client_id, day, is_bot, hostname, path;
+
+-- 2/9 report views
+CREATE TABLE IF NOT EXISTS pages_daily ON CLUSTER `analytics` AS pages_daily_local
+ENGINE = Distributed('analytics', 'alumini', 'pages_daily_local', rand());
+
+-- 2/10 report views
+CREATE TABLE IF NOT EXISTS sources_daily_local ON CLUSTER `analytics`
+(
+    client_id String,
+    day Date,
+    is_bot UInt8,
+    referrer_source String,
+    referrer_medium String,
+    utm_source String,
+    utm_medium String,
+    utm_campaign String,
+    pageviews AggregateFunction(uniqExact, String),
+    visitors AggregateFunction(uniqExact, UInt64),
+    sessions AggregateFunction(uniqExact, UInt64)
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/alumini/sources_daily_local', '{replica}')
+PARTITION BY toYYYYMM(day)
+ORDER BY (client_id, day, is_bot, referrer_source, referrer_medium, utm_source, utm_medium, utm_campaign);
+
+-- 2/11 report views
+CREATE MATERIALIZED VIEW IF NOT EXISTS sources_daily_local_mv ON CLUSTER `analytics` TO sources_daily_local AS
+SELECT
+    client_id,
+    toDate(timestamp) AS day,
+    is_bot,
+    referrer_source,
+    referrer_medium,
+    utm_source,
+    utm_medium,
+    utm_campaign,
+    uniqExactState(event_id) AS pageviews,
+    uniqExactState(visitor_id) AS visitors,
+    uniqExactState(session_id) AS sessions
+FROM events_local
+WHERE type = 'pageview'
+GROUP BY client_id, day, is_bot, referrer_source, referrer_medium, utm_source, utm_medium, utm_campaign;
+
+-- 2/12 report views
+CREATE TABLE IF NOT EXISTS sources_daily ON CLUSTER `analytics` AS sources_daily_local
+ENGINE = Distributed('analytics', 'alumini', 'sources_daily_local', rand());
+

@@ -1,0 +1,235 @@
+-- 1/1 events table
+CREATE TABLE IF NOT EXISTS events
+(
+    client_id String,
+    event_id String,
+    type Enum8('unspecified' = 0, 'pageview' = 1, 'custom' = 2, 'identify' = 3),
+    name LowCardinality(String),
+    timestamp DateTime('UTC'),
+    received_at DateTime('UTC'),
+    url String,
+    hostname LowCardinality(String),
+    path String,
+    title String,
+    referrer String,
+    browser LowCardinality(String),
+    browser_version LowCardinality(String),
+    os LowCardinality(String),
+    os_version LowCardinality(String),
+    device_type Enum8('unknown' = 0, 'desktop' = 1, 'mobile' = 2, 'tablet' = 3, 'bot' = 4, 'other' = 5),
+    is_bot UInt8,
+    referrer_source LowCardinality(String),
+    referrer_medium LowCardinality(String),
+    search_term String,
+    utm_source LowCardinality(String),
+    utm_medium LowCardinality(String),
+    utm_campaign LowCardinality(String),
+    utm_term String,
+    utm_content String,
+    country LowCardinality(String),
+    region LowCardinality(String),
+    city LowCardinality(String),
+    language LowCardinality(String),
+    screen_width UInt16,
+    screen_height UInt16,
+    timezone LowCardinality(String),
+    visitor_id UInt64,
+    session_id UInt64,
+    is_new_visitor UInt8,
+    previous_visit DateTime('UTC'),
+    prop_keys Array(String),
+    prop_values Array(String),
+    user_id String,
+    ip_truncated String,
+    properties Map(String, String) ALIAS CAST((prop_keys, prop_values), 'Map(String, String)')
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (client_id, toDate(timestamp), event_id);
+
+-- 2/1 report views
+CREATE TABLE IF NOT EXISTS events_hourly
+(
+    client_id String,
+    hour DateTime('UTC'),
+    type Enum8('unspecified' = 0, 'pageview' = 1, 'custom' = 2, 'identify' = 3),
+    is_bot UInt8,
+    events AggregateFunction(uniqExact, String),
+    visitors AggregateFunction(uniqExact, UInt64),
+    sessions AggregateFunction(uniqExact, UInt64)
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(hour)
+ORDER BY (client_id, hour, type, is_bot);
+
+-- 2/2 report views
+CREATE MATERIALIZED VIEW IF NOT EXISTS events_hourly_mv TO events_hourly AS
+SELECT
+    client_id,
+    toStartOfHour(timestamp) AS hour,
+    type,
+    is_bot,
+    uniqExactState(event_id) AS events,
+    uniqExactState(visitor_id) AS visitors,
+    uniqExactState(session_id) AS sessions
+FROM events
+GROUP BY client_id, hour, type, is_bot;
+
+-- 2/3 report views
+INSERT INTO events_hourly
+SELECT
+    client_id,
+    toStartOfHour(timestamp) AS hour,
+    type,
+    is_bot,
+    uniqExactState(event_id) AS events,
+    uniqExactState(visitor_id) AS visitors,
+    uniqExactState(session_id) AS sessions
+FROM events
+GROUP BY client_id, hour, type, is_bot;
+
+-- 2/4 report views
+CREATE TABLE IF NOT EXISTS sessions_daily
+(
+    client_id String,
+    day Date,
+    is_bot UInt8,
+    session_id UInt64,
+    visitor_id AggregateFunction(any, UInt64),
+    pageviews AggregateFunction(uniqExactIf, String, UInt8),
+    events AggregateFunction(uniqExact, String),
+    started AggregateFunction(min, DateTime('UTC')),
+    ended AggregateFunction(max, DateTime('UTC'))
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (client_id, day, is_bot, session_id);
+
+-- 2/5 report views
+CREATE MATERIALIZED VIEW IF NOT EXISTS sessions_daily_mv TO sessions_daily AS
+SELECT
+    client_id,
+    toDate(timestamp) AS day,
+    is_bot,
+    session_id,
+    anyState(visitor_id) AS visitor_id,
+    uniqExactIfState(event_id, type = 'pageview') AS pageviews,
+    uniqExactState(event_id) AS events,
+    minState(timestamp) AS started,
+    maxState(timestamp) AS ended
+FROM events
+GROUP BY client_id, day, is_bot, session_id;
+
+-- 2/6 report views
+INSERT INTO sessions_daily
+SELECT
+    client_id,
+    toDate(timestamp) AS day,
+    is_bot,
+    session_id,
+    anyState(visitor_id) AS visitor_id,
+    uniqExactIfState(event_id, type = 'pageview') AS pageviews,
+    uniqExactState(event_id) AS events,
+    minState(timestamp) AS started,
+    maxState(timestamp) AS ended
+FROM events
+GROUP BY client_id, day, is_bot, session_id;
+
+-- 2/7 report views
+CREATE TABLE IF NOT EXISTS pages_daily
+(
+    client_id String,
+    day Date,
+    is_bot UInt8,
+    hostname LowCardinality(String),
+    path String,
+    pageviews AggregateFunction(uniqExact, String),
+    visitors AggregateFunction(uniqExact, UInt64)
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (client_id, day, is_bot, hostname, path);
+
+-- 2/8 report views
+CREATE MATERIALIZED VIEW IF NOT EXISTS pages_daily_mv TO pages_daily AS
+SELECT
+    client_id,
+    toDate(timestamp) AS day,
+    is_bot,
+    hostname,
+    path,
+    uniqExactState(event_id) AS pageviews,
+    uniqExactState(visitor_id) AS visitors
+FROM events
+WHERE type = 'pageview'
+GROUP BY client_id, day, is_bot, hostname, path;
+
+-- 2/9 report views
+INSERT INTO pages_daily
+SELECT
+    client_id,
+    toDate(timestamp) AS day,
+    is_bot,
+    hostname,
+    path,
+    uniqExactState(event_id) AS pageviews,
+    uniqExactState(visitor_id) AS visitors
+FROM events
+WHERE type = 'pageview'
+GROUP BY client_id, day, is_bot, hostname, path;
+
+-- 2/10 report views
+CREATE TABLE IF NOT EXISTS sources_daily
+(
+    client_id String,
+    day Date,
+    is_bot UInt8,
+    referrer_source LowCardinality(String),
+    referrer_medium LowCardinality(String),
+    utm_source LowCardinality(String),
+    utm_medium LowCardinality(String),
+    utm_campaign LowCardinality(String),
+    pageviews AggregateFunction(uniqExact, String),
+    visitors AggregateFunction(uniqExact, UInt64),
+    sessions AggregateFunction(uniqExact, UInt64)
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (client_id, day, is_bot, referrer_source, referrer_medium, utm_source, utm_medium, utm_campaign);
+
+-- 2/11 report views
+CREATE MATERIALIZED VIEW IF NOT EXISTS sources_daily_mv TO sources_daily AS
+SELECT
+    client_id,
+    toDate(timestamp) AS day,
+    is_bot,
+    referrer_source,
+    referrer_medium,
+    utm_source,
+    utm_medium,
+    utm_campaign,
+    uniqExactState(event_id) AS pageviews,
+    uniqExactState(visitor_id) AS visitors,
+    uniqExactState(session_id) AS sessions
+FROM events
+WHERE type = 'pageview'
+GROUP BY client_id, day, is_bot, referrer_source, referrer_medium, utm_source, utm_medium, utm_campaign;
+
+-- 2/12 report views
+INSERT INTO sources_daily
+SELECT
+    client_id,
+    toDate(timestamp) AS day,
+    is_bot,
+    referrer_source,
+    referrer_medium,
+    utm_source,
+    utm_medium,
+    utm_campaign,
+    uniqExactState(event_id) AS pageviews,
+    uniqExactState(visitor_id) AS visitors,
+    uniqExactState(session_id) AS sessions
+FROM events
+WHERE type = 'pageview'
+GROUP BY client_id, day, is_bot, referrer_source, referrer_medium, utm_source, utm_medium, utm_campaign;
+
