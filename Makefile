@@ -12,8 +12,12 @@ run: ## start the whole pipeline on embedded defaults
 
 # Tests share the local ClickHouse server with `make run` (or use
 # CLICKHOUSE_ADDR); each test makes and drops its own database.
+# The local server also listens with TLS (self-signed) for the TLS tests.
 test: deps ## every module's tests, with real ClickHouse and an in-process Kafka-protocol broker
 	addr=$$(deploy/clickhouse/clickhouse.sh start $(DATA)/clickhouse) && \
+	if [ -z "$$CLICKHOUSE_ADDR" ] && [ -f $(DATA)/clickhouse/tls/cert.pem ]; then \
+		export CLICKHOUSE_TLS_ADDR=127.0.0.1:$${ALUMINI_CLICKHOUSE_TCP_PORT_SECURE:-19440} \
+			CLICKHOUSE_TLS_CA_FILE=$(DATA)/clickhouse/tls/cert.pem; fi && \
 	CLICKHOUSE_ADDR=$$addr go test -count=1 -timeout 20m $(PKGS)
 
 build:

@@ -20,7 +20,6 @@ import (
 	"github.com/aluminiapp/pipeline/collector/internal/clientip"
 	"github.com/aluminiapp/pipeline/collector/internal/intake"
 	"github.com/aluminiapp/pipeline/collector/internal/publish"
-	"github.com/aluminiapp/pipeline/collector/internal/rules"
 	"github.com/aluminiapp/pipeline/collector/internal/tracker"
 	"github.com/aluminiapp/pipeline/lib/kafkaconf"
 	"github.com/aluminiapp/pipeline/lib/registry"
@@ -32,7 +31,6 @@ type config struct {
 	Kafka            kafkaconf.Config
 	ListenAddr       string
 	Clients          registry.FileConfig
-	RulesFile        string
 	MaxBodyBytes     int
 	MaxBatchEvents   int
 	MaxInflightBytes int64
@@ -56,14 +54,13 @@ func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	c.Kafka.RegisterFlags(fs)
 	fs.StringVar(&c.ListenAddr, "listen-addr", "127.0.0.1:8080", "address of the public intake endpoints")
 	c.Clients.RegisterFlags(fs)
-	fs.StringVar(&c.RulesFile, "rules-file", "", "collector rules YAML (per-client exclusions, rate limits, server keys), reloaded when it changes; empty for none")
 	fs.IntVar(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest request body accepted, before and after gzip decompression; larger ones get 413")
 	fs.IntVar(&c.MaxBatchEvents, "max-batch-events", 500, "most events in one batch request; more get 400")
 	fs.Int64Var(&c.MaxInflightBytes, "max-inflight-bytes", 64<<20, "request bytes held by requests in progress (mostly waiting for Kafka); past it new requests get 503, so memory stays bounded while Kafka is slow")
 	fs.IntVar(&c.MaxConcurrency, "max-concurrency", 10000, "most connections served at once; more are refused by the server")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs of load balancers and proxies whose X-Forwarded-For / X-Real-IP are believed")
-	fs.Float64Var(&c.ClientRate, "client-rate-limit", 2000, "events per second accepted per client unless its rules say otherwise; 0 for no limit")
-	fs.IntVar(&c.ClientBurst, "client-rate-burst", 10000, "events a client may send at once above its rate (at least max-batch-events)")
+	fs.Float64Var(&c.ClientRate, "client-rate-limit", 2000, "events per second accepted per client unless its registry entry sets rate_limit_per_second; 0 for no limit")
+	fs.IntVar(&c.ClientBurst, "client-rate-burst", 10000, "events a client may send at once above its rate unless its registry entry sets rate_limit_burst (at least max-batch-events)")
 	fs.Float64Var(&c.IPRate, "ip-rate-limit", 50, "requests per second accepted per client address; 0 for no limit")
 	fs.IntVar(&c.IPBurst, "ip-rate-burst", 200, "requests one address may send at once above its rate")
 	fs.StringVar(&c.Paths.Event, "path-event", intake.DefaultPaths.Event, "path of the one-event endpoint (first-party serving may rename it)")
@@ -144,6 +141,7 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 	}
 	pub := publish.New(publish.Config{
 		Addr:         cfg.Kafka.Addr(),
+		Transport:    cfg.Kafka.Transport(),
 		Topic:        cfg.Kafka.RawTopic,
 		BatchTimeout: cfg.BatchTimeout,
 		AckTimeout:   cfg.AckTimeout,
@@ -154,10 +152,10 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 			err = errors.Join(err, fmt.Errorf("closing kafka producer: %w", cerr))
 		}
 	}()
-	// pub.Ping, not cfg.Kafka.Ping: the latter asks kafka-go's shared
-	// transport, which answers metadata from its cache and kept reporting
-	// ready for seconds after the broker was gone (TestReadinessFollowsKafka).
-	rt.Health.AddCheck("kafka", pub.Ping)
+	// A fresh connection each time: a pooled one or cached metadata kept
+	// reporting ready for seconds after the broker was gone
+	// (TestReadinessFollowsKafka).
+	rt.Health.AddCheck("kafka", cfg.Kafka.Ping)
 
 	if cfg.PprofAddr != "" {
 		// Profiles are for operators measuring a live collector; they go on
@@ -175,11 +173,6 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 		}()
 	}
 
-	collectorRules, err := rules.Open(cfg.RulesFile)
-	if err != nil {
-		return err
-	}
-	go collectorRules.Watch(ctx, cfg.Clients.ReloadInterval, rt.Log)
 	proxies, err := clientip.Parse(cfg.TrustedProxies)
 	if err != nil {
 		return err
@@ -187,7 +180,6 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 
 	h := intake.New(intake.Config{
 		Clients:          clients,
-		Rules:            collectorRules,
 		Publisher:        pub,
 		Health:           rt.Health,
 		Log:              rt.Log,

@@ -8,6 +8,8 @@ command -v protoc >/dev/null || need+=(protobuf-compiler)
 command -v clickhouse-server >/dev/null || need+=(clickhouse-server)
 command -v clickhouse-client >/dev/null || need+=(clickhouse-client)
 command -v curl >/dev/null || need+=(curl)
+# The local ClickHouse server gets a self-signed certificate for its TLS port.
+command -v openssl >/dev/null || need+=(openssl)
 # Headless Chromium drives the browser tests (tracker script, dashboard).
 command -v chromium >/dev/null || need+=(chromium)
 # Node.js runs chdb, a current ClickHouse engine, to check our SQL on it.

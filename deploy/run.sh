@@ -108,10 +108,10 @@ key=$(cat "$data/demo-api-key")
 cat <<TXT
 
 Alumini is running.
-  collector   http://$collector_addr      (POST /api/event; metrics on 127.0.0.1:9100/metrics)
+  collector   http://$collector_addr      (POST /api/event, /api/batch, /v1/*, GET /p.gif, /t.js; metrics on 127.0.0.1:9100/metrics)
   enricher    metrics on http://127.0.0.1:9101/metrics
   sinker      metrics on http://127.0.0.1:9102/metrics
-  reporter    http://$reporter_addr      (GET /api/v1/stats/aggregate; metrics on 127.0.0.1:9103/metrics)
+  reporter    http://$reporter_addr      (dashboard at /, API under /api/v1; metrics on 127.0.0.1:9103/metrics)
   kafka       $kafka_addr (embedded, data in $data/kafka)
   clickhouse  $clickhouse_addr (database alumini)
 
@@ -119,9 +119,13 @@ Demo client: id "demo", write key "wk_demo", API key $key
 
 Send an event:
   curl -i -X POST http://$collector_addr/api/event -H 'Content-Type: application/json' \\
-    -d '{"client_id":"demo","url":"http://localhost/hello","referrer":"https://news.example/"}'
-Read the report:
-  curl -H 'Authorization: Bearer $key' 'http://$reporter_addr/api/v1/stats/aggregate'
+    -H 'User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36' \\
+    -d '{"client_id":"demo","url":"http://localhost/hello","referrer":"https://www.google.com/"}'
+  (without a browser's User-Agent, curl's own counts as a bot, which reports leave out)
+Read the report (or open http://$reporter_addr/ and log in with the API key):
+  curl -H 'Authorization: Bearer $key' 'http://$reporter_addr/api/v1/stats/aggregate?period=today'
+Track a web page:
+  <script defer src="http://$collector_addr/t.js" data-key="wk_demo"></script>
 
 Ctrl-C stops everything.
 TXT

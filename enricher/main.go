@@ -144,7 +144,7 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 	}
 
 	salts, err := visitor.OpenSaltStore(ctx, visitor.SaltConfig{
-		Brokers: cfg.Kafka.BrokerList(), Topic: cfg.SaltTopic, Grace: cfg.SaltGrace,
+		Kafka: cfg.Kafka.FranzOpts(), Topic: cfg.SaltTopic, Grace: cfg.SaltGrace,
 		Replication: int16(cfg.Kafka.ReplicationFactor),
 	}, rt.Log)
 	if err != nil {
@@ -160,7 +160,7 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 	defer func() { stopRotate(); <-rotated }()
 
 	sessions, err := session.Open(ctx, session.Config{
-		Brokers: cfg.Kafka.BrokerList(), Topic: cfg.SessionTopic, Timeout: cfg.SessionTimeout,
+		Kafka: cfg.Kafka.FranzOpts(), Topic: cfg.SessionTopic, Timeout: cfg.SessionTimeout,
 		MaxVisitors: cfg.SessionMaxVisitors, TTL: cfg.SessionTTL,
 	}, partitions, int16(cfg.Kafka.ReplicationFactor), rt.Log)
 	if err != nil {
@@ -174,6 +174,8 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 	})
 	p := pipeline.New(pipeline.Config{
 		Brokers:         cfg.Kafka.BrokerList(),
+		Transport:       cfg.Kafka.Transport(),
+		Dialer:          cfg.Kafka.Dialer(10 * time.Second),
 		GroupID:         cfg.GroupID,
 		RawTopic:        cfg.Kafka.RawTopic,
 		EnrichedTopic:   cfg.Kafka.EnrichedTopic,

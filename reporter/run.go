@@ -88,6 +88,15 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	// Erasures finish in the background too: once their mutations are
+	// done, the aggregate views of the visitor's days are rebuilt, whether
+	// or not anyone asks for the status.
+	erasuresCtx, stopErasures := context.WithCancel(context.Background())
+	erasuresDone := make(chan struct{})
+	go func() {
+		defer close(erasuresDone)
+		finishErasures(erasuresCtx, store, c.QueryTimeout, rt.Log)
+	}()
 	rt.Health.Started()
 	rt.Log.Info("serving the API", zap.String("listen_addr", ln.Addr().String()),
 		zap.String("clickhouse_addr", c.ClickHouse.Addr), zap.String("clickhouse_database", c.ClickHouse.Database))
@@ -95,6 +104,8 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) error {
 	select {
 	case err := <-served:
 		// Serve only returns early on a listener failure.
+		stopErasures()
+		<-erasuresDone
 		return errors.Join(fmt.Errorf("api server: %w", err), closeConn())
 	case <-ctx.Done():
 	}
@@ -116,8 +127,36 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) error {
 		rt.Log.Error("api server", zap.Error(err))
 		errs = append(errs, fmt.Errorf("api server: %w", err))
 	}
+	// The erasure finisher uses ClickHouse: stop it before closing.
+	stopErasures()
+	<-erasuresDone
 	errs = append(errs, closeConn())
 	return errors.Join(errs...)
+}
+
+// erasureInterval is how often pending erasures are moved on.
+const erasureInterval = 30 * time.Second
+
+// finishErasures calls store.FinishErasures every erasureInterval until
+// ctx ends.
+func finishErasures(ctx context.Context, store *query.Store, timeout time.Duration, log *zap.Logger) {
+	t := time.NewTicker(erasureInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		// Rebuilding views re-aggregates whole days: give it more than a
+		// report query.
+		runCtx, cancel := context.WithTimeout(ctx, 6*timeout)
+		left, err := store.FinishErasures(runCtx)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			log.Error("finishing erasures", zap.Error(err), zap.Int("pending", left))
+		}
+	}
 }
 
 // routes sends /api/ to the API and everything else to the dashboard.

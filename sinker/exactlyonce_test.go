@@ -298,7 +298,9 @@ func TestExactlyOnceAcrossCrashesAndRebalances(t *testing.T) {
 		t.Fatalf("sinker migrate: %v\n%s", err, out)
 	}
 	for _, stmt := range []string{
-		"CREATE TABLE events_nodedup AS events ENGINE = MergeTree PARTITION BY toYYYYMM(timestamp) ORDER BY (client_id, event_id)",
+		// The columns of SELECT *, so MATERIALIZED columns of events
+		// (computed there, not inserted) do not become expected inputs.
+		"CREATE TABLE events_nodedup ENGINE = MergeTree PARTITION BY toYYYYMM(timestamp) ORDER BY (client_id, event_id) AS SELECT * FROM events WHERE 0",
 		"CREATE MATERIALIZED VIEW events_nodedup_mv TO events_nodedup AS SELECT * FROM events",
 	} {
 		if err := conn.Exec(ctx, stmt); err != nil {
@@ -353,7 +355,7 @@ func TestExactlyOnceAcrossCrashesAndRebalances(t *testing.T) {
 		t.Errorf("uniqExact(event_id), count() FROM events FINAL = %v; want %d each", got, distinct)
 	}
 	if got := r.query(`SELECT uniqExactMergeIf(events, type = 'pageview'), uniqExactMerge(visitors), uniqExactMerge(events)
-FROM events_hourly WHERE client_id = 'shop' AND is_bot = 0`); fmt.Sprint(got) != fmt.Sprint([]uint64{pageviews, uint64(len(visitors)), distinct}) {
+FROM events_hourly_v2 WHERE client_id = 'shop' AND is_bot = 0`); fmt.Sprint(got) != fmt.Sprint([]uint64{pageviews, uint64(len(visitors)), distinct}) {
 		t.Errorf("totals from the hourly view = %v; want %v", got, []uint64{pageviews, uint64(len(visitors)), distinct})
 	}
 

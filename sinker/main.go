@@ -20,6 +20,7 @@ import (
 	"github.com/aluminiapp/pipeline/lib/kafkaconf"
 	"github.com/aluminiapp/pipeline/lib/registry"
 	"github.com/aluminiapp/pipeline/lib/service"
+	"github.com/aluminiapp/pipeline/sinker/internal/erased"
 	"github.com/aluminiapp/pipeline/sinker/internal/retention"
 	"github.com/aluminiapp/pipeline/sinker/internal/sink"
 	"github.com/aluminiapp/pipeline/sinker/internal/store"
@@ -41,6 +42,8 @@ type config struct {
 	// Clients is the registry whose retention_days the cleanup enforces.
 	Clients           registry.FileConfig
 	RetentionInterval time.Duration
+	// ErasedRefresh is how often the erased visitors are reloaded.
+	ErasedRefresh time.Duration
 }
 
 func (c *config) Common() *service.Options { return &c.Options }
@@ -56,6 +59,7 @@ func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.SessionTimeout, "kafka-session-timeout", 30*time.Second, "how long the consumer group waits for a silent sinker before moving its partitions to the others (the broker's group.min/max.session.timeout.ms bound it)")
 	c.Clients.RegisterFlags(fs)
 	fs.DurationVar(&c.RetentionInterval, "retention-interval", time.Hour, "how often events older than their client's retention_days are deleted (needs -clients-file; 0 disables)")
+	fs.DurationVar(&c.ErasedRefresh, "erased-refresh-interval", 30*time.Second, "how often the visitors erased through the reporter (table erased_visitors) are reloaded; their events replayed from Kafka are dropped, and those arriving within this long of an erasure are stored and only hidden by the reporter")
 	fs.StringVar(&c.Cluster, "clickhouse-cluster", "", "ClickHouse cluster name (remote_servers) for cluster mode: replicated tables under Distributed ones, DDL ON CLUSTER; empty for one server")
 }
 
@@ -88,6 +92,9 @@ func (c *config) Validate() error {
 	if c.RetentionInterval < 0 {
 		return fmt.Errorf("retention-interval %v: want 0 (off) or more", c.RetentionInterval)
 	}
+	if c.ErasedRefresh < time.Second || c.ErasedRefresh > time.Hour {
+		return fmt.Errorf("erased-refresh-interval %v: want 1s to 1h", c.ErasedRefresh)
+	}
 	if c.SessionTimeout < 100*time.Millisecond || c.SessionTimeout > 30*time.Minute {
 		return fmt.Errorf("kafka-session-timeout %v: want 100ms to 30m", c.SessionTimeout)
 	}
@@ -104,8 +111,9 @@ func main() {
 
 // run starts the sinker and, once ctx is cancelled, stops it in this order:
 // fetching stops, the batch in hand is inserted and committed (Sink.Run),
-// then the dead-letter writer, the Kafka reader (leaving the group, so the
-// partitions move at once) and ClickHouse are closed (the defers below).
+// then the dead-letter writer and the Kafka reader (leaving the group, so
+// the partitions move at once) are closed, the erased-visitor refresh stops,
+// and ClickHouse, which it reads, is closed last (the defers below).
 func (c *config) run(ctx context.Context, rt *service.Runtime) (err error) {
 	if err := c.EnsureTopics(ctx, c.EnrichedTopic, c.DeadLetterTopic); err != nil {
 		return err
@@ -123,13 +131,36 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) (err error) {
 		return fmt.Errorf("migrating database %s: %w", c.ClickHouse.Database, err)
 	}
 
-	reader := sink.NewReader(c.BrokerList(), c.EnrichedTopic, c.GroupID, c.SessionTimeout, rt.Log)
+	// The erased visitors are loaded before the first fetch, so a replay
+	// at start cannot store them. A missing table or a failed load does
+	// not stop the sinker: the set refreshes in the background.
+	erasedSet := erased.New(st.Conn(), rt.Log, rt.Metrics)
+	erasedSet.Refresh(ctx)
+	erasedCtx, stopErased := context.WithCancel(ctx)
+	erasedDone := make(chan struct{})
+	go func() {
+		defer close(erasedDone)
+		erasedSet.Run(erasedCtx, c.ErasedRefresh)
+	}()
+	// Before ClickHouse is closed (defers run last first).
+	defer func() {
+		stopErased()
+		<-erasedDone
+	}()
+
+	reader, err := sink.NewReader(sink.ReaderConfig{
+		Brokers: c.BrokerList(), Topic: c.EnrichedTopic, GroupID: c.GroupID, SessionTimeout: c.SessionTimeout,
+		Dialer: c.Dialer(10 * time.Second),
+	}, rt.Log)
+	if err != nil {
+		return err
+	}
 	defer func() {
 		if cerr := reader.Close(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("closing kafka reader: %w", cerr))
 		}
 	}()
-	dlq := sink.NewDeadLetterWriter(c.Addr(), c.DeadLetterTopic, rt.Log)
+	dlq := sink.NewDeadLetterWriter(c.Addr(), c.Transport(), c.DeadLetterTopic, rt.Log)
 	defer func() {
 		if cerr := dlq.Close(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("closing dead-letter writer: %w", cerr))
@@ -143,6 +174,7 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) (err error) {
 		// Most of the shutdown timeout goes to the last flush; the rest is
 		// left for closing the clients.
 		FlushTimeout: c.ShutdownTimeout * 4 / 5,
+		Erased:       erasedSet,
 	}, reader, dlq, st, rt.Log, rt.Metrics)
 
 	if c.Clients.Path != "" && c.RetentionInterval > 0 {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap/zaptest"
@@ -17,6 +18,7 @@ import (
 	"github.com/aluminiapp/pipeline/lib/kafkatest"
 	"github.com/aluminiapp/pipeline/lib/service"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
+	"github.com/aluminiapp/pipeline/sinker/internal/erased/erasedtest"
 	"github.com/aluminiapp/pipeline/sinker/schema"
 )
 
@@ -51,6 +53,8 @@ func TestConfigValidate(t *testing.T) {
 		{"tiny bytes", func(c *config) { c.BatchMaxBytes = 100 }, "batch-max-bytes"},
 		{"zero wait", func(c *config) { c.BatchMaxWait = 0 }, "batch-max-wait"},
 		{"hour wait", func(c *config) { c.BatchMaxWait = time.Hour }, "batch-max-wait"},
+		{"zero erased refresh", func(c *config) { c.ErasedRefresh = 0 }, "erased-refresh-interval"},
+		{"day erased refresh", func(c *config) { c.ErasedRefresh = 24 * time.Hour }, "erased-refresh-interval"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -111,7 +115,9 @@ func TestMigrateCreatesDatabaseAndSchema(t *testing.T) {
 }
 
 // TestRun runs the service's run as service.Main would: ready only after
-// startup, events stored, a clean stop on cancel.
+// startup (without the reporter's erased_visitors table, which comes
+// later), events stored, an erasure recorded meanwhile picked up by the
+// refresh and its visitor's events dropped, a clean stop on cancel.
 func TestRun(t *testing.T) {
 	_, addr := kafkatest.Start(t)
 	c := defaults(t)
@@ -119,6 +125,7 @@ func TestRun(t *testing.T) {
 	c.ClickHouse.Addr = chtest.Addr()
 	c.ClickHouse.Database = freshDatabase(t)
 	c.BatchMaxWait = 50 * time.Millisecond
+	c.ErasedRefresh = 50 * time.Millisecond
 	rt := &service.Runtime{Name: "sinker", Log: zaptest.NewLogger(t), Metrics: service.NewRegistry("sinker"), Health: service.NewHealth()}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -133,18 +140,48 @@ func TestRun(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	value, err := proto.Marshal(&aluminiv1.Event{ClientId: "shop", EventId: "run-1", TimestampMs: time.Now().UnixMilli()})
+	// The reporter starts and erases visitor 9 of shop.
+	_, conn := chtest.Database(t)
+	db, err := clickhouse.Open(&clickhouse.Options{Addr: []string{chtest.Addr()}, Auth: clickhouse.Auth{Database: c.ClickHouse.Database}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer func() {
+		if err := db.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	erasedtest.Create(t, db)
+	erasedtest.Record(t, db, "shop", 9)
+	for {
+		if gaugeValue(t, rt, "alumini_sinker_erased_visitors") == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the erasure was not loaded after 30s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	var msgs []kafka.Message
+	for _, ev := range []*aluminiv1.Event{
+		{ClientId: "shop", EventId: "erased-1", VisitorId: 9, TimestampMs: time.Now().UnixMilli()},
+		{ClientId: "shop", EventId: "run-1", VisitorId: 10, TimestampMs: time.Now().UnixMilli()},
+	} {
+		value, err := proto.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// One key, one partition: erased-1 is handled before run-1.
+		msgs = append(msgs, kafka.Message{Key: []byte("k"), Value: value})
+	}
 	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: c.EnrichedTopic, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
-	if err := w.WriteMessages(ctx, kafka.Message{Value: value}); err != nil {
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	_, conn := chtest.Database(t)
 	for {
 		var n uint64
 		if err := conn.QueryRow(ctx, "SELECT count() FROM "+c.ClickHouse.Database+".events WHERE event_id = 'run-1'").Scan(&n); err != nil {
@@ -157,6 +194,10 @@ func TestRun(t *testing.T) {
 			t.Fatal("event run-1 not stored after 30s")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	var erasedRows uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM "+c.ClickHouse.Database+".events WHERE event_id = 'erased-1'").Scan(&erasedRows); err != nil || erasedRows != 0 {
+		t.Errorf("rows of the erased visitor's event = %d, %v; want 0", erasedRows, err)
 	}
 	if n, err := testutil.GatherAndCount(rt.Metrics, "alumini_sinker_rows_inserted_total", "alumini_sinker_last_insert_timestamp_seconds"); err != nil || n != 2 {
 		t.Errorf("GatherAndCount(sinker metrics) = %d, %v; want 2 series", n, err)
@@ -171,4 +212,19 @@ func TestRun(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("run did not return within 30s of cancel")
 	}
+}
+
+// gaugeValue is the value of the unlabelled gauge name in rt's registry.
+func gaugeValue(t *testing.T, rt *service.Runtime, name string) float64 {
+	t.Helper()
+	mfs, err := rt.Metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return 0
 }

@@ -13,6 +13,18 @@ DUR=${1:-10}
 CONNS=${CONNS:-256}
 NOOP_CONNS=${NOOP_CONNS:-64}
 BATCH=${BATCH:-100}
+# Loopback ports; change them when something else (a `make run`) holds one.
+NOOP_PORT=${NOOP_PORT:-18090}
+KAFKA_PORT=${KAFKA_PORT:-19092}
+HTTP_PORT=${HTTP_PORT:-18080}
+ADMIN_PORT=${ADMIN_PORT:-19100}
+for port in "$NOOP_PORT" "$KAFKA_PORT" "$HTTP_PORT" "$ADMIN_PORT"; do
+  # A port already taken would send the collector's events to someone
+  # else's broker, or measure someone else's server.
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "port $port is in use; set NOOP_PORT, KAFKA_PORT, HTTP_PORT or ADMIN_PORT" >&2; exit 1
+  fi
+done
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 WORK=$(mktemp -d)
 PIDS=()
@@ -68,28 +80,28 @@ run() {
 
 # Ceilings first, each alone on core 0.
 for impl in fasthttp nethttp; do
-  taskset -c 0 "$WORK/bench" noop -impl "$impl" -addr 127.0.0.1:18090 >/dev/null & pid=$!; PIDS+=("$pid")
+  taskset -c 0 "$WORK/bench" noop -impl "$impl" -addr 127.0.0.1:$NOOP_PORT >/dev/null & pid=$!; PIDS+=("$pid")
   sleep 0.5
-  run "noop-$impl" http://127.0.0.1:18090/api/event "$WORK/event.json" 1 "$pid" "$NOOP_CONNS"
+  run "noop-$impl" http://127.0.0.1:$NOOP_PORT/api/event "$WORK/event.json" 1 "$pid" "$NOOP_CONNS"
   kill "$pid"; wait "$pid" 2>/dev/null || true
 done
 
-taskset -c 1 "$WORK/bench" kafka -addr 127.0.0.1:19092 >/dev/null & PIDS+=($!)
+taskset -c 1 "$WORK/bench" kafka -addr 127.0.0.1:$KAFKA_PORT >/dev/null & PIDS+=($!)
 sleep 0.5
-taskset -c 0 "$WORK/collector" -kafka-brokers 127.0.0.1:19092 -clients-file "$WORK/clients.yaml" \
-  -listen-addr 127.0.0.1:18080 -admin-addr 127.0.0.1:19100 -log-level warn \
+taskset -c 0 "$WORK/collector" -kafka-brokers 127.0.0.1:$KAFKA_PORT -clients-file "$WORK/clients.yaml" \
+  -listen-addr 127.0.0.1:$HTTP_PORT -admin-addr 127.0.0.1:$ADMIN_PORT -log-level warn \
   -ip-rate-limit 0 -client-rate-limit 0 -max-inflight-bytes 1073741824 -max-batch-events 1000 & COL=$!; PIDS+=("$COL")
-wait_up http://127.0.0.1:18080/readyz
+wait_up http://127.0.0.1:$HTTP_PORT/readyz
 
-run collector-event http://127.0.0.1:18080/api/event "$WORK/event.json" 1 "$COL"
+run collector-event http://127.0.0.1:$HTTP_PORT/api/event "$WORK/event.json" 1 "$COL"
 HALF=$((LAST_RPS / 2))
-run "collector-batch$BATCH" http://127.0.0.1:18080/api/batch "$WORK/batch.json" "$BATCH" "$COL"
+run "collector-batch$BATCH" http://127.0.0.1:$HTTP_PORT/api/batch "$WORK/batch.json" "$BATCH" "$COL"
 HALF_BATCH=$((LAST_RPS / 2))
 
 echo >&2 "fixed rate at half the maximum: $HALF req/s of one event, $HALF_BATCH req/s of $BATCH"
-HALF_EVENT_OUT=$(taskset -c 1 "$WORK/bench" load -url http://127.0.0.1:18080/api/event -body "$WORK/event.json" -rate "$HALF" -duration "${DUR}s" -conns "$CONNS")
-HALF_BATCH_OUT=$(taskset -c 1 "$WORK/bench" load -url http://127.0.0.1:18080/api/batch -body "$WORK/batch.json" -rate "$HALF_BATCH" -duration "${DUR}s" -conns "$CONNS")
-METRICS=$(curl -fs http://127.0.0.1:19100/metrics | grep -E '^alumini_collector_(events_accepted_total|events_dropped_total|produce_failures_total)' || true)
+HALF_EVENT_OUT=$(taskset -c 1 "$WORK/bench" load -url http://127.0.0.1:$HTTP_PORT/api/event -body "$WORK/event.json" -rate "$HALF" -duration "${DUR}s" -conns "$CONNS")
+HALF_BATCH_OUT=$(taskset -c 1 "$WORK/bench" load -url http://127.0.0.1:$HTTP_PORT/api/batch -body "$WORK/batch.json" -rate "$HALF_BATCH" -duration "${DUR}s" -conns "$CONNS")
+METRICS=$(curl -fs http://127.0.0.1:$ADMIN_PORT/metrics | grep -E '^alumini_collector_(events_accepted_total|events_dropped_total|produce_failures_total)' || true)
 
 echo "Machine: $(nproc) cores, $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//'); $(go version | awk '{print $3}'); ${DUR}s per run, $CONNS connections to the collector and $NOOP_CONNS to the no-op servers (their best), wrk on core 1"
 echo

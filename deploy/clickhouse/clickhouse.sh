@@ -11,11 +11,29 @@ data=$(mkdir -p "${2:?usage: clickhouse.sh start|stop DATA_DIR}" && cd "$2" && p
 here=$(cd "$(dirname "$0")" && pwd)
 tcp_port=${ALUMINI_CLICKHOUSE_TCP_PORT:-19000}
 http_port=${ALUMINI_CLICKHOUSE_HTTP_PORT:-18123}
+secure_port=${ALUMINI_CLICKHOUSE_TCP_PORT_SECURE:-19440}
 pidfile=$data/clickhouse-server.pid
 
 # answers HOST PORT: true when a ClickHouse native port accepts a query.
 answers() {
   clickhouse-client --host "$1" --port "$2" --query 'SELECT 1' >/dev/null 2>&1
+}
+
+# listening PORT: true when something accepts TCP connections on loopback PORT.
+listening() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+stop_server() {
+  [ -f "$pidfile" ] || return 0
+  local pid
+  pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid"
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -0 "$pid" 2>/dev/null && { echo "clickhouse: still running after 30s; killing" >&2; kill -KILL "$pid"; }
+  fi
+  rm -f "$pidfile"
 }
 
 install_server() {
@@ -40,12 +58,23 @@ start)
   fi
   install_server
   if answers 127.0.0.1 "$tcp_port"; then
-    echo "127.0.0.1:$tcp_port"
-    exit 0
+    # A server of ours started before TLS was configured is restarted
+    # with the current configuration; a foreign one is left alone.
+    if listening "$secure_port" || [ ! -f "$pidfile" ]; then
+      echo "127.0.0.1:$tcp_port"
+      exit 0
+    fi
+    echo "clickhouse: restarting the local server with the current configuration" >&2
+    stop_server
   fi
-  mkdir -p "$data/log" "$data/tmp" "$data/user_files" "$data/format_schemas"
+  mkdir -p "$data/log" "$data/tmp" "$data/user_files" "$data/format_schemas" "$data/tls"
+  if [ ! -f "$data/tls/cert.pem" ]; then
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=localhost" \
+      -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+      -keyout "$data/tls/key.pem" -out "$data/tls/cert.pem" 2>/dev/null
+  fi
   sed -e "s|@DATA@|$data|g" -e "s|@TCP_PORT@|$tcp_port|g" -e "s|@HTTP_PORT@|$http_port|g" \
-    "$here/config.xml.in" >"$data/config.xml"
+    -e "s|@TCP_PORT_SECURE@|$secure_port|g" "$here/config.xml.in" >"$data/config.xml"
   cp "$here/users.xml" "$data/users.xml"
   # setsid: the server outlives this script and ignores the terminal's Ctrl-C;
   # the caller stops it with `clickhouse.sh stop`, after the services flushed.
@@ -66,14 +95,7 @@ start)
   exit 1
   ;;
 stop)
-  [ -f "$pidfile" ] || exit 0
-  pid=$(cat "$pidfile")
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid"
-    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-    kill -0 "$pid" 2>/dev/null && { echo "clickhouse: still running after 30s; killing" >&2; kill -KILL "$pid"; }
-  fi
-  rm -f "$pidfile"
+  stop_server
   ;;
 *)
   echo "usage: clickhouse.sh start|stop DATA_DIR" >&2

@@ -4,6 +4,7 @@ package chconf
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/aluminiapp/pipeline/lib/tlsfiles"
 )
 
 // Config says where ClickHouse is and who the service is there.
@@ -21,6 +24,11 @@ type Config struct {
 	Database string
 	User     string
 	Password string
+	// TLS protects the connection (the secure native port, 9440 by
+	// default on the server): events carry visitor data.
+	TLS           bool
+	TLSCAFile     string
+	TLSServerName string
 }
 
 // RegisterFlags adds the ClickHouse flags.
@@ -29,6 +37,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Database, "clickhouse-database", "alumini", "ClickHouse database of the events table")
 	fs.StringVar(&c.User, "clickhouse-user", "default", "ClickHouse user")
 	fs.StringVar(&c.Password, "clickhouse-password", "", "ClickHouse password (prefer the environment variable to the flag, which shows in process lists)")
+	fs.BoolVar(&c.TLS, "clickhouse-tls", false, "connect over TLS (point -clickhouse-addr at the server's secure native port)")
+	fs.StringVar(&c.TLSCAFile, "clickhouse-tls-ca-file", "", "PEM file of the CAs that sign the server's certificate (default: the system's)")
+	fs.StringVar(&c.TLSServerName, "clickhouse-tls-server-name", "", "name to verify in the server's certificate (default: the host of -clickhouse-addr)")
 }
 
 // ErrBadDatabaseName is returned for a database name that would need quoting.
@@ -45,15 +56,37 @@ func (c *Config) Validate() error {
 	if !databaseName.MatchString(c.Database) {
 		return fmt.Errorf("clickhouse-database %q: %w", c.Database, ErrBadDatabaseName)
 	}
+	if _, err := c.tlsConfig(); err != nil {
+		return err
+	}
 	return nil
+}
+
+func (c *Config) tlsConfig() (*tls.Config, error) {
+	if !c.TLS {
+		if c.TLSCAFile != "" || c.TLSServerName != "" {
+			return nil, errors.New("clickhouse-tls-ca-file and clickhouse-tls-server-name need -clickhouse-tls")
+		}
+		return nil, nil
+	}
+	tc, err := tlsfiles.Client("clickhouse-tls", c.TLSCAFile, "", "", c.TLSServerName)
+	if err != nil {
+		return nil, err
+	}
+	return tc, nil
 }
 
 // Open connects with the configured database as the default one.
 func (c *Config) Open() (driver.Conn, error) { return c.open(c.Database) }
 
 func (c *Config) open(database string) (driver.Conn, error) {
+	tc, err := c.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
 	conn, err := clickhouse.Open(&clickhouse.Options{
 		Addr: []string{c.Addr},
+		TLS:  tc,
 		Auth: clickhouse.Auth{Database: database, Username: c.User, Password: c.Password},
 		// Inserts are large and text-heavy: LZ4 makes them several times
 		// smaller on the wire for little CPU.

@@ -1,8 +1,12 @@
 package chconf
 
 import (
+	"context"
 	"errors"
+	"os"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestValidate(t *testing.T) {
@@ -24,5 +28,51 @@ func TestValidate(t *testing.T) {
 	}
 	if err := (&Config{Addr: "no-port", Database: "a"}).Validate(); err == nil {
 		t.Error("Validate with an address without port = nil; want an error")
+	}
+}
+
+// TestTLS connects over the secure native port of the server `make test`
+// starts (deploy/clickhouse/clickhouse.sh gives it a self-signed
+// certificate), and checks that a client not trusting that certificate is
+// refused instead of falling back to plaintext.
+func TestTLS(t *testing.T) {
+	addr, ca := os.Getenv("CLICKHOUSE_TLS_ADDR"), os.Getenv("CLICKHOUSE_TLS_CA_FILE")
+	if addr == "" || ca == "" {
+		t.Skip("CLICKHOUSE_TLS_ADDR and CLICKHOUSE_TLS_CA_FILE unset: `make test` sets them for its local server")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	good := Config{Addr: addr, Database: "default", User: "default", TLS: true, TLSCAFile: ca}
+	if err := good.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := good.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var one uint8
+	if err := conn.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil || one != 1 {
+		t.Fatalf("SELECT 1 over TLS = %d, %v", one, err)
+	}
+	untrusting := Config{Addr: addr, Database: "default", User: "default", TLS: true}
+	conn2, err := untrusting.Open()
+	if err == nil {
+		defer conn2.Close()
+		err = conn2.Ping(ctx)
+	}
+	if err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("a client that does not trust the certificate: %v; want a certificate error", err)
+	}
+}
+
+func TestTLSValidate(t *testing.T) {
+	for _, c := range []Config{
+		{Addr: "a:9440", Database: "a", TLSCAFile: "ca.pem"},
+		{Addr: "a:9440", Database: "a", TLS: true, TLSCAFile: "/nonexistent/ca.pem"},
+	} {
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "clickhouse-tls") {
+			t.Errorf("Validate(%+v) = %v; want an error naming the TLS flag", c, err)
+		}
 	}
 }

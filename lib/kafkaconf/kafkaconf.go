@@ -22,6 +22,7 @@ type Config struct {
 	DeadLetterTopic   string
 	Partitions        int
 	ReplicationFactor int
+	Security          Security
 }
 
 // RegisterFlags adds the Kafka flags.
@@ -34,6 +35,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	// work; more than needed costs little, and adding them later re-keys visitors.
 	fs.IntVar(&c.Partitions, "kafka-partitions", 6, "partitions of each topic created at start when it is missing")
 	fs.IntVar(&c.ReplicationFactor, "kafka-replication-factor", 1, "replication factor of topics created at start (3 in production)")
+	c.Security.registerFlags(fs)
 }
 
 // Validate reports the first bad Kafka setting.
@@ -53,6 +55,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Partitions < 1 || c.ReplicationFactor < 1 {
 		return errors.New("kafka-partitions and kafka-replication-factor must be at least 1")
+	}
+	if _, _, err := c.Security.build(); err != nil {
+		return err
 	}
 	return nil
 }
@@ -74,7 +79,7 @@ func (c *Config) Addr() net.Addr { return kafka.TCP(c.BrokerList()...) }
 // EnsureTopics creates the named topics where they are missing. A topic
 // that exists is left as it is, whatever its layout.
 func (c *Config) EnsureTopics(ctx context.Context, topics ...string) error {
-	client := &kafka.Client{Addr: c.Addr(), Timeout: 10 * time.Second}
+	client := &kafka.Client{Addr: c.Addr(), Timeout: 10 * time.Second, Transport: c.Transport()}
 	req := &kafka.CreateTopicsRequest{}
 	for _, t := range topics {
 		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: t, NumPartitions: c.Partitions, ReplicationFactor: c.ReplicationFactor})
@@ -87,16 +92,6 @@ func (c *Config) EnsureTopics(ctx context.Context, topics ...string) error {
 		if terr != nil && !errors.Is(terr, kafka.TopicAlreadyExists) {
 			return fmt.Errorf("creating topic %s: %w", topic, terr)
 		}
-	}
-	return nil
-}
-
-// Ping asks the cluster for its metadata: a readiness check that the
-// brokers answer.
-func (c *Config) Ping(ctx context.Context) error {
-	client := &kafka.Client{Addr: c.Addr(), Timeout: 2 * time.Second}
-	if _, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{c.RawTopic}}); err != nil {
-		return fmt.Errorf("kafka metadata: %w", err)
 	}
 	return nil
 }

@@ -11,7 +11,7 @@ import (
 )
 
 func TestEnsureTopicsCreatesMissingAndKeepsExisting(t *testing.T) {
-	_, addr := kafkatest.Start(t)
+	cluster, addr := kafkatest.Start(t)
 	cfg := Config{Brokers: " " + addr + " ,", RawTopic: "raw", EnrichedTopic: "enriched", DeadLetterTopic: "dead", Partitions: 4, ReplicationFactor: 1}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -37,6 +37,11 @@ func TestEnsureTopicsCreatesMissingAndKeepsExisting(t *testing.T) {
 	}
 	if err := cfg.Ping(ctx); err != nil {
 		t.Errorf("Ping = %v; want nil", err)
+	}
+	// Readiness must see a broker that went away, not a cached answer.
+	cluster.Close()
+	if err := cfg.Ping(ctx); err == nil {
+		t.Error("Ping after the broker stopped = nil; want an error")
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"sync/atomic"
 	"time"
@@ -15,13 +16,24 @@ import (
 )
 
 // File is a Registry read from a YAML file and reloaded when it changes.
-// A changed file that does not validate is refused with a log line, and the
-// last good version stays in force, so a typo never takes the service down.
+// A changed file that does not validate, or is empty, is refused with a log
+// line, and the last good version stays in force, so a typo or a file
+// caught in the middle of being written never takes the service down.
 type File struct {
 	path    string
 	current atomic.Pointer[index]
-	raw     []byte
+	// The fields below belong to the goroutine that reloads (OpenFile,
+	// then Watch).
+	raw      []byte // content of the version in force
+	pending  []byte // changed content seen on the last poll, not yet applied
+	rejected []byte // content last refused, so it is logged once
+	versions uint64
 }
+
+// ErrEmpty is the error for a registry that lists no clients: what a
+// reader sees between an editor truncating the file and writing it again,
+// and never a useful registry (every hit would be refused).
+var ErrEmpty = errors.New("the registry lists no clients")
 
 // fileFormat is the YAML document: a list of clients.
 type fileFormat struct {
@@ -31,7 +43,11 @@ type fileFormat struct {
 // OpenFile reads and validates the registry at path.
 func OpenFile(path string) (*File, error) {
 	f := &File{path: path}
-	if _, err := f.reload(); err != nil {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading client registry: %w", err)
+	}
+	if err := f.apply(data); err != nil {
 		return nil, err
 	}
 	return f, nil
@@ -39,38 +55,69 @@ func OpenFile(path string) (*File, error) {
 
 // Parse validates a registry document and returns its clients.
 func Parse(data []byte) ([]Client, error) {
+	ix, err := parse(data)
+	if err != nil {
+		return nil, err
+	}
+	return ix.clients, nil
+}
+
+func parse(data []byte) (*index, error) {
 	var doc fileFormat
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true) // a misspelt setting must fail loudly, not be ignored.
-	if err := dec.Decode(&doc); err != nil {
+	// io.EOF: no YAML document at all (nothing, or only comments).
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
-	if _, err := newIndex(doc.Clients); err != nil {
-		return nil, err
+	if len(doc.Clients) == 0 {
+		return nil, ErrEmpty
 	}
-	return doc.Clients, nil
+	return newIndex(doc.Clients)
 }
 
-// reload reads the file and swaps the index in when the content changed.
+// reload reads the file and swaps the index in when the content changed
+// and then stayed the same for one more poll. Writers that truncate and
+// rewrite in place (editors, shell redirections, os.WriteFile) leave the
+// file empty or cut short for a moment; a cut-short YAML file can parse, and
+// would silently lose the clients after the cut. Waiting one poll for the
+// content to settle keeps such a moment from ever being applied; renaming a
+// finished file into place (as Kubernetes does) is safe without it.
 func (f *File) reload() (bool, error) {
 	data, err := os.ReadFile(f.path)
 	if err != nil {
 		return false, fmt.Errorf("reading client registry: %w", err)
 	}
-	if f.current.Load() != nil && bytes.Equal(data, f.raw) {
+	if bytes.Equal(data, f.raw) {
+		f.pending, f.rejected = nil, nil // a bad edit made again is logged again
 		return false, nil
 	}
-	clients, err := Parse(data)
-	if err != nil {
-		return false, fmt.Errorf("client registry %s: %w", f.path, err)
+	if !bytes.Equal(data, f.pending) {
+		f.pending = data
+		return false, nil
 	}
-	ix, err := newIndex(clients)
-	if err != nil {
-		return false, fmt.Errorf("client registry %s: %w", f.path, err)
+	f.pending = nil
+	if bytes.Equal(data, f.rejected) {
+		return false, nil // refused and logged already.
 	}
-	f.raw = data
-	f.current.Store(ix)
+	if err := f.apply(data); err != nil {
+		f.rejected = data
+		return false, err
+	}
 	return true, nil
+}
+
+// apply validates data and puts it in force.
+func (f *File) apply(data []byte) error {
+	ix, err := parse(data)
+	if err != nil {
+		return fmt.Errorf("client registry %s: %w", f.path, err)
+	}
+	f.versions++
+	ix.version = f.versions
+	f.raw, f.rejected = data, nil
+	f.current.Store(ix)
+	return nil
 }
 
 // Watch reloads the file every interval until ctx ends. Polling, rather than
@@ -118,6 +165,21 @@ func (f *File) ByAPIKey(key string) (*Client, error) {
 	}
 	return nil, ErrNotFound
 }
+
+// ByServerKey returns the client that owns a secret server key.
+func (f *File) ByServerKey(key string) (*Client, error) {
+	if key == "" {
+		return nil, ErrNotFound
+	}
+	if c, ok := f.current.Load().byServerKey[HashAPIKey(key)]; ok {
+		return c, nil
+	}
+	return nil, ErrNotFound
+}
+
+// Version is 1 for the file as first read and grows by one with each
+// reload that changed it.
+func (f *File) Version() uint64 { return f.current.Load().version }
 
 // FileConfig is how a service finds its registry file.
 type FileConfig struct {

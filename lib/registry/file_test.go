@@ -83,10 +83,85 @@ func TestParseRejects(t *testing.T) {
 		{"domain with scheme", "clients: [{id: a, domains: ['https://a.example']}]", "bare host"},
 		{"time zone", "clients: [{id: a, time_zone: Mars/Olympus}]", "time_zone"},
 		{"bots", "clients: [{id: a, bots: hide}]", "bots"},
-		{"ip range", "clients: [{id: a, exclude: {ip_ranges: [10.0.0.1]}}]", "exclude.ip_ranges"},
+		{"ip range", "clients: [{id: a, exclude: {ip_ranges: [10.0.0.0/99]}}]", "exclude.ip_ranges"},
+		{"ip range name", "clients: [{id: a, exclude: {ip_ranges: [office]}}]", "exclude.ip_ranges"},
+		{"relative path", "clients: [{id: a, exclude: {paths: [admin]}}]", "exclude.paths"},
+		{"host with scheme", "clients: [{id: a, exclude: {hostnames: ['https://a']}}]", "exclude.hostnames"},
+		{"host wildcard inside", "clients: [{id: a, exclude: {hostnames: ['a.*.example']}}]", "exclude.hostnames"},
+		{"empty host", "clients: [{id: a, exclude: {hostnames: ['']}}]", "exclude.hostnames"},
+		{"misspelt exclusion", "clients: [{id: a, exclude: {path: [/a]}}]", "field path not found"},
+		{"negative rate", "clients: [{id: a, rate_limit_per_second: -1}]", "must not be negative"},
+		{"negative burst", "clients: [{id: a, rate_limit_burst: -1}]", "must not be negative"},
+		{"plain server key", "clients: [{id: a, server_key_hashes: [srv_secret]}]", "server key hash"},
+		{"shared server key", "clients: [{id: a, server_key_hashes: [" + HashAPIKey("s") + "]}, {id: b, server_key_hashes: [" + HashAPIKey("s") + "]}]", "also a server key of client a"},
+		{"server key is an api key", "clients: [{id: a, server_key_hashes: [" + HashAPIKey("s") + "]}, {id: b, api_key_hashes: [" + HashAPIKey("s") + "]}]", "also an api key of client b"},
+		{"empty", "", "no clients"},
+		{"only comments", "# clients: [{id: a}]\n", "no clients"},
+		{"no clients", "clients:\n", "no clients"},
+		{"cut short", "clients:\n  - id: a\n    cookie_mode: coo", "cookie_mode"},
 	} {
 		if _, err := Parse([]byte(tc.doc)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: Parse = %v; want an error mentioning %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestExclusionsAndServerKeys(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "clients.yaml")
+	writeRegistry(t, path, `
+clients:
+  - id: shop
+    rate_limit_per_second: 0.5
+    rate_limit_burst: 20
+    server_key_hashes: ["`+HashAPIKey("srv_secret")+`"]
+    exclude:
+      ip_ranges: [10.0.0.0/8, 203.0.113.7, "2001:db8::/32"]
+      hostnames: [Staging.Shop.Example, "*.test.shop.example"]
+      paths: [/admin/*, /preview]
+  - id: blog
+`)
+	reg, err := OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := reg.ByServerKey("srv_secret")
+	if err != nil || c.ID != "shop" || c.RateLimitPerSecond != 0.5 || c.RateLimitBurst != 20 {
+		t.Fatalf("ByServerKey(srv_secret) = %+v, %v; want shop with rate 0.5, burst 20", c, err)
+	}
+	for _, key := range []string{HashAPIKey("srv_secret"), "", "srv_other"} {
+		if _, err := reg.ByServerKey(key); !errors.Is(err, ErrNotFound) {
+			t.Errorf("ByServerKey(%q) = %v; want ErrNotFound (the stored hash must not work as a key)", key, err)
+		}
+	}
+	if _, err := reg.ByAPIKey("srv_secret"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("ByAPIKey(server key) = %v; a server key must never grant read access", err)
+	}
+	if _, err := reg.ByWriteKey("srv_secret"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("ByWriteKey(server key) = %v; want ErrNotFound", err)
+	}
+}
+
+func TestParseIPRange(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"10.1.2.3/8", "10.0.0.0/8"},
+		{" 203.0.113.7 ", "203.0.113.7/32"},
+		{"2001:db8::1", "2001:db8::1/128"},
+		{"::ffff:192.0.2.1", "192.0.2.1/32"},
+		{"::ffff:192.0.2.0/120", "192.0.2.0/24"},
+	} {
+		if got, err := ParseIPRange(tc.in); err != nil || got.String() != tc.want {
+			t.Errorf("ParseIPRange(%q) = %v, %v; want %s", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func TestParseHostname(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"Staging.Shop.Example", "staging.shop.example"},
+		{"*.Test.Example", ".test.example"},
+	} {
+		if got, err := ParseHostname(tc.in); err != nil || got != tc.want {
+			t.Errorf("ParseHostname(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
 		}
 	}
 }
@@ -98,18 +173,69 @@ func TestWatchReloadsAndKeepsLastGoodVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if v := reg.Version(); v != 1 {
+		t.Errorf("Version() after OpenFile = %d; want 1", v)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go reg.Watch(ctx, 10*time.Millisecond, zap.NewNop())
+	go reg.Watch(ctx, 5*time.Millisecond, zap.NewNop())
 
 	writeRegistry(t, path, "clients: [{id: a}, {id: b}]\n")
 	waitFor(t, func() bool { _, err := reg.ByID("b"); return err == nil })
-
-	writeRegistry(t, path, "clients: [{id: 'BROKEN'}]\n")
-	time.Sleep(50 * time.Millisecond)
-	if _, err := reg.ByID("b"); err != nil {
-		t.Fatalf("after an invalid edit, ByID(b) = %v; want the last good version kept", err)
+	good := reg.Version()
+	if good < 2 {
+		t.Errorf("Version() after a reload = %d; want more than 1", good)
 	}
+
+	for _, bad := range []string{
+		"clients: [{id: 'BROKEN'}]\n",
+		"",           // truncated, not written yet
+		"clients:\n", // cut short before the first client
+		"clients:\n  - id: a\n  - id:",
+	} {
+		writeRegistry(t, path, bad)
+		time.Sleep(50 * time.Millisecond) // ten polls
+		if _, err := reg.ByID("b"); err != nil {
+			t.Fatalf("after writing %q, ByID(b) = %v; want the last good version kept", bad, err)
+		}
+		if v := reg.Version(); v != good {
+			t.Fatalf("after writing %q, Version() = %d; want %d", bad, v, good)
+		}
+	}
+}
+
+// A file caught half-written can be valid YAML listing fewer clients. It
+// must not be put in force: only content that stayed the same for two polls
+// in a row is.
+func TestReloadWaitsForTheFileToSettle(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "clients.yaml")
+	full := "clients:\n  - id: a\n  - id: b\n"
+	writeRegistry(t, path, full)
+	reg, err := OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	poll := func(wantChanged bool) {
+		t.Helper()
+		changed, err := reg.reload()
+		if err != nil || changed != wantChanged {
+			t.Fatalf("reload() = %v, %v; want %v, nil", changed, err, wantChanged)
+		}
+	}
+	// The writer truncated the file and wrote its first client so far.
+	writeRegistry(t, path, full[:len("clients:\n  - id: a\n")])
+	poll(false)
+	// The writer finished before the next poll: the cut was never applied.
+	writeRegistry(t, path, full+"  - id: c\n")
+	poll(false)
+	if _, err := reg.ByID("b"); err != nil {
+		t.Fatalf("ByID(b) = %v while the file was being written; want the last good version", err)
+	}
+	poll(true)
+	if _, err := reg.ByID("c"); err != nil {
+		t.Fatalf("ByID(c) = %v after the file settled; want the new version", err)
+	}
+	poll(false)
 }
 
 func waitFor(t *testing.T, cond func() bool) {

@@ -49,7 +49,15 @@ type Client struct {
 	KeepTruncatedIP bool `yaml:"keep_truncated_ip"`
 	// RateLimitPerSecond caps the events the collector accepts for this
 	// client per second; 0 means the collector's default.
-	RateLimitPerSecond int `yaml:"rate_limit_per_second"`
+	RateLimitPerSecond float64 `yaml:"rate_limit_per_second"`
+	// RateLimitBurst is the most events the collector takes at once above
+	// the rate; 0 means the collector's default. The collector raises it to
+	// its batch size, or every full batch would be refused.
+	RateLimitBurst int `yaml:"rate_limit_burst"`
+	// ServerKeyHashes are HashAPIKey of secret keys that the client's own
+	// servers send as their (Segment) write key. Only such authenticated
+	// sends may set the visitor's IP address; a public write key cannot.
+	ServerKeyHashes []string `yaml:"server_key_hashes"`
 	// AllowedProperties, when not empty, is the only custom property names
 	// kept; others are dropped at the collector.
 	AllowedProperties []string `yaml:"allowed_properties"`
@@ -59,9 +67,12 @@ type Client struct {
 
 // Exclusions are hits the client does not want collected.
 type Exclusions struct {
-	// IPRanges in CIDR notation (203.0.113.0/24, 2001:db8::/32).
+	// IPRanges in CIDR notation (203.0.113.0/24, 2001:db8::/32), or single
+	// addresses (198.51.100.7).
 	IPRanges []string `yaml:"ip_ranges"`
-	// Hostnames of pages (staging.example.com).
+	// Hostnames of pages (staging.example.com), case-insensitive;
+	// *.example.com matches every subdomain of example.com but not
+	// example.com itself.
 	Hostnames []string `yaml:"hostnames"`
 	// Paths of pages, exact or ending in * for a prefix (/admin/*).
 	Paths []string `yaml:"paths"`
@@ -78,10 +89,18 @@ var ErrNotFound = errors.New("client not found")
 
 // Registry looks clients up. The YAML file implementation is the default;
 // a database-backed one can replace it behind this interface.
+//
+// Clients are immutable: a change to the registry makes new *Client values
+// and a new Version, so callers may cache what they derive from a client
+// (compiled matchers, say) per version.
 type Registry interface {
 	ByID(id string) (*Client, error)
 	ByWriteKey(key string) (*Client, error)
 	ByAPIKey(key string) (*Client, error)
+	// ByServerKey returns the client owning a secret server key.
+	ByServerKey(key string) (*Client, error)
+	// Version changes whenever the set of clients changes.
+	Version() uint64
 }
 
 // APIKeyPrefix starts every API key, so leaked keys are easy to scan for.
@@ -120,6 +139,11 @@ func (c *Client) Validate() error {
 			return fmt.Errorf("client %s: api key hash %q: want sha256:<64 hex digits> (store HashAPIKey of the key, never the key)", c.ID, h)
 		}
 	}
+	for _, h := range c.ServerKeyHashes {
+		if !hashPattern.MatchString(h) {
+			return fmt.Errorf("client %s: server key hash %q: want sha256:<64 hex digits> (store HashAPIKey of the key, never the key)", c.ID, h)
+		}
+	}
 	for _, k := range c.WriteKeys {
 		if strings.TrimSpace(k) == "" || len(k) > 128 {
 			return fmt.Errorf("client %s: write keys must be 1-128 characters", c.ID)
@@ -136,12 +160,22 @@ func (c *Client) Validate() error {
 	if c.Bots != BotsFlag && c.Bots != BotsDrop {
 		return fmt.Errorf("client %s: bots %q: want %q or %q", c.ID, c.Bots, BotsFlag, BotsDrop)
 	}
-	if c.RateLimitPerSecond < 0 {
-		return fmt.Errorf("client %s: rate_limit_per_second must not be negative", c.ID)
+	if c.RateLimitPerSecond < 0 || c.RateLimitBurst < 0 {
+		return fmt.Errorf("client %s: rate_limit_per_second and rate_limit_burst must not be negative", c.ID)
 	}
 	for _, r := range c.Exclude.IPRanges {
-		if _, err := netip.ParsePrefix(r); err != nil {
-			return fmt.Errorf("client %s: exclude.ip_ranges %q: want CIDR notation such as 203.0.113.0/24", c.ID, r)
+		if _, err := ParseIPRange(r); err != nil {
+			return fmt.Errorf("client %s: exclude.ip_ranges %q: want CIDR notation such as 203.0.113.0/24, or one address", c.ID, r)
+		}
+	}
+	for _, h := range c.Exclude.Hostnames {
+		if _, err := ParseHostname(h); err != nil {
+			return fmt.Errorf("client %s: exclude.hostnames %q: %w", c.ID, h, err)
+		}
+	}
+	for _, p := range c.Exclude.Paths {
+		if !strings.HasPrefix(p, "/") {
+			return fmt.Errorf("client %s: exclude.paths %q: want a path starting with /, ending in * to match a prefix", c.ID, p)
 		}
 	}
 	if c.RetentionDays < 0 {
@@ -155,18 +189,59 @@ func (c *Client) Validate() error {
 	return nil
 }
 
+// ParseIPRange reads an exclusion IP range: a CIDR prefix, or one address
+// (a prefix of its full length). IPv4-mapped IPv6 addresses become IPv4.
+func ParseIPRange(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+			return netip.PrefixFrom(a.Unmap(), p.Bits()-96).Masked(), nil
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// ParseHostname reads an exclusion host name, lowercased. A name given as
+// *.example.com comes back as ".example.com": a suffix that every
+// subdomain of example.com ends in and example.com itself does not.
+func ParseHostname(h string) (string, error) {
+	h = strings.ToLower(strings.TrimSpace(h))
+	if rest, ok := strings.CutPrefix(h, "*."); ok {
+		h = "." + rest
+	}
+	if h == "" || h == "." || strings.ContainsAny(h, "/:* ") {
+		return "", errors.New("want a host name, or *.example.com for every subdomain")
+	}
+	return h, nil
+}
+
 // index is an immutable lookup table built from one version of the file.
 type index struct {
-	byID       map[string]*Client
-	byWriteKey map[string]*Client
-	byAPIHash  map[string]*Client
+	version     uint64
+	clients     []Client
+	byID        map[string]*Client
+	byWriteKey  map[string]*Client
+	byAPIHash   map[string]*Client
+	byServerKey map[string]*Client
 }
 
 func newIndex(clients []Client) (*index, error) {
 	ix := &index{
-		byID:       make(map[string]*Client, len(clients)),
-		byWriteKey: make(map[string]*Client),
-		byAPIHash:  make(map[string]*Client),
+		byID:        make(map[string]*Client, len(clients)),
+		byWriteKey:  make(map[string]*Client),
+		byAPIHash:   make(map[string]*Client),
+		byServerKey: make(map[string]*Client),
+		clients:     clients,
 	}
 	for i := range clients {
 		c := &clients[i]
@@ -197,6 +272,19 @@ func newIndex(clients []Client) (*index, error) {
 				return nil, fmt.Errorf("an api key of client %s is also an api key of client %s", c.ID, other.ID)
 			}
 			ix.byAPIHash[h] = c
+		}
+		for _, h := range c.ServerKeyHashes {
+			if other, dup := ix.byServerKey[h]; dup {
+				return nil, fmt.Errorf("a server key of client %s is also a server key of client %s", c.ID, other.ID)
+			}
+			ix.byServerKey[h] = c
+		}
+	}
+	// A secret is one kind of credential only: a server key that is also
+	// an API key would let a sender's key read reports, and the reverse.
+	for h, c := range ix.byServerKey {
+		if other, dup := ix.byAPIHash[h]; dup {
+			return nil, fmt.Errorf("a server key of client %s is also an api key of client %s", c.ID, other.ID)
 		}
 	}
 	return ix, nil

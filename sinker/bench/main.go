@@ -1,13 +1,18 @@
 // Command bench measures the sinker's throughput from Kafka to ClickHouse
-// against clickhouse-client inserting the same rows in Native format (the
-// ceiling) and in TabSeparated, in one run on one machine.
+// against two ceilings measured in the same run: clickhouse-client
+// inserting the same rows in Native format into the same schema, and a
+// bare consumer draining the same topic from the same broker.
 //
-//	go run ./bench -rows 1000000 -clickhouse-addr 127.0.0.1:19000
+//	go run ./bench -rows 500000 -clickhouse-addr 127.0.0.1:19000
 //
-// It starts an in-process Kafka-protocol broker (kfake), produces the
-// events, runs the sinker's real consume → batch → insert → commit loop
-// until every record is committed, then dumps the stored rows with
-// clickhouse-client and inserts them again into an empty copy of the table.
+// It starts an in-process Kafka-protocol broker (kfake) unless
+// -kafka-brokers names one (deploy/devkafka, a real Kafka), produces the
+// events, drains them once with one connection per partition (the broker
+// alone), runs the sinker's real consume → batch → insert → commit loop
+// until every event is stored, then dumps the stored rows with
+// clickhouse-client and inserts them again into a fresh database with the
+// same migrations (events table and report views), and into a copy of the
+// events table without views.
 package main
 
 import (
@@ -25,7 +30,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"go.uber.org/zap"
@@ -45,6 +49,9 @@ func main() {
 	partitions := flag.Int("partitions", 6, "partitions of the enriched topic")
 	addr := flag.String("clickhouse-addr", "127.0.0.1:19000", "ClickHouse native address (clickhouse-client uses its host and port)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	brokers := flag.String("kafka-brokers", "", "an external broker to use (e.g. deploy/devkafka at 127.0.0.1:9092); empty starts kfake in this process")
+	verbose := flag.Bool("v", false, "log the sink (debug level) to stderr")
+	noViews := flag.Bool("no-views", false, "the sinker inserts into a copy of events without the report views, and is compared with clickhouse-client doing the same: the Kafka side's share")
 	flag.Parse()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -58,7 +65,7 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(*rows, *batchRows, *partitions, *addr); err != nil {
+	if err := run(*rows, *batchRows, *partitions, *addr, *brokers, *verbose, *noViews); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -87,40 +94,82 @@ func event(i int) *aluminiv1.Event {
 	return ev
 }
 
-func run(n, batchRows, partitions int, addr string) error {
+func run(n, batchRows, partitions int, addr, brokers string, verbose, noViews bool) error {
 	ctx := context.Background()
 	log := zap.NewNop()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(partitions), kfake.SeedTopics(int32(partitions), "alumini.enriched", "alumini.dead-letter"))
-	if err != nil {
-		return err
-	}
-	defer cluster.Close()
-	brokers := cluster.ListenAddrs()[0]
-
-	database := fmt.Sprintf("bench_sinker_%d", time.Now().Unix())
-	ch := chconf.Config{Addr: addr, Database: database}
-	st, err := store.Open(ctx, ch)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err := st.Conn().Exec(ctx, "DROP DATABASE IF EXISTS "+database); err != nil {
-			fmt.Fprintln(os.Stderr, "bench: dropping", database, err)
+	if verbose {
+		var err error
+		if log, err = zap.NewDevelopment(); err != nil {
+			return err
 		}
-		if err := st.Close(); err != nil {
-			fmt.Fprintln(os.Stderr, "bench: closing clickhouse", err)
+	}
+	stamp := time.Now().Unix()
+	topic := fmt.Sprintf("bench.enriched.%d", stamp)
+	brokerName := "external broker " + brokers
+	if brokers == "" {
+		cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(partitions))
+		if err != nil {
+			return err
+		}
+		defer cluster.Close()
+		brokers, brokerName = cluster.ListenAddrs()[0], "kfake in this process"
+	}
+	kc := kafkaconf.Config{Brokers: brokers, Partitions: partitions, ReplicationFactor: 1}
+	if err := kc.EnsureTopics(ctx, topic, topic+".dead-letter"); err != nil {
+		return err
+	}
+
+	// Five databases with the same migrations: the sinker's, the insert
+	// path's alone, and clickhouse-client's before and after the sinker
+	// and in the sinker's batches.
+	base := fmt.Sprintf("bench_sinker_%d", stamp)
+	var stores []*store.Store
+	defer func() {
+		for i, st := range stores {
+			db := []string{base, base + "_store", base + "_client", base + "_client2", base + "_client3"}[i]
+			if err := st.Conn().Exec(ctx, "DROP DATABASE IF EXISTS "+db); err != nil {
+				fmt.Fprintln(os.Stderr, "bench: dropping", db, err)
+			}
+			if err := st.Close(); err != nil {
+				fmt.Fprintln(os.Stderr, "bench: closing clickhouse", err)
+			}
 		}
 	}()
-	if err := schema.Apply(ctx, st.Conn(), log); err != nil {
+	open := func(db string) (*store.Store, error) {
+		st, err := store.Open(ctx, chconf.Config{Addr: addr, Database: db})
+		if err != nil {
+			return nil, err
+		}
+		stores = append(stores, st)
+		if err := schema.Apply(ctx, st.Conn(), zap.NewNop()); err != nil {
+			return nil, err
+		}
+		// A copy of the events table without the report views.
+		if err := st.Conn().Exec(ctx, "CREATE TABLE bare AS events"); err != nil {
+			return nil, err
+		}
+		return st, nil
+	}
+	st, err := open(base)
+	if err != nil {
 		return err
+	}
+	direct, err := open(base + "_store")
+	if err != nil {
+		return err
+	}
+	for _, db := range []string{base + "_client", base + "_client2", base + "_client3"} {
+		if _, err := open(db); err != nil {
+			return err
+		}
 	}
 	var version string
 	if err := st.Conn().QueryRow(ctx, "SELECT version()").Scan(&version); err != nil {
 		return err
 	}
 
-	fmt.Printf("producing %d events into %d partitions...\n", n, partitions)
-	w := &kafka.Writer{Addr: kafka.TCP(brokers), Topic: "alumini.enriched", Balancer: &kafka.Murmur2Balancer{}, BatchSize: 2_000, BatchBytes: 900 << 10, BatchTimeout: 5 * time.Millisecond, RequiredAcks: kafka.RequireAll}
+	fmt.Printf("producing %d events into %d partitions of %s...\n", n, partitions, brokerName)
+	w := &kafka.Writer{Addr: kafka.TCP(brokers), Topic: topic, Balancer: &kafka.Murmur2Balancer{}, BatchSize: 2_000, BatchBytes: 900 << 10, BatchTimeout: 5 * time.Millisecond, RequiredAcks: kafka.RequireAll}
 	var recordBytes int
 	const chunk = 50_000
 	for from := 0; from < n; from += chunk {
@@ -141,13 +190,109 @@ func run(n, batchRows, partitions int, addr string) error {
 		return err
 	}
 
+	// The broker alone: every record read once, counted, not decoded.
+	drained, err := drain(ctx, brokers, topic, partitions, n, 1<<20)
+	if err != nil {
+		return fmt.Errorf("draining the topic: %w", err)
+	}
+
+	// The insert path alone: the same events, no Kafka, in batches of
+	// batchRows, into the events table (with its views) of a fresh
+	// database, then into a copy without views.
+	storeOnly := map[string]time.Duration{}
+	for _, table := range []string{"events", "bare"} {
+		settled(ctx, st)
+		events := make([]*aluminiv1.Event, 0, batchRows)
+		for from := 0; from < n; from += batchRows {
+			events = events[:0]
+			for i := from; i < min(from+batchRows, n); i++ {
+				events = append(events, event(i))
+			}
+			t0 := time.Now()
+			if err := direct.InsertInto(ctx, table, events); err != nil {
+				return err
+			}
+			storeOnly[table] += time.Since(t0)
+		}
+	}
+
+	// The ceiling: clickhouse-client inserting the same rows in Native
+	// format into a fresh database's events table (with its views), here
+	// and again after the sinker's run, and into a copy without views.
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "alumini-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	cols := strings.Join(schema.Columns, ", ")
+	file := filepath.Join(dir, "events.native")
+	if err := client(host, port, base+"_store", fmt.Sprintf("SELECT %s FROM events FORMAT Native", cols), nil, file); err != nil {
+		return err
+	}
+	native, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	ceiling := map[string]time.Duration{}
+	insertNative := func(db, table string) error {
+		settled(ctx, st)
+		t0 := time.Now()
+		if err := client(host, port, db, fmt.Sprintf("INSERT INTO %s (%s) FORMAT Native", table, cols), native, ""); err != nil {
+			return err
+		}
+		ceiling[db+"."+table] = time.Since(t0)
+		return nil
+	}
+	for _, table := range []string{"events", "bare"} {
+		if err := insertNative(base+"_client", table); err != nil {
+			return err
+		}
+	}
+	// The same rows as the sinker's batches: one clickhouse-client insert
+	// of batchRows rows each, into a copy of events with copies of its
+	// views. The views make ClickHouse's work grow with the number of
+	// inserts, not only with the rows.
+	var batches [][]byte
+	for from := 0; from < n; from += batchRows {
+		f := filepath.Join(dir, fmt.Sprintf("batch-%d.native", from))
+		q := fmt.Sprintf("SELECT %s FROM events ORDER BY timestamp, event_id LIMIT %d, %d FORMAT Native", cols, from, batchRows)
+		if err := client(host, port, base+"_store", q, nil, f); err != nil {
+			return err
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		batches = append(batches, b)
+	}
+	settled(ctx, st)
+	var batched time.Duration
+	for _, b := range batches {
+		t0 := time.Now()
+		if err := client(host, port, base+"_client3", fmt.Sprintf("INSERT INTO events (%s) FORMAT Native", cols), b, ""); err != nil {
+			return err
+		}
+		batched += time.Since(t0)
+	}
+
 	// The sinker: its real reader, batching, store and commit loop.
-	kc := kafkaconf.Config{Brokers: brokers}
-	reader := sink.NewReader(kc.BrokerList(), "alumini.enriched", "bench", 10*time.Second, log)
-	dlq := sink.NewDeadLetterWriter(kafka.TCP(brokers), "alumini.dead-letter", log)
+	settled(ctx, st)
+	reader, err := sink.NewReader(sink.ReaderConfig{Brokers: kc.BrokerList(), Topic: topic, GroupID: "bench", SessionTimeout: 10 * time.Second}, log)
+	if err != nil {
+		return err
+	}
+	dlq := sink.NewDeadLetterWriter(kafka.TCP(brokers), nil, topic+".dead-letter", log)
 	reg := prometheus.NewRegistry()
 	timed := &firstFetch{Reader: reader}
-	s := sink.New(sink.Config{MaxRows: batchRows, MaxBytes: 256 << 20, MaxWait: time.Second}, timed, dlq, st, log, reg)
+	target, into := "events", sink.Store(st)
+	if noViews {
+		target, into = "bare", tableStore{st, "bare"}
+	}
+	s := sink.New(sink.Config{MaxRows: batchRows, MaxBytes: 256 << 20, MaxWait: time.Second}, timed, dlq, into, log, reg)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
@@ -155,14 +300,15 @@ func run(n, batchRows, partitions int, addr string) error {
 	go func() { done <- s.Run(runCtx) }()
 	var elapsed time.Duration
 	for {
+		// Distinct events, so replayed rows cannot finish the run early.
 		var stored uint64
-		if err := st.Conn().QueryRow(ctx, "SELECT count() FROM events").Scan(&stored); err != nil {
+		if err := st.Conn().QueryRow(ctx, "SELECT uniqExact(event_id) FROM "+target).Scan(&stored); err != nil {
 			return err
 		}
 		if stored >= uint64(n) {
 			// From the first record fetched: joining the consumer group
 			// (the broker's initial rebalance delay) is startup, not throughput.
-			elapsed = time.Since(timed.at)
+			elapsed = time.Since(timed.first())
 			break
 		}
 		select {
@@ -175,7 +321,8 @@ func run(n, batchRows, partitions int, addr string) error {
 	if err := <-done; err != nil {
 		return err
 	}
-	inserts := testutil.ToFloat64(counter(reg, "alumini_sinker_inserts_total"))
+	inserts := gathered(reg, "alumini_sinker_inserts_total")
+	insertedRows := gathered(reg, "alumini_sinker_rows_inserted_total")
 	rs := reader.Stats()
 	if err := reader.Close(); err != nil {
 		return err
@@ -183,72 +330,42 @@ func run(n, batchRows, partitions int, addr string) error {
 	if err := dlq.Close(); err != nil {
 		return err
 	}
-
-	// The insert path alone: the same events, no Kafka, in batches of
-	// batchRows, into an empty copy of the table.
-	if err := st.Conn().Exec(ctx, "CREATE TABLE store_only AS events"); err != nil {
+	if err := insertNative(base+"_client2", "events"); err != nil {
 		return err
-	}
-	events := make([]*aluminiv1.Event, 0, batchRows)
-	var storeOnly time.Duration
-	direct := store.New(st.Conn())
-	for from := 0; from < n; from += batchRows {
-		events = events[:0]
-		for i := from; i < min(from+batchRows, n); i++ {
-			events = append(events, event(i))
-		}
-		t0 := time.Now()
-		if err := direct.InsertInto(ctx, "store_only", events); err != nil {
-			return err
-		}
-		storeOnly += time.Since(t0)
-	}
-
-	// The ceiling: clickhouse-client inserting the same rows.
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return err
-	}
-	dir, err := os.MkdirTemp("", "alumini-bench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	cols := strings.Join(schema.Columns, ", ")
-	results := map[string]time.Duration{}
-	for _, format := range []string{"Native", "TabSeparated"} {
-		file := filepath.Join(dir, "events."+format)
-		if err := client(host, port, database, fmt.Sprintf("SELECT %s FROM events FORMAT %s", cols, format), nil, file); err != nil {
-			return err
-		}
-		table := "ceiling_" + strings.ToLower(format)
-		if err := st.Conn().Exec(ctx, "CREATE TABLE "+table+" AS events"); err != nil {
-			return err
-		}
-		in, err := os.ReadFile(file)
-		if err != nil {
-			return err
-		}
-		t0 := time.Now()
-		if err := client(host, port, database, fmt.Sprintf("INSERT INTO %s (%s) FORMAT %s", table, cols, format), in, ""); err != nil {
-			return err
-		}
-		results[format] = time.Since(t0)
 	}
 
 	rate := func(d time.Duration) float64 { return float64(n) / d.Seconds() }
-	sinkRate, native := rate(elapsed), rate(results["Native"])
-	fmt.Printf("ClickHouse %s, %d columns, %d events (%.0f bytes each as proto), batch-max-rows %d, %d partitions\n",
-		version, len(schema.Columns), n, float64(recordBytes)/float64(n), batchRows, partitions)
-	fmt.Printf("kafka-go reader: %d fetches, %.0f records/fetch, fetch wait avg %v max %v, read time avg %v\n",
-		rs.Fetches, float64(rs.Messages)/float64(max(rs.Fetches, 1)), rs.WaitTime.Avg, rs.WaitTime.Max, rs.ReadTime.Avg)
-	fmt.Printf("consumer group joined after %.2fs (not counted)\n", timed.at.Sub(launched).Seconds())
-	fmt.Printf("sinker Kafka→ClickHouse: %8.0f rows/s  (%.2fs, %.0f inserts, %.0f rows/insert, %.2f inserts/s)\n",
-		sinkRate, elapsed.Seconds(), inserts, float64(n)/inserts, inserts/elapsed.Seconds())
-	fmt.Printf("store.Insert alone:       %8.0f rows/s  (%.2fs, no Kafka)\n", rate(storeOnly), storeOnly.Seconds())
-	fmt.Printf("clickhouse-client Native: %8.0f rows/s  (%.2fs) — the ceiling\n", native, results["Native"].Seconds())
-	fmt.Printf("clickhouse-client TSV:    %8.0f rows/s  (%.2fs)\n", rate(results["TabSeparated"]), results["TabSeparated"].Seconds())
-	fmt.Printf("sinker / Native ceiling:  %.2fx\n", sinkRate/native)
+	// The ceiling is the mean of the runs before and after the sinker's.
+	ceilingEvents := (ceiling[base+"_client.events"] + ceiling[base+"_client2.events"]) / 2
+	sinkRate, top := rate(elapsed), rate(ceilingEvents)
+	if noViews {
+		top = rate(ceiling[base+"_client.bare"])
+	}
+	fmt.Printf("ClickHouse %s, %d columns, %d events (%.0f bytes each as proto), batch-max-rows %d, %d partitions, %s\n",
+		version, len(schema.Columns), n, float64(recordBytes)/float64(n), batchRows, partitions, brokerName)
+	fmt.Printf("sinker reader: %d fetches, %.0f records/fetch, fetch wait avg %v; the sink waited %v for records\n",
+		rs.Fetches, float64(rs.Records)/float64(max(rs.Fetches, 1)), (rs.FetchWait / time.Duration(max(rs.Fetches, 1))).Round(time.Microsecond),
+		timed.waited.Round(time.Millisecond))
+	fmt.Printf("consumer group joined after %.2fs (not counted)\n", timed.first().Sub(launched).Seconds())
+	fmt.Printf("%-44s %9s %8s %7s\n", "", "rows/s", "seconds", "ratio")
+	if noViews {
+		fmt.Println("(-no-views: ratios are to clickhouse-client Native into events only)")
+	}
+	line := func(what string, d time.Duration) {
+		fmt.Printf("%-44s %9.0f %8.2f %6.2fx\n", what, rate(d), d.Seconds(), rate(d)/top)
+	}
+	line("clickhouse-client Native, events+views", ceilingEvents)
+	line("  before the sinker", ceiling[base+"_client.events"])
+	line("  after the sinker", ceiling[base+"_client2.events"])
+	line(fmt.Sprintf("  in inserts of %d rows (%d processes)", batchRows, len(batches)), batched)
+	line("clickhouse-client Native, events only", ceiling[base+"_client.bare"])
+	line("broker alone (drain, 1 conn/partition)", drained)
+	line("store.Insert alone, events+views", storeOnly["events"])
+	line("store.Insert alone, events only", storeOnly["bare"])
+	line("sinker Kafka→ClickHouse, "+map[bool]string{false: "events+views", true: "events only"}[noViews], elapsed)
+	fmt.Printf("sinker: %.0f inserts, %.0f rows/insert, %.2f inserts/s, %.0f rows inserted (replays included)\n",
+		inserts, insertedRows/inserts, inserts/elapsed.Seconds(), insertedRows)
+	fmt.Printf("sinker / Native ceiling (%s): %.2fx\n", map[bool]string{false: "events+views", true: "events only"}[noViews], sinkRate/top)
 	return nil
 }
 
@@ -274,26 +391,62 @@ func client(host, port, database, query string, in []byte, outFile string) error
 	return nil
 }
 
-func counter(reg *prometheus.Registry, name string) prometheus.Collector {
-	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "copy"})
+// tableStore inserts into another table with the events table's columns.
+type tableStore struct {
+	st    *store.Store
+	table string
+}
+
+func (t tableStore) Insert(ctx context.Context, events []*aluminiv1.Event) error {
+	return t.st.InsertInto(ctx, t.table, events)
+}
+
+// settled waits until ClickHouse runs no merges (at most a minute), so
+// the merges one measurement started do not slow the next one down.
+func settled(ctx context.Context, st *store.Store) {
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		var merges uint64
+		if err := st.Conn().QueryRow(ctx, "SELECT count() FROM system.merges").Scan(&merges); err != nil || merges == 0 {
+			return
+		}
+	}
+}
+
+// gathered is the value of the counter name in reg.
+func gathered(reg *prometheus.Registry, name string) float64 {
 	mfs, _ := reg.Gather() // the sink's own metrics always gather
 	for _, mf := range mfs {
 		if mf.GetName() == name {
-			c.Add(mf.GetMetric()[0].GetCounter().GetValue())
+			return mf.GetMetric()[0].GetCounter().GetValue()
 		}
 	}
-	return c
+	return 0
 }
 
-// firstFetch records when the sink fetched its first record.
+// firstFetch records when the sink fetched its first record and how long
+// it waited for records in all.
 type firstFetch struct {
 	sink.Reader
-	once sync.Once
-	at   time.Time
+	mu     sync.Mutex
+	at     time.Time
+	waited time.Duration
 }
 
 func (f *firstFetch) FetchMessage(ctx context.Context) (kafka.Message, error) {
+	t0 := time.Now()
 	m, err := f.Reader.FetchMessage(ctx)
-	f.once.Do(func() { f.at = time.Now() })
+	f.mu.Lock()
+	if f.at.IsZero() {
+		f.at = time.Now()
+	} else {
+		f.waited += time.Since(t0)
+	}
+	f.mu.Unlock()
 	return m, err
+}
+
+func (f *firstFetch) first() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.at
 }

@@ -55,8 +55,9 @@ func TestClusterDDLShape(t *testing.T) {
 		"CREATE TABLE IF NOT EXISTS events_local ON CLUSTER `analytics`",
 		"ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/alumini/events_local', '{replica}')",
 		"ENGINE = Distributed('analytics', 'alumini', 'events_local', cityHash64(event_id))",
-		"ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/alumini/events_hourly_local', '{replica}')",
-		"TO events_hourly_local AS",
+		"ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/alumini/events_hourly_v2_local', '{replica}')",
+		"TO events_hourly_v2_local AS",
+		"DROP TABLE IF EXISTS events_hourly_local_mv ON CLUSTER `analytics`",
 		"FROM events_local",
 	} {
 		if !strings.Contains(all, want) {
@@ -95,9 +96,9 @@ func TestCurrentEngineAcceptsMigrations(t *testing.T) {
 					sqlcheck.Statement{Name: "insert", SQL: InsertSQL + " VALUES " + sampleValues},
 					sqlcheck.Statement{Name: "replayed insert", SQL: InsertSQL + " VALUES " + sampleValues},
 					sqlcheck.Statement{Name: "hourly view", Output: true, SQL: `SELECT uniqExactMerge(events) AS e, uniqExactMerge(visitors) AS v
-FROM events_hourly WHERE client_id = ? AND type = 'pageview'`, Params: []any{"shop"}},
+FROM events_hourly_v2 WHERE client_id = ? AND type = 'pageview'`, Params: []any{"shop"}},
 					sqlcheck.Statement{Name: "sessions view", Output: true, SQL: `SELECT count() AS sessions, countIf(pv = 1) AS bounces
-FROM (SELECT session_id, uniqExactIfMerge(pageviews) AS pv FROM sessions_daily WHERE client_id = 'shop' GROUP BY day, session_id)`},
+FROM (SELECT session_id, uniqExactIfMerge(pageviews) AS pv FROM sessions_daily_v2 WHERE client_id = 'shop' GROUP BY day, session_id)`},
 				)
 			}
 			rep := sqlcheck.Check(t, "alumini", check)

@@ -30,6 +30,8 @@ type Migration struct {
 var Migrations = []Migration{
 	{Version: 1, Name: "events table", Statements: eventsTable},
 	{Version: 2, Name: "report views", Statements: reportViews},
+	{Version: 3, Name: "event_key column", Statements: eventKeys},
+	{Version: 4, Name: "report views over event_key", Statements: keyViews},
 }
 
 // eventsTable creates the events table. ReplacingMergeTree keyed on
@@ -173,17 +175,32 @@ func Apply(ctx context.Context, conn driver.Conn, log *zap.Logger, opts ...Optio
 	return nil
 }
 
-// codeTableAlreadyExists is ClickHouse's TABLE_ALREADY_EXISTS.
-const codeTableAlreadyExists = 57
+// ClickHouse error codes exec treats as "already done".
+const (
+	codeIllegalColumn      = 44 // "Cannot add column ...: column with this name already exists"
+	codeTableAlreadyExists = 57
+	codeUnknownTable       = 60
+)
 
 // exec runs one DDL statement. Two sinkers creating the same table at the
 // same moment can both pass IF NOT EXISTS and one then fails with
 // TABLE_ALREADY_EXISTS; for an IF NOT EXISTS statement that is success.
+// ClickHouse 18.16 has no ADD COLUMN IF NOT EXISTS, so an ADD COLUMN that
+// finds its column already there (a second sinker, or a crash before the
+// migration was recorded) is success too, and so is a DROP TABLE IF EXISTS
+// that lost the race to drop the same table.
 func exec(ctx context.Context, conn driver.Conn, stmt string) error {
 	err := conn.Exec(ctx, stmt)
 	var ex *clickhouse.Exception
-	if errors.As(err, &ex) && ex.Code == codeTableAlreadyExists && strings.Contains(stmt, "IF NOT EXISTS") {
-		return nil
+	if errors.As(err, &ex) {
+		switch {
+		case ex.Code == codeTableAlreadyExists && strings.Contains(stmt, "IF NOT EXISTS"):
+			return nil
+		case ex.Code == codeIllegalColumn && strings.Contains(stmt, " ADD COLUMN ") && strings.Contains(ex.Message, "already exists"):
+			return nil
+		case ex.Code == codeUnknownTable && strings.HasPrefix(stmt, "DROP TABLE IF EXISTS "):
+			return nil
+		}
 	}
 	return err
 }
@@ -213,4 +230,29 @@ func Statements(t Target) (names, stmts []string) {
 		}
 	}
 	return names, stmts
+}
+
+// eventKeys adds event_key, a 64-bit hash of event_id that ClickHouse
+// computes on insert (MATERIALIZED: no writer can set it wrong, and
+// InsertSQL does not change). Distinct counts and min/max over 8-byte
+// numbers are several times faster than over 36-byte id strings on 18.16:
+// uniqExact(event_key) took a third of uniqExact(event_id)'s time, and the
+// reporter tells a visit of one event by min(event_key) = max(event_key)
+// (docs/bench/reporter.md). Two different events of a report share a key
+// with probability about n²/2^65 (2·10⁻⁷ for 3 million events); the
+// deduplication itself (ReplacingMergeTree, FINAL) still uses event_id.
+// Parts written before this migration compute the column while read until
+// they are merged.
+func eventKeys(t Target) []string {
+	stmts := []string{"ALTER TABLE " + t.local("events") + t.onCluster() + " ADD COLUMN event_key UInt64 MATERIALIZED cityHash64(event_id)"}
+	if t.Cluster != "" {
+		// The Distributed table needs the column to read it, as an ALIAS:
+		// before 19.x a MATERIALIZED column there is computed on insert and
+		// sent on to events_local, which refuses it (ClickHouse issue
+		// 4015). The alias is expanded into the query sent to the shards,
+		// so they hash event_id while reading instead of reading the
+		// stored column: correct, a little slower.
+		stmts = append(stmts, "ALTER TABLE events"+t.onCluster()+" ADD COLUMN event_key UInt64 ALIAS cityHash64(event_id)")
+	}
+	return stmts
 }

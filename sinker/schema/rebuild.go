@@ -19,7 +19,8 @@ import (
 // is issued, so the rows re-aggregated right after it survive; until the
 // mutation finishes the old and the new rows overlap, which idempotent
 // aggregates absorb; live inserts meanwhile land in the views as usual.
-// Single-node layout only (a cluster would run this per shard).
+// It rebuilds the current views (ViewNames). Single-node layout only (a
+// cluster would run this per shard).
 func RebuildViews(ctx context.Context, conn driver.Conn, clientID string, from, to time.Time) error {
 	start := from.UTC().Truncate(24 * time.Hour)
 	end := to.UTC().Truncate(24*time.Hour).AddDate(0, 0, 1)
@@ -27,10 +28,11 @@ func RebuildViews(ctx context.Context, conn driver.Conn, clientID string, from, 
 	// Literals, not bound parameters: the values are quoted here, and an
 	// INSERT sent as a query must carry no arguments on 18.16.
 	lo, hi := fmt.Sprintf("toDateTime(%d)", start.Unix()), fmt.Sprintf("toDateTime(%d)", end.Unix())
-	source := fmt.Sprintf("(SELECT * FROM events WHERE client_id = %s AND timestamp >= %s AND timestamp < %s)", client, lo, hi)
+	// event_key is MATERIALIZED, so * leaves it out: name it.
+	source := fmt.Sprintf("(SELECT *, event_key FROM events WHERE client_id = %s AND timestamp >= %s AND timestamp < %s)", client, lo, hi)
 	for _, v := range views(Target{Version: Oldest}) {
 		when := fmt.Sprintf("day >= toDate(%s) AND day < toDate(%s)", lo, hi)
-		if v.name == "events_hourly" {
+		if v.bucket == "hour" {
 			when = fmt.Sprintf("hour >= %s AND hour < %s", lo, hi)
 		}
 		if err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s DELETE WHERE client_id = %s AND %s", v.name, client, when)); err != nil {

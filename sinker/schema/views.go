@@ -8,13 +8,43 @@ import "fmt"
 // table twice also reaches the views twice, and an idempotent aggregate
 // absorbs the copy, so a report from a view equals the same report from
 // the raw table with uniqExact, before and after merges. The price is that
-// uniqExact keeps every distinct id of a bucket (16 bytes per event);
-// that is what exact, replay-proof counts on a server without insert
-// deduplication cost.
+// uniqExact keeps every distinct id of a bucket; that is what exact,
+// replay-proof counts on a server without insert deduplication cost.
 //
-// The same idempotence makes the backfill safe: migration 2 creates each
+// The same idempotence makes the backfill safe: a migration creates each
 // view first and then aggregates the rows already in events into it, so
 // rows inserted meanwhile may be aggregated twice, which changes nothing.
+//
+// Two generations exist. Migration 2 created the views with uniqExact
+// states of the String event_id, which ClickHouse keeps as 128-bit hashes
+// (16 bytes per event, SipHash of each id on insert). Migration 4 replaces
+// them with the same views over the 8-byte event_key (migration 3) under
+// new names, <name>_v2, and drops the old ones: the view tables are about
+// 30 % smaller, but ClickHouse's insert into events is not measurably
+// faster (TestViewInsertCost, docs/bench/sinker.md); what the views cost an
+// insert is mostly sessions_daily's one aggregate row per session.
+//
+// New names, not a drop and re-create under the old ones: every step of
+// the upgrade is then idempotent (IF NOT EXISTS, an idempotent backfill, a
+// drop of objects nobody re-creates), so several sinkers may run it at
+// once, or again after a crash, and never drop each other's new views or
+// leave an events table whose view points at a missing table.
+
+// generation is one set of report views: its table names and the column
+// and type that identify an event in its states.
+type generation struct {
+	suffix  string // appended to each view's name
+	eventID string // the events column counted as events and page views
+	idType  string // its type
+}
+
+var (
+	// stringIDs is migration 2's generation. Frozen: migration 2 must
+	// generate the same DDL on a server that has not run it yet.
+	stringIDs = generation{suffix: "", eventID: "event_id", idType: "String"}
+	// keyIDs is migration 4's, and the current one.
+	keyIDs = generation{suffix: "_v2", eventID: "event_key", idType: "UInt64"}
+)
 
 // view is one materialized view and the AggregatingMergeTree it writes to.
 type view struct {
@@ -22,33 +52,39 @@ type view struct {
 	columns     string // of the target table
 	partitionBy string
 	orderBy     string
+	bucket      string // the time column: hour or day
 	// query aggregates the table named by its one %s.
 	query string
 }
 
-func views(t Target) []view {
+// views are the current generation's views.
+func views(t Target) []view { return viewsOf(t, keyIDs) }
+
+func viewsOf(t Target, g generation) []view {
 	s := t.str()
+	id, idType := g.eventID, g.idType
 	const eventType = "Enum8('unspecified' = 0, 'pageview' = 1, 'custom' = 2, 'identify' = 3)"
 	return []view{
 		{
 			// Page views (type = 'pageview'), events, visitors and sessions
 			// per hour; days and months merge the hours.
-			name: "events_hourly",
+			name: "events_hourly" + g.suffix,
 			columns: `    client_id String,
     hour DateTime('UTC'),
     type ` + eventType + `,
     is_bot UInt8,
-    events AggregateFunction(uniqExact, String),
+    events AggregateFunction(uniqExact, ` + idType + `),
     visitors AggregateFunction(uniqExact, UInt64),
     sessions AggregateFunction(uniqExact, UInt64)`,
 			partitionBy: "toYYYYMM(hour)",
 			orderBy:     "(client_id, hour, type, is_bot)",
+			bucket:      "hour",
 			query: `SELECT
     client_id,
     toStartOfHour(timestamp) AS hour,
     type,
     is_bot,
-    uniqExactState(event_id) AS events,
+    uniqExactState(` + id + `) AS events,
     uniqExactState(visitor_id) AS visitors,
     uniqExactState(session_id) AS sessions
 FROM %s
@@ -57,26 +93,27 @@ GROUP BY client_id, hour, type, is_bot`,
 		{
 			// One row per session and day: sessions, bounces (one page
 			// view) and durations (last minus first event).
-			name: "sessions_daily",
+			name: "sessions_daily" + g.suffix,
 			columns: `    client_id String,
     day Date,
     is_bot UInt8,
     session_id UInt64,
     visitor_id AggregateFunction(any, UInt64),
-    pageviews AggregateFunction(uniqExactIf, String, UInt8),
-    events AggregateFunction(uniqExact, String),
+    pageviews AggregateFunction(uniqExactIf, ` + idType + `, UInt8),
+    events AggregateFunction(uniqExact, ` + idType + `),
     started AggregateFunction(min, DateTime('UTC')),
     ended AggregateFunction(max, DateTime('UTC'))`,
 			partitionBy: "toYYYYMM(day)",
 			orderBy:     "(client_id, day, is_bot, session_id)",
+			bucket:      "day",
 			query: `SELECT
     client_id,
     toDate(timestamp) AS day,
     is_bot,
     session_id,
     anyState(visitor_id) AS visitor_id,
-    uniqExactIfState(event_id, type = 'pageview') AS pageviews,
-    uniqExactState(event_id) AS events,
+    uniqExactIfState(` + id + `, type = 'pageview') AS pageviews,
+    uniqExactState(` + id + `) AS events,
     minState(timestamp) AS started,
     maxState(timestamp) AS ended
 FROM %s
@@ -84,23 +121,24 @@ GROUP BY client_id, day, is_bot, session_id`,
 		},
 		{
 			// Top pages per day.
-			name: "pages_daily",
+			name: "pages_daily" + g.suffix,
 			columns: `    client_id String,
     day Date,
     is_bot UInt8,
     hostname ` + s + `,
     path String,
-    pageviews AggregateFunction(uniqExact, String),
+    pageviews AggregateFunction(uniqExact, ` + idType + `),
     visitors AggregateFunction(uniqExact, UInt64)`,
 			partitionBy: "toYYYYMM(day)",
 			orderBy:     "(client_id, day, is_bot, hostname, path)",
+			bucket:      "day",
 			query: `SELECT
     client_id,
     toDate(timestamp) AS day,
     is_bot,
     hostname,
     path,
-    uniqExactState(event_id) AS pageviews,
+    uniqExactState(` + id + `) AS pageviews,
     uniqExactState(visitor_id) AS visitors
 FROM %s
 WHERE type = 'pageview'
@@ -108,7 +146,7 @@ GROUP BY client_id, day, is_bot, hostname, path`,
 		},
 		{
 			// Sources (referrer class and UTM campaign) per day.
-			name: "sources_daily",
+			name: "sources_daily" + g.suffix,
 			columns: `    client_id String,
     day Date,
     is_bot UInt8,
@@ -117,11 +155,12 @@ GROUP BY client_id, day, is_bot, hostname, path`,
     utm_source ` + s + `,
     utm_medium ` + s + `,
     utm_campaign ` + s + `,
-    pageviews AggregateFunction(uniqExact, String),
+    pageviews AggregateFunction(uniqExact, ` + idType + `),
     visitors AggregateFunction(uniqExact, UInt64),
     sessions AggregateFunction(uniqExact, UInt64)`,
 			partitionBy: "toYYYYMM(day)",
 			orderBy:     "(client_id, day, is_bot, referrer_source, referrer_medium, utm_source, utm_medium, utm_campaign)",
+			bucket:      "day",
 			query: `SELECT
     client_id,
     toDate(timestamp) AS day,
@@ -131,7 +170,7 @@ GROUP BY client_id, day, is_bot, hostname, path`,
     utm_source,
     utm_medium,
     utm_campaign,
-    uniqExactState(event_id) AS pageviews,
+    uniqExactState(` + id + `) AS pageviews,
     uniqExactState(visitor_id) AS visitors,
     uniqExactState(session_id) AS sessions
 FROM %s
@@ -141,14 +180,42 @@ GROUP BY client_id, day, is_bot, referrer_source, referrer_medium, utm_source, u
 	}
 }
 
-// ViewNames are the aggregate tables the views write to, for retention.
-var ViewNames = []string{"events_hourly", "sessions_daily", "pages_daily", "sources_daily"}
+// ViewNames are the aggregate tables the current views write to, for
+// retention and the rebuild after an erasure.
+var ViewNames = func() []string {
+	var names []string
+	for _, v := range views(Target{Version: Oldest}) {
+		names = append(names, v.name)
+	}
+	return names
+}()
 
-// reportViews creates the aggregate tables, their materialized views and,
-// on one node, backfills them from the events already stored.
-func reportViews(t Target) []string {
+// reportViews is migration 2: the String-id views.
+func reportViews(t Target) []string { return createViews(t, stringIDs) }
+
+// keyViews is migration 4: the event_key views, created, backfilled and
+// only then put in place of the String-id ones, which are dropped (their
+// materialized view first, so no insert meets a view without its table).
+// Until the drop both generations are filled; reports from either are
+// right throughout. Dropping the old tables also drops the visitor ids in
+// their states, which erasure would otherwise have to rebuild forever.
+func keyViews(t Target) []string {
+	stmts := createViews(t, keyIDs)
+	for _, v := range viewsOf(t, stringIDs) {
+		stmts = append(stmts, fmt.Sprintf("DROP TABLE IF EXISTS %s_mv%s", t.local(v.name), t.onCluster()))
+		if t.Cluster != "" {
+			stmts = append(stmts, fmt.Sprintf("DROP TABLE IF EXISTS %s%s", v.name, t.onCluster()))
+		}
+		stmts = append(stmts, fmt.Sprintf("DROP TABLE IF EXISTS %s%s", t.local(v.name), t.onCluster()))
+	}
+	return stmts
+}
+
+// createViews creates a generation's aggregate tables, their materialized
+// views and, on one node, backfills them from the events already stored.
+func createViews(t Target, g generation) []string {
 	var stmts []string
-	for _, v := range views(t) {
+	for _, v := range viewsOf(t, g) {
 		stmts = append(stmts,
 			fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s%s\n(\n%s\n)\nENGINE = %s\nPARTITION BY %s\nORDER BY %s",
 				t.local(v.name), t.onCluster(), v.columns, t.engine("Aggregating", v.name), v.partitionBy, v.orderBy),

@@ -52,7 +52,7 @@ func fixture() []*aluminiv1.Event {
 	return evs
 }
 
-func insert(t *testing.T, conn driver.Conn, evs []*aluminiv1.Event) {
+func insert(t testing.TB, conn driver.Conn, evs []*aluminiv1.Event) {
 	t.Helper()
 	batch, err := conn.PrepareBatch(context.Background(), InsertSQL)
 	if err != nil {
@@ -108,58 +108,85 @@ var reportPairs = []struct{ name, raw, view string }{
 		`SELECT client_id, toStartOfHour(timestamp) AS h, type, uniqExact(event_id), uniqExact(visitor_id), uniqExact(session_id)
 FROM events WHERE is_bot = 0 GROUP BY client_id, h, type ORDER BY client_id, h, type`,
 		`SELECT client_id, hour AS h, type, uniqExactMerge(events), uniqExactMerge(visitors), uniqExactMerge(sessions)
-FROM events_hourly WHERE is_bot = 0 GROUP BY client_id, h, type ORDER BY client_id, h, type`},
+FROM events_hourly_v2 WHERE is_bot = 0 GROUP BY client_id, h, type ORDER BY client_id, h, type`},
 	{"daily page views and visitors",
 		`SELECT client_id, toDate(timestamp) AS d, uniqExactIf(event_id, type = 'pageview'), uniqExact(visitor_id)
 FROM events WHERE is_bot = 0 GROUP BY client_id, d ORDER BY client_id, d`,
 		`SELECT client_id, toDate(hour) AS d, uniqExactMergeIf(events, type = 'pageview'), uniqExactMerge(visitors)
-FROM events_hourly WHERE is_bot = 0 GROUP BY client_id, d ORDER BY client_id, d`},
+FROM events_hourly_v2 WHERE is_bot = 0 GROUP BY client_id, d ORDER BY client_id, d`},
 	{"visitors over the whole range, bots included",
 		`SELECT client_id, uniqExact(visitor_id), uniqExact(session_id), uniqExact(event_id) FROM events GROUP BY client_id ORDER BY client_id`,
-		`SELECT client_id, uniqExactMerge(visitors), uniqExactMerge(sessions), uniqExactMerge(events) FROM events_hourly GROUP BY client_id ORDER BY client_id`},
+		`SELECT client_id, uniqExactMerge(visitors), uniqExactMerge(sessions), uniqExactMerge(events) FROM events_hourly_v2 GROUP BY client_id ORDER BY client_id`},
 	{"sessions, bounces, durations per day",
 		`SELECT client_id, d, count(), countIf(pv = 1), sum(dur), max(dur) FROM (
   SELECT client_id, toDate(timestamp) AS d, session_id, uniqExactIf(event_id, type = 'pageview') AS pv, max(timestamp) - min(timestamp) AS dur
   FROM events WHERE is_bot = 0 GROUP BY client_id, d, session_id) GROUP BY client_id, d ORDER BY client_id, d`,
 		`SELECT client_id, d, count(), countIf(pv = 1), sum(dur), max(dur) FROM (
   SELECT client_id, day AS d, session_id, uniqExactIfMerge(pageviews) AS pv, maxMerge(ended) - minMerge(started) AS dur
-  FROM sessions_daily WHERE is_bot = 0 GROUP BY client_id, d, session_id) GROUP BY client_id, d ORDER BY client_id, d`},
+  FROM sessions_daily_v2 WHERE is_bot = 0 GROUP BY client_id, d, session_id) GROUP BY client_id, d ORDER BY client_id, d`},
 	{"top pages",
 		`SELECT client_id, path, uniqExact(event_id) AS pv, uniqExact(visitor_id) FROM events
 WHERE type = 'pageview' AND is_bot = 0 GROUP BY client_id, path ORDER BY client_id, pv DESC, path`,
-		`SELECT client_id, path, uniqExactMerge(pageviews) AS pv, uniqExactMerge(visitors) FROM pages_daily
+		`SELECT client_id, path, uniqExactMerge(pageviews) AS pv, uniqExactMerge(visitors) FROM pages_daily_v2
 WHERE is_bot = 0 GROUP BY client_id, path ORDER BY client_id, pv DESC, path`},
 	{"sources",
 		`SELECT client_id, referrer_source, referrer_medium, utm_campaign, uniqExact(event_id), uniqExact(visitor_id), uniqExact(session_id) FROM events
 WHERE type = 'pageview' AND is_bot = 0 GROUP BY client_id, referrer_source, referrer_medium, utm_campaign ORDER BY client_id, referrer_source, referrer_medium, utm_campaign`,
-		`SELECT client_id, referrer_source, referrer_medium, utm_campaign, uniqExactMerge(pageviews), uniqExactMerge(visitors), uniqExactMerge(sessions) FROM sources_daily
+		`SELECT client_id, referrer_source, referrer_medium, utm_campaign, uniqExactMerge(pageviews), uniqExactMerge(visitors), uniqExactMerge(sessions) FROM sources_daily_v2
 WHERE is_bot = 0 GROUP BY client_id, referrer_source, referrer_medium, utm_campaign ORDER BY client_id, referrer_source, referrer_medium, utm_campaign`},
 }
 
-// TestViewsEqualRaw inserts part of the fixture before the migrations ran
-// (the backfill covers it), the rest after (the views cover it), and then
-// replays a batch, as a sinker does after a crash between insert and
+// TestViewsEqualRaw inserts part of the fixture before the views existed,
+// part into the String-id views of migration 2, then upgrades to the
+// event_key views of migration 4 with three sinkers migrating at once (the
+// backfill covers all of it), inserts the rest (the views cover it), and
+// then replays a batch, as a sinker does after a crash between insert and
 // commit. Every report from a view must equal the report from raw.
 func TestViewsEqualRaw(t *testing.T) {
 	_, conn := chtest.Database(t)
 	ctx := context.Background()
 	evs := fixture()
-	// Migration 1 only, then old data, then migration 2 with its backfill.
-	all := Migrations
-	Migrations = all[:1]
-	err := Apply(ctx, conn, zap.NewNop())
-	Migrations = all
-	if err != nil {
-		t.Fatal(err)
+	upTo := func(version uint32) {
+		t.Helper()
+		all := Migrations
+		defer func() { Migrations = all }()
+		Migrations = nil
+		for _, m := range all {
+			if m.Version <= version {
+				Migrations = append(Migrations, m)
+			}
+		}
+		if err := Apply(ctx, conn, zap.NewNop()); err != nil {
+			t.Fatal(err)
+		}
 	}
+	upTo(1)
 	// Merges stay off until the reports were compared once: the replayed
 	// rows must still be there, as they are before a merge in production.
 	if err := conn.Exec(ctx, "SYSTEM STOP MERGES events"); err != nil {
 		t.Fatal(err)
 	}
-	insert(t, conn, evs[:100])
-	if err := Apply(ctx, conn, zap.NewNop()); err != nil {
-		t.Fatal(err)
+	insert(t, conn, evs[:60])
+	upTo(3)
+	insert(t, conn, evs[60:100])
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = Apply(ctx, conn, zap.NewNop())
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent Apply %d of migration 4 = %v; want nil", i, err)
+		}
+	}
+	var left uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name IN ('events_hourly', 'sessions_daily', 'pages_daily', 'sources_daily', 'events_hourly_mv', 'sessions_daily_mv', 'pages_daily_mv', 'sources_daily_mv')").Scan(&left); err != nil || left != 0 {
+		t.Errorf("String-id views left after migration 4 = %d, %v; want 0", left, err)
 	}
 	for _, table := range ViewNames {
 		if err := conn.Exec(ctx, "SYSTEM STOP MERGES "+table); err != nil {
@@ -176,6 +203,15 @@ func TestViewsEqualRaw(t *testing.T) {
 	}
 	if uniq != uint64(len(evs)) || rows != uniq+120 {
 		t.Fatalf("events holds %d rows, %d distinct; want %d distinct and the 120 replayed duplicates", rows, uniq, len(evs))
+	}
+	// event_key (migration 3) is computed for rows written before it too,
+	// and counts what event_id counts, replays included.
+	var byKey, keyed uint64
+	if err := conn.QueryRow(ctx, "SELECT uniqExact(event_key), countIf(event_key = cityHash64(event_id)) FROM events").Scan(&byKey, &keyed); err != nil {
+		t.Fatal(err)
+	}
+	if byKey != uniq || keyed != rows {
+		t.Errorf("uniqExact(event_key) = %d, rows keyed right = %d; want %d and %d", byKey, keyed, uniq, rows)
 	}
 	for _, p := range reportPairs {
 		raw, view := dump(t, conn, p.raw), dump(t, conn, p.view)
@@ -231,7 +267,7 @@ func TestConcurrentApply(t *testing.T) {
 	}
 	insert(t, conn, fixture()[:10])
 	var n uint64
-	if err := conn.QueryRow(context.Background(), "SELECT uniqExactMerge(events) FROM events_hourly").Scan(&n); err != nil || n != 10 {
+	if err := conn.QueryRow(context.Background(), "SELECT uniqExactMerge(events) FROM events_hourly_v2").Scan(&n); err != nil || n != 10 {
 		t.Errorf("events through the views after concurrent Apply = %d, %v; want 10 (each view exactly once)", n, err)
 	}
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/aluminiapp/pipeline/collector/internal/publish"
+	"github.com/aluminiapp/pipeline/lib/kafkaconf"
 	"github.com/aluminiapp/pipeline/lib/kafkatest"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
 )
@@ -201,7 +201,8 @@ func TestBrokerOutageNeverAcknowledgesLostEvents(t *testing.T) {
 
 func TestReadinessFollowsKafka(t *testing.T) {
 	f := start(t)
-	f.handler.cfg.Health.AddCheck("kafka", f.handler.cfg.Publisher.(*publish.Publisher).Ping)
+	kcfg := kafkaconf.Config{Brokers: f.kafka}
+	f.handler.cfg.Health.AddCheck("kafka", kcfg.Ping) // as main.go does
 	f.handler.cfg.Health.Started()
 	if r := send(t, "GET", f.url+"/readyz", nil, nil); r.status != 200 {
 		t.Fatalf("/readyz with Kafka up = %d %s; want 200", r.status, r.body)

@@ -56,21 +56,22 @@ func BenchmarkDecodeEncodeBatch100(b *testing.B) {
 	b.ReportAllocs()
 	var buf []byte
 	for b.Loop() {
-		items, err := h.decodeNative(epBatch, body, time.Now())
+		items, slots, err := h.decodeNative(epBatch, body, time.Now(), newArena(len(body)+64))
 		if err != nil {
 			b.Fatal(err)
 		}
 		for _, it := range items {
 			it.hit.ClientId = it.client.ID
-			buf = appendRawHit(buf[:0], it.hit)
+			buf = appendRawHitProps(buf[:0], it.hit, it.props)
 		}
+		putSlots(slots)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100)/1000, "µs/event")
 }
 
-func benchClients(b *testing.B) registry.Registry {
+func benchClients(b testing.TB) registry.Registry {
 	path := filepath.Join(b.TempDir(), "clients.yaml")
-	if err := os.WriteFile(path, []byte(testClients), 0o600); err != nil {
+	if err := os.WriteFile(path, clientsYAML(), 0o600); err != nil {
 		b.Fatal(err)
 	}
 	c, err := registry.OpenFile(path)

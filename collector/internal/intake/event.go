@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -49,8 +50,9 @@ type eventJSON struct {
 	UserID       string         `json:"user_id"`
 	Properties   map[string]any `json:"properties"`
 	// props are the properties already checked, set by the native decoder
-	// instead of Properties.
-	props map[string]string
+	// instead of Properties, and encoded from there (hit.Properties stays
+	// nil).
+	props []prop
 	// Privacy signals forwarded by server-side senders.
 	DNT bool `json:"dnt"`
 	GPC bool `json:"gpc"`
@@ -68,60 +70,83 @@ func invalid(format string, args ...any) error {
 
 // parsers are reused: the native decoder is the collector's hottest code,
 // and fastjson, unlike encoding/json, neither reflects nor allocates per
-// field. Strings are copied out before a parser goes back to the pool.
+// field. Strings are copied out into the request's arena before a parser
+// goes back to the pool.
 var parsers fastjson.ParserPool
 
-func decodeEvent(body []byte) (*eventJSON, error) {
+// slot is one native event on its way to Kafka. A request allocates the
+// slots of all its events at once.
+type slot struct {
+	p       pending
+	hit     aluminiv1.RawHit
+	consent aluminiv1.Consent
+}
+
+// decodeEvent and decodeBatch hand the events of a body to sink as they
+// are parsed: first their number (an upper bound for NDJSON), then each
+// event in turn, valid only during the call (its strings live in the
+// arena). A concrete type, not an interface, so that the event stays on
+// the stack.
+func decodeEvent(body []byte, a *arena, sink *nativeHits) error {
 	p := parsers.Get()
 	defer parsers.Put(p)
 	v, err := p.ParseBytes(body)
 	if err != nil {
 		if bytes.Contains([]byte(err.Error()), []byte("unexpected tail")) {
-			return nil, invalid("malformed JSON: more than one value in the body (use /api/batch for many events)")
+			return invalid("malformed JSON: more than one value in the body (use /api/batch for many events)")
 		}
-		return nil, invalid("malformed JSON: %v", err)
+		return invalid("malformed JSON: %v", err)
 	}
-	return eventFromValue(v)
+	var ev eventJSON
+	if err := fillEvent(&ev, v, a); err != nil {
+		return err
+	}
+	sink.start(1)
+	return sink.add(0, &ev)
 }
 
 // decodeBatch reads a JSON array of events or newline-delimited JSON (one
 // event per line, blank lines allowed). Errors name the event's index, so a
 // sender can find the bad one in a batch of hundreds.
-func decodeBatch(body []byte, maxEvents int) ([]*eventJSON, error) {
+func decodeBatch(body []byte, maxEvents int, a *arena, sink *nativeHits) error {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 || string(trimmed) == "[]" {
-		return nil, invalid("empty batch: send a JSON array or newline-delimited JSON objects")
+		return invalid("empty batch: send a JSON array or newline-delimited JSON objects")
 	}
 	p := parsers.Get()
 	defer parsers.Put(p)
+	var ev eventJSON // one at a time: only the hits are kept
 	if trimmed[0] == '[' {
 		v, err := p.ParseBytes(trimmed)
 		if err != nil {
-			return nil, invalid("malformed JSON: %v", err)
+			return invalid("malformed JSON: %v", err)
 		}
 		arr, err := v.Array()
 		if err != nil {
-			return nil, invalid("malformed JSON: %v", err)
+			return invalid("malformed JSON: %v", err)
 		}
 		if len(arr) > maxEvents {
-			return nil, invalid("batch holds more than %d events; the limit is %d", maxEvents, maxEvents)
+			return invalid("batch holds more than %d events; the limit is %d", maxEvents, maxEvents)
 		}
 		if len(arr) == 0 {
-			return nil, invalid("empty batch: send a JSON array or newline-delimited JSON objects")
+			return invalid("empty batch: send a JSON array or newline-delimited JSON objects")
 		}
-		out := make([]*eventJSON, len(arr))
-		store := make([]eventJSON, len(arr)) // one allocation for the batch
+		sink.start(len(arr))
 		for i, item := range arr {
-			if err := fillEvent(&store[i], item); err != nil {
-				return nil, invalid("event %d: %v", i, err)
+			ev = eventJSON{}
+			if err := fillEvent(&ev, item, a); err != nil {
+				return invalid("event %d: %v", i, err)
 			}
-			out[i] = &store[i]
+			if err := sink.add(i, &ev); err != nil {
+				return err
+			}
 		}
-		return out, nil
+		return nil
 	}
 	// NDJSON: a JSON text never holds a raw newline inside a string, so
-	// splitting on newlines is exact.
-	var out []*eventJSON
+	// splitting on newlines is exact. Lines bound the events from above.
+	sink.start(min(bytes.Count(trimmed, []byte{'\n'})+1, maxEvents))
+	n := 0
 	for rest := trimmed; len(rest) > 0; {
 		line := rest
 		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
@@ -132,33 +157,28 @@ func decodeBatch(body []byte, maxEvents int) ([]*eventJSON, error) {
 		if line = bytes.TrimSpace(line); len(line) == 0 {
 			continue
 		}
-		if len(out) == maxEvents {
-			return nil, invalid("batch holds more than %d events; the limit is %d", maxEvents, maxEvents)
+		if n == maxEvents {
+			return invalid("batch holds more than %d events; the limit is %d", maxEvents, maxEvents)
 		}
 		v, err := p.ParseBytes(line)
 		if err != nil {
-			return nil, invalid("event %d: malformed JSON: %v", len(out), err)
+			return invalid("event %d: malformed JSON: %v", n, err)
 		}
-		ev, err := eventFromValue(v)
-		if err != nil {
-			return nil, invalid("event %d: %v", len(out), err)
+		ev = eventJSON{}
+		if err := fillEvent(&ev, v, a); err != nil {
+			return invalid("event %d: %v", n, err)
 		}
-		out = append(out, ev)
+		if err := sink.add(n, &ev); err != nil {
+			return err
+		}
+		n++
 	}
-	return out, nil
+	return nil
 }
 
-// eventFromValue copies one parsed event out of the parser. Unknown fields
-// are refused, as are values of the wrong JSON type.
-func eventFromValue(v *fastjson.Value) (*eventJSON, error) {
-	ev := &eventJSON{}
-	if err := fillEvent(ev, v); err != nil {
-		return nil, err
-	}
-	return ev, nil
-}
-
-func fillEvent(ev *eventJSON, v *fastjson.Value) error {
+// fillEvent copies one parsed event out of the parser into ev, its strings
+// into a. Unknown fields are refused, as are values of the wrong JSON type.
+func fillEvent(ev *eventJSON, v *fastjson.Value, a *arena) error {
 	obj, err := v.Object()
 	if err != nil {
 		return invalid("malformed JSON: want an object, got %s", v.Type())
@@ -169,29 +189,29 @@ func fillEvent(ev *eventJSON, v *fastjson.Value) error {
 		}
 		switch string(k) {
 		case "client_id":
-			ev.ClientID, err = jsonString(k, v)
+			ev.ClientID, err = jsonString(k, v, a)
 		case "write_key":
-			ev.WriteKey, err = jsonString(k, v)
+			ev.WriteKey, err = jsonString(k, v, a)
 		case "event_id":
-			ev.EventID, err = jsonString(k, v)
+			ev.EventID, err = jsonString(k, v, a)
 		case "type":
-			ev.Type, err = jsonString(k, v)
+			ev.Type, err = jsonString(k, v, a)
 		case "name":
-			ev.Name, err = jsonString(k, v)
+			ev.Name, err = jsonString(k, v, a)
 		case "url":
-			ev.URL, err = jsonString(k, v)
+			ev.URL, err = jsonString(k, v, a)
 		case "referrer":
-			ev.Referrer, err = jsonString(k, v)
+			ev.Referrer, err = jsonString(k, v, a)
 		case "title":
-			ev.Title, err = jsonString(k, v)
+			ev.Title, err = jsonString(k, v, a)
 		case "language":
-			ev.Language, err = jsonString(k, v)
+			ev.Language, err = jsonString(k, v, a)
 		case "timezone":
-			ev.Timezone, err = jsonString(k, v)
+			ev.Timezone, err = jsonString(k, v, a)
 		case "timestamp":
-			ev.Timestamp, err = jsonString(k, v)
+			ev.Timestamp, err = jsonString(k, v, a)
 		case "user_id":
-			ev.UserID, err = jsonString(k, v)
+			ev.UserID, err = jsonString(k, v, a)
 		case "screen_width":
 			ev.ScreenWidth, err = jsonUint32(k, v)
 		case "screen_height":
@@ -201,7 +221,7 @@ func fillEvent(ev *eventJSON, v *fastjson.Value) error {
 		case "gpc":
 			ev.GPC, err = jsonBool(k, v)
 		case "properties":
-			ev.props, err = jsonProperties(v)
+			ev.props, err = jsonProperties(v, a)
 		default:
 			err = invalid("malformed JSON: unknown field %q", truncate(string(k)))
 		}
@@ -209,13 +229,13 @@ func fillEvent(ev *eventJSON, v *fastjson.Value) error {
 	return err
 }
 
-func jsonString(k []byte, v *fastjson.Value) (string, error) {
+func jsonString(k []byte, v *fastjson.Value, a *arena) (string, error) {
 	switch v.Type() {
 	case fastjson.TypeNull:
 		return "", nil
 	case fastjson.TypeString:
 		b, _ := v.StringBytes() // the type is string: no error.
-		return string(b), nil
+		return a.str(b), nil
 	}
 	return "", invalid("malformed JSON: %s: want a string, got %s", k, v.Type())
 }
@@ -243,10 +263,11 @@ func jsonBool(k []byte, v *fastjson.Value) (bool, error) {
 	return false, invalid("malformed JSON: %s: want true or false", k)
 }
 
-// jsonProperties checks the properties object as properties() does and
-// keeps them as strings straight away, without boxing values in a
-// map[string]any first (the batch path's largest allocation otherwise).
-func jsonProperties(v *fastjson.Value) (map[string]string, error) {
+// jsonProperties checks the properties object as properties() does, and
+// keeps them as a list of string pairs in the arena: no map, no boxed
+// values (the batch path's largest allocations otherwise). A name given
+// twice keeps its last value, as a map would.
+func jsonProperties(v *fastjson.Value, a *arena) ([]prop, error) {
 	if v.Type() == fastjson.TypeNull {
 		return nil, nil
 	}
@@ -254,38 +275,56 @@ func jsonProperties(v *fastjson.Value) (map[string]string, error) {
 	if err != nil {
 		return nil, invalid("malformed JSON: properties: want an object, got %s", v.Type())
 	}
-	if n := obj.Len(); n > maxProperties {
+	n := obj.Len()
+	if n > maxProperties {
 		return nil, invalid("properties has %d entries; the limit is %d", n, maxProperties)
 	} else if n == 0 {
 		return nil, nil
 	}
-	out := make(map[string]string, obj.Len())
+	out := a.propSlice(n)
 	obj.Visit(func(k []byte, v *fastjson.Value) {
 		if err != nil {
 			return
 		}
-		var val any
+		if len(k) == 0 || len(k) > maxPropertyKeyLen || !utf8.Valid(k) {
+			err = invalid("property name %q: want 1-%d bytes of UTF-8", truncate(string(k)), maxPropertyKeyLen)
+			return
+		}
+		var s string
 		switch v.Type() {
 		case fastjson.TypeString:
 			b, _ := v.StringBytes() // the type is string: no error.
-			val = string(b)
+			if !utf8.Valid(b) {
+				err = invalid("property %q is not valid UTF-8", k)
+				return
+			}
+			if len(b) > maxPropertyValLen {
+				err = invalid("property %q is %d bytes long; the limit is %d", k, len(b), maxPropertyValLen)
+				return
+			}
+			s = a.str(b)
 		case fastjson.TypeNumber:
-			val = json.Number(v.String())
+			if s = a.number(v); len(s) > maxPropertyValLen { // kept as sent
+				err = invalid("property %q is %d bytes long; the limit is %d", k, len(s), maxPropertyValLen)
+				return
+			}
 		case fastjson.TypeTrue:
-			val = true
+			s = "true"
 		case fastjson.TypeFalse:
-			val = false
+			s = "false"
 		case fastjson.TypeNull:
-			val = nil
+			return // left out, as properties() does
 		default:
-			val = struct{}{} // object or array: property() refuses it by name.
+			err = invalid("property %q: want a string, number or boolean", k)
+			return
 		}
-		s, keep, perr := property(string(k), val)
-		if perr != nil {
-			err = perr
-		} else if keep {
-			out[string(k)] = s
+		for i := range out {
+			if out[i].key == string(k) {
+				out[i].value = s
+				return
+			}
 		}
+		out = append(out, prop{key: a.str(k), value: s})
 	})
 	if err != nil {
 		return nil, err
@@ -367,11 +406,8 @@ func (ev *eventJSON) fill(hit *aluminiv1.RawHit, consent *aluminiv1.Consent, rec
 			return nil, invalid("name is required for a custom event")
 		}
 	}
-	if ev.URL != "" {
-		u, err := url.Parse(ev.URL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, invalid("url %q: want an absolute http or https URL", truncate(ev.URL))
-		}
+	if ev.URL != "" && !validPageURL(ev.URL) {
+		return nil, invalid("url %q: want an absolute http or https URL", truncate(ev.URL))
 	}
 	if ev.Timestamp != "" {
 		ts, err := time.Parse(time.RFC3339Nano, ev.Timestamp)
@@ -383,16 +419,81 @@ func (ev *eventJSON) fill(hit *aluminiv1.RawHit, consent *aluminiv1.Consent, rec
 		}
 		hit.SentAtMs = ts.UnixMilli()
 	}
-	if ev.props != nil {
-		hit.Properties = ev.props
-	} else {
-		props, err := properties(ev.Properties)
-		if err != nil {
-			return nil, err
-		}
-		hit.Properties = props
+	props, err := properties(ev.Properties)
+	if err != nil {
+		return nil, err
 	}
+	hit.Properties = props
 	return hit, nil
+}
+
+// validPageURL reports whether s is an absolute http or https URL with a
+// host, which url.Parse parses. Most page URLs are plain ASCII with a plain
+// host name; plainPageURL says yes to those without url.Parse's allocation,
+// and everything else is asked of url.Parse.
+func validPageURL(s string) bool {
+	if plainPageURL(s) {
+		return true
+	}
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// plainPageURL reports whether s is http:// or https://, a host of
+// letters, digits, '.' and '-' with an optional numeric port, then only
+// characters that URLs allow unescaped and well-formed %XX escapes: a
+// strict subset of what url.Parse accepts (TestPlainPageURLIsASubset).
+func plainPageURL(s string) bool {
+	rest, ok := strings.CutPrefix(s, "https://")
+	if !ok {
+		if rest, ok = strings.CutPrefix(s, "http://"); !ok {
+			return false
+		}
+	}
+	i := 0
+	for i < len(rest) && (isAlnum(rest[i]) || rest[i] == '.' || rest[i] == '-') {
+		i++
+	}
+	if i == 0 {
+		return false
+	}
+	if i < len(rest) && rest[i] == ':' {
+		i++
+		for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
+			i++
+		}
+	}
+	if i < len(rest) && rest[i] != '/' && rest[i] != '?' && rest[i] != '#' {
+		return false
+	}
+	for ; i < len(rest); i++ {
+		c := rest[i]
+		switch {
+		case urlPlainByte[c]:
+		case c == '%' && i+2 < len(rest) && isHex(rest[i+1]) && isHex(rest[i+2]):
+			i += 2
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// urlPlainByte marks the bytes a URL's path, query and fragment may hold
+// unescaped.
+var urlPlainByte = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = isAlnum(byte(c)) || strings.IndexByte("-._~!$&'()*+,;=:@/?#", byte(c)) >= 0
+	}
+	return t
+}()
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
 
 // properties turns the JSON object into string pairs. Strings, numbers and

@@ -19,8 +19,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/aluminiapp/pipeline/collector/internal/clientip"
+	"github.com/aluminiapp/pipeline/collector/internal/exclusion"
 	"github.com/aluminiapp/pipeline/collector/internal/ratelimit"
-	"github.com/aluminiapp/pipeline/collector/internal/rules"
 	"github.com/aluminiapp/pipeline/lib/registry"
 	"github.com/aluminiapp/pipeline/lib/service"
 )
@@ -55,9 +55,9 @@ var DefaultPaths = Paths{Event: "/api/event", Batch: "/api/batch", Pixel: "/p.gi
 
 // Config is what a Handler needs.
 type Config struct {
-	Clients registry.Registry
-	// Rules are the collector's per-client settings; nil means none.
-	Rules     *rules.Set
+	// Clients is the client registry; each client's rate limit, exclusions
+	// and server keys come from it.
+	Clients   registry.Registry
 	Publisher Publisher
 	Health    *service.Health
 	Log       *zap.Logger
@@ -77,7 +77,7 @@ type Config struct {
 	// so memory stays bounded while Kafka is slow or down.
 	MaxInflightBytes int64
 	// Default per-client limit (events per second, burst) for clients whose
-	// rules do not set one, and the per-address limit (requests per second,
+	// registry entry does not set one, and the per-address limit (requests per second,
 	// burst). 0 disables a limit.
 	ClientRate  float64
 	ClientBurst int
@@ -91,21 +91,23 @@ type Handler struct {
 	now      func() time.Time
 	clientRL *ratelimit.Keyed
 	ipRL     *ratelimit.Keyed
+	excluded *exclusion.Cache
 	inflight atomic.Int64
 	script   scriptAsset
 
-	requests     *prometheus.CounterVec
-	accepted     prometheus.Counter
-	dropped      *prometheus.CounterVec
+	requests *prometheus.CounterVec
+	accepted prometheus.Counter
+	dropped  *prometheus.CounterVec
+	// The children of requests and dropped, resolved once: looking a
+	// child up hashes its label values, on every request otherwise.
+	requestsBy   [len(endpointLabels)]codeCounters
+	droppedBy    map[string]prometheus.Counter
 	batchSize    prometheus.Histogram
 	inflightGage prometheus.GaugeFunc
 }
 
 // New returns a Handler whose metrics are registered on cfg.Metrics.
 func New(cfg Config) *Handler {
-	if cfg.Rules == nil {
-		cfg.Rules, _ = rules.Open("") // an empty path cannot fail.
-	}
 	if cfg.Proxies == nil {
 		cfg.Proxies = &clientip.Resolver{}
 	}
@@ -149,6 +151,7 @@ func New(cfg Config) *Handler {
 		now:      time.Now,
 		clientRL: ratelimit.New(100_000),
 		ipRL:     ratelimit.New(1_000_000),
+		excluded: exclusion.NewCache(cfg.Clients),
 		script:   newScriptAsset(cfg.Script),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alumini_collector_requests_total",
@@ -175,52 +178,123 @@ func New(cfg Config) *Handler {
 		Help: "Request bytes held by requests being handled (bounded by -max-inflight-bytes).",
 	}, func() float64 { return float64(h.inflight.Load()) })
 	cfg.Metrics.MustRegister(h.requests, h.accepted, h.dropped, h.batchSize, h.inflightGage)
+	h.droppedBy = make(map[string]prometheus.Counter, len(dropReasons))
+	for _, r := range dropReasons {
+		h.droppedBy[r] = h.dropped.WithLabelValues(r)
+	}
 	return h
+}
+
+// Endpoint labels of alumini_collector_requests_total; route returns an
+// index into this list.
+var endpointLabels = [...]string{"event", "batch", "segment_track", "segment_page", "segment_screen", "segment_identify", "segment_batch",
+	"pixel", "script", "optout", "optin", "healthz", "readyz", "other", "unreadable"}
+
+const (
+	labelEvent = iota
+	labelBatch
+	labelSegTrack
+	labelSegPage
+	labelSegScreen
+	labelSegIdentify
+	labelSegBatch
+	labelPixel
+	labelScript
+	labelOptOut
+	labelOptIn
+	labelHealthz
+	labelReadyz
+	labelOther
+	labelUnreadable
+)
+
+// dropReasons are the reasons of alumini_collector_events_dropped_total
+// the collector gives.
+var dropReasons = []string{"opt_out", "dnt", "gpc", "excluded_ip", "excluded_hostname", "excluded_path", "unsupported_type",
+	"invalid", "unknown_client", "forbidden_origin", "rate_limited", "too_large", "overloaded", "unavailable"}
+
+// dropCount is the dropped counter of a reason.
+func (h *Handler) dropCount(reason string) prometheus.Counter {
+	if c, ok := h.droppedBy[reason]; ok {
+		return c
+	}
+	return h.dropped.WithLabelValues(reason)
+}
+
+// codeCounters are one endpoint's request counters by status code, each
+// made on first use.
+type codeCounters [600]atomic.Pointer[prometheus.Counter]
+
+// requestCount is the request counter of an endpoint and status code.
+func (h *Handler) requestCount(label, status int) prometheus.Counter {
+	if status < 0 || status >= len(codeCounters{}) {
+		return h.requests.WithLabelValues(endpointLabels[label], strconv.Itoa(status))
+	}
+	slot := &h.requestsBy[label][status]
+	if c := slot.Load(); c != nil {
+		return *c
+	}
+	c := h.requests.WithLabelValues(endpointLabels[label], strconv.Itoa(status))
+	slot.Store(&c) // a racing request stores the same child: the vector hands out one per labels.
+	return c
 }
 
 // Serve routes a request. It is the fasthttp server's handler.
 func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
-	endpoint := h.route(ctx)
-	h.requests.WithLabelValues(endpoint, strconv.Itoa(ctx.Response.StatusCode())).Inc()
+	label := h.route(ctx)
+	h.requestCount(label, ctx.Response.StatusCode()).Inc()
 }
 
-func (h *Handler) route(ctx *fasthttp.RequestCtx) string {
+// route serves a request and returns its endpoint label's index.
+func (h *Handler) route(ctx *fasthttp.RequestCtx) int {
 	p := &h.cfg.Paths
 	switch path := string(ctx.Path()); path {
 	case p.Event:
 		h.serveIntake(ctx, epEvent)
-		return "event"
+		return labelEvent
 	case p.Batch:
 		h.serveIntake(ctx, epBatch)
-		return "batch"
-	case "/v1/track", "/v1/page", "/v1/screen", "/v1/identify", "/v1/batch":
-		h.serveIntake(ctx, segmentEndpoint(path))
-		return "segment_" + path[len("/v1/"):]
+		return labelBatch
+	case "/v1/track":
+		h.serveIntake(ctx, epSegTrack)
+		return labelSegTrack
+	case "/v1/page":
+		h.serveIntake(ctx, epSegPage)
+		return labelSegPage
+	case "/v1/screen":
+		h.serveIntake(ctx, epSegScreen)
+		return labelSegScreen
+	case "/v1/identify":
+		h.serveIntake(ctx, epSegIdentify)
+		return labelSegIdentify
+	case "/v1/batch":
+		h.serveIntake(ctx, epSegBatch)
+		return labelSegBatch
 	case p.Pixel:
 		h.serveIntake(ctx, epPixel)
-		return "pixel"
+		return labelPixel
 	case p.Script:
 		h.serveScript(ctx)
-		return "script"
+		return labelScript
 	case p.OptOut:
 		h.serveOptOut(ctx, true)
-		return "optout"
+		return labelOptOut
 	case p.OptIn:
 		h.serveOptOut(ctx, false)
-		return "optin"
+		return labelOptIn
 	case "/healthz":
 		ctx.SetContentType("text/plain; charset=utf-8")
 		ctx.SetBodyString("ok\n")
-		return "healthz"
+		return labelHealthz
 	case "/readyz":
 		status, body := h.cfg.Health.ReadyResponse(ctx)
 		ctx.SetStatusCode(status)
 		ctx.SetContentType("application/json")
 		ctx.SetBody(body)
-		return "readyz"
+		return labelReadyz
 	default:
 		writeError(ctx, fasthttp.StatusNotFound, "no such endpoint: "+path)
-		return "other"
+		return labelOther
 	}
 }
 
@@ -232,14 +306,14 @@ func (h *Handler) ServeError(ctx *fasthttp.RequestCtx, err error) {
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		status, msg = fasthttp.StatusRequestEntityTooLarge, "request body is larger than the collector accepts"
-		h.dropped.WithLabelValues("too_large").Inc()
+		h.dropCount("too_large").Inc()
 	case isTimeout(err):
 		status, msg = fasthttp.StatusRequestTimeout, "request was not received in time"
 	default:
 		status, msg = fasthttp.StatusBadRequest, "malformed HTTP request"
 	}
 	writeError(ctx, status, msg)
-	h.requests.WithLabelValues("unreadable", strconv.Itoa(status)).Inc()
+	h.requestCount(labelUnreadable, status).Inc()
 }
 
 func isTimeout(err error) bool {
@@ -267,7 +341,7 @@ func (h *Handler) isHTTPS(ctx *fasthttp.RequestCtx) bool {
 // drop answers a request whose hits must not be collected: 204 with no
 // body, which trackers take as success and do not retry.
 func (h *Handler) drop(ctx *fasthttp.RequestCtx, reason string, n int) {
-	h.dropped.WithLabelValues(reason).Add(float64(n))
+	h.dropCount(reason).Add(float64(n))
 	ctx.SetStatusCode(fasthttp.StatusNoContent)
 }
 

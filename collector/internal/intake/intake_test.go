@@ -19,7 +19,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/aluminiapp/pipeline/collector/internal/publish"
-	"github.com/aluminiapp/pipeline/collector/internal/rules"
 	"github.com/aluminiapp/pipeline/collector/internal/tracker"
 	"github.com/aluminiapp/pipeline/lib/kafkaconf"
 	"github.com/aluminiapp/pipeline/lib/kafkatest"
@@ -34,6 +33,11 @@ clients:
     write_keys: [wk_shop]
     respect_dnt: true
     domains: [shop.example, 127.0.0.1]
+    exclude:
+      ip_ranges: [192.0.2.0/24]
+      hostnames: [staging.shop.example]
+      paths: [/admin/*]
+    server_key_hashes: ["SERVER_KEY_HASH"]
   - id: blog
     respect_dnt: false
   - id: app
@@ -41,19 +45,16 @@ clients:
     cookie_mode: cookie
     domains: [app.example]
   - id: news
+    rate_limit_per_second: 1
+  - id: crm
+    write_keys: [wk_crm]
+    allowed_properties: [plan]
 `
 
-const testRules = `
-clients:
-  shop:
-    exclude:
-      ip_ranges: [192.0.2.0/24]
-      hostnames: [staging.shop.example]
-      paths: [/admin/*]
-    server_key_hashes: ["sha256:5b1f2a4cae3d4ecd1d5b7a3f3a3d9b3c1a0e2d7f3b4b6c2d9e8f7a6b5c4d3e2f"]
-  news:
-    rate_limit_per_second: 1
-`
+// clientsYAML is testClients with the hash of serverKey in place.
+func clientsYAML() []byte {
+	return []byte(strings.Replace(testClients, "SERVER_KEY_HASH", registry.HashAPIKey(serverKey), 1))
+}
 
 type fixture struct {
 	url, kafka, topic string
@@ -73,19 +74,10 @@ func start(t testing.TB, opts ...func(*Config)) fixture {
 	}
 	dir := t.TempDir()
 	path := filepath.Join(dir, "clients.yaml")
-	if err := os.WriteFile(path, []byte(testClients), 0o600); err != nil {
+	if err := os.WriteFile(path, clientsYAML(), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	clients, err := registry.OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rulesPath := filepath.Join(dir, "rules.yaml")
-	rulesDoc := strings.Replace(testRules, "sha256:5b1f2a4cae3d4ecd1d5b7a3f3a3d9b3c1a0e2d7f3b4b6c2d9e8f7a6b5c4d3e2f", registry.HashAPIKey(serverKey), 1)
-	if err := os.WriteFile(rulesPath, []byte(rulesDoc), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	rs, err := rules.Open(rulesPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +89,7 @@ func start(t testing.TB, opts ...func(*Config)) fixture {
 		}
 	})
 	cfg := Config{
-		Clients: clients, Rules: rs, Publisher: pub, Health: service.NewHealth(), Log: zap.NewNop(), Metrics: reg,
+		Clients: clients, Publisher: pub, Health: service.NewHealth(), Log: zap.NewNop(), Metrics: reg,
 		Script: tracker.Script(DefaultPaths.Event), MaxBodyBytes: 4096, MaxBatchEvents: 10,
 	}
 	for _, o := range opts {
@@ -180,6 +172,25 @@ func TestAcceptedEventReachesKafka(t *testing.T) {
 	}
 	if net.IP(hit.Ip).String() != "127.0.0.1" || !strings.Contains(hit.UserAgent, "Firefox") {
 		t.Errorf("ip, user agent = %v, %q; want the request's", net.IP(hit.Ip), hit.UserAgent)
+	}
+}
+
+// TestOnlyAllowedPropertiesReachKafka: a client with an allow-list gets
+// only those property names stored, from the JSON API and the pixel alike.
+func TestOnlyAllowedPropertiesReachKafka(t *testing.T) {
+	f := start(t)
+	status, body := post(t, f.url+"/api/event", "application/json",
+		`{"client_id": "crm", "url": "https://crm.example/", "properties": {"plan": "pro", "email": "a@b.example"}}`, nil)
+	if status != http.StatusAccepted {
+		t.Fatalf("POST /api/event = %d %s; want 202", status, body)
+	}
+	if r := send(t, "GET", f.url+"/p.gif?write_key=wk_crm&url=https%3A%2F%2Fcrm.example%2Fmail&prop.plan=team&prop.email=c%40d.example", nil, nil); r.status != http.StatusOK {
+		t.Fatalf("GET /p.gif = %d %s; want 200", r.status, r.body)
+	}
+	for _, hit := range readHits(t, f, 2) {
+		if _, leaked := hit.Properties["email"]; leaked || hit.Properties["plan"] == "" {
+			t.Errorf("properties of %s = %v; want plan only", hit.Url, hit.Properties)
+		}
 	}
 }
 
@@ -267,7 +278,7 @@ func TestNoAcceptanceWithoutKafka(t *testing.T) {
 	}
 	// A handler whose broker goes away must answer 503, never 202.
 	path := filepath.Join(t.TempDir(), "clients.yaml")
-	if err := os.WriteFile(path, []byte(testClients), 0o600); err != nil {
+	if err := os.WriteFile(path, clientsYAML(), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	clients, err := registry.OpenFile(path)

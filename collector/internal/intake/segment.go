@@ -65,7 +65,7 @@ type segmentBatch struct {
 
 // segmentAuth finds the client of a Segment request from HTTP Basic auth
 // (the write key is the user name, the password is empty), falling back to
-// the body's writeKey. A secret server key from the collector's rules marks
+// the body's writeKey. A secret server key from the client registry marks
 // the send as server-side, and only such sends may set the visitor's IP.
 func (h *Handler) segmentAuth(ctx *fasthttp.RequestCtx, bodyKey string) (*registry.Client, bool, error) {
 	key := bodyKey
@@ -83,11 +83,8 @@ func (h *Handler) segmentAuth(ctx *fasthttp.RequestCtx, bodyKey string) (*regist
 	if key == "" {
 		return nil, false, refuse(fasthttp.StatusUnauthorized, "unknown_client", "write key required: send it as the HTTP Basic user name")
 	}
-	if id, ok := h.cfg.Rules.ServerKey(key); ok {
-		c, err := h.cfg.Clients.ByID(id)
-		if err == nil {
-			return c, true, nil
-		}
+	if c, err := h.cfg.Clients.ByServerKey(key); err == nil {
+		return c, true, nil
 	}
 	c, err := h.cfg.Clients.ByWriteKey(key)
 	if err != nil {

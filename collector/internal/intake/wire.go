@@ -13,6 +13,12 @@ import (
 // each field the schema has and fails when one is missing, so a field
 // appended to the proto cannot be silently dropped.
 func appendRawHit(b []byte, hit *aluminiv1.RawHit) []byte {
+	return appendRawHitProps(b, hit, nil)
+}
+
+// appendRawHitProps is appendRawHit with props written as hit's custom
+// properties too (the native decoder keeps them in a list, not a map).
+func appendRawHitProps(b []byte, hit *aluminiv1.RawHit, props []prop) []byte {
 	b = appendString(b, 1, hit.ClientId)
 	b = appendString(b, 2, hit.EventId)
 	b = appendVarint(b, 3, uint64(hit.Type))
@@ -44,14 +50,10 @@ func appendRawHit(b []byte, hit *aluminiv1.RawHit) []byte {
 		b = appendVarint(b, 2, boolInt(c.GlobalPrivacyControl))
 	}
 	for k, v := range hit.Properties {
-		// A map entry is a message of key (1) and value (2).
-		n := protowire.SizeTag(1) + protowire.SizeBytes(len(k)) + protowire.SizeTag(2) + protowire.SizeBytes(len(v))
-		b = protowire.AppendTag(b, 16, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(n))
-		b = protowire.AppendTag(b, 1, protowire.BytesType)
-		b = protowire.AppendString(b, k)
-		b = protowire.AppendTag(b, 2, protowire.BytesType)
-		b = protowire.AppendString(b, v)
+		b = appendProperty(b, k, v)
+	}
+	for _, p := range props {
+		b = appendProperty(b, p.key, p.value)
 	}
 	b = appendVarint(b, 17, uint64(hit.SentAtMs))
 	b = appendVarint(b, 18, uint64(hit.ReceivedAtMs))
@@ -71,6 +73,18 @@ func appendRawHit(b []byte, hit *aluminiv1.RawHit) []byte {
 	}
 	b = appendString(b, 20, hit.UserId)
 	return b
+}
+
+// appendProperty writes one entry of the properties map (field 16): a
+// message of key (1) and value (2).
+func appendProperty(b []byte, k, v string) []byte {
+	n := protowire.SizeTag(1) + protowire.SizeBytes(len(k)) + protowire.SizeTag(2) + protowire.SizeBytes(len(v))
+	b = protowire.AppendTag(b, 16, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(n))
+	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	b = protowire.AppendString(b, k)
+	b = protowire.AppendTag(b, 2, protowire.BytesType)
+	return protowire.AppendString(b, v)
 }
 
 // appendString writes a string field, or nothing for "" as proto3 does.
@@ -101,12 +115,15 @@ func boolInt(v bool) uint64 {
 
 // rawHitSizeHint is a little more than appendRawHit will write, so that it
 // writes into one allocation.
-func rawHitSizeHint(hit *aluminiv1.RawHit) int {
+func rawHitSizeHint(hit *aluminiv1.RawHit, props []prop) int {
 	n := 96 + len(hit.ClientId) + len(hit.EventId) + len(hit.Name) + len(hit.Url) + len(hit.Referrer) +
 		len(hit.Title) + len(hit.UserAgent) + len(hit.Ip) + len(hit.Language) + len(hit.Timezone) +
 		len(hit.CookieId) + len(hit.UserId)
 	for k, v := range hit.Properties {
 		n += len(k) + len(v) + 8
+	}
+	for _, p := range props {
+		n += len(p.key) + len(p.value) + 8
 	}
 	if ch := hit.ClientHints; ch != nil {
 		n += len(ch.Ua) + len(ch.UaMobile) + len(ch.UaPlatform) + len(ch.UaPlatformVersion) + len(ch.UaModel) + len(ch.UaFullVersionList) + 16

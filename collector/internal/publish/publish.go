@@ -7,11 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/protocol/metadata"
 )
 
 // ErrUnavailable means Kafka did not acknowledge in time; the caller answers
@@ -22,6 +23,8 @@ var ErrUnavailable = errors.New("kafka did not acknowledge the event in time")
 type Config struct {
 	Addr  net.Addr
 	Topic string
+	// Transport carries TLS and SASL (kafkaconf); nil: plaintext.
+	Transport *kafka.Transport
 	// BatchTimeout is how long the writer waits to fill a batch. kafka-go's
 	// default of 1s would hold every HTTP request for a second; a few
 	// milliseconds still batches well under load because concurrent
@@ -35,8 +38,16 @@ type Config struct {
 type Publisher struct {
 	w          *kafka.Writer
 	ackTimeout time.Duration
+	window     atomic.Pointer[ackWindow]
 	latency    prometheus.Histogram
 	failures   prometheus.Counter
+}
+
+func transport(t *kafka.Transport) kafka.RoundTripper {
+	if t == nil {
+		return kafka.DefaultTransport
+	}
+	return t
 }
 
 // New returns a Publisher whose metrics are registered on reg.
@@ -56,6 +67,7 @@ func New(cfg Config, reg prometheus.Registerer) *Publisher {
 			MaxAttempts:  3,
 			WriteTimeout: cfg.AckTimeout,
 			Compression:  kafka.Lz4,
+			Transport:    &metadataCache{RoundTripper: transport(cfg.Transport), ttl: time.Second},
 		},
 		ackTimeout: cfg.AckTimeout,
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -74,9 +86,14 @@ func New(cfg Config, reg prometheus.Registerer) *Publisher {
 
 // Publish blocks until Kafka acknowledged msgs or the ack timeout passed.
 func (p *Publisher) Publish(ctx context.Context, msgs ...kafka.Message) error {
-	ctx, cancel := context.WithTimeout(ctx, p.ackTimeout)
-	defer cancel()
 	start := time.Now()
+	if ctx.Done() == nil {
+		ctx = p.ackContext(start)
+	} else {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.ackTimeout)
+		defer cancel()
+	}
 	err := p.w.WriteMessages(ctx, msgs...)
 	p.latency.Observe(time.Since(start).Seconds())
 	if err != nil {
@@ -86,29 +103,70 @@ func (p *Publisher) Publish(ctx context.Context, msgs ...kafka.Message) error {
 	return nil
 }
 
-// Ping opens a fresh connection to a broker and asks for its API
-// versions: the readiness check of the producer. It does not go through
-// kafka-go's shared transport, which answers metadata requests from its
-// cache and so keeps saying yes for a while after the brokers went away.
-func (p *Publisher) Ping(ctx context.Context) error {
-	var errs []error
-	for _, b := range strings.Split(p.w.Addr.String(), ",") {
-		d := kafka.Dialer{Timeout: 2 * time.Second}
-		conn, err := d.DialContext(ctx, "tcp", strings.TrimSpace(b))
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		_, err = conn.ApiVersions()
-		if cerr := conn.Close(); cerr != nil && err == nil {
-			err = cerr
-		}
-		if err == nil {
-			return nil
-		}
-		errs = append(errs, fmt.Errorf("broker %s: %w", b, err))
+// ackWindowWidth is how finely ack deadlines are shared (see ackContext).
+const ackWindowWidth = 20 * time.Millisecond
+
+// ackWindow is the deadline context shared by the calls that start within
+// one window of ackWindowWidth.
+type ackWindow struct {
+	index  int64 // start time / ackWindowWidth
+	ctx    context.Context
+	cancel context.CancelFunc // never called: the context ends at its deadline
+}
+
+// ackContext returns a context that ends between ackTimeout and ackTimeout
+// plus ackWindowWidth after now. Calls in the same window share it: a
+// context and timer of its own for every request was a few percent of a
+// single-event request's CPU, and a deadline 20 ms later matters to no one.
+func (p *Publisher) ackContext(now time.Time) context.Context {
+	index := now.UnixNano() / int64(ackWindowWidth)
+	if w := p.window.Load(); w != nil && w.index == index {
+		return w.ctx
 	}
-	return fmt.Errorf("no kafka broker answers: %w", errors.Join(errs...))
+	w := &ackWindow{index: index}
+	end := time.Unix(0, (index+1)*int64(ackWindowWidth))
+	w.ctx, w.cancel = context.WithDeadline(context.Background(), end.Add(p.ackTimeout))
+	p.window.Store(w) // a racing call may store its own: both are right
+	return w.ctx
+}
+
+// metadataCache answers the writer's metadata requests for one topic from
+// a copy at most ttl old. kafka-go's Writer asks for the topic's partition
+// count once per message (WriteMessages calls Writer.partitions in its
+// loop), and even from kafka.Transport's own cache each answer is a
+// filtered copy of the cluster's metadata: a tenth of the collector's CPU
+// and allocations on batches. Partition counts change only when an
+// operator adds partitions; a second's delay in noticing is nothing, while
+// errors are never cached and produce requests always go through.
+type metadataCache struct {
+	kafka.RoundTripper
+	ttl     time.Duration
+	current atomic.Pointer[cachedMetadata]
+}
+
+type cachedMetadata struct {
+	topic   string
+	expires time.Time
+	resp    *metadata.Response
+}
+
+func (c *metadataCache) RoundTrip(ctx context.Context, addr net.Addr, req kafka.Request) (kafka.Response, error) {
+	m, ok := req.(*metadata.Request)
+	if !ok || len(m.TopicNames) != 1 || m.AllowAutoTopicCreation {
+		return c.RoundTripper.RoundTrip(ctx, addr, req)
+	}
+	now := time.Now()
+	if e := c.current.Load(); e != nil && e.topic == m.TopicNames[0] && now.Before(e.expires) {
+		return e.resp, nil // read-only to the writer: shared safely
+	}
+	resp, err := c.RoundTripper.RoundTrip(ctx, addr, req)
+	if err != nil {
+		return nil, err
+	}
+	if r, ok := resp.(*metadata.Response); ok && len(r.Topics) == 1 && r.Topics[0].ErrorCode == 0 {
+		c.current.Store(&cachedMetadata{topic: m.TopicNames[0], expires: now.Add(c.ttl), resp: r})
+	}
+	return resp, nil
 }
 
 // Close flushes what the writer holds and closes its connections.

@@ -39,8 +39,9 @@ func EnsureCompacted(ctx context.Context, cl *kgo.Client, topic string, partitio
 
 // ReadPartition reads partition of topic from its first record to the end
 // it had when the call started, and calls fn for each record in order.
-func ReadPartition(ctx context.Context, brokers []string, topic string, partition int32, fn func(*kgo.Record)) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+// conn holds the connection options (brokers, TLS, SASL).
+func ReadPartition(ctx context.Context, conn []kgo.Opt, topic string, partition int32, fn func(*kgo.Record)) error {
+	cl, err := kgo.NewClient(conn...)
 	if err != nil {
 		return fmt.Errorf("connecting to kafka: %w", err)
 	}

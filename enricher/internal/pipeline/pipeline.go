@@ -22,7 +22,10 @@ import (
 
 // Config tunes the loop.
 type Config struct {
-	Brokers         []string
+	Brokers []string
+	// Transport and Dialer carry TLS and SASL (kafkaconf); nil: plaintext.
+	Transport       kafka.RoundTripper
+	Dialer          *kafka.Dialer
 	GroupID         string
 	RawTopic        string
 	EnrichedTopic   string
@@ -69,9 +72,10 @@ const (
 func New(cfg Config, e *enrich.Enricher, sessions *session.Tracker, log *zap.Logger, reg prometheus.Registerer) *Pipeline {
 	writer := func(topic string) *kafka.Writer {
 		return &kafka.Writer{
-			Addr:     kafka.TCP(cfg.Brokers...),
-			Topic:    topic,
-			Balancer: &kafka.Murmur2Balancer{},
+			Addr:      kafka.TCP(cfg.Brokers...),
+			Transport: cfg.Transport,
+			Topic:     topic,
+			Balancer:  &kafka.Murmur2Balancer{},
 			// Offsets are committed after these writes, so they must be
 			// on every in-sync replica first.
 			RequiredAcks: kafka.RequireAll,
@@ -88,6 +92,7 @@ func New(cfg Config, e *enrich.Enricher, sessions *session.Tracker, log *zap.Log
 		log:      log,
 		reader: kafka.NewReader(kafka.ReaderConfig{
 			Brokers: cfg.Brokers,
+			Dialer:  cfg.Dialer,
 			GroupID: cfg.GroupID,
 			Topic:   cfg.RawTopic,
 			// A new group starts at the oldest hit: nothing accepted is skipped.

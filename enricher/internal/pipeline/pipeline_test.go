@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
@@ -74,7 +75,7 @@ func TestEnrichesCommitsAndDeadLetters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	salts, err := visitor.OpenSaltStore(t.Context(), visitor.SaltConfig{Brokers: []string{addr}, Topic: "salts", Grace: time.Hour}, zap.NewNop())
+	salts, err := visitor.OpenSaltStore(t.Context(), visitor.SaltConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(addr)}, Topic: "salts", Grace: time.Hour}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +84,7 @@ func TestEnrichesCommitsAndDeadLetters(t *testing.T) {
 	var reg *prometheus.Registry
 	runUntil := func(cond func() bool) {
 		t.Helper()
-		sessions, err := session.Open(t.Context(), session.Config{Brokers: []string{addr}, Topic: "sessions", Timeout: 30 * time.Minute, MaxVisitors: 100, TTL: time.Hour}, 3, 1, zap.NewNop())
+		sessions, err := session.Open(t.Context(), session.Config{Kafka: []kgo.Opt{kgo.SeedBrokers(addr)}, Topic: "sessions", Timeout: 30 * time.Minute, MaxVisitors: 100, TTL: time.Hour}, 3, 1, zap.NewNop())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -46,7 +46,8 @@ type Outcome struct {
 
 // Config tunes a Tracker.
 type Config struct {
-	Brokers []string
+	// Kafka holds the connection options: brokers, TLS, SASL.
+	Kafka []kgo.Opt
 	// Topic is the compacted state topic.
 	Topic string
 	// Timeout ends a session after this long without events (30 minutes).
@@ -77,7 +78,7 @@ type Tracker struct {
 // Open connects a Tracker and creates the state topic with partitions
 // partitions (as many as the raw topic has) when it is missing.
 func Open(ctx context.Context, cfg Config, partitions int32, replication int16, log *zap.Logger) (*Tracker, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...),
+	cl, err := kgo.NewClient(append(cfg.Kafka[:len(cfg.Kafka):len(cfg.Kafka)],
 		kgo.DefaultProduceTopic(cfg.Topic),
 		// State goes to the partition of the raw hit it came from, so
 		// the instance owning that raw partition finds it.
@@ -85,7 +86,7 @@ func Open(ctx context.Context, cfg Config, partitions int32, replication int16, 
 		// Offsets of the raw topic are committed after these writes.
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerBatchCompression(kgo.Lz4Compression()),
-	)
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to kafka: %w", err)
 	}
@@ -134,7 +135,7 @@ func (t *Tracker) Prepare(ctx context.Context, p int32, offset int64) error {
 	ctx, cancel := context.WithTimeout(ctx, loadTimeout)
 	defer cancel()
 	n := 0
-	err := kafkastate.ReadPartition(ctx, t.cfg.Brokers, t.cfg.Topic, p, func(r *kgo.Record) {
+	err := kafkastate.ReadPartition(ctx, t.cfg.Kafka, t.cfg.Topic, p, func(r *kgo.Record) {
 		key := string(r.Key)
 		if r.Value == nil {
 			t.state.Invalidate(key)

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
 	"github.com/aluminiapp/pipeline/lib/kafkatest"
@@ -11,7 +12,7 @@ import (
 
 func open(t *testing.T, addr string) *Tracker {
 	t.Helper()
-	tr, err := Open(t.Context(), Config{Brokers: []string{addr}, Topic: "sessions", Timeout: 30 * time.Minute, MaxVisitors: 1000, TTL: 365 * 24 * time.Hour}, 2, 1, zap.NewNop())
+	tr, err := Open(t.Context(), Config{Kafka: []kgo.Opt{kgo.SeedBrokers(addr)}, Topic: "sessions", Timeout: 30 * time.Minute, MaxVisitors: 1000, TTL: 365 * 24 * time.Hour}, 2, 1, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +102,7 @@ func TestTimeoutSourceChangeAndRestart(t *testing.T) {
 
 func TestMemoryIsBounded(t *testing.T) {
 	_, addr := kafkatest.Start(t)
-	tr, err := Open(t.Context(), Config{Brokers: []string{addr}, Topic: "sessions", Timeout: 30 * time.Minute, MaxVisitors: 100, TTL: time.Hour}, 1, 1, zap.NewNop())
+	tr, err := Open(t.Context(), Config{Kafka: []kgo.Opt{kgo.SeedBrokers(addr)}, Topic: "sessions", Timeout: 30 * time.Minute, MaxVisitors: 100, TTL: time.Hour}, 1, 1, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package useragent
 
 import (
+	"hash/fnv"
 	"testing"
 
 	"github.com/aluminiapp/pipeline/enricher/internal/useragent/uamix"
@@ -9,16 +10,28 @@ import (
 
 // Accuracy targets of issue 4 on the uap-core corpora. The corpora are
 // newer than the regular expressions that uap-go ships (it misses clients
-// added since, such as Opera GX's "OPX" token), so the browser-family
-// figure sits below the issue's 97% goal. Each floor is the figure reached
-// (91.63%, 98.76%, 99.24%), rounded down, so that none can fall unnoticed;
-// the issue's targets are 97%, 97% and 95%. docs/bench/enricher.md has the
-// figures.
+// added since, such as Opera GX's "OPX" token); the apps table (apps.go)
+// names most of those. Each floor is the figure reached (98.38%, 98.76%,
+// 99.24%), rounded down, so that none can fall unnoticed; the issue's
+// targets are 97%, 97% and 95%. docs/bench/enricher.md has the figures.
+//
+// The apps table was written looking only at the misses of one half of
+// the browser corpus (heldOut false); minHeldOutBrowserFamily is the floor
+// of the other half (96.73%), the honest estimate on clients not seen.
 const (
-	minBrowserFamily = 0.915
-	minOSFamily      = 0.985
-	minDeviceClass   = 0.99
+	minBrowserFamily        = 0.98
+	minHeldOutBrowserFamily = 0.965
+	minOSFamily             = 0.985
+	minDeviceClass          = 0.99
 )
+
+// heldOut splits the corpus in two by a hash of the user agent: the
+// apps table's rules were written from the misses of the other half.
+func heldOut(ua string) bool {
+	h := fnv.New32a()
+	h.Write([]byte(ua))
+	return h.Sum32()%2 == 1
+}
 
 func share(ok, n int) float64 { return float64(ok) / float64(n) }
 
@@ -28,11 +41,18 @@ func TestAccuracyAgainstUAPCore(t *testing.T) {
 		t.Fatal(err)
 	}
 	ok, n := 0, 0
+	heldOK, heldN := 0, 0
 	for _, c := range loadUAP(t, "test_ua.yaml") {
 		n++
 		got := p.ParseUncached(c.UA).Browser
 		if got == "" {
 			got = "Other"
+		}
+		if heldOut(c.UA) {
+			heldN++
+			if got == c.Family {
+				heldOK++
+			}
 		}
 		if got == c.Family {
 			ok++
@@ -41,6 +61,10 @@ func TestAccuracyAgainstUAPCore(t *testing.T) {
 	t.Logf("browser family: %d/%d = %.2f%%", ok, n, 100*share(ok, n))
 	if share(ok, n) < minBrowserFamily {
 		t.Errorf("browser family agreement %.4f; want at least %.3f", share(ok, n), minBrowserFamily)
+	}
+	t.Logf("browser family, held-out half: %d/%d = %.2f%%", heldOK, heldN, 100*share(heldOK, heldN))
+	if share(heldOK, heldN) < minHeldOutBrowserFamily {
+		t.Errorf("held-out browser family agreement %.4f; want at least %.3f", share(heldOK, heldN), minHeldOutBrowserFamily)
 	}
 
 	ok, n = 0, 0
@@ -150,4 +174,25 @@ func TestFastTierAgreesWithUAP(t *testing.T) {
 		}
 	}
 	t.Logf("fast tier answered %d of %d cases", answered, len(cases))
+}
+
+// TestAppRulesKeepWhatUAPGetsRight checks that the apps table renames no
+// corpus client that uap-go alone names as uap-core does.
+func TestAppRulesKeepWhatUAPGetsRight(t *testing.T) {
+	p, err := New(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range loadUAP(t, "test_ua.yaml") {
+		if p.slow.ParseUserAgent(c.UA).Family != c.Family {
+			continue
+		}
+		got := p.ParseUncached(c.UA).Browser
+		if got == "" {
+			got = "Other"
+		}
+		if got != c.Family {
+			t.Errorf("Parse(%q).Browser = %q; uap-go and uap-core say %q", c.UA, got, c.Family)
+		}
+	}
 }

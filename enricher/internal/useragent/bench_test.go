@@ -70,3 +70,24 @@ func BenchmarkUAPGoAloneRealistic(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkAppFamily is the apps table's own cost per slow-path parse, on
+// the uap-core corpus with uap-go's families (the fast tier never runs it).
+func BenchmarkAppFamily(b *testing.B) {
+	p, err := New(16)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cases := loadUAP(b, "test_ua.yaml")
+	families := make([]string, len(cases))
+	for i, c := range cases {
+		if families[i] = p.slow.ParseUserAgent(c.UA).Family; families[i] == "Other" {
+			families[i] = ""
+		}
+	}
+	i := 0
+	for b.Loop() {
+		appFamily(cases[i%len(cases)].UA, families[i%len(families)])
+		i++
+	}
+}

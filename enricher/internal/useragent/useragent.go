@@ -6,8 +6,9 @@
 // user agents made only of the tokens of the mainstream browsers, which is
 // most real traffic; everything else goes to uap-go with the ua-parser
 // project's regular expressions, which knows thousands of rarer clients but
-// costs hundreds of microseconds. Family names follow ua-parser's, so both
-// tiers name a browser alike.
+// costs hundreds of microseconds, then to our apps table (apps.go) for the
+// in-app and vendor browsers those regular expressions predate. Family names
+// follow ua-parser's, so both tiers name a browser alike.
 package useragent
 
 import (
@@ -93,9 +94,9 @@ func (p *Parser) ParseUncached(ua string) Result {
 	return r
 }
 
-// ParseSlow parses ua with uap-go alone, bypassing the fast tier and the
-// cache: the baseline the benchmarks compare against, and the reference the
-// fast tier's tests check it with.
+// ParseSlow parses ua with uap-go and the apps table, bypassing the fast
+// tier, the bot list and the cache: the reference the fast tier's tests
+// check it with.
 func (p *Parser) ParseSlow(ua string) Result { return p.parseSlow(ua) }
 
 func (p *Parser) parseSlow(ua string) Result {
@@ -108,6 +109,9 @@ func (p *Parser) parseSlow(ua string) Result {
 	}
 	if r.Browser == "Other" {
 		r.Browser = ""
+	}
+	if name, v, ok := appFamily(ua, r.Browser); ok {
+		r.Browser, r.BrowserVersion = name, v
 	}
 	if r.OS == "Other" {
 		r.OS = ""

@@ -29,12 +29,12 @@ var ErrSaltGone = errors.New("the day's salt is destroyed")
 // record with the smallest key for that day, so they agree without
 // coordination, and compaction never drops a winner (keys are unique).
 type SaltStore struct {
-	cl      *kgo.Client
-	brokers []string
-	topic   string
-	grace   time.Duration
-	log     *zap.Logger
-	now     func() time.Time
+	cl    *kgo.Client
+	conn  []kgo.Opt
+	topic string
+	grace time.Duration
+	log   *zap.Logger
+	now   func() time.Time
 
 	mu    sync.RWMutex
 	salts map[string]saltRecord // by day, the winning record
@@ -47,8 +47,9 @@ type saltRecord struct {
 
 // SaltConfig sets up a SaltStore.
 type SaltConfig struct {
-	Brokers []string
-	Topic   string
+	// Kafka holds the connection options: brokers, TLS, SASL.
+	Kafka []kgo.Opt
+	Topic string
 	// Grace is how long after the end of its UTC day a salt lives on, so
 	// that hits delayed in Kafka still get their day's salt.
 	Grace       time.Duration
@@ -59,12 +60,12 @@ type SaltConfig struct {
 
 // OpenSaltStore creates the salt topic if needed and loads the live salts.
 func OpenSaltStore(ctx context.Context, cfg SaltConfig, log *zap.Logger) (*SaltStore, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...),
+	cl, err := kgo.NewClient(append(cfg.Kafka[:len(cfg.Kafka):len(cfg.Kafka)],
 		// Salts are tiny and rare; each write must be on every replica
 		// before an instance relies on it.
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.DefaultProduceTopic(cfg.Topic),
-	)
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to kafka: %w", err)
 	}
@@ -72,7 +73,7 @@ func OpenSaltStore(ctx context.Context, cfg SaltConfig, log *zap.Logger) (*SaltS
 		cl.Close()
 		return nil, err
 	}
-	s := &SaltStore{cl: cl, brokers: cfg.Brokers, topic: cfg.Topic, grace: cfg.Grace, log: log, now: cfg.Now, salts: map[string]saltRecord{}}
+	s := &SaltStore{cl: cl, conn: cfg.Kafka, topic: cfg.Topic, grace: cfg.Grace, log: log, now: cfg.Now, salts: map[string]saltRecord{}}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -157,7 +158,7 @@ func (s *SaltStore) ensure(ctx context.Context, day string) error {
 func (s *SaltStore) refresh(ctx context.Context) error {
 	now := s.now()
 	found := map[string]saltRecord{}
-	err := kafkastate.ReadPartition(ctx, s.brokers, s.topic, 0, func(r *kgo.Record) {
+	err := kafkastate.ReadPartition(ctx, s.conn, s.topic, 0, func(r *kgo.Record) {
 		key := string(r.Key)
 		day, _, ok := strings.Cut(key, "/")
 		if !ok || !s.live(day, now) {
@@ -197,7 +198,7 @@ func (s *SaltStore) Rotate(ctx context.Context) error {
 		return err
 	}
 	var dead []string
-	err := kafkastate.ReadPartition(ctx, s.brokers, s.topic, 0, func(r *kgo.Record) {
+	err := kafkastate.ReadPartition(ctx, s.conn, s.topic, 0, func(r *kgo.Record) {
 		day, _, _ := strings.Cut(string(r.Key), "/")
 		if r.Value != nil && !s.live(day, now) {
 			dead = append(dead, string(r.Key))

@@ -25,7 +25,7 @@ func (c *clock) set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 
 func openStore(t *testing.T, addr string, c *clock) *SaltStore {
 	t.Helper()
-	s, err := OpenSaltStore(t.Context(), SaltConfig{Brokers: []string{addr}, Topic: "salts", Grace: time.Hour, Now: c.now}, zap.NewNop())
+	s, err := OpenSaltStore(t.Context(), SaltConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(addr)}, Topic: "salts", Grace: time.Hour, Now: c.now}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/aluminiapp/pipeline/lib/registry"
 	"github.com/aluminiapp/pipeline/reporter/internal/api"
 	"github.com/aluminiapp/pipeline/reporter/internal/query"
+	"github.com/aluminiapp/pipeline/sinker/schema"
 )
 
 // benchKey is the API key of the measured client in the throw-away
@@ -89,6 +90,12 @@ func run(ctx context.Context, cfg config, out, progress io.Writer) error {
 	}
 	defer conn.Close()
 
+	if reuse {
+		// A kept database may predate a migration the queries need.
+		if err := schema.Apply(ctx, conn, zap.NewNop()); err != nil {
+			return fmt.Errorf("migrating the kept database: %w", err)
+		}
+	}
 	end := cfg.End
 	if end.IsZero() {
 		end = time.Now().UTC().Truncate(24 * time.Hour)

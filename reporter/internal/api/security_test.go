@@ -138,6 +138,20 @@ func TestErasureStaysGone(t *testing.T) {
 	if _, _, body := (request{target: AggregatePath + "?" + march, auth: auth}).do(t, e.h); !strings.Contains(body, `"visitors":2,`) {
 		t.Fatalf("after blog's erasure, shop's aggregate = %s; want 2 visitors still", body)
 	}
+	// The aggregate views hold visitor 1 inside uniqExact states, which no
+	// DELETE reaches; the erasure is done only once they were rebuilt.
+	viewVisitors := func() uint64 {
+		t.Helper()
+		var n uint64
+		if err := e.conn.QueryRow(context.Background(),
+			"SELECT uniqExactMerge(visitors) FROM events_hourly_v2 WHERE client_id = 'shop' AND is_bot = 0").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := viewVisitors(); n != 2 {
+		t.Fatalf("events_hourly_v2 visitors of shop before the erasure = %d; want 2", n)
+	}
 	code, _, body := request{method: http.MethodPost, target: ErasurePath + "?visitor_id=1", auth: auth}.do(t, e.h)
 	if code != http.StatusAccepted && code != http.StatusOK {
 		t.Fatalf("POST erasure = %d %s; want 202", code, body)
@@ -155,6 +169,21 @@ func TestErasureStaysGone(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	if !strings.Contains(body, `"views_rebuilt":true`) {
+		t.Errorf("erasure status when done = %s; want views_rebuilt true", body)
+	}
+	if n := viewVisitors(); n != 1 {
+		t.Errorf("events_hourly_v2 visitors of shop after the erasure = %d; want 1 (the views were not rebuilt)", n)
+	}
+	for _, q := range []string{
+		"SELECT uniqExactMerge(visitors) FROM pages_daily_v2 WHERE client_id = 'shop' AND is_bot = 0",
+		"SELECT uniqExactMerge(visitors) FROM sources_daily_v2 WHERE client_id = 'shop' AND is_bot = 0",
+	} {
+		var n uint64
+		if err := e.conn.QueryRow(context.Background(), q).Scan(&n); err != nil || n != 1 {
+			t.Errorf("%s after the erasure = %d, %v; want 1", q, n, err)
+		}
+	}
 	var left uint64
 	if err := e.conn.QueryRow(context.Background(), "SELECT count() FROM events WHERE client_id = 'shop' AND visitor_id = 1").Scan(&left); err != nil || left != 0 {
 		t.Fatalf("rows of the erased visitor after the mutation = %d, %v; want 0", left, err)
@@ -164,8 +193,8 @@ func TestErasureStaysGone(t *testing.T) {
 		t.Fatalf("blog rows after shop's erasure = %d, %v; want 1", blogLeft, err)
 	}
 	var sessionRows uint64
-	if err := e.conn.QueryRow(context.Background(), "SELECT count() FROM sessions_daily WHERE client_id = 'shop' AND session_id = 11").Scan(&sessionRows); err == nil && sessionRows != 0 {
-		t.Errorf("sessions_daily rows of the erased visitor's session = %d; want 0", sessionRows)
+	if err := e.conn.QueryRow(context.Background(), "SELECT count() FROM sessions_daily_v2 WHERE client_id = 'shop' AND session_id = 11").Scan(&sessionRows); err == nil && sessionRows != 0 {
+		t.Errorf("sessions_daily_v2 rows of the erased visitor's session = %d; want 0", sessionRows)
 	}
 	// A replay writes the visitor's events again.
 	var replay = fixtureEvents()[:3]
@@ -234,5 +263,68 @@ func TestRefusals(t *testing.T) {
 		if code != tc.code || !strings.HasPrefix(body, `{"error":"`) || !strings.Contains(body, tc.want) || h.Get("Content-Type") != "application/json" {
 			t.Errorf("%s: %s = %d %s; want %d mentioning %s", tc.name, tc.target, code, body, tc.code, tc.want)
 		}
+	}
+}
+
+// TestFinishErasuresWithoutStatusPolls erases a visitor and never asks for
+// the status: the reporter's background loop (Store.FinishErasures) must
+// rebuild the views by itself.
+func TestFinishErasuresWithoutStatusPolls(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if code, _, body := (request{method: http.MethodPost, target: ErasurePath + "?visitor_id=2", auth: "Bearer " + shopKey}).do(t, e.h); code >= 300 {
+		t.Fatalf("POST erasure = %d %s", code, body)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		left, err := e.h.cfg.Store.FinishErasures(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d erasures still pending after 20s", left)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Pending means "views not rebuilt"; the rebuild's own DELETE of the
+	// old view rows may still be running.
+	for {
+		var n uint64
+		if err := e.conn.QueryRow(ctx, "SELECT uniqExactMerge(visitors) FROM pages_daily_v2 WHERE client_id = 'shop' AND is_bot = 0").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pages_daily_v2 visitors of shop after the erasure of visitor 2 = %d; want 1", n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestInitUpgradesTheErasureTable starts from erased_visitors as the first
+// reporter made it (no day range, no views_rebuilt): Init adds the columns,
+// twice without harm, and an erasure then runs to done.
+func TestInitUpgradesTheErasureTable(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if err := e.conn.Exec(ctx, "DROP TABLE erased_visitors"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.conn.Exec(ctx, `CREATE TABLE erased_visitors (client_id String, visitor_id UInt64, requested_at DateTime('UTC'), mutations Array(String))
+ENGINE = ReplacingMergeTree ORDER BY (client_id, visitor_id)`); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if err := e.h.cfg.Store.Init(ctx); err != nil {
+			t.Fatalf("Init %d on the old table: %v", i+1, err)
+		}
+	}
+	if code, _, body := (request{method: http.MethodPost, target: ErasurePath + "?visitor_id=2", auth: "Bearer " + shopKey}).do(t, e.h); code >= 300 {
+		t.Fatalf("POST erasure after the upgrade = %d %s", code, body)
 	}
 }

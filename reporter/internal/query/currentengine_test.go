@@ -146,11 +146,11 @@ func TestCurrentEngineRunsEveryQuery(t *testing.T) {
 	stmts = append(stmts,
 		sqlcheck.Statement{Name: "erasure targets", SQL: erasureColumnsSQL},
 		sqlcheck.Statement{Name: "visitor sessions", SQL: visitorSessionsSQL, Params: []any{"shop", 2}},
-		sqlcheck.Statement{Name: "record erasure", SQL: recordErasureSQL + " VALUES ('shop', 2, '2026-03-12 10:00:00', [])"},
+		sqlcheck.Statement{Name: "record erasure", SQL: recordErasureSQL + " VALUES ('shop', 2, '2026-03-12 10:00:00', [], '2026-03-05', '2026-03-12', 0)"},
 	)
 	q, err = sc.Erase("events", 2)
 	add("erase events", q, err)
-	q, err = sc.EraseSessions("sessions_daily", []any{uint64(21), uint64(22)})
+	q, err = sc.EraseSessions("sessions_daily_v2", []any{uint64(21), uint64(22)})
 	add("erase sessions", q, err)
 	stmts = append(stmts,
 		sqlcheck.Statement{Name: "latest mutation", SQL: latestMutationSQL, Params: []any{"events", quoteLiteral("shop")}},

@@ -205,9 +205,9 @@ func (f Filter) write(b *stmt, s Scope, p Params) error {
 	def := f.Dim.def()
 	switch {
 	case def.session != "":
-		b.sql("(visitor_id, session_id) IN (SELECT visitor_id, session_id ")
+		b.sql("session_id IN (SELECT session_id ")
 		b.from(s, &p.Range, p.IncludeBots)
-		b.sql(" AND type = 'pageview' GROUP BY visitor_id, session_id HAVING ")
+		b.sql(" AND type = 'pageview' GROUP BY session_id HAVING ")
 		f.match(b, func(b *stmt) { b.sql(def.session + "(path, timestamp)") })
 		b.sql(")")
 	case f.Dim.name == "prop" && f.Op != OpIsNot:

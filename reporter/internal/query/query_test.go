@@ -53,9 +53,9 @@ func builders(t *testing.T, s Scope) map[string]func() (Query, error) {
 		"export":    func() (Query, error) { return s.Export(42, 10) },
 		"erase":     func() (Query, error) { return s.Erase("events", 42) },
 		"erase sessions": func() (Query, error) {
-			q, err := s.EraseSessions("sessions_daily", []any{uint64(7)})
+			q, err := s.EraseSessions("sessions_daily_v2", []any{uint64(7)})
 			// Written against the session table: check it as a read of events.
-			q.SQL = strings.Replace(q.SQL, "TABLE `sessions_daily`", "TABLE `events`", 1)
+			q.SQL = strings.Replace(q.SQL, "TABLE `sessions_daily_v2`", "TABLE `events`", 1)
 			return q, err
 		},
 	}
@@ -95,7 +95,8 @@ func TestNoStatementWithoutTheClientFilter(t *testing.T) {
 			t.Errorf("%s: %d placeholders, %d args", name, n, len(q.Args))
 		}
 		reads := strings.Count(q.SQL, "FROM events") + strings.Count(q.SQL, "TABLE `events`")
-		scoped := strings.Count(q.SQL, "FROM events WHERE client_id = ?") + strings.Count(q.SQL, "TABLE `events` DELETE WHERE client_id = ?")
+		scoped := strings.Count(q.SQL, "FROM events WHERE client_id = ?") + strings.Count(q.SQL, "FROM events FINAL WHERE client_id = ?") +
+			strings.Count(q.SQL, "TABLE `events` DELETE WHERE client_id = ?")
 		if reads == 0 || reads != scoped {
 			t.Errorf("%s: %d reads of events, %d with the client filter: %s", name, reads, scoped, q.SQL)
 		}

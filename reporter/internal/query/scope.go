@@ -110,7 +110,20 @@ const erasedTable = "erased_visitors"
 // and is always there; r may be nil for queries not bound to a range
 // (exports). Bots are excluded unless includeBots.
 func (b *stmt) from(s Scope, r *Range, includeBots bool) *stmt {
-	b.sql("FROM events WHERE client_id = ").bind(s.clientID)
+	return b.fromTable("events", s, r, includeBots)
+}
+
+// fromFinal is from reading events FINAL: ClickHouse collapses the copies
+// of a replayed event (same sorting key, same partition) while reading, so
+// count() counts each event once even before the parts merged. On 2 cores
+// and 18.16 that is 2-5x faster than uniqExact(event_key) over 3 million
+// rows (docs/bench/reporter.md).
+func (b *stmt) fromFinal(s Scope, r *Range, includeBots bool) *stmt {
+	return b.fromTable("events FINAL", s, r, includeBots)
+}
+
+func (b *stmt) fromTable(table string, s Scope, r *Range, includeBots bool) *stmt {
+	b.sql("FROM " + table + " WHERE client_id = ").bind(s.clientID)
 	if r != nil {
 		b.sql(" AND timestamp >= toDateTime(").bind(r.From.Unix()).sql(") AND timestamp < toDateTime(").bind(r.To.Unix()).sql(")")
 	}
@@ -122,14 +135,24 @@ func (b *stmt) from(s Scope, r *Range, includeBots bool) *stmt {
 }
 
 // scoped writes the FROM/WHERE of a report: scope, range, bots and filters.
-func (b *stmt) scoped(s Scope, p Params) error {
+func (b *stmt) scoped(s Scope, p Params) error { return b.scopedOn(false, s, p) }
+
+// scopedFinal is scoped reading events FINAL (see fromFinal), for
+// statements that count events with count().
+func (b *stmt) scopedFinal(s Scope, p Params) error { return b.scopedOn(true, s, p) }
+
+func (b *stmt) scopedOn(final bool, s Scope, p Params) error {
 	if err := s.check(); err != nil {
 		return err
 	}
 	if err := p.Range.check(); err != nil {
 		return err
 	}
-	b.from(s, &p.Range, p.IncludeBots)
+	if final {
+		b.fromFinal(s, &p.Range, p.IncludeBots)
+	} else {
+		b.from(s, &p.Range, p.IncludeBots)
+	}
 	for _, f := range p.Filters {
 		b.sql(" AND ")
 		if err := f.write(b, s, p); err != nil {

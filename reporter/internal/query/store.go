@@ -12,6 +12,8 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/aluminiapp/pipeline/sinker/schema"
 )
 
 // ErrTooLarge is returned when a result would exceed the configured size.
@@ -44,18 +46,53 @@ func NewStore(conn driver.Conn, reg prometheus.Registerer, timeout time.Duration
 }
 
 // erasedDDL is the reporter's own table: erasure requests, the tombstones
-// every scoped read excludes, and the audit record of each request.
+// every scoped read excludes, and the audit record of each request. An
+// erasure is recorded up to three times under the same requested_at: when
+// asked (hiding the visitor), with its mutations, and once the aggregate
+// views were rebuilt (views_rebuilt = 1, with the views' mutations too);
+// the latest record wins (erasureSQL).
 const erasedDDL = `CREATE TABLE IF NOT EXISTS ` + erasedTable + ` (
     client_id String,
     visitor_id UInt64,
     requested_at DateTime('UTC'),
-    mutations Array(String)
+    mutations Array(String),
+    first_day Date,
+    last_day Date,
+    views_rebuilt UInt8
 ) ENGINE = ReplacingMergeTree ORDER BY (client_id, visitor_id)`
 
-// Init creates the reporter's erasure table when it is missing.
+// erasedColumnsAdded are the columns erasedDDL gained after its first
+// version, added to tables made by that one (18.16 has no ADD COLUMN IF
+// NOT EXISTS, so Init looks first).
+var erasedColumnsAdded = []struct{ name, typ string }{
+	{"first_day", "Date"}, {"last_day", "Date"}, {"views_rebuilt", "UInt8"},
+}
+
+// Init creates the reporter's erasure table when it is missing and adds
+// the columns an older one lacks.
 func (s *Store) Init(ctx context.Context) error {
 	if err := s.conn.Exec(ctx, erasedDDL); err != nil {
 		return fmt.Errorf("creating %s: %w", erasedTable, err)
+	}
+	have := map[string]bool{}
+	err := s.rows(ctx, "init", Query{SQL: "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = '" + erasedTable + "'"},
+		func(r driver.Rows) error {
+			var name string
+			err := r.Scan(&name)
+			have[name] = true
+			return err
+		})
+	if err != nil {
+		return err
+	}
+	for _, c := range erasedColumnsAdded {
+		if have[c.name] {
+			continue
+		}
+		// A second reporter starting at the same moment may have added it.
+		if err := s.conn.Exec(ctx, "ALTER TABLE "+erasedTable+" ADD COLUMN "+c.name+" "+c.typ); err != nil && !strings.Contains(err.Error(), "already exists") {
+			return fmt.Errorf("adding %s.%s: %w", erasedTable, c.name, err)
+		}
 	}
 	return nil
 }
@@ -444,11 +481,15 @@ func (s *Store) Export(ctx context.Context, sc Scope, visitorID uint64, max int)
 
 // Erasure is the state of one visitor's erasure.
 type Erasure struct {
-	ClientID    string     `json:"client_id"`
-	VisitorID   uint64     `json:"visitor_id"`
-	RequestedAt string     `json:"requested_at"`
-	Done        bool       `json:"done"`
-	Mutations   []Mutation `json:"mutations"`
+	ClientID    string `json:"client_id"`
+	VisitorID   uint64 `json:"visitor_id"`
+	RequestedAt string `json:"requested_at"`
+	// Done is true once every mutation is done and the aggregate views
+	// were rebuilt without the visitor (ViewsRebuilt) and those rebuilds'
+	// own mutations are done too.
+	Done         bool       `json:"done"`
+	ViewsRebuilt bool       `json:"views_rebuilt"`
+	Mutations    []Mutation `json:"mutations"`
 }
 
 // Mutation is one ClickHouse mutation of an erasure.
@@ -462,10 +503,11 @@ type Mutation struct {
 // client's visitors, so erasure covers the events table and whatever the
 // storage adds later without a change here. A table with a plain UInt64
 // visitor_id is erased by visitor; one with a UInt64 session_id but an
-// aggregated visitor_id (the sinker's sessions_daily) by the visitor's
-// sessions. Tables holding only aggregate states of visitor ids (uniqExact
-// per hour or day) cannot lose one visitor row by row; docs/reporter.md
-// says what they need.
+// aggregated visitor_id (the sinker's sessions_daily_v2) by the visitor's
+// sessions. Tables holding visitor ids only inside aggregate states
+// (uniqExact per hour or day) cannot lose one visitor row by row: once the
+// events mutation is done, ErasureStatus rebuilds the affected days of
+// every aggregate view from events (schema.RebuildViews).
 const erasureColumnsSQL = `SELECT c.table, c.name, c.type FROM system.columns AS c
 ALL INNER JOIN (SELECT name AS table FROM system.tables WHERE database = currentDatabase() AND engine LIKE '%MergeTree') AS t USING table
 WHERE c.database = currentDatabase() AND c.name IN ('client_id', 'visitor_id', 'session_id') AND c.table != '` + erasedTable + `'
@@ -474,16 +516,17 @@ ORDER BY c.table`
 // The erasure's own statements; named, so the current-engine test can run
 // them too. Each is scoped by its client_id argument.
 const (
-	// visitorSessionsSQL reads a visitor's sessions directly, not through
-	// the scoped builder, which already hides erased visitors.
-	visitorSessionsSQL = "SELECT DISTINCT session_id FROM events WHERE client_id = ? AND visitor_id = ?"
+	// visitorSessionsSQL reads a visitor's sessions and the days of their
+	// events directly, not through the scoped builder, which already hides
+	// erased visitors.
+	visitorSessionsSQL = "SELECT session_id, toString(min(toDate(timestamp))), toString(max(toDate(timestamp))) FROM events WHERE client_id = ? AND visitor_id = ? GROUP BY session_id"
 	// latestMutationSQL finds the mutation just made on a table: the
 	// newest one whose command names the client.
 	latestMutationSQL = `SELECT mutation_id FROM system.mutations WHERE database = currentDatabase() AND table = ? AND position(command, ?) > 0
 ORDER BY create_time DESC, mutation_id DESC LIMIT 1`
-	recordErasureSQL = "INSERT INTO " + erasedTable + " (client_id, visitor_id, requested_at, mutations)"
-	erasureSQL       = `SELECT toString(requested_at), mutations FROM ` + erasedTable + ` WHERE client_id = ? AND visitor_id = ?
-ORDER BY requested_at DESC, length(mutations) DESC LIMIT 1`
+	recordErasureSQL = "INSERT INTO " + erasedTable + " (client_id, visitor_id, requested_at, mutations, first_day, last_day, views_rebuilt)"
+	erasureSQL       = `SELECT toString(requested_at), mutations, toUInt16(first_day), toUInt16(last_day), views_rebuilt FROM ` + erasedTable + ` WHERE client_id = ? AND visitor_id = ?
+ORDER BY requested_at DESC, views_rebuilt DESC, length(mutations) DESC LIMIT 1`
 	mutationDoneSQL = "SELECT is_done FROM system.mutations WHERE database = currentDatabase() AND table = ? AND mutation_id = ?"
 )
 
@@ -524,9 +567,18 @@ func (s *Store) erasureTargets(ctx context.Context) ([]erasureTarget, error) {
 	return out, nil
 }
 
+// erasureRecord is one row of erasedTable.
+type erasureRecord struct {
+	requestedAt       time.Time
+	mutations         []string  // "table\x00mutation_id"
+	firstDay, lastDay time.Time // UTC days of the visitor's events; zero when none
+	viewsRebuilt      bool
+}
+
 // Erase records the erasure of one visitor (hiding them from every read at
 // once), starts a DELETE mutation on every table holding visitors, and
-// returns the erasure's state.
+// returns the erasure's state. The aggregate views follow once those
+// mutations are done (see ErasureStatus).
 func (s *Store) Erase(ctx context.Context, sc Scope, visitorID uint64, now time.Time) (Erasure, error) {
 	if err := sc.check(); err != nil {
 		return Erasure{}, err
@@ -535,16 +587,29 @@ func (s *Store) Erase(ctx context.Context, sc Scope, visitorID uint64, now time.
 	if err != nil {
 		return Erasure{}, err
 	}
-	// The visitor's sessions, read before the events go: the session
-	// tables are erased by them.
+	// The visitor's sessions and days, read before the events go: the
+	// session tables are erased by them, the views rebuilt for those days.
 	var sessions []any
+	rec := erasureRecord{requestedAt: now.UTC().Truncate(time.Second)}
 	err = s.rows(ctx, "erase_sessions", Query{
 		SQL:  visitorSessionsSQL,
 		Args: []any{sc.clientID, visitorID},
 	}, func(r driver.Rows) error {
 		var id uint64
-		if err := r.Scan(&id); err != nil {
+		var first, last string
+		if err := r.Scan(&id, &first, &last); err != nil {
 			return err
+		}
+		f, err1 := time.Parse(time.DateOnly, first)
+		l, err2 := time.Parse(time.DateOnly, last)
+		if err := errors.Join(err1, err2); err != nil {
+			return err
+		}
+		if rec.firstDay.IsZero() || f.Before(rec.firstDay) {
+			rec.firstDay = f
+		}
+		if l.After(rec.lastDay) {
+			rec.lastDay = l
 		}
 		sessions = append(sessions, id)
 		return nil
@@ -554,10 +619,9 @@ func (s *Store) Erase(ctx context.Context, sc Scope, visitorID uint64, now time.
 	}
 	// The tombstone first: even if a mutation fails, the visitor is
 	// already hidden and the request can be repeated.
-	if err := s.recordErasure(ctx, sc, visitorID, now, nil); err != nil {
+	if err := s.recordErasure(ctx, sc, visitorID, rec); err != nil {
 		return Erasure{}, err
 	}
-	var mutations []string
 	for _, t := range targets {
 		var q Query
 		if t.bySession {
@@ -571,37 +635,58 @@ func (s *Store) Erase(ctx context.Context, sc Scope, visitorID uint64, now time.
 		if err != nil {
 			return Erasure{}, err
 		}
-		start := time.Now()
-		err = s.conn.Exec(ctx, q.SQL, q.Args...)
-		s.observe("erase", start, err)
+		id, err := s.mutate(ctx, sc, t.table, q)
 		if err != nil {
 			return Erasure{}, fmt.Errorf("erasing visitor from %s: %w", t.table, err)
 		}
-		var id string
-		err = s.rows(ctx, "erase", Query{
-			SQL:  latestMutationSQL,
-			Args: []any{t.table, quoteLiteral(sc.clientID)},
-		}, func(r driver.Rows) error { return r.Scan(&id) })
-		if err != nil {
-			return Erasure{}, err
-		}
-		mutations = append(mutations, t.table+"\x00"+id)
+		rec.mutations = append(rec.mutations, t.table+"\x00"+id)
 	}
-	if err := s.recordErasure(ctx, sc, visitorID, now, mutations); err != nil {
+	if err := s.recordErasure(ctx, sc, visitorID, rec); err != nil {
 		return Erasure{}, err
 	}
 	return s.ErasureStatus(ctx, sc, visitorID)
 }
 
-func (s *Store) recordErasure(ctx context.Context, sc Scope, visitorID uint64, now time.Time, mutations []string) error {
+// mutate runs one ALTER ... DELETE of the scope's client on table and
+// returns its mutation id.
+func (s *Store) mutate(ctx context.Context, sc Scope, table string, q Query) (string, error) {
+	start := time.Now()
+	err := s.conn.Exec(ctx, q.SQL, q.Args...)
+	s.observe("erase", start, err)
+	if err != nil {
+		return "", err
+	}
+	return s.latestMutation(ctx, sc, table)
+}
+
+func (s *Store) latestMutation(ctx context.Context, sc Scope, table string) (string, error) {
+	var id string
+	err := s.rows(ctx, "erase", Query{
+		SQL:  latestMutationSQL,
+		Args: []any{table, quoteLiteral(sc.clientID)},
+	}, func(r driver.Rows) error { return r.Scan(&id) })
+	return id, err
+}
+
+func (s *Store) recordErasure(ctx context.Context, sc Scope, visitorID uint64, rec erasureRecord) error {
 	batch, err := s.conn.PrepareBatch(ctx, recordErasureSQL)
 	if err != nil {
 		return fmt.Errorf("recording erasure: %w", err)
 	}
+	mutations := rec.mutations
 	if mutations == nil {
 		mutations = []string{}
 	}
-	if err := batch.Append(sc.clientID, visitorID, now.UTC(), mutations); err != nil {
+	var rebuilt uint8
+	if rec.viewsRebuilt {
+		rebuilt = 1
+	}
+	// Date columns take the zero time as 1970-01-01: "no events".
+	first, last := rec.firstDay, rec.lastDay
+	if first.IsZero() {
+		first, last = time.Unix(0, 0).UTC(), time.Unix(0, 0).UTC()
+	}
+	if err := batch.Append(sc.clientID, visitorID, rec.requestedAt, mutations, first, last, rebuilt); err != nil {
 		return errors.Join(fmt.Errorf("recording erasure: %w", err), batch.Abort())
 	}
 	if err := batch.Send(); err != nil {
@@ -613,33 +698,130 @@ func (s *Store) recordErasure(ctx context.Context, sc Scope, visitorID uint64, n
 // ErrNoErasure is returned for the status of a visitor never erased.
 var ErrNoErasure = errors.New("no erasure requested for this visitor")
 
-// ErasureStatus reports whether the mutations of a visitor's latest
-// erasure are done, from system.mutations. A mutation ClickHouse no longer
-// lists (it forgets finished ones after a while) counts as done.
+// ErasureStatus reports the state of a visitor's latest erasure, from
+// system.mutations, and moves it on: once the mutations of the visitor's
+// rows are done, it rebuilds the aggregate views (which hold the visitor
+// inside aggregate states no DELETE reaches) for the client's days the
+// visitor had events, records that, and reports done when the rebuild's
+// own mutations are done too. A mutation ClickHouse no longer lists (it
+// forgets finished ones after a while) counts as done. Rebuilding twice
+// (two callers at once) is harmless: the views' aggregates are idempotent.
 func (s *Store) ErasureStatus(ctx context.Context, sc Scope, visitorID uint64) (Erasure, error) {
 	if err := sc.check(); err != nil {
 		return Erasure{}, err
 	}
-	e := Erasure{ClientID: sc.clientID, VisitorID: visitorID, Mutations: []Mutation{}}
-	var recorded []string
+	rec, err := s.erasureRecord(ctx, sc, visitorID)
+	if err != nil {
+		return Erasure{}, err
+	}
+	e, err := s.erasureState(ctx, sc, visitorID, rec)
+	if err != nil || !e.Done || rec.viewsRebuilt {
+		return e, err
+	}
+	if len(rec.mutations) == 0 && !rec.firstDay.IsZero() {
+		// Only the tombstone was recorded: the request failed before its
+		// mutations started, and repeating it will start them.
+		e.Done = false
+		return e, nil
+	}
+	// Every row mutation is done: rebuild the views of the visitor's days.
+	if !rec.firstDay.IsZero() {
+		if err := schema.RebuildViews(ctx, s.conn, sc.clientID, rec.firstDay, rec.lastDay); err != nil {
+			return Erasure{}, fmt.Errorf("rebuilding the views after an erasure: %w", err)
+		}
+		for _, v := range schema.ViewNames {
+			id, err := s.latestMutation(ctx, sc, v)
+			if err != nil {
+				return Erasure{}, err
+			}
+			if id != "" {
+				rec.mutations = append(rec.mutations, v+"\x00"+id)
+			}
+		}
+	}
+	rec.viewsRebuilt = true
+	if err := s.recordErasure(ctx, sc, visitorID, rec); err != nil {
+		return Erasure{}, err
+	}
+	return s.erasureState(ctx, sc, visitorID, rec)
+}
+
+// pendingErasuresSQL lists the erasures whose views were not rebuilt yet:
+// the latest request of each visitor has no record with views_rebuilt.
+const pendingErasuresSQL = `SELECT client_id, visitor_id FROM ` + erasedTable + `
+GROUP BY client_id, visitor_id HAVING maxIf(requested_at, views_rebuilt = 1) < max(requested_at)`
+
+// FinishErasures moves every pending erasure on (see ErasureStatus), so
+// the views are rebuilt even when nobody asks for the status. It returns
+// how many erasures are still pending.
+func (s *Store) FinishErasures(ctx context.Context) (int, error) {
+	type pending struct {
+		client  string
+		visitor uint64
+	}
+	var list []pending
+	err := s.rows(ctx, "pending_erasures", Query{SQL: pendingErasuresSQL}, func(r driver.Rows) error {
+		var p pending
+		err := r.Scan(&p.client, &p.visitor)
+		list = append(list, p)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	left := 0
+	var errs []error
+	for _, p := range list {
+		e, err := s.ErasureStatus(ctx, Scope{clientID: p.client}, p.visitor)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("client %s visitor %d: %w", p.client, p.visitor, err))
+		}
+		if !e.ViewsRebuilt {
+			left++
+		}
+	}
+	return left, errors.Join(errs...)
+}
+
+func (s *Store) erasureRecord(ctx context.Context, sc Scope, visitorID uint64) (erasureRecord, error) {
+	var rec erasureRecord
 	var found bool
 	err := s.rows(ctx, "erasure_status", Query{
 		SQL:  erasureSQL,
 		Args: []any{sc.clientID, visitorID},
 	}, func(r driver.Rows) error {
 		found = true
-		return r.Scan(&e.RequestedAt, &recorded)
+		var at string
+		var first, last uint16 // days since 1970-01-01; 0 when the visitor had no events
+		var rebuilt uint8
+		if err := r.Scan(&at, &rec.mutations, &first, &last, &rebuilt); err != nil {
+			return err
+		}
+		var err error
+		rec.requestedAt, err = time.Parse(time.DateTime, at)
+		if first != 0 {
+			rec.firstDay, rec.lastDay = time.Unix(int64(first)*86400, 0).UTC(), time.Unix(int64(last)*86400, 0).UTC()
+		}
+		rec.viewsRebuilt = rebuilt == 1
+		return err
 	})
 	if err != nil {
-		return Erasure{}, err
+		return erasureRecord{}, err
 	}
 	if !found {
-		return Erasure{}, ErrNoErasure
+		return erasureRecord{}, ErrNoErasure
 	}
-	e.Done = true
-	for _, rec := range recorded {
-		table, id, _ := strings.Cut(rec, "\x00")
-		m := Mutation{Table: table, MutationID: id, Done: true}
+	return rec, nil
+}
+
+// erasureState reads the state of rec's mutations. Done means the
+// mutations are; the caller adds the views' part.
+func (s *Store) erasureState(ctx context.Context, sc Scope, visitorID uint64, rec erasureRecord) (Erasure, error) {
+	e := Erasure{ClientID: sc.clientID, VisitorID: visitorID, RequestedAt: rec.requestedAt.Format(time.DateTime),
+		ViewsRebuilt: rec.viewsRebuilt, Mutations: []Mutation{}, Done: true}
+	for _, m := range rec.mutations {
+		table, id, _ := strings.Cut(m, "\x00")
+		mu := Mutation{Table: table, MutationID: id, Done: true}
 		err := s.rows(ctx, "erasure_status", Query{
 			SQL:  mutationDoneSQL,
 			Args: []any{table, id},
@@ -648,14 +830,14 @@ func (s *Store) ErasureStatus(ctx context.Context, sc Scope, visitorID uint64) (
 			if err := r.Scan(&done); err != nil {
 				return err
 			}
-			m.Done = done == 1
+			mu.Done = done == 1
 			return nil
 		})
 		if err != nil {
 			return Erasure{}, err
 		}
-		e.Done = e.Done && m.Done
-		e.Mutations = append(e.Mutations, m)
+		e.Done = e.Done && mu.Done
+		e.Mutations = append(e.Mutations, mu)
 	}
 	return e, nil
 }

@@ -55,12 +55,13 @@ func (c *Cleaner) Run(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// viewTimeColumns says how each view table's rows are dated.
+// viewTimeColumns says how each view table's rows are dated (the tables of
+// schema.ViewNames; schema migration 4 renamed them).
 var viewTimeColumns = map[string]string{
-	"events_hourly":  "hour < toDateTime(?)",
-	"sessions_daily": "day < toDate(toDateTime(?))",
-	"pages_daily":    "day < toDate(toDateTime(?))",
-	"sources_daily":  "day < toDate(toDateTime(?))",
+	"events_hourly_v2":  "hour < toDateTime(?)",
+	"sessions_daily_v2": "day < toDate(toDateTime(?))",
+	"pages_daily_v2":    "day < toDate(toDateTime(?))",
+	"sources_daily_v2":  "day < toDate(toDateTime(?))",
 }
 
 // Once deletes, for every client with a retention period, what is older

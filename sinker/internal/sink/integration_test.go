@@ -17,6 +17,8 @@ import (
 	"github.com/aluminiapp/pipeline/lib/kafkaconf"
 	"github.com/aluminiapp/pipeline/lib/kafkatest"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
+	"github.com/aluminiapp/pipeline/sinker/internal/erased"
+	"github.com/aluminiapp/pipeline/sinker/internal/erased/erasedtest"
 	"github.com/aluminiapp/pipeline/sinker/internal/sink"
 	"github.com/aluminiapp/pipeline/sinker/internal/store"
 	"github.com/aluminiapp/pipeline/sinker/schema"
@@ -65,8 +67,13 @@ func (e *env) start(t *testing.T, cfg sink.Config) (stop func()) {
 func (e *env) startSink(t *testing.T, cfg sink.Config, st sink.Store, reg prometheus.Registerer, wrap func(sink.Reader) sink.Reader) (*sink.Sink, func()) {
 	t.Helper()
 	log := zaptest.NewLogger(t)
-	reader := sink.NewReader(e.kafka.BrokerList(), e.kafka.EnrichedTopic, group, 6*time.Second, log)
-	dlq := sink.NewDeadLetterWriter(e.kafka.Addr(), e.kafka.DeadLetterTopic, log)
+	reader, err := sink.NewReader(sink.ReaderConfig{
+		Brokers: e.kafka.BrokerList(), Topic: e.kafka.EnrichedTopic, GroupID: group, SessionTimeout: 6 * time.Second,
+	}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dlq := sink.NewDeadLetterWriter(e.kafka.Addr(), nil, e.kafka.DeadLetterTopic, log)
 	var r sink.Reader = reader
 	if wrap != nil {
 		r = wrap(reader)
@@ -223,7 +230,9 @@ func TestStoresEventsAndCommitsOffsets(t *testing.T) {
 	// A plain MergeTree copy of every inserted row: background merges of the
 	// ReplacingMergeTree would hide what was inserted twice.
 	for _, stmt := range []string{
-		"CREATE TABLE events_nodedup AS events ENGINE = MergeTree ORDER BY event_id",
+		// The columns of SELECT *, so MATERIALIZED columns of events
+		// (computed there, not inserted) do not become expected inputs.
+		"CREATE TABLE events_nodedup ENGINE = MergeTree ORDER BY event_id AS SELECT * FROM events WHERE 0",
 		"CREATE MATERIALIZED VIEW events_nodedup_mv TO events_nodedup AS SELECT * FROM events",
 	} {
 		if err := e.conn.Exec(context.Background(), stmt); err != nil {
@@ -356,4 +365,80 @@ func (e *env) rowsBelow(t *testing.T, n int) uint64 {
 		t.Fatal(err)
 	}
 	return rows
+}
+
+// TestErasedVisitorsStayErased replays a topic holding an erased visitor's
+// events (a new consumer group reads it from the oldest record): none of
+// them reaches events, nor the dead-letter topic, while the other visitors'
+// events are stored, and every offset is committed.
+func TestErasedVisitorsStayErased(t *testing.T) {
+	e := newEnv(t)
+	const n, erasedVisitor = 140, 3
+	erasedtest.Create(t, e.conn)
+	erasedtest.Record(t, e.conn, "shop", erasedVisitor)
+	erasedtest.Record(t, e.conn, "news", 4) // another client's visitor 4 is not shop's
+	set := erased.New(e.conn, zaptest.NewLogger(t), prometheus.NewRegistry())
+	if err := set.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	msgs := eventMessages(t, 0, n)
+	// An event of the erased visitor that would be invalid: it must not
+	// reach the dead-letter topic either.
+	msgs = append(msgs, kafka.Message{Key: []byte("x"), Value: marshal(t, &aluminiv1.Event{ClientId: "shop", VisitorId: erasedVisitor})})
+	e.produce(t, msgs...)
+	want := 0 // events of other visitors
+	for i := range n {
+		if event(i).VisitorId != erasedVisitor {
+			want++
+		}
+	}
+
+	cfg := testCfg
+	cfg.Erased = set
+	reg := prometheus.NewRegistry()
+	e.startSink(t, cfg, e.store, reg, nil)
+	e.waitCommitted(t, n+1)
+
+	var erasedRows, visitor4 uint64
+	if err := e.conn.QueryRow(context.Background(), "SELECT countIf(visitor_id = ?), countIf(visitor_id = 4) FROM events WHERE client_id = 'shop'", uint64(erasedVisitor)).Scan(&erasedRows, &visitor4); err != nil {
+		t.Fatal(err)
+	}
+	if erasedRows != 0 || visitor4 == 0 {
+		t.Errorf("rows of shop's visitors %d and 4 = %d, %d; want 0 and more than 0", erasedVisitor, erasedRows, visitor4)
+	}
+	if uniq, _ := e.counts(t); uniq != uint64(want) {
+		t.Errorf("uniqExact(event_id) = %d; want %d (every other visitor's event)", uniq, want)
+	}
+	if got := kafkatest.Count(t, e.kafka.Brokers, e.kafka.DeadLetterTopic); got != 0 {
+		t.Errorf("dead-letter topic holds %d records; want 0", got)
+	}
+	// kafka-go may hand a record over twice in one run, so at least.
+	dropped := droppedErased(t, reg)
+	if dropped < float64(n-want+1) {
+		t.Errorf("alumini_sinker_dropped_total{reason=erased} = %v; want at least %d", dropped, n-want+1)
+	}
+}
+
+// droppedErased is the erased series of alumini_sinker_dropped_total in reg.
+func droppedErased(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "alumini_sinker_dropped_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() == sink.DropErased {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatal("alumini_sinker_dropped_total{reason=erased} not registered")
+	return 0
 }

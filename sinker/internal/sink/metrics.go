@@ -15,6 +15,8 @@ type metrics struct {
 	lastInsert        prometheus.Gauge
 	splits            prometheus.Counter
 	lag               *prometheus.GaugeVec
+	dropped           *prometheus.CounterVec
+	droppedErased     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -72,10 +74,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "alumini_sinker_consumer_lag_records",
 		Help: "Records between the last one fetched and the end of its partition, by partition.",
 	}, []string{"partition"})
+	m.dropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "alumini_sinker_dropped_total",
+		Help: "Records committed without being stored or dead-lettered, by reason (erased: the visitor's erasure was requested).",
+	}, []string{"reason"})
+	m.droppedErased = m.dropped.WithLabelValues(DropErased)
 	for _, r := range []string{ReasonDecodeError, ReasonInvalidEvent, ReasonRejected} {
 		m.deadLetters.WithLabelValues(r) // export zeros, so alerts see the series
 	}
 	reg.MustRegister(m.rowsInserted, m.bytesInserted, m.inserts, m.insertDuration, m.batchRows,
-		m.insertRetries, m.deadLetters, m.deadLetterRetries, m.commitFailures, m.lastInsert, m.splits, m.lag)
+		m.insertRetries, m.deadLetters, m.deadLetterRetries, m.commitFailures, m.lastInsert, m.splits, m.lag,
+		m.dropped)
 	return m
 }

@@ -30,6 +30,10 @@
 // A record that cannot be stored (it does not decode, or lacks the ids that
 // deduplication needs) goes to the dead-letter topic as a DeadLetter and is
 // committed with its batch, so its partition keeps moving.
+//
+// The events of erased visitors (Config.Erased) are dropped before the
+// insert, with their offsets committed like the rest: a Kafka replay must
+// not store again what an erasure deleted.
 package sink
 
 import (
@@ -54,6 +58,10 @@ import (
 
 // Stage names the sinker in dead letters.
 const Stage = "sinker"
+
+// DropErased is the reason label of events dropped because their visitor
+// was erased.
+const DropErased = "erased"
 
 // Dead-letter reasons.
 const (
@@ -81,7 +89,13 @@ type Store interface {
 	Insert(ctx context.Context, events []*aluminiv1.Event) error
 }
 
-// Config bounds batches and retries.
+// ErasedSet says which visitors were erased.
+type ErasedSet interface {
+	Contains(clientID string, visitorID uint64) bool
+}
+
+// Config bounds batches and retries, and names the visitors whose events
+// are dropped.
 type Config struct {
 	// A batch is flushed when it holds MaxRows records or MaxBytes of
 	// record values, or MaxWait after its first record arrived.
@@ -96,6 +110,10 @@ type Config struct {
 	// AttemptTimeout bounds one insert or dead-letter write, so a hung
 	// connection turns into a retry.
 	AttemptTimeout time.Duration
+	// Erased, when not nil, is asked about every decoded event; the events
+	// of erased visitors are neither stored nor dead-lettered, but their
+	// offsets are committed with the batch.
+	Erased ErasedSet
 }
 
 // WithDefaults fills the zero retry settings.
@@ -126,12 +144,17 @@ type Sink struct {
 
 	mu        sync.Mutex
 	insertErr error // the last insert failure, nil once an insert succeeded
+
+	// Used only by the goroutine that fills batches.
+	sizeHint int                      // records in the last batch: the next one's capacity
+	lag      map[int]prometheus.Gauge // consumer lag gauge by partition
 }
 
 // New returns a Sink whose metrics are registered on reg. Dead letters are
 // written through dlq.
 func New(cfg Config, reader Reader, dlq Writer, store Store, log *zap.Logger, reg prometheus.Registerer) *Sink {
-	return &Sink{cfg: cfg.WithDefaults(), reader: reader, dlq: dlq, store: store, log: log, m: newMetrics(reg)}
+	return &Sink{cfg: cfg.WithDefaults(), reader: reader, dlq: dlq, store: store, log: log, m: newMetrics(reg),
+		lag: map[int]prometheus.Gauge{}}
 }
 
 // Ready is a readiness check: it fails while the last insert failed.
@@ -155,7 +178,7 @@ type batch struct {
 	msgs         []kafka.Message // every record fetched, committed together
 	bytes        int             // value bytes of msgs
 	events       []*aluminiv1.Event
-	eventMsgs    []kafka.Message // the record of each event, for dead letters
+	eventRecs    []int32 // the index in msgs of each event's record, for dead letters
 	eventBytes   int
 	dead         []kafka.Message // dead letters to produce
 	deadReasons  []string
@@ -240,7 +263,11 @@ func (s *Sink) Run(ctx context.Context) error {
 // limit passed, or ctx was cancelled (then it returns ctx's error with the
 // records fetched so far).
 func (s *Sink) fill(ctx context.Context) (*batch, error) {
-	b := &batch{}
+	// Sized like the last batch, so a steady stream fills batches without
+	// growing (and copying) their slices.
+	n := min(s.sizeHint, s.cfg.MaxRows)
+	b := &batch{msgs: make([]kafka.Message, 0, n), events: make([]*aluminiv1.Event, 0, n), eventRecs: make([]int32, 0, n)}
+	defer func() { s.sizeHint = len(b.msgs) }()
 	// fetchCtx is cancelled MaxWait after the first record arrived.
 	fetchCtx, timeUp := context.WithCancel(ctx)
 	defer timeUp()
@@ -276,11 +303,24 @@ func (s *Sink) add(b *batch, m kafka.Message) error {
 	b.msgs = append(b.msgs, m)
 	b.bytes += len(m.Value)
 	if m.HighWaterMark > 0 {
-		s.m.lag.WithLabelValues(strconv.Itoa(m.Partition)).Set(float64(m.HighWaterMark - m.Offset - 1))
+		g := s.lag[m.Partition]
+		if g == nil {
+			g = s.m.lag.WithLabelValues(strconv.Itoa(m.Partition))
+			s.lag[m.Partition] = g
+		}
+		g.Set(float64(m.HighWaterMark - m.Offset - 1))
 	}
 	ev := &aluminiv1.Event{}
 	if err := proto.Unmarshal(m.Value, ev); err != nil {
 		return s.deadLetter(b, m, ReasonDecodeError, err)
+	}
+	// Before the validity checks: an erased visitor's invalid event must
+	// not reach the dead-letter topic either.
+	if s.cfg.Erased != nil && s.cfg.Erased.Contains(ev.ClientId, ev.VisitorId) {
+		s.m.droppedErased.Inc()
+		s.log.Debug("dropping an event of an erased visitor", zap.String("client_id", ev.ClientId),
+			zap.String("topic", m.Topic), zap.Int("partition", m.Partition), zap.Int64("offset", m.Offset))
+		return nil
 	}
 	if ev.ClientId == "" || ev.EventId == "" {
 		return s.deadLetter(b, m, ReasonInvalidEvent, errors.New("event has no client_id or no event_id"))
@@ -289,7 +329,7 @@ func (s *Sink) add(b *batch, m kafka.Message) error {
 		return s.deadLetter(b, m, ReasonInvalidEvent, err)
 	}
 	b.events = append(b.events, ev)
-	b.eventMsgs = append(b.eventMsgs, m)
+	b.eventRecs = append(b.eventRecs, int32(len(b.msgs)-1))
 	b.eventBytes += len(m.Value)
 	return nil
 }
@@ -354,7 +394,7 @@ func (s *Sink) flush(ctx context.Context, b *batch) error {
 	}
 	if len(b.events) > 0 && !b.inserted {
 		faultpoint.Hit(faultpoint.BeforeInsert)
-		if err := s.insertSplitting(ctx, b.events, b.eventMsgs); err != nil {
+		if err := s.insertSplitting(ctx, b, b.events, b.eventRecs); err != nil {
 			return err
 		}
 		b.inserted = true
@@ -377,9 +417,9 @@ func (s *Sink) flush(ctx context.Context, b *batch) error {
 // When ClickHouse rejects them for their data it inserts each half on its
 // own, recursively, and dead-letters the single rows it still rejects: a
 // batch with k bad rows among n costs about 2k·log2(n) extra inserts, and
-// good rows are never held back by bad ones. msgs[i] is the record of
-// events[i].
-func (s *Sink) insertSplitting(ctx context.Context, events []*aluminiv1.Event, msgs []kafka.Message) error {
+// good rows are never held back by bad ones. b.msgs[recs[i]] is the
+// record of events[i].
+func (s *Sink) insertSplitting(ctx context.Context, b *batch, events []*aluminiv1.Event, recs []int32) error {
 	err := s.retry(ctx, "insert", s.m.insertRetries, func(ctx context.Context) error {
 		faultpoint.Arm(faultpoint.DuringInsert)
 		start := time.Now()
@@ -397,8 +437,8 @@ func (s *Sink) insertSplitting(ctx context.Context, events []*aluminiv1.Event, m
 		s.m.inserts.Inc()
 		s.m.rowsInserted.Add(float64(len(events)))
 		bytes := 0
-		for _, m := range msgs {
-			bytes += len(m.Value)
+		for _, i := range recs {
+			bytes += len(b.msgs[i].Value)
 		}
 		s.m.bytesInserted.Add(float64(bytes))
 		s.m.batchRows.Observe(float64(len(events)))
@@ -409,15 +449,15 @@ func (s *Sink) insertSplitting(ctx context.Context, events []*aluminiv1.Event, m
 		return err
 	}
 	if len(events) == 1 {
-		return s.deadLetterNow(ctx, msgs[0], err)
+		return s.deadLetterNow(ctx, b.msgs[recs[0]], err)
 	}
 	s.log.Warn("clickhouse rejected a batch for its data; splitting it", zap.Int("rows", len(events)), zap.Error(err))
 	s.m.splits.Inc()
 	half := len(events) / 2
-	if err := s.insertSplitting(ctx, events[:half], msgs[:half]); err != nil {
+	if err := s.insertSplitting(ctx, b, events[:half], recs[:half]); err != nil {
 		return err
 	}
-	return s.insertSplitting(ctx, events[half:], msgs[half:])
+	return s.insertSplitting(ctx, b, events[half:], recs[half:])
 }
 
 // deadLetterNow writes the dead letter of a row ClickHouse rejected.

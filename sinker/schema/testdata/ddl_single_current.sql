@@ -233,3 +233,216 @@ FROM events
 WHERE type = 'pageview'
 GROUP BY client_id, day, is_bot, referrer_source, referrer_medium, utm_source, utm_medium, utm_campaign;
 
+-- 3/1 event_key column
+ALTER TABLE events ADD COLUMN event_key UInt64 MATERIALIZED cityHash64(event_id);
+
+-- 4/1 report views over event_key
+CREATE TABLE IF NOT EXISTS events_hourly_v2
+(
+    client_id String,
+    hour DateTime('UTC'),
+    type Enum8('unspecified' = 0, 'pageview' = 1, 'custom' = 2, 'identify' = 3),
+    is_bot UInt8,
+    events AggregateFunction(uniqExact, UInt64),
+    visitors AggregateFunction(uniqExact, UInt64),
+    sessions AggregateFunction(uniqExact, UInt64)
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(hour)
+ORDER BY (client_id, hour, type, is_bot);
+
+-- 4/2 report views over event_key
+CREATE MATERIALIZED VIEW IF NOT EXISTS events_hourly_v2_mv TO events_hourly_v2 AS
+SELECT
+    client_id,
+    toStartOfHour(timestamp) AS hour,
+    type,
+    is_bot,
+    uniqExactState(event_key) AS events,
+    uniqExactState(visitor_id) AS visitors,
+    uniqExactState(session_id) AS sessions
+FROM events
+GROUP BY client_id, hour, type, is_bot;
+
+-- 4/3 report views over event_key
+INSERT INTO events_hourly_v2
+SELECT
+    client_id,
+    toStartOfHour(timestamp) AS hour,
+    type,
+    is_bot,
+    uniqExactState(event_key) AS events,
+    uniqExactState(visitor_id) AS visitors,
+    uniqExactState(session_id) AS sessions
+FROM events
+GROUP BY client_id, hour, type, is_bot;
+
+-- 4/4 report views over event_key
+CREATE TABLE IF NOT EXISTS sessions_daily_v2
+(
+    client_id String,
+    day Date,
+    is_bot UInt8,
+    session_id UInt64,
+    visitor_id AggregateFunction(any, UInt64),
+    pageviews AggregateFunction(uniqExactIf, UInt64, UInt8),
+    events AggregateFunction(uniqExact, UInt64),
+    started AggregateFunction(min, DateTime('UTC')),
+    ended AggregateFunction(max, DateTime('UTC'))
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (client_id, day, is_bot, session_id);
+
+-- 4/5 report views over event_key
+CREATE MATERIALIZED VIEW IF NOT EXISTS sessions_daily_v2_mv TO sessions_daily_v2 AS
+SELECT
+    client_id,
+    toDate(timestamp) AS day,
+    is_bot,
+    session_id,
+    anyState(visitor_id) AS visitor_id,
+    uniqExactIfState(event_key, type = 'pageview') AS pageviews,
+    uniqExactState(event_key) AS events,
+    minState(timestamp) AS started,
+    maxState(timestamp) AS ended
+FROM events
+GROUP BY client_id, day, is_bot, session_id;
+
+-- 4/6 report views over event_key
+INSERT INTO sessions_daily_v2
+SELECT
+    client_id,
+    toDate(timestamp) AS day,
+    is_bot,
+    session_id,
+    anyState(visitor_id) AS visitor_id,
+    uniqExactIfState(event_key, type = 'pageview') AS pageviews,
+    uniqExactState(event_key) AS events,
+    minState(timestamp) AS started,
+    maxState(timestamp) AS ended
+FROM events
+GROUP BY client_id, day, is_bot, session_id;
+
+-- 4/7 report views over event_key
+CREATE TABLE IF NOT EXISTS pages_daily_v2
+(
+    client_id String,
+    day Date,
+    is_bot UInt8,
+    hostname LowCardinality(String),
+    path String,
+    pageviews AggregateFunction(uniqExact, UInt64),
+    visitors AggregateFunction(uniqExact, UInt64)
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (client_id, day, is_bot, hostname, path);
+
+-- 4/8 report views over event_key
+CREATE MATERIALIZED VIEW IF NOT EXISTS pages_daily_v2_mv TO pages_daily_v2 AS
+SELECT
+    client_id,
+    toDate(timestamp) AS day,
+    is_bot,
+    hostname,
+    path,
+    uniqExactState(event_key) AS pageviews,
+    uniqExactState(visitor_id) AS visitors
+FROM events
+WHERE type = 'pageview'
+GROUP BY client_id, day, is_bot, hostname, path;
+
+-- 4/9 report views over event_key
+INSERT INTO pages_daily_v2
+SELECT
+    client_id,
+    toDate(timestamp) AS day,
+    is_bot,
+    hostname,
+    path,
+    uniqExactState(event_key) AS pageviews,
+    uniqExactState(visitor_id) AS visitors
+FROM events
+WHERE type = 'pageview'
+GROUP BY client_id, day, is_bot, hostname, path;
+
+-- 4/10 report views over event_key
+CREATE TABLE IF NOT EXISTS sources_daily_v2
+(
+    client_id String,
+    day Date,
+    is_bot UInt8,
+    referrer_source LowCardinality(String),
+    referrer_medium LowCardinality(String),
+    utm_source LowCardinality(String),
+    utm_medium LowCardinality(String),
+    utm_campaign LowCardinality(String),
+    pageviews AggregateFunction(uniqExact, UInt64),
+    visitors AggregateFunction(uniqExact, UInt64),
+    sessions AggregateFunction(uniqExact, UInt64)
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (client_id, day, is_bot, referrer_source, referrer_medium, utm_source, utm_medium, utm_campaign);
+
+-- 4/11 report views over event_key
+CREATE MATERIALIZED VIEW IF NOT EXISTS sources_daily_v2_mv TO sources_daily_v2 AS
+SELECT
+    client_id,
+    toDate(timestamp) AS day,
+    is_bot,
+    referrer_source,
+    referrer_medium,
+    utm_source,
+    utm_medium,
+    utm_campaign,
+    uniqExactState(event_key) AS pageviews,
+    uniqExactState(visitor_id) AS visitors,
+    uniqExactState(session_id) AS sessions
+FROM events
+WHERE type = 'pageview'
+GROUP BY client_id, day, is_bot, referrer_source, referrer_medium, utm_source, utm_medium, utm_campaign;
+
+-- 4/12 report views over event_key
+INSERT INTO sources_daily_v2
+SELECT
+    client_id,
+    toDate(timestamp) AS day,
+    is_bot,
+    referrer_source,
+    referrer_medium,
+    utm_source,
+    utm_medium,
+    utm_campaign,
+    uniqExactState(event_key) AS pageviews,
+    uniqExactState(visitor_id) AS visitors,
+    uniqExactState(session_id) AS sessions
+FROM events
+WHERE type = 'pageview'
+GROUP BY client_id, day, is_bot, referrer_source, referrer_medium, utm_source, utm_medium, utm_campaign;
+
+-- 4/13 report views over event_key
+DROP TABLE IF EXISTS events_hourly_mv;
+
+-- 4/14 report views over event_key
+DROP TABLE IF EXISTS events_hourly;
+
+-- 4/15 report views over event_key
+DROP TABLE IF EXISTS sessions_daily_mv;
+
+-- 4/16 report views over event_key
+DROP TABLE IF EXISTS sessions_daily;
+
+-- 4/17 report views over event_key
+DROP TABLE IF EXISTS pages_daily_mv;
+
+-- 4/18 report views over event_key
+DROP TABLE IF EXISTS pages_daily;
+
+-- 4/19 report views over event_key
+DROP TABLE IF EXISTS sources_daily_mv;
+
+-- 4/20 report views over event_key
+DROP TABLE IF EXISTS sources_daily;
+

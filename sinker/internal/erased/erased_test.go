@@ -1,0 +1,114 @@
+package erased_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/aluminiapp/pipeline/lib/chtest"
+	"github.com/aluminiapp/pipeline/sinker/internal/erased"
+	"github.com/aluminiapp/pipeline/sinker/internal/erased/erasedtest"
+)
+
+// TestReporterKeepsTheContract fails when the reporter's table stops having
+// what the sinker reads: its name and the two key columns.
+func TestReporterKeepsTheContract(t *testing.T) {
+	src, err := os.ReadFile("../../../reporter/internal/query/store.go")
+	if err != nil {
+		t.Skipf("reporter source not beside the sinker: %v", err)
+	}
+	scope, err := os.ReadFile("../../../reporter/internal/query/scope.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"client_id String,", "visitor_id UInt64,"} {
+		if !strings.Contains(string(src), want) {
+			t.Errorf("reporter's erasedDDL lacks %q; the sinker reads it (update erased.go and testdata)", want)
+		}
+	}
+	if want := `const erasedTable = "` + erased.Table + `"`; !strings.Contains(string(scope), want) {
+		t.Errorf("reporter's scope.go lacks %q", want)
+	}
+}
+
+func TestLoad(t *testing.T) {
+	_, conn := chtest.Database(t)
+	ctx := context.Background()
+	reg := prometheus.NewRegistry()
+	s := erased.New(conn, zaptest.NewLogger(t), reg)
+
+	// No table: the reporter has not started yet. Not an error to stop for.
+	if err := s.Load(ctx); !errors.Is(err, erased.ErrNoTable) {
+		t.Fatalf("Load() without the table = %v; want ErrNoTable", err)
+	}
+	s.Refresh(ctx) // logs nothing above debug, counts no failure
+	if got := value(t, reg, "alumini_sinker_erased_refresh_failures_total"); got != 0 {
+		t.Errorf("refresh failures = %v; want 0 for a missing table", got)
+	}
+	if s.Contains("shop", 7) || s.Len() != 0 {
+		t.Errorf("Contains(shop, 7), Len() = %v, %d; want false, 0", s.Contains("shop", 7), s.Len())
+	}
+
+	if err := conn.Exec(ctx, erasedtest.ReporterDDL); err != nil {
+		t.Fatal(err)
+	}
+	erasedtest.Record(t, conn, "shop", 7)
+	erasedtest.Record(t, conn, "news", 8)
+	if err := s.Load(ctx); err != nil {
+		t.Fatalf("Load() = %v", err)
+	}
+	for _, c := range []struct {
+		client  string
+		visitor uint64
+		want    bool
+	}{
+		{"shop", 7, true}, {"news", 8, true}, {"shop", 8, false}, {"news", 7, false}, {"other", 7, false},
+	} {
+		if got := s.Contains(c.client, c.visitor); got != c.want {
+			t.Errorf("Contains(%q, %d) = %v; want %v", c.client, c.visitor, got, c.want)
+		}
+	}
+	if s.Len() != 2 {
+		t.Errorf("Len() = %d; want 2 (repeated records count once)", s.Len())
+	}
+	if got := value(t, reg, "alumini_sinker_erased_visitors"); got != 2 {
+		t.Errorf("alumini_sinker_erased_visitors = %v; want 2", got)
+	}
+
+	// A failed load keeps what was known: an erasure is never forgotten.
+	if err := conn.Exec(ctx, "DROP TABLE erased_visitors"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Load(ctx); !errors.Is(err, erased.ErrNoTable) {
+		t.Fatalf("Load() after DROP = %v; want ErrNoTable", err)
+	}
+	if !s.Contains("shop", 7) {
+		t.Error("Contains(shop, 7) after a failed load = false; want true")
+	}
+}
+
+// value is the value of the unlabelled gauge or counter name in reg.
+func value(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name || len(mf.GetMetric()) != 1 {
+			continue
+		}
+		m := mf.GetMetric()[0]
+		if m.GetGauge() != nil {
+			return m.GetGauge().GetValue()
+		}
+		return m.GetCounter().GetValue()
+	}
+	t.Fatalf("metric %s not registered", name)
+	return 0
+}
