@@ -30,6 +30,13 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) error {
 		return err
 	}
 
+	// The sinker's migrations make the tables, but the reporter may start
+	// first, and its own erasure table needs the database.
+	initCtx, cancelInit := context.WithTimeout(ctx, 30*time.Second)
+	defer cancelInit()
+	if err := c.ClickHouse.CreateDatabase(initCtx); err != nil {
+		return err
+	}
 	conn, err := c.ClickHouse.Open()
 	if err != nil {
 		return err
@@ -47,9 +54,7 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) error {
 	if err != nil {
 		return errors.Join(err, closeConn())
 	}
-	initCtx, cancelInit := context.WithTimeout(ctx, 30*time.Second)
 	err = store.Init(initCtx)
-	cancelInit()
 	if err != nil {
 		return errors.Join(err, closeConn())
 	}
