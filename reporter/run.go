@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/aluminiapp/pipeline/lib/periodic"
 	"github.com/aluminiapp/pipeline/lib/service"
 	"github.com/aluminiapp/pipeline/reporter/internal/api"
 	"github.com/aluminiapp/pipeline/reporter/internal/clientfile"
@@ -145,23 +146,15 @@ const erasureInterval = 30 * time.Second
 // finishErasures calls store.FinishErasures every erasureInterval until
 // ctx ends.
 func finishErasures(ctx context.Context, store *query.Store, timeout time.Duration, log *zap.Logger) {
-	t := time.NewTicker(erasureInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	periodic.Run(ctx, erasureInterval, func() {
 		// Rebuilding views re-aggregates whole days: give it more than a
 		// report query.
 		runCtx, cancel := context.WithTimeout(ctx, 6*timeout)
-		left, err := store.FinishErasures(runCtx)
-		cancel()
-		if err != nil && ctx.Err() == nil {
+		defer cancel()
+		if left, err := store.FinishErasures(runCtx); err != nil && ctx.Err() == nil {
 			log.Error("finishing erasures", zap.Error(err), zap.Int("pending", left))
 		}
-	}
+	})
 }
 
 // routes sends /api/ to the API and everything else to the dashboard.

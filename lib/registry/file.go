@@ -13,6 +13,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/aluminiapp/pipeline/lib/periodic"
 )
 
 // File is a Registry read from a YAML file and reloaded when it changes.
@@ -124,22 +126,15 @@ func (f *File) apply(data []byte) error {
 // file-system notifications, also sees the symlink swaps by which
 // Kubernetes updates mounted ConfigMaps and Secrets.
 func (f *File) Watch(ctx context.Context, interval time.Duration, log *zap.Logger) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			changed, err := f.reload()
-			switch {
-			case err != nil:
-				log.Error("client registry not reloaded; keeping the previous version", zap.Error(err))
-			case changed:
-				log.Info("client registry reloaded", zap.String("path", f.path), zap.Int("clients", len(f.current.Load().byID)))
-			}
+	periodic.Run(ctx, interval, func() {
+		changed, err := f.reload()
+		switch {
+		case err != nil:
+			log.Error("client registry not reloaded; keeping the previous version", zap.Error(err))
+		case changed:
+			log.Info("client registry reloaded", zap.String("path", f.path), zap.Int("clients", len(f.current.Load().byID)))
 		}
-	}
+	})
 }
 
 // ByID returns the client with the given id.

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/aluminiapp/pipeline/enricher/internal/kafkastate"
+	"github.com/aluminiapp/pipeline/lib/periodic"
 )
 
 // ErrSaltGone means the salt of a day was destroyed: the hit came too late
@@ -240,18 +241,11 @@ func (s *SaltStore) Rotate(ctx context.Context) error {
 
 // Run rotates every interval until ctx ends.
 func (s *SaltStore) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := s.Rotate(ctx); err != nil && ctx.Err() == nil {
-				s.log.Warn("rotating daily salts failed; retrying at the next tick", zap.Error(err))
-			}
+	periodic.Run(ctx, interval, func() {
+		if err := s.Rotate(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("rotating daily salts failed; retrying at the next tick", zap.Error(err))
 		}
-	}
+	})
 }
 
 // Close forgets the salts and disconnects.

@@ -3,21 +3,15 @@ package query
 import (
 	"fmt"
 	"regexp"
+
+	"github.com/aluminiapp/pipeline/sinker/schema"
 )
 
-// exportColumns are the columns of a data subject export, in order. Arrays
-// stay arrays; everything else is read as text so one row type fits all.
-var exportColumns = []string{
-	"client_id", "event_id", "type", "name", "timestamp", "received_at",
-	"url", "hostname", "path", "title", "referrer",
-	"browser", "browser_version", "os", "os_version", "device_type", "is_bot",
-	"referrer_source", "referrer_medium", "search_term",
-	"utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content",
-	"country", "region", "city",
-	"language", "screen_width", "screen_height", "timezone",
-	"visitor_id", "session_id", "is_new_visitor", "previous_visit",
-	"prop_keys", "prop_values", "user_id",
-}
+// exportColumns are the columns of a data subject export, in order: every
+// column the sinker stores (the truncated IP too: it is the visitor's
+// data). Arrays stay arrays; everything else is read as text so one row
+// type fits all.
+var exportColumns = schema.Columns
 
 // ExportColumns returns the column names of an export, in order.
 func ExportColumns() []string { return append([]string(nil), exportColumns...) }

@@ -20,6 +20,8 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/aluminiapp/pipeline/lib/periodic"
 )
 
 // Table is the reporter's erasure table the set is loaded from.
@@ -181,14 +183,5 @@ func (s *Set) Refresh(ctx context.Context) {
 // is the caller's (Refresh before consuming), so Run waits one interval
 // before its own.
 func (s *Set) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.Refresh(ctx)
-		}
-	}
+	periodic.Run(ctx, interval, func() { s.Refresh(ctx) })
 }
