@@ -25,5 +25,8 @@ fi
 sqlcheck="$(dirname "$0")/sqlcheck"
 if [ ! -d "$sqlcheck/node_modules/chdb" ]; then
   echo "deps: installing chdb for the current-engine SQL check" >&2
-  npm ci --prefix "$sqlcheck" --no-audit --no-fund --loglevel=error >/dev/null
+  # npm install, not npm ci: the lock file lists only the Linux x64 build of
+  # chdb's native library, so npm ci calls it out of sync with chdb's other
+  # optional platform builds; npm install keeps to the locked versions.
+  npm install --prefix "$sqlcheck" --no-audit --no-fund --loglevel=error >/dev/null
 fi

@@ -45,7 +45,7 @@ type Report struct {
 }
 
 // ErrNotInstalled is returned when Node.js or the chdb package is missing.
-var ErrNotInstalled = errors.New("the current-engine check is not installed: install Node.js 18+ and run `npm ci --prefix deploy/sqlcheck` from the repository root")
+var ErrNotInstalled = errors.New("the current-engine check is not installed: install Node.js 18+ and run `npm install --prefix deploy/sqlcheck` from the repository root")
 
 // Script finds deploy/sqlcheck/sqlcheck.js above the working directory.
 func Script() (string, error) {
