@@ -73,7 +73,7 @@
     t.id = "top-" + dim;
     const cap = t.createCaption(); cap.textContent = title;
     const head = t.createTHead().insertRow();
-    for (const [h, cls] of [[title.replace(/^Top /, ""), ""], ["Visitors", "num"], ["Page views", "num"]]) {
+    for (const [h, cls] of [[title.replace(/^Top (.)/, (_, c) => c.toUpperCase()), ""], ["Visitors", "num"], ["Page views", "num"]]) {
       const th = document.createElement("th"); th.scope = "col"; th.textContent = h; if (cls) th.className = cls; head.appendChild(th);
     }
     const body = t.createTBody();
