@@ -43,8 +43,9 @@ func main() {
 		rate := fs.Int("rate", 1000, "requests per second, sent on schedule whatever the answers take (open loop)")
 		dur := fs.Duration("duration", 10*time.Second, "how long to send")
 		conns := fs.Int("conns", 64, "most connections open at once")
+		visitors := fs.Int("visitors", 1, "distinct User-Agents to cycle through: the collector partitions by visitor (IP + User-Agent), so 1 puts every event on one partition")
 		parse(fs)
-		runLoad(*url, *bodyFile, *rate, *dur, *conns)
+		runLoad(*url, *bodyFile, *rate, *dur, *conns, max(*visitors, 1))
 	default:
 		fail("unknown command %q: want kafka, noop or load", os.Args[1])
 	}
@@ -114,7 +115,7 @@ func runNoop(addr, impl string) {
 // runLoad sends requests on a fixed schedule (open loop, so a slow answer
 // does not slow the sender down and hide latency) and prints the latency
 // percentiles of the answers.
-func runLoad(url, bodyFile string, rate int, dur time.Duration, conns int) {
+func runLoad(url, bodyFile string, rate int, dur time.Duration, conns, visitors int) {
 	body, err := os.ReadFile(bodyFile)
 	if err != nil {
 		fail("%v", err)
@@ -143,6 +144,7 @@ func runLoad(url, bodyFile string, rate int, dur time.Duration, conns int) {
 			continue
 		}
 		wg.Add(1)
+		visitor := i % visitors
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
@@ -153,6 +155,9 @@ func runLoad(url, bodyFile string, rate int, dur time.Duration, conns int) {
 			req.SetRequestURI(url)
 			req.Header.SetMethod("POST")
 			req.Header.SetContentType("application/json")
+			if visitors > 1 {
+				req.Header.SetUserAgent(fmt.Sprintf("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.%d.0 Safari/537.36", visitor))
+			}
 			req.SetBody(body)
 			// Latency from when the request was due, so queueing in the
 			// generator counts (no coordinated omission).
