@@ -138,10 +138,35 @@ func (b *Block) columns() []any {
 // AppendTo appends every column of the block to a batch prepared with
 // InsertSQL.
 func (b *Block) AppendTo(batch driver.Batch) error {
+	return b.AppendRange(batch, 0, b.Len())
+}
+
+// AppendRange appends rows [from, to) of every column to a batch prepared
+// with InsertSQL.
+func (b *Block) AppendRange(batch driver.Batch, from, to int) error {
 	for i, col := range b.columns() {
-		if err := batch.Column(i).Append(col); err != nil {
+		if err := batch.Column(i).Append(rows(col, from, to)); err != nil {
 			return fmt.Errorf("column %s: %w", Columns[i], err)
 		}
 	}
 	return nil
+}
+
+// rows is col[from:to] for the column types a Block holds.
+func rows(col any, from, to int) any {
+	switch c := col.(type) {
+	case []string:
+		return c[from:to]
+	case []time.Time:
+		return c[from:to]
+	case []uint8:
+		return c[from:to]
+	case []uint16:
+		return c[from:to]
+	case []uint64:
+		return c[from:to]
+	case [][]string:
+		return c[from:to]
+	}
+	panic(fmt.Sprintf("schema: Block column of type %T", col))
 }

@@ -1,18 +1,20 @@
 package store
 
 import (
-	"errors"
-	"strings"
-
 	"context"
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"errors"
+	"fmt"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"go.uber.org/zap"
 
 	"github.com/aluminiapp/pipeline/lib/chconf"
 	"github.com/aluminiapp/pipeline/lib/chtest"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
 	"github.com/aluminiapp/pipeline/sinker/schema"
-	"go.uber.org/zap"
 )
 
 func TestOpenCreatesDatabaseAndInserts(t *testing.T) {
@@ -100,4 +102,49 @@ func mustOpen(t *testing.T, addr string) driver.Conn {
 	}
 	t.Cleanup(func() { _ = conn.Close() }) // nothing was ever connected
 	return conn
+}
+
+// TestInsertOfManyBlocksMakesOnePart: an insert larger than sendBlockRows
+// goes out as several native blocks; the server must squash them, so that
+// big batches still make one part (what keeps ClickHouse's merges light),
+// and a row ClickHouse refuses in the last block keeps the whole insert out.
+func TestInsertOfManyBlocksMakesOnePart(t *testing.T) {
+	_, conn := chtest.Database(t)
+	ctx := context.Background()
+	if err := schema.Apply(ctx, conn, zap.NewNop()); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Exec(ctx, "ALTER TABLE events ADD COLUMN poison UInt8 MATERIALIZED throwIf(path = '/poison')"); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Exec(ctx, "SYSTEM STOP MERGES events"); err != nil {
+		t.Fatal(err)
+	}
+	n := 3*sendBlockRows + 5
+	events := make([]*aluminiv1.Event, n)
+	ts := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC).UnixMilli()
+	for i := range events {
+		events[i] = &aluminiv1.Event{ClientId: "shop", EventId: fmt.Sprint("e", i), Path: "/", TimestampMs: ts}
+	}
+	s := New(conn)
+	if err := s.Insert(ctx, events); err != nil {
+		t.Fatal(err)
+	}
+	var parts, rows uint64
+	if err := conn.QueryRow(ctx, "SELECT count(), sum(rows) FROM system.parts WHERE database = currentDatabase() AND table = 'events' AND active").Scan(&parts, &rows); err != nil {
+		t.Fatal(err)
+	}
+	if parts != 1 || rows != uint64(n) {
+		t.Errorf("an insert of %d rows made %d parts of %d rows in all; want 1 part", n, parts, rows)
+	}
+	events[n-1] = &aluminiv1.Event{ClientId: "shop", EventId: "bad", Path: "/poison", TimestampMs: ts}
+	if err := s.Insert(ctx, events); !errors.Is(err, ErrRejected) {
+		t.Fatalf("insert with a refused row in its last block = %v; want ErrRejected", err)
+	}
+	if err := conn.QueryRow(ctx, "SELECT count(), sum(rows) FROM system.parts WHERE database = currentDatabase() AND table = 'events' AND active").Scan(&parts, &rows); err != nil {
+		t.Fatal(err)
+	}
+	if parts != 1 || rows != uint64(n) {
+		t.Errorf("after the refused insert: %d parts, %d rows; want the first insert's 1 part of %d rows only", parts, rows, n)
+	}
 }
