@@ -51,17 +51,25 @@ func TestOpenCreatesDatabaseAndInserts(t *testing.T) {
 	}
 }
 
-func TestInsertClassifiesDataErrors(t *testing.T) {
+// poisonedEvents is a fresh events table that refuses, for its data, any
+// block holding an event with the path /poison: a MATERIALIZED column is
+// computed before the block is written, and a throwIf in it fails it.
+func poisonedEvents(t *testing.T) driver.Conn {
+	t.Helper()
 	_, conn := chtest.Database(t)
 	ctx := context.Background()
 	if err := schema.Apply(ctx, conn, zap.NewNop()); err != nil {
 		t.Fatal(err)
 	}
-	// A MATERIALIZED column is computed before the block is written, so a
-	// throwIf in it makes the server refuse the whole block for its data.
 	if err := conn.Exec(ctx, "ALTER TABLE events ADD COLUMN poison UInt8 MATERIALIZED throwIf(path = '/poison')"); err != nil {
 		t.Fatal(err)
 	}
+	return conn
+}
+
+func TestInsertClassifiesDataErrors(t *testing.T) {
+	conn := poisonedEvents(t)
+	ctx := context.Background()
 	s := New(conn)
 	good := &aluminiv1.Event{ClientId: "shop", EventId: "a", Path: "/", Properties: map[string]string{"b": "2", "a": "1"}}
 	bad := &aluminiv1.Event{ClientId: "shop", EventId: "b", Path: "/poison"}
@@ -109,14 +117,8 @@ func mustOpen(t *testing.T, addr string) driver.Conn {
 // big batches still make one part (what keeps ClickHouse's merges light),
 // and a row ClickHouse refuses in the last block keeps the whole insert out.
 func TestInsertOfManyBlocksMakesOnePart(t *testing.T) {
-	_, conn := chtest.Database(t)
+	conn := poisonedEvents(t)
 	ctx := context.Background()
-	if err := schema.Apply(ctx, conn, zap.NewNop()); err != nil {
-		t.Fatal(err)
-	}
-	if err := conn.Exec(ctx, "ALTER TABLE events ADD COLUMN poison UInt8 MATERIALIZED throwIf(path = '/poison')"); err != nil {
-		t.Fatal(err)
-	}
 	if err := conn.Exec(ctx, "SYSTEM STOP MERGES events"); err != nil {
 		t.Fatal(err)
 	}
