@@ -30,8 +30,9 @@ func main() {
 	switch os.Args[1] {
 	case "kafka":
 		addr := fs.String("addr", "127.0.0.1:19092", "listen address")
+		dataDir := fs.String("data-dir", "", "keep the log in files under this folder; empty: in memory")
 		parse(fs)
-		runKafka(*addr)
+		runKafka(*addr, *dataDir)
 	case "noop":
 		addr := fs.String("addr", "127.0.0.1:18090", "listen address")
 		impl := fs.String("impl", "fasthttp", "fasthttp or nethttp")
@@ -68,9 +69,12 @@ func waitSignal() {
 	<-sig
 }
 
-// runKafka serves an in-memory kfake broker, the same embedded broker the
-// tests use, until a signal.
-func runKafka(addr string) {
+// runKafka serves a kfake broker, the same embedded broker the tests and
+// deploy/devkafka use, until a signal. In memory, kfake keeps each log in
+// one byte slice that it doubles and copies as it grows: under a global
+// lock, so every produce waits while a log of hundreds of MiB is copied.
+// With dataDir the log goes to files (the page cache), as a real broker's.
+func runKafka(addr, dataDir string) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		fail("addr: %v", err)
@@ -79,10 +83,14 @@ func runKafka(addr string) {
 	if err != nil {
 		fail("addr: %v", err)
 	}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(p),
+	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(p),
 		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
 			return net.Listen(network, net.JoinHostPort(host, port))
-		}))
+		})}
+	if dataDir != "" {
+		opts = append(opts, kfake.DataDir(dataDir))
+	}
+	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		fail("kfake: %v", err)
 	}
