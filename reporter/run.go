@@ -154,6 +154,13 @@ func finishErasures(ctx context.Context, store *query.Store, timeout time.Durati
 		if left, err := store.FinishErasures(runCtx); err != nil && ctx.Err() == nil {
 			log.Error("finishing erasures", zap.Error(err), zap.Int("pending", left))
 		}
+		again, err := store.EraseReturned(runCtx, time.Now())
+		if err != nil && ctx.Err() == nil {
+			log.Error("erasing replayed events of erased visitors", zap.Error(err))
+		}
+		if again > 0 {
+			log.Info("audit: replayed events of erased visitors erased again", zap.Int("visitors", again))
+		}
 	})
 }
 

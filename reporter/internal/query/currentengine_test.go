@@ -156,6 +156,8 @@ func TestCurrentEngineRunsEveryQuery(t *testing.T) {
 		sqlcheck.Statement{Name: "latest mutation", SQL: latestMutationSQL, Params: []any{"events", quoteLiteral("shop")}},
 		sqlcheck.Statement{Name: "erasure status", SQL: erasureSQL, Params: []any{"shop", 2}},
 		sqlcheck.Statement{Name: "mutation done", SQL: mutationDoneSQL, Params: []any{"events", "mutation_1.txt"}},
+		sqlcheck.Statement{Name: "recent erasures", SQL: recentErasuresSQL, Params: []any{"2026-03-05 00:00:00"}},
+		sqlcheck.Statement{Name: "returned events", SQL: returnedEventsSQL, Params: []any{"shop", 2}},
 	)
 	// The tombstone hides visitor 2 from every read at once.
 	q, err = sc.Aggregate(p)

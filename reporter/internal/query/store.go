@@ -746,6 +746,62 @@ func (s *Store) ErasureStatus(ctx context.Context, sc Scope, visitorID uint64) (
 	return s.erasureState(ctx, sc, visitorID, rec)
 }
 
+// ReplayWindow is how long after an erasure its visitor's events may come
+// back: a Kafka replay (an offset reset, a new consumer group) re-inserts
+// what the topics still hold, and the pipeline's topics keep records for
+// seven days by default. The sinker drops events of erased visitors; this
+// catches the ones inserted before it learned of the erasure.
+const ReplayWindow = 7 * 24 * time.Hour
+
+// recentErasuresSQL lists the erasures done (views rebuilt for the latest
+// request) and requested since a time, and returnedEventsSQL counts a
+// visitor's rows that are back in the events table. Both are scoped by
+// their client_id argument or by the erasure records themselves.
+const (
+	recentErasuresSQL = `SELECT client_id, visitor_id FROM ` + erasedTable + `
+GROUP BY client_id, visitor_id
+HAVING max(requested_at) >= toDateTime(?) AND maxIf(requested_at, views_rebuilt = 1) = max(requested_at)`
+	returnedEventsSQL = "SELECT count() FROM events WHERE client_id = ? AND visitor_id = ?"
+)
+
+// EraseReturned erases again every visitor erased within ReplayWindow
+// before now whose events are back in the events table, and returns how
+// many it erased again.
+func (s *Store) EraseReturned(ctx context.Context, now time.Time) (int, error) {
+	type erased struct {
+		client  string
+		visitor uint64
+	}
+	var list []erased
+	err := s.rows(ctx, "recent_erasures", Query{
+		SQL:  recentErasuresSQL,
+		Args: []any{now.Add(-ReplayWindow).UTC().Format(time.DateTime)},
+	}, func(r driver.Rows) error {
+		var e erased
+		err := r.Scan(&e.client, &e.visitor)
+		list = append(list, e)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	again := 0
+	var errs []error
+	for _, e := range list {
+		var n uint64
+		err := s.rows(ctx, "returned_events", Query{SQL: returnedEventsSQL, Args: []any{e.client, e.visitor}},
+			func(r driver.Rows) error { return r.Scan(&n) })
+		if err == nil && n > 0 {
+			_, err = s.Erase(ctx, Scope{clientID: e.client}, e.visitor, now)
+			again++
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("client %s visitor %d: %w", e.client, e.visitor, err))
+		}
+	}
+	return again, errors.Join(errs...)
+}
+
 // pendingErasuresSQL lists the erasures whose views were not rebuilt yet:
 // the latest request of each visitor has no record with views_rebuilt.
 const pendingErasuresSQL = `SELECT client_id, visitor_id FROM ` + erasedTable + `
