@@ -124,6 +124,25 @@ func TestInjectionCorpus(t *testing.T) {
 	}
 }
 
+// waitErasureDone polls the erasure status of a visitor until the erasure
+// as a whole (not just one of its mutations) is done, and returns the
+// last status body.
+func waitErasureDone(t *testing.T, e *env, auth, visitor string) string {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, _, body := request{target: ErasurePath + "?visitor_id=" + visitor, auth: auth}.do(t, e.h)
+		var status struct{ Done bool }
+		if code == http.StatusOK && json.Unmarshal([]byte(body), &status) == nil && status.Done {
+			return body
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("erasure status = %d %s; not done within 20s", code, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // TestErasureStaysGone erases visitor 1, waits for the mutation, replays
 // the visitor's events as a Kafka replay would, and checks that reports
 // and exports still do not show them.
@@ -156,19 +175,7 @@ func TestErasureStaysGone(t *testing.T) {
 	if code != http.StatusAccepted && code != http.StatusOK {
 		t.Fatalf("POST erasure = %d %s; want 202", code, body)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		code, _, body = request{target: ErasurePath + "?visitor_id=1", auth: auth}.do(t, e.h)
-		// The erasure as a whole, not one of its mutations, must be done.
-		var status struct{ Done bool }
-		if code == http.StatusOK && json.Unmarshal([]byte(body), &status) == nil && status.Done {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("erasure status = %d %s; not done within 20s", code, body)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	body = waitErasureDone(t, e, auth, "1")
 	if !strings.Contains(body, `"views_rebuilt":true`) {
 		t.Errorf("erasure status when done = %s; want views_rebuilt true", body)
 	}
@@ -211,18 +218,7 @@ func TestErasureStaysGone(t *testing.T) {
 	if err != nil || again != 1 {
 		t.Fatalf("EraseReturned = %d, %v; want 1 visitor erased again", again, err)
 	}
-	deadline = time.Now().Add(20 * time.Second)
-	for {
-		code, _, body = request{target: ErasurePath + "?visitor_id=1", auth: auth}.do(t, e.h)
-		var status struct{ Done bool }
-		if code == http.StatusOK && json.Unmarshal([]byte(body), &status) == nil && status.Done {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("second erasure status = %d %s; not done within 20s", code, body)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitErasureDone(t, e, auth, "1")
 	if err := e.conn.QueryRow(context.Background(), "SELECT count() FROM events WHERE client_id = 'shop' AND visitor_id = 1").Scan(&left); err != nil || left != 0 {
 		t.Errorf("replayed rows of the erased visitor after the second erasure = %d, %v; want 0", left, err)
 	}
