@@ -258,14 +258,15 @@ func (r *crashRig) query(sql string, args ...any) []uint64 {
 	return vals
 }
 
-// reporterAggregateSQL is the reporter's totals query
-// (reporter/internal/query.aggregateSQL, copied: internal packages of
-// another module cannot be imported).
+// reporterAggregateSQL counts as the reporter does (reporter/internal/query,
+// builders.go: event counts from events FINAL, visitors as a distinct
+// count); written out here because internal packages of another module
+// cannot be imported.
 const reporterAggregateSQL = `SELECT
-    uniqExactIf(event_id, type = 'pageview') AS pageviews,
+    countIf(type = 'pageview') AS pageviews,
     uniqExact(visitor_id) AS visitors,
-    uniqExact(event_id) AS events
-FROM %s
+    count() AS events
+FROM %s FINAL
 WHERE client_id = ?
   AND timestamp >= toDateTime(?) AND timestamp < toDateTime(?)
   AND is_bot = 0`

@@ -189,8 +189,9 @@ func (c *Client) Validate() error {
 	return nil
 }
 
-// ParseIPRange reads an exclusion IP range: a CIDR prefix, or one address
-// (a prefix of its full length). IPv4-mapped IPv6 addresses become IPv4.
+// ParseIPRange reads an IP range (exclusion rules, the collector's trusted
+// proxies): a CIDR prefix, or one address (a prefix of its full length).
+// IPv4-mapped IPv6 addresses become IPv4.
 func ParseIPRange(s string) (netip.Prefix, error) {
 	s = strings.TrimSpace(s)
 	if strings.Contains(s, "/") {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"github.com/aluminiapp/pipeline/lib/registry"
 )
 
 // Resolver picks the visitor's address from the direct peer and the
@@ -25,30 +27,13 @@ func Parse(list string) (*Resolver, error) {
 		if s == "" {
 			continue
 		}
-		p, err := ParsePrefix(s)
+		p, err := registry.ParseIPRange(s)
 		if err != nil {
 			return nil, fmt.Errorf("trusted proxy %q: %w", s, err)
 		}
 		r.trusted = append(r.trusted, p)
 	}
 	return r, nil
-}
-
-// ParsePrefix reads a CIDR or a single address (as a /32 or /128).
-func ParsePrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, err
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // Trusted reports whether addr is one of the configured proxies.

@@ -338,13 +338,6 @@ func (h *Handler) isHTTPS(ctx *fasthttp.RequestCtx) bool {
 	return h.cfg.Proxies.Trusted(peer) && string(ctx.Request.Header.Peek("X-Forwarded-Proto")) == "https"
 }
 
-// drop answers a request whose hits must not be collected: 204 with no
-// body, which trackers take as success and do not retry.
-func (h *Handler) drop(ctx *fasthttp.RequestCtx, reason string, n int) {
-	h.dropCount(reason).Add(float64(n))
-	ctx.SetStatusCode(fasthttp.StatusNoContent)
-}
-
 func writeError(ctx *fasthttp.RequestCtx, status int, msg string) {
 	ctx.SetStatusCode(status)
 	ctx.SetContentType("application/json")

@@ -189,11 +189,11 @@ func TestBatchFlushesOnRowsAndTime(t *testing.T) {
 			r := startFake(t, tt.cfg, nil)
 			start := time.Now()
 			r.send(t, 0, tt.send)
-			got := waitBatches(t, r.j, len(tt.running), 5*time.Second)
+			waitBatches(t, r.j, len(tt.running), 5*time.Second)
 			elapsed := time.Since(start)
 			// Give a wrong early flush of the remainder the chance to show.
 			time.Sleep(50 * time.Millisecond)
-			_, got, _ = r.j.snapshot()
+			_, got, _ := r.j.snapshot()
 			if !slices.Equal(got, tt.running) {
 				t.Errorf("batches while running = %v; want %v", got, tt.running)
 			}
