@@ -87,6 +87,13 @@ func New(cfg Config, reg prometheus.Registerer) *Publisher {
 // Publish blocks until Kafka acknowledged msgs or the ack timeout passed.
 func (p *Publisher) Publish(ctx context.Context, msgs ...kafka.Message) error {
 	start := time.Now()
+	// A caller that already gave up gets its own reason, and nothing is
+	// written for it: kafka-go would otherwise try, and report whichever
+	// failure came first.
+	if err := ctx.Err(); err != nil {
+		p.failures.Add(float64(len(msgs)))
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
 	if ctx.Done() == nil {
 		ctx = p.ackContext(start)
 	} else {
