@@ -69,7 +69,7 @@ func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Paths.Script, "path-script", intake.DefaultPaths.Script, "path of the tracker script")
 	fs.StringVar(&c.Paths.OptOut, "path-optout", intake.DefaultPaths.OptOut, "path of the opt-out page")
 	fs.StringVar(&c.Paths.OptIn, "path-optin", intake.DefaultPaths.OptIn, "path of the opt-in page")
-	fs.DurationVar(&c.BatchTimeout, "kafka-batch-timeout", 2*time.Millisecond, "how long the producer waits to fill a batch before sending it")
+	fs.DurationVar(&c.BatchTimeout, "kafka-batch-timeout", time.Millisecond, "how long a partition with no produce request in flight waits for more events before sending (0: at once); events that arrive while a request is in flight always go in the next one")
 	fs.DurationVar(&c.AckTimeout, "kafka-ack-timeout", 5*time.Second, "how long a request waits for Kafka's acknowledgement before answering 503")
 	fs.StringVar(&c.PprofAddr, "pprof-addr", "", "address for Go's /debug/pprof profiles (loopback only; empty: off)")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", 10*time.Second, "how long a client may take to send a request")
@@ -114,8 +114,8 @@ func (c *config) Validate() error {
 		}
 		seen[p] = name
 	}
-	if c.BatchTimeout <= 0 || c.BatchTimeout > time.Second {
-		return errors.New("kafka-batch-timeout must be between 0 and 1s: every request waits for it")
+	if c.BatchTimeout < 0 || c.BatchTimeout > time.Second {
+		return errors.New("kafka-batch-timeout must be between 0 and 1s: requests wait for it")
 	}
 	if c.AckTimeout <= 0 || c.ReadTimeout <= 0 {
 		return errors.New("kafka-ack-timeout, read-timeout must be positive")
@@ -140,11 +140,11 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 		return err
 	}
 	pub := publish.New(publish.Config{
-		Addr:         cfg.Kafka.Addr(),
-		Transport:    cfg.Kafka.Transport(),
-		Topic:        cfg.Kafka.RawTopic,
-		BatchTimeout: cfg.BatchTimeout,
-		AckTimeout:   cfg.AckTimeout,
+		Addr:       cfg.Kafka.Addr(),
+		Transport:  cfg.Kafka.Transport(),
+		Topic:      cfg.Kafka.RawTopic,
+		Linger:     cfg.BatchTimeout,
+		AckTimeout: cfg.AckTimeout,
 	}, rt.Metrics)
 	defer func() {
 		// Last: the producer flushes only after the server stopped handing it events.

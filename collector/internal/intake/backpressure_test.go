@@ -102,8 +102,8 @@ func TestInflightBytesBound(t *testing.T) {
 }
 
 // TestBrokerOutageNeverAcknowledgesLostEvents stops the broker (every
-// request refused, connections closed) while many senders are posting, and
-// brings it back. Every event answered with 2xx must be in Kafka
+// request refused, connections closed) for longer than the ack timeout
+// while many senders are posting, and brings it back. Every event answered with 2xx must be in Kafka
 // afterwards; intake must resume by itself.
 func TestBrokerOutageNeverAcknowledgesLostEvents(t *testing.T) {
 	f := start(t)
@@ -128,7 +128,7 @@ func TestBrokerOutageNeverAcknowledgesLostEvents(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; time.Since(start) < 3500*time.Millisecond; i++ {
+			for i := 0; time.Since(start) < 4500*time.Millisecond; i++ {
 				id := fmt.Sprintf("bp-%d-%d", w, i)
 				var body string
 				if i%3 == 0 { // batches too: all of it is acknowledged or none
@@ -150,7 +150,7 @@ func TestBrokerOutageNeverAcknowledgesLostEvents(t *testing.T) {
 					} else {
 						acked[id] = true
 					}
-					if wasUp && time.Since(start) > 2500*time.Millisecond {
+					if wasUp && time.Since(start) > 3500*time.Millisecond {
 						afterUp.Add(1)
 					}
 				} else if r.status != 503 || r.header.Get("Retry-After") == "" {
@@ -162,7 +162,9 @@ func TestBrokerOutageNeverAcknowledgesLostEvents(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond)
 	down.Store(true)
-	time.Sleep(1500 * time.Millisecond)
+	// Longer than the ack timeout (2s): the producer retries until then,
+	// so a shorter outage is ridden out without a single 503.
+	time.Sleep(2500 * time.Millisecond)
 	down.Store(false)
 	wg.Wait()
 

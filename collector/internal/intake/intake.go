@@ -101,6 +101,8 @@ type Handler struct {
 	// The children of requests and dropped, resolved once: looking a
 	// child up hashes its label values, on every request otherwise.
 	requestsBy   [len(endpointLabels)]codeCounters
+	durationBy   [len(endpointLabels)]prometheus.Observer
+	duration     *prometheus.HistogramVec
 	droppedBy    map[string]prometheus.Counter
 	batchSize    prometheus.Histogram
 	inflightGage prometheus.GaugeFunc
@@ -167,6 +169,11 @@ func New(cfg Config) *Handler {
 			Name: "alumini_collector_events_dropped_total",
 			Help: "Events not sent to Kafka, by reason (opt_out, dnt, gpc, excluded_ip, excluded_hostname, excluded_path, unsupported_type, invalid, unknown_client, forbidden_origin, rate_limited, too_large, overloaded, unavailable).",
 		}, []string{"reason"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "alumini_collector_request_duration_seconds",
+			Help:    "Time from reading a request to handing over its answer, by endpoint; for intake endpoints it includes waiting for Kafka's acknowledgement.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"endpoint"}),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "alumini_collector_batch_events",
 			Help:    "Events per accepted request, as produced to Kafka in one write.",
@@ -177,7 +184,10 @@ func New(cfg Config) *Handler {
 		Name: "alumini_collector_inflight_bytes",
 		Help: "Request bytes held by requests being handled (bounded by -max-inflight-bytes).",
 	}, func() float64 { return float64(h.inflight.Load()) })
-	cfg.Metrics.MustRegister(h.requests, h.accepted, h.dropped, h.batchSize, h.inflightGage)
+	cfg.Metrics.MustRegister(h.requests, h.accepted, h.dropped, h.duration, h.batchSize, h.inflightGage)
+	for i, l := range endpointLabels {
+		h.durationBy[i] = h.duration.WithLabelValues(l)
+	}
 	h.droppedBy = make(map[string]prometheus.Counter, len(dropReasons))
 	for _, r := range dropReasons {
 		h.droppedBy[r] = h.dropped.WithLabelValues(r)
@@ -243,6 +253,8 @@ func (h *Handler) requestCount(label, status int) prometheus.Counter {
 func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
 	label := h.route(ctx)
 	h.requestCount(label, ctx.Response.StatusCode()).Inc()
+	// ctx.Time is when fasthttp began serving the request.
+	h.durationBy[label].Observe(time.Since(ctx.Time()).Seconds())
 }
 
 // route serves a request and returns its endpoint label's index.

@@ -82,7 +82,7 @@ func start(t testing.TB, opts ...func(*Config)) fixture {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	pub := publish.New(publish.Config{Addr: kcfg.Addr(), Topic: kcfg.RawTopic, BatchTimeout: time.Millisecond, AckTimeout: 2 * time.Second}, reg)
+	pub := publish.New(publish.Config{Addr: kcfg.Addr(), Topic: kcfg.RawTopic, AckTimeout: 2 * time.Second}, reg)
 	t.Cleanup(func() {
 		if err := pub.Close(); err != nil {
 			t.Logf("closing publisher: %v", err)
@@ -286,7 +286,7 @@ func TestNoAcceptanceWithoutKafka(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	pub := publish.New(publish.Config{Addr: kcfg.Addr(), Topic: "raw", BatchTimeout: time.Millisecond, AckTimeout: 500 * time.Millisecond}, reg)
+	pub := publish.New(publish.Config{Addr: kcfg.Addr(), Topic: "raw", AckTimeout: 500 * time.Millisecond}, reg)
 	h := New(Config{Clients: clients, Publisher: pub, Health: service.NewHealth(), Log: zap.NewNop(), Metrics: reg})
 	cluster.Close()
 

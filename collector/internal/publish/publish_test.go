@@ -3,81 +3,40 @@ package publish
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
-	"github.com/segmentio/kafka-go/protocol/metadata"
-	"github.com/segmentio/kafka-go/protocol/produce"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/aluminiapp/pipeline/lib/kafkaconf"
+	"github.com/aluminiapp/pipeline/lib/kafkatest"
 )
 
-// countingTransport answers metadata requests for one topic with 3
-// partitions, or with err, and counts what it was asked.
-type countingTransport struct {
-	metadata, other int
-	err             error
-}
-
-func (c *countingTransport) RoundTrip(_ context.Context, _ net.Addr, req kafka.Request) (kafka.Response, error) {
-	m, ok := req.(*metadata.Request)
-	if !ok {
-		c.other++
-		return &produce.Response{}, nil
-	}
-	c.metadata++
-	if c.err != nil {
-		return nil, c.err
-	}
-	return &metadata.Response{Topics: []metadata.ResponseTopic{{Name: m.TopicNames[0], Partitions: make([]metadata.ResponsePartition, 3)}}}, nil
-}
-
-func TestMetadataCache(t *testing.T) {
-	inner := &countingTransport{}
-	c := &metadataCache{RoundTripper: inner, ttl: 50 * time.Millisecond}
-	ask := func(topic string) (kafka.Response, error) {
-		t.Helper()
-		return c.RoundTrip(t.Context(), nil, &metadata.Request{TopicNames: []string{topic}})
-	}
-	for range 100 {
-		r, err := ask("raw")
-		if err != nil || len(r.(*metadata.Response).Topics[0].Partitions) != 3 {
-			t.Fatalf("metadata(raw) = %v, %v; want 3 partitions", r, err)
+// TestPartitionerIsJavas checks that events land where kafka-go's (and the
+// Java client's) murmur2 partitioner puts them, so collectors of different
+// versions agree on a visitor's partition.
+func TestPartitionerIsJavas(t *testing.T) {
+	var b kafka.Murmur2Balancer
+	for _, n := range []int{1, 2, 3, 7, 12, 64} {
+		parts := make([]int, n)
+		for i := range parts {
+			parts[i] = i
 		}
-	}
-	if inner.metadata != 1 {
-		t.Errorf("100 metadata requests within the ttl reached the broker %d times; want 1", inner.metadata)
-	}
-	if _, err := ask("other"); err != nil || inner.metadata != 2 {
-		t.Errorf("metadata(other) = %v, broker asked %d times; want a fresh request for another topic", err, inner.metadata)
-	}
-	time.Sleep(60 * time.Millisecond)
-	inner.metadata = 0
-	if _, err := ask("raw"); err != nil || inner.metadata != 1 {
-		t.Errorf("after the ttl: err %v, broker asked %d times; want a fresh request", err, inner.metadata)
-	}
-
-	// Errors are passed on and never cached.
-	failing := &countingTransport{err: errors.New("broker gone")}
-	c = &metadataCache{RoundTripper: failing, ttl: time.Hour}
-	for range 3 {
-		if _, err := ask("raw"); err == nil {
-			t.Fatal("metadata with the broker gone = nil error; want the error")
+		for i := range 500 {
+			full := fmt.Sprintf("client-%d|visitor-%08x", i%7, i*7919)
+			key := []byte(full[:i%len(full)]) // every length, the empty key too
+			if got, want := murmur2Partition(key, n), b.Balance(kafka.Message{Key: key}, parts...); got != want {
+				t.Fatalf("partition of %q among %d = %d; kafka-go's Murmur2Balancer says %d", key, n, got, want)
+			}
 		}
-	}
-	if failing.metadata != 3 {
-		t.Errorf("failed metadata requests reached the broker %d times; want every one (3)", failing.metadata)
-	}
-
-	// Everything else goes through.
-	for range 3 {
-		if _, err := c.RoundTrip(t.Context(), nil, &produce.Request{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if failing.other != 3 {
-		t.Errorf("produce requests reaching the broker = %d; want 3", failing.other)
 	}
 }
 
@@ -100,7 +59,7 @@ func TestAckContextIsShortAndShared(t *testing.T) {
 	// A caller's own cancellable context is honoured, not replaced.
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	p = New(Config{Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}, Topic: "t", BatchTimeout: time.Millisecond, AckTimeout: time.Minute}, prometheus.NewRegistry())
+	p = New(Config{Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}, Topic: "t", AckTimeout: time.Minute}, prometheus.NewRegistry())
 	defer func() {
 		if err := p.Close(); err != nil {
 			t.Log(err)
@@ -108,5 +67,222 @@ func TestAckContextIsShortAndShared(t *testing.T) {
 	}()
 	if err := p.Publish(ctx, kafka.Message{Value: []byte("x")}); !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.Canceled) {
 		t.Errorf("Publish(cancelled ctx) = %v; want ErrUnavailable from the caller's cancellation", err)
+	}
+}
+
+// broker starts a kfake broker with topic "raw" of the given partitions.
+func broker(t *testing.T, partitions int) (*kfake.Cluster, string) {
+	t.Helper()
+	cluster, addr := kafkatest.Start(t)
+	kcfg := kafkaconf.Config{Brokers: addr, Partitions: partitions, ReplicationFactor: 1}
+	if err := kcfg.EnsureTopics(t.Context(), "raw"); err != nil {
+		t.Fatal(err)
+	}
+	return cluster, addr
+}
+
+// TestConcurrentPublishesShareRequests publishes from many goroutines at
+// once while the broker is slow: every event must be in Kafka exactly
+// once, on its key's partition, and the events that arrived while a
+// request was in flight must have gone together in few requests.
+func TestConcurrentPublishesShareRequests(t *testing.T) {
+	cluster, addr := broker(t, 3)
+	var produces atomic.Int64
+	cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		produces.Add(1)
+		time.Sleep(20 * time.Millisecond) // a slow broker: requests queue up behind each other
+		return nil, nil, false
+	})
+	reg := prometheus.NewRegistry()
+	p := New(Config{Addr: kafka.TCP(addr), Topic: "raw", AckTimeout: 10 * time.Second}, reg)
+	const senders, each = 40, 5
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Go(func() {
+			for i := range each {
+				key := fmt.Appendf(nil, "visitor-%d", s)
+				msgs := []kafka.Message{{Key: key, Value: fmt.Appendf(nil, "%d-%d", s, i)}}
+				if i%2 == 1 { // and a request with two events of another visitor
+					msgs = append(msgs, kafka.Message{Key: fmt.Appendf(nil, "other-%d", s), Value: fmt.Appendf(nil, "%d-%d-b", s, i)})
+				}
+				if err := p.Publish(context.Background(), msgs...); err != nil {
+					t.Errorf("Publish: %v", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := senders*each + senders*(each/2)
+	got := kafkatest.ReadAll(t, addr, "raw", want, 10*time.Second)
+	seen := map[string]int{}
+	var b kafka.Murmur2Balancer
+	for _, m := range got {
+		seen[string(m.Value)]++
+		if want := b.Balance(m, 0, 1, 2); m.Partition != want {
+			t.Errorf("event %s with key %s on partition %d; its key's partition is %d", m.Value, m.Key, m.Partition, want)
+		}
+	}
+	for v, n := range seen {
+		if n != 1 {
+			t.Errorf("event %s stored %d times; want once", v, n)
+		}
+	}
+	if len(got) != want || len(seen) != want {
+		t.Errorf("stored %d records (%d distinct); want %d", len(got), len(seen), want)
+	}
+	// 300 events from 40 concurrent senders on 3 partitions, each request
+	// taking 20 ms: sent one by one that is 300 requests.
+	if n := produces.Load(); n > int64(want)/4 {
+		t.Errorf("%d produce requests for %d events; want events that arrive during a request to share the next one", n, want)
+	}
+	if n := testutil.CollectAndCount(reg, "alumini_collector_produce_batch_events"); n != 1 {
+		t.Errorf("batch size histogram series = %d; want 1", n)
+	}
+}
+
+// TestTimedOutEventsLeaveTheQueue holds the broker's first answer past the
+// ack timeout: the events queued behind it must be answered with an error
+// in time and taken out of the queue, so that a broker that is down never
+// makes the producer's memory grow (those already in a request may still
+// reach Kafka, which a 503 allows); once the broker answers, new events go
+// through.
+func TestTimedOutEventsLeaveTheQueue(t *testing.T) {
+	cluster, addr := broker(t, 1)
+	release := make(chan struct{})
+	var held atomic.Bool
+	cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		if held.CompareAndSwap(false, true) {
+			<-release
+		}
+		return nil, nil, false
+	})
+	p := New(Config{Addr: kafka.TCP(addr), Topic: "raw", AckTimeout: 300 * time.Millisecond}, prometheus.NewRegistry())
+	defer func() {
+		if err := p.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	first := make(chan error, 1)
+	go func() { first <- p.Publish(context.Background(), kafka.Message{Value: []byte("held")}) }()
+	for !held.Load() {
+		time.Sleep(time.Millisecond)
+	}
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Go(func() {
+			start := time.Now()
+			err := p.Publish(context.Background(), kafka.Message{Value: fmt.Appendf(nil, "queued-%d", i)})
+			if !errors.Is(err, ErrUnavailable) {
+				t.Errorf("event queued behind a held request = %v; want ErrUnavailable", err)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("answered after %v; want about the ack timeout (300ms)", d)
+			}
+		})
+	}
+	wg.Wait()
+	lane := p.lanes.Load().lanes[0]
+	lane.mu.Lock()
+	queued := len(lane.pending)
+	lane.mu.Unlock()
+	if queued != 0 {
+		t.Errorf("%d timed-out events still queued; want none", queued)
+	}
+	if err := <-first; !errors.Is(err, ErrUnavailable) {
+		t.Errorf("held event = %v; want ErrUnavailable after the ack timeout", err)
+	}
+	close(release)
+	if err := p.Publish(context.Background(), kafka.Message{Value: []byte("after")}); err != nil {
+		t.Errorf("event after the broker answered again = %v; want nil", err)
+	}
+}
+
+// TestCloseFlushes closes the producer while events are queued and in
+// flight: Close returns only after they were answered, every event
+// answered with success is in Kafka, and nothing is taken afterwards.
+func TestCloseFlushes(t *testing.T) {
+	cluster, addr := broker(t, 2)
+	cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		time.Sleep(50 * time.Millisecond)
+		return nil, nil, false
+	})
+	p := New(Config{Addr: kafka.TCP(addr), Topic: "raw", AckTimeout: 5 * time.Second}, prometheus.NewRegistry())
+	const n = 20
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			errs <- p.Publish(context.Background(), kafka.Message{Key: fmt.Appendf(nil, "k%d", i), Value: []byte("v")})
+		}()
+	}
+	for p.lanes.Load() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(10 * time.Millisecond)
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	acked := 0
+	for range n {
+		switch err := <-errs; {
+		case err == nil:
+			acked++
+		case !errors.Is(err, ErrUnavailable):
+			t.Errorf("Publish during Close = %v; want nil or ErrUnavailable", err)
+		}
+	}
+	if acked == 0 {
+		t.Fatal("no event was acknowledged; Close did not flush what it held")
+	}
+	if got := kafkatest.Count(t, addr, "raw"); got != int64(acked) {
+		t.Errorf("%d records in Kafka; want the %d acknowledged", got, acked)
+	}
+	if err := p.Publish(context.Background(), kafka.Message{Value: []byte("late")}); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Publish after Close = %v; want ErrUnavailable", err)
+	}
+}
+
+// TestWakeChainSkipsAbandonedCalls walks a chain whose middle caller gave
+// up: the others are each woken once, and the lane hears the chain's end
+// once, after the last woken caller passed it on.
+func TestWakeChainSkipsAbandonedCalls(t *testing.T) {
+	end := make(chan struct{}, 1)
+	a, b, c := calls.Get().(*call), calls.Get().(*call), calls.Get().(*call)
+	for _, x := range []*call{a, b, c} {
+		x.state.Store(callWaiting)
+		x.end = end
+	}
+	a.next, b.next, c.next = b, c, nil
+	b.state.Store(callAbandoned)
+
+	wakeChain(a, end)
+	select {
+	case <-a.done:
+	default:
+		t.Fatal("first caller not woken")
+	}
+	if len(c.done) != 0 || len(end) != 0 {
+		t.Fatal("the chain went on before the first woken caller passed it on")
+	}
+	wakeChain(a.next, a.end) // what a does once it runs
+	if len(b.done) != 0 || b.state.Load() != callAbandoned {
+		t.Error("an abandoned caller was woken")
+	}
+	select {
+	case <-c.done:
+	default:
+		t.Fatal("the caller after the abandoned one was not woken")
+	}
+	if len(end) != 0 {
+		t.Fatal("the lane heard the end before the last caller ran")
+	}
+	wakeChain(c.next, c.end) // what c does once it runs
+	if len(end) != 1 {
+		t.Error("the lane did not hear the end of the chain")
 	}
 }

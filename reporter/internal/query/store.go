@@ -617,6 +617,17 @@ func (s *Store) Erase(ctx context.Context, sc Scope, visitorID uint64, now time.
 	if err != nil {
 		return Erasure{}, err
 	}
+	// requested_at has whole seconds, and of records with the same one the
+	// finished record wins (erasureSQL): a second request within the
+	// second of the last (the background loop erasing replayed rows right
+	// after an erasure finished) would report that one as its own state.
+	switch prev, err := s.erasureRecord(ctx, sc, visitorID); {
+	case errors.Is(err, ErrNoErasure):
+	case err != nil:
+		return Erasure{}, err
+	case !rec.requestedAt.After(prev.requestedAt):
+		rec.requestedAt = prev.requestedAt.Add(time.Second)
+	}
 	// The tombstone first: even if a mutation fails, the visitor is
 	// already hidden and the request can be repeated.
 	if err := s.recordErasure(ctx, sc, visitorID, rec); err != nil {

@@ -1,0 +1,79 @@
+package intake
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// TestRequestMetrics checks the series a dashboard of the collector reads:
+// requests by endpoint and status, their duration by endpoint, accepted
+// events, and Kafka's acknowledgement time and batch sizes.
+func TestRequestMetrics(t *testing.T) {
+	f := start(t)
+	for range 2 {
+		if r := send(t, "POST", f.url+"/api/event", []byte(`{"client_id":"blog","url":"https://blog.example/"}`), nil); r.status != 202 {
+			t.Fatalf("event = %d %s", r.status, r.body)
+		}
+	}
+	if r := send(t, "POST", f.url+"/api/batch", []byte(`[{"client_id":"blog","url":"https://blog.example/a"},{"client_id":"blog","url":"https://blog.example/b"}]`), nil); r.status != 202 {
+		t.Fatalf("batch = %d %s", r.status, r.body)
+	}
+	if r := send(t, "GET", f.url+"/nowhere", nil, nil); r.status != 404 {
+		t.Fatalf("unknown path = %d %s", r.status, r.body)
+	}
+	readHits(t, f, 4)
+	want := `
+# HELP alumini_collector_events_accepted_total Events acknowledged by Kafka and answered with 2xx.
+# TYPE alumini_collector_events_accepted_total counter
+alumini_collector_events_accepted_total 4
+# HELP alumini_collector_requests_total HTTP requests by endpoint and status code.
+# TYPE alumini_collector_requests_total counter
+alumini_collector_requests_total{code="202",endpoint="batch"} 1
+alumini_collector_requests_total{code="202",endpoint="event"} 2
+alumini_collector_requests_total{code="404",endpoint="other"} 1
+`
+	if err := testutil.GatherAndCompare(f.metrics, strings.NewReader(want), "alumini_collector_requests_total", "alumini_collector_events_accepted_total"); err != nil {
+		t.Error(err)
+	}
+	// Histograms: the number of observations is what can be asserted.
+	for name, count := range map[string]uint64{
+		`alumini_collector_request_duration_seconds{endpoint="event"}`: 2,
+		`alumini_collector_request_duration_seconds{endpoint="batch"}`: 1,
+		`alumini_collector_request_duration_seconds{endpoint="other"}`: 1,
+		`alumini_collector_produce_duration_seconds`:                   3,
+		`alumini_collector_batch_events`:                               3,
+	} {
+		if got := histogramCount(t, f, name); got != count {
+			t.Errorf("%s observations = %d; want %d", name, got, count)
+		}
+	}
+}
+
+// histogramCount is the sample count of one histogram series, named as
+// metric{label="value"}.
+func histogramCount(t *testing.T, f fixture, series string) uint64 {
+	t.Helper()
+	name, label, _ := strings.Cut(strings.TrimSuffix(series, "}"), "{")
+	families, err := f.metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range families {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, lp := range m.GetLabel() {
+				labels = append(labels, lp.GetName()+`="`+lp.GetValue()+`"`)
+			}
+			if strings.Join(labels, ",") == label {
+				return m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	t.Fatalf("no series %s", series)
+	return 0
+}
