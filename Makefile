@@ -36,7 +36,9 @@ lint: vet fmt-check
 
 proto: ## regenerate the Go code of the event schema
 	cd proto && protoc --plugin=protoc-gen-go="$$(go tool -n protoc-gen-go)" \
-		--go_out=. --go_opt=paths=source_relative alumini/v1/*.proto
+		--plugin=protoc-gen-go-vtproto="$$(go tool -n protoc-gen-go-vtproto)" \
+		--go_out=. --go_opt=paths=source_relative \
+		--go-vtproto_out=. --go-vtproto_opt=paths=source_relative,features=unmarshal_unsafe alumini/v1/*.proto
 
 deps: ## install the Debian packages a fresh machine lacks
 	deploy/deps.sh

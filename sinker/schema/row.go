@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
 )
@@ -116,7 +117,13 @@ var ErrOutOfRange = errors.New("time outside DateTime's range 1970..2105")
 // maxDateTimeMs is the start of 2106, where DateTime's uint32 seconds end.
 const maxDateTimeMs = 4291747200_000
 
-// Check reports whether ev fits the events table's columns.
+// ErrInvalidUTF8 is returned by Check for a string field that is not
+// UTF-8, which proto3 strings must be. proto.Unmarshal refuses such a
+// record; the sinker's faster decoder does not look, so Check does.
+var ErrInvalidUTF8 = errors.New("string field is not valid UTF-8")
+
+// Check reports whether ev fits the events table's columns and holds only
+// UTF-8 strings.
 func Check(ev *aluminiv1.Event) error {
 	for _, f := range []struct {
 		name string
@@ -124,6 +131,25 @@ func Check(ev *aluminiv1.Event) error {
 	}{{"timestamp", ev.TimestampMs}, {"received_at", ev.ReceivedAtMs}, {"previous_visit", ev.PreviousVisitMs}} {
 		if f.ms < 0 || f.ms >= maxDateTimeMs {
 			return fmt.Errorf("%s %d ms: %w", f.name, f.ms, ErrOutOfRange)
+		}
+	}
+	for _, f := range [...]struct{ name, value string }{
+		{"client_id", ev.ClientId}, {"event_id", ev.EventId}, {"name", ev.Name}, {"url", ev.Url},
+		{"hostname", ev.Hostname}, {"path", ev.Path}, {"title", ev.Title}, {"referrer", ev.Referrer},
+		{"browser", ev.Browser}, {"browser_version", ev.BrowserVersion}, {"os", ev.Os}, {"os_version", ev.OsVersion},
+		{"referrer_source", ev.ReferrerSource}, {"referrer_medium", ev.ReferrerMedium}, {"search_term", ev.SearchTerm},
+		{"utm_source", ev.UtmSource}, {"utm_medium", ev.UtmMedium}, {"utm_campaign", ev.UtmCampaign},
+		{"utm_term", ev.UtmTerm}, {"utm_content", ev.UtmContent}, {"country", ev.Country}, {"region", ev.Region},
+		{"city", ev.City}, {"language", ev.Language}, {"timezone", ev.Timezone}, {"user_id", ev.UserId},
+		{"ip_truncated", ev.IpTruncated},
+	} {
+		if !utf8.ValidString(f.value) {
+			return fmt.Errorf("%s: %w", f.name, ErrInvalidUTF8)
+		}
+	}
+	for k, v := range ev.Properties {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return fmt.Errorf("properties: %w", ErrInvalidUTF8)
 		}
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/aluminiapp/pipeline/lib/chtest"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
@@ -75,5 +76,41 @@ func TestCheck(t *testing.T) {
 		if err := Check(tc.ev); !errors.Is(err, tc.want) {
 			t.Errorf("Check(%v) = %v; want %v", tc.ev, err, tc.want)
 		}
+	}
+}
+
+// TestCheckSeesEveryStringField puts bytes that are not UTF-8 into each
+// string field of Event in turn (found by reflection, so a field added
+// to the schema later is covered too) and into a property key and value:
+// Check must refuse each.
+func TestCheckSeesEveryStringField(t *testing.T) {
+	fields := (&aluminiv1.Event{}).ProtoReflect().Descriptor().Fields()
+	checked := 0
+	for i := range fields.Len() {
+		f := fields.Get(i)
+		ev := &aluminiv1.Event{TimestampMs: 1_700_000_000_000}
+		m := ev.ProtoReflect()
+		switch {
+		case f.IsMap():
+			m.Mutable(f).Map().Set(protoreflect.ValueOfString("plan\xff").MapKey(), protoreflect.ValueOfString("pro"))
+			if err := Check(ev); !errors.Is(err, ErrInvalidUTF8) {
+				t.Errorf("property key not UTF-8: Check = %v; want ErrInvalidUTF8", err)
+			}
+			ev.Properties = map[string]string{"plan": "pro\xc3"}
+		case f.Kind() == protoreflect.StringKind:
+			m.Set(f, protoreflect.ValueOfString("ok\xffok"))
+		default:
+			continue
+		}
+		checked++
+		if err := Check(ev); !errors.Is(err, ErrInvalidUTF8) {
+			t.Errorf("%s not UTF-8: Check = %v; want ErrInvalidUTF8", f.Name(), err)
+		}
+	}
+	if checked < 28 {
+		t.Errorf("checked %d string fields; the schema has more", checked)
+	}
+	if err := Check(&aluminiv1.Event{ClientId: "café", Properties: map[string]string{"é": "☃"}}); err != nil {
+		t.Errorf("Check(UTF-8 strings) = %v; want nil", err)
 	}
 }

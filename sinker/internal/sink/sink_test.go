@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
@@ -283,6 +284,18 @@ func TestRecordsThatCannotBeStoredAreDeadLettered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// proto.Marshal refuses strings that are not UTF-8; a foreign producer
+	// may still send them, and protobuf-go's decoder refuses them too.
+	var notUTF8 []byte
+	notUTF8 = protowire.AppendTag(notUTF8, 1, protowire.BytesType) // client_id
+	notUTF8 = protowire.AppendString(notUTF8, "shop")
+	notUTF8 = protowire.AppendTag(notUTF8, 2, protowire.BytesType) // event_id
+	notUTF8 = protowire.AppendString(notUTF8, "e1")
+	notUTF8 = protowire.AppendTag(notUTF8, 9, protowire.BytesType) // path
+	notUTF8 = protowire.AppendString(notUTF8, "/caf\xe9")
+	if proto.Unmarshal(notUTF8, &aluminiv1.Event{}) == nil {
+		t.Fatal("the record meant to hold a string that is not UTF-8 decodes with protobuf-go")
+	}
 	tests := []struct {
 		name   string
 		value  []byte
@@ -290,6 +303,7 @@ func TestRecordsThatCannotBeStoredAreDeadLettered(t *testing.T) {
 	}{
 		{"not a proto", []byte{0xff, 0xff, 0xff}, ReasonDecodeError},
 		{"no event id", noID, ReasonInvalidEvent},
+		{"string not UTF-8", notUTF8, ReasonDecodeError},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
