@@ -179,7 +179,7 @@ type batch struct {
 	bytes        int             // value bytes of msgs
 	events       []*aluminiv1.Event
 	slab         []aluminiv1.Event // where events live, eventSlab at a time
-	eventRecs    []int32 // the index in msgs of each event's record, for dead letters
+	eventRecs    []int32           // the index in msgs of each event's record, for dead letters
 	eventBytes   int
 	dead         []kafka.Message // dead letters to produce
 	deadReasons  []string
