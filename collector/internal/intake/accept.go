@@ -379,9 +379,9 @@ func (h *Handler) accept(ctx *fasthttp.RequestCtx, ep endpoint, ip netip.Addr, r
 
 // produceBuf is a request's Kafka messages and the buffer their keys and
 // values are encoded into, recycled once Kafka acknowledged them: a
-// Publisher is done with the bytes when Publish returned nil (kafka-go's
-// synchronous WriteMessages returns after the batches holding them were
-// written), and not before. Recycling spares the garbage collector about a
+// Publisher is done with the bytes when Publish returned nil (the produce
+// request holding them was answered, and its partition's lane dropped
+// them before waking the caller), and not before. Recycling spares the garbage collector about a
 // third of the bytes a batch request allocates.
 type produceBuf struct {
 	msgs []kafka.Message
