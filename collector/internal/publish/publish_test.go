@@ -286,3 +286,60 @@ func TestWakeChainSkipsAbandonedCalls(t *testing.T) {
 		t.Error("the lane did not hear the end of the chain")
 	}
 }
+
+// TestPartitionsAddedAreUsed adds partitions to the topic while the
+// producer runs: once the metadata says so (the transport's cache and the
+// producer's own second), keys go to the partitions the Java partitioner
+// picks among all of them, as another collector would put them.
+func TestPartitionsAddedAreUsed(t *testing.T) {
+	_, addr := broker(t, 2)
+	p := New(Config{Addr: kafka.TCP(addr), Topic: "raw", AckTimeout: 5 * time.Second}, prometheus.NewRegistry())
+	defer func() {
+		if err := p.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	if err := p.Publish(context.Background(), kafka.Message{Key: []byte("before"), Value: []byte("before")}); err != nil {
+		t.Fatal(err)
+	}
+	client := &kafka.Client{Addr: kafka.TCP(addr)}
+	res, err := client.CreatePartitions(t.Context(), &kafka.CreatePartitionsRequest{Topics: []kafka.TopicPartitionsConfig{{Name: "raw", Count: 4}}})
+	if err != nil || res.Errors["raw"] != nil {
+		t.Fatalf("adding partitions: %v, %v", err, res)
+	}
+	// A key that lands on partition 2 or 3 of 4.
+	var key []byte
+	for i := 0; key == nil; i++ {
+		if k := fmt.Appendf(nil, "visitor-%d", i); murmur2Partition(k, 4) >= 2 {
+			key = k
+		}
+	}
+	want := murmur2Partition(key, 4)
+	deadline := time.Now().Add(20 * time.Second)
+	var last string
+	for n := 0; ; n++ {
+		last = fmt.Sprintf("after-%d", n)
+		if err := p.Publish(context.Background(), kafka.Message{Key: key, Value: []byte(last)}); err != nil {
+			t.Fatal(err)
+		}
+		if s := p.lanes.Load(); s != nil && len(s.lanes) == 4 {
+			break // this publish already chose among 4
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the producer did not see the added partitions within 20s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	found := false
+	for _, m := range kafkatest.ReadAll(t, addr, "raw", int(kafkatest.Count(t, addr, "raw")), 5*time.Second) {
+		if string(m.Value) == last {
+			found = true
+			if m.Partition != want {
+				t.Errorf("%s with key %s on partition %d; among 4 partitions its key's is %d", last, key, m.Partition, want)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("%s is not in Kafka", last)
+	}
+}
