@@ -14,6 +14,13 @@ set -euo pipefail
 OLD=$(realpath "$1"); NEW=$(realpath "$2"); EP=${3:-event}; ROUNDS=${4:-2}
 KAFKA_PORT=${KAFKA_PORT:-29092} HTTP_PORT=${HTTP_PORT:-28080} ADMIN_PORT=${ADMIN_PORT:-29100}
 cd "$(dirname "$0")/.."
+for port in "$KAFKA_PORT" "$HTTP_PORT" "$ADMIN_PORT"; do
+  # A port already taken would send the collectors' events to someone
+  # else's broker, or measure someone else's server.
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "port $port is in use; set KAFKA_PORT, HTTP_PORT or ADMIN_PORT" >&2; exit 1
+  fi
+done
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 WORK=$(mktemp -d)
 PIDS=()
