@@ -69,6 +69,22 @@ type Publisher struct {
 	latency  prometheus.Histogram
 	failures prometheus.Counter
 	batches  prometheus.Histogram
+	retries  prometheus.Counter
+}
+
+// queued counts the events waiting in every lane; read at scrape time.
+func (p *Publisher) queued() float64 {
+	s := p.lanes.Load()
+	if s == nil {
+		return 0
+	}
+	n := 0
+	for _, l := range s.lanes {
+		l.mu.Lock()
+		n += len(l.pending)
+		l.mu.Unlock()
+	}
+	return float64(n)
 }
 
 func transport(t *kafka.Transport) kafka.RoundTripper {
@@ -103,7 +119,15 @@ func New(cfg Config, reg prometheus.Registerer) *Publisher {
 			Buckets: prometheus.ExponentialBuckets(1, 4, 8),
 		}),
 	}
-	reg.MustRegister(p.latency, p.failures, p.batches)
+	p.retries = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "alumini_collector_produce_retries_total",
+		Help: "Produce requests sent again after the broker refused or dropped the connection, or answered with a retriable error.",
+	})
+	queued := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "alumini_collector_produce_queued_events",
+		Help: "Events waiting for their partition's next produce request (not those in a request in flight).",
+	}, p.queued)
+	reg.MustRegister(p.latency, p.failures, p.batches, p.retries, queued)
 	return p
 }
 
@@ -501,6 +525,7 @@ func (p *Publisher) produce(partition int, batch []entry, records *batchRecords)
 			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
 		case <-time.After(backoff):
 		}
+		p.retries.Inc()
 		backoff = min(2*backoff, 500*time.Millisecond)
 	}
 }

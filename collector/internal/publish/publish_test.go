@@ -185,13 +185,16 @@ func TestTimedOutEventsLeaveTheQueue(t *testing.T) {
 			}
 		})
 	}
+	// The queue metric shows them waiting while the first request is held.
+	for deadline := time.Now().Add(200 * time.Millisecond); p.queued() < 50 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if n := p.queued(); n != 50 {
+		t.Errorf("queued events while the broker holds the first request = %v; want 50", n)
+	}
 	wg.Wait()
-	lane := p.lanes.Load().lanes[0]
-	lane.mu.Lock()
-	queued := len(lane.pending)
-	lane.mu.Unlock()
-	if queued != 0 {
-		t.Errorf("%d timed-out events still queued; want none", queued)
+	if n := p.queued(); n != 0 {
+		t.Errorf("%v timed-out events still queued; want none", n)
 	}
 	if err := <-first; !errors.Is(err, ErrUnavailable) {
 		t.Errorf("held event = %v; want ErrUnavailable after the ack timeout", err)
@@ -341,5 +344,36 @@ func TestPartitionsAddedAreUsed(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("%s is not in Kafka", last)
+	}
+}
+
+// TestRefusedRequestsAreRetried drops the broker's connection on the first
+// produce requests: the producer sends again, counts it, and the event is
+// acknowledged once, within the ack timeout.
+func TestRefusedRequestsAreRetried(t *testing.T) {
+	cluster, addr := broker(t, 1)
+	var refused atomic.Int64
+	cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		if refused.Add(1) <= 2 {
+			cluster.KeepControl()
+			return nil, errors.New("broker restarting"), true // kfake closes the connection
+		}
+		return nil, nil, false
+	})
+	reg := prometheus.NewRegistry()
+	p := New(Config{Addr: kafka.TCP(addr), Topic: "raw", AckTimeout: 5 * time.Second}, reg)
+	defer func() {
+		if err := p.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	if err := p.Publish(context.Background(), kafka.Message{Value: []byte("once")}); err != nil {
+		t.Fatalf("Publish with the first two requests refused = %v; want nil after retries", err)
+	}
+	if n := testutil.ToFloat64(p.retries); n < 2 {
+		t.Errorf("produce retries = %v; want at least 2", n)
+	}
+	if got := kafkatest.Count(t, addr, "raw"); got != 1 {
+		t.Errorf("%d records in Kafka; want the event once", got)
 	}
 }
