@@ -23,6 +23,7 @@ func TestPrometheusAlerts(t *testing.T) {
 	dir := filepath.Join("..", "deploy", "prometheus")
 	for _, args := range [][]string{
 		{"check", "config", "prometheus.yml"},
+		{"check", "config", "prometheus-compose.yml"},
 		{"test", "rules", "alerts_test.yml"},
 	} {
 		cmd := exec.Command(promtool, args...)
