@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"encoding/json"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -37,6 +39,61 @@ func TestPrometheusAlerts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkMetricNames(t, "alerts.yml", string(rules))
+}
+
+// TestGrafanaDashboard checks deploy/grafana/alumini.json: it is a
+// dashboard, every panel query is valid PromQL (promtool checks them as
+// recording rules), and every metric a query names is one a service
+// registers.
+func TestGrafanaDashboard(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatalf("promtool not found (Debian's prometheus package; `make deps` installs it): %v", err)
+	}
+	raw, err := os.ReadFile(filepath.Join("..", "deploy", "grafana", "alumini.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		UID    string
+		Panels []struct {
+			Type, Title string
+			Targets     []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatalf("alumini.json: %v", err)
+	}
+	var rules strings.Builder
+	rules.WriteString("groups:\n  - name: dashboard\n    rules:\n")
+	var exprs []string
+	for _, p := range dash.Panels {
+		if p.Type != "row" && len(p.Targets) == 0 {
+			t.Errorf("panel %q has no query", p.Title)
+		}
+		for _, q := range p.Targets {
+			exprs = append(exprs, q.Expr)
+			fmt.Fprintf(&rules, "      - record: dashboard:query_%d\n        expr: %q\n", len(exprs), q.Expr)
+		}
+	}
+	if dash.UID == "" || len(exprs) < 15 {
+		t.Fatalf("dashboard uid %q with %d queries; want a uid and every service's panels", dash.UID, len(exprs))
+	}
+	file := filepath.Join(t.TempDir(), "dashboard-rules.yml")
+	if err := os.WriteFile(file, []byte(rules.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(promtool, "check", "rules", file).CombinedOutput(); err != nil {
+		t.Errorf("a dashboard query is not valid PromQL: %v\n%s", err, out)
+	}
+	checkMetricNames(t, "alumini.json", strings.Join(exprs, "\n"))
+}
+
+// checkMetricNames fails for every alumini_ metric in text (from source)
+// that no service registers.
+func checkMetricNames(t *testing.T, source, text string) {
+	t.Helper()
 	registered := map[string]bool{}
 	name := regexp.MustCompile(`Name:\s*"(alumini_[a-z_]+)"`)
 	for _, module := range []string{"collector", "enricher", "sinker", "reporter", "lib"} {
@@ -54,14 +111,14 @@ func TestPrometheusAlerts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	used := regexp.MustCompile(`alumini_[a-z_]+`).FindAllString(string(rules), -1)
+	used := regexp.MustCompile(`alumini_[a-z_]+`).FindAllString(text, -1)
 	if len(used) < 10 {
-		t.Fatalf("found %d metric names in alerts.yml; the pattern no longer matches the rules", len(used))
+		t.Fatalf("found %d metric names in %s; the pattern no longer matches it", len(used), source)
 	}
 	for _, m := range used {
 		base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(m, "_bucket"), "_sum"), "_count")
 		if !registered[m] && !registered[base] {
-			t.Errorf("alerts.yml uses %s, which no service registers", m)
+			t.Errorf("%s uses %s, which no service registers", source, m)
 		}
 	}
 }
