@@ -1,15 +1,19 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestPrometheusAlerts checks what ops load into Prometheus from
@@ -120,5 +124,107 @@ func checkMetricNames(t *testing.T, source, text string) {
 		if !registered[m] && !registered[base] {
 			t.Errorf("%s uses %s, which no service registers", source, m)
 		}
+	}
+}
+
+// TestPrometheusScrapesThePipeline runs the pipeline and a real Prometheus
+// (Debian's) scraping it with deploy/prometheus's rules: every target is up,
+// every dashboard query returns series, and a healthy pipeline fires no
+// alert.
+func TestPrometheusScrapesThePipeline(t *testing.T) {
+	prom, err := exec.LookPath("prometheus")
+	if err != nil {
+		t.Fatalf("prometheus not found (Debian's prometheus package; `make deps` installs it): %v", err)
+	}
+	const key = "alm_e2e_prom_key_0123456789abcdef"
+	s := newStack(t, key)
+	for i := range 5 {
+		if status, body := s.post(fmt.Sprintf(`{"client_id":"shop","url":"https://shop.example/p%d","event_id":"prom-%d"}`, i, i)); status != 202 {
+			t.Fatalf("POST = %d %s", status, body)
+		}
+	}
+	s.waitForCounts(key, 5, 1, 5, 15*time.Second)
+
+	dir := t.TempDir()
+	rules, err := filepath.Abs(filepath.Join("..", "deploy", "prometheus", "alerts.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, "global: {scrape_interval: 1s, evaluation_interval: 1s}\nrule_files: [%q]\nscrape_configs:\n", rules)
+	for _, name := range services {
+		fmt.Fprintf(&cfg, "  - job_name: alumini-%s\n    static_configs: [{targets: [%q]}]\n", name, s.admin[name])
+	}
+	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	cmd := exec.Command(prom, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr)
+	var promLog bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &promLog, &promLog
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("prometheus log:\n%s", promLog.String())
+		}
+	})
+	query := func(q string) []json.RawMessage {
+		t.Helper()
+		resp, err := http.Get("http://" + addr + "/api/v1/query?query=" + url.QueryEscape(q))
+		if err != nil {
+			return nil
+		}
+		defer resp.Body.Close()
+		var r struct {
+			Status string
+			Data   struct{ Result []json.RawMessage }
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || r.Status != "success" {
+			t.Fatalf("query %s: %v (status %q)", q, err, r.Status)
+		}
+		return r.Data.Result
+	}
+	// Every target up, scraped for a few seconds so rates have two points.
+	deadline := time.Now().Add(30 * time.Second)
+	for len(query(`up{job=~"alumini-.*"} == 1`)) < len(services) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not every service is scraped within 30s: up = %s", query(`up`))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(5 * time.Second)
+
+	raw, err := os.ReadFile(filepath.Join("..", "deploy", "grafana", "alumini.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range dash.Panels {
+		for _, q := range p.Targets {
+			// Counter vectors that get a series at their first drop or dead
+			// letter, which a healthy run has none of.
+			if strings.Contains(q.Expr, "alumini_enricher_dropped_total") || strings.Contains(q.Expr, "alumini_enricher_dead_letters_total") {
+				continue
+			}
+			if len(query(strings.ReplaceAll(q.Expr, "[5m]", "[10s]"))) == 0 {
+				t.Errorf("dashboard panel %q: query %s returns nothing from a running pipeline", p.Title, q.Expr)
+			}
+		}
+	}
+	if firing := query(`ALERTS{alertstate="firing"}`); len(firing) > 0 {
+		t.Errorf("a healthy pipeline fires alerts: %s", firing)
 	}
 }
