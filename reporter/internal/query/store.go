@@ -779,19 +779,9 @@ HAVING max(requested_at) >= toDateTime(?) AND maxIf(requested_at, views_rebuilt 
 // before now whose events are back in the events table, and returns how
 // many it erased again.
 func (s *Store) EraseReturned(ctx context.Context, now time.Time) (int, error) {
-	type erased struct {
-		client  string
-		visitor uint64
-	}
-	var list []erased
-	err := s.rows(ctx, "recent_erasures", Query{
+	list, err := s.visitors(ctx, "recent_erasures", Query{
 		SQL:  recentErasuresSQL,
 		Args: []any{now.Add(-ReplayWindow).UTC().Format(time.DateTime)},
-	}, func(r driver.Rows) error {
-		var e erased
-		err := r.Scan(&e.client, &e.visitor)
-		list = append(list, e)
-		return err
 	})
 	if err != nil {
 		return 0, err
@@ -813,6 +803,25 @@ func (s *Store) EraseReturned(ctx context.Context, now time.Time) (int, error) {
 	return again, errors.Join(errs...)
 }
 
+// erasedVisitor is one visitor of one client, as the erasure queries list
+// them.
+type erasedVisitor struct {
+	client  string
+	visitor uint64
+}
+
+// visitors runs q, which selects client_id and visitor_id.
+func (s *Store) visitors(ctx context.Context, name string, q Query) ([]erasedVisitor, error) {
+	var list []erasedVisitor
+	err := s.rows(ctx, name, q, func(r driver.Rows) error {
+		var v erasedVisitor
+		err := r.Scan(&v.client, &v.visitor)
+		list = append(list, v)
+		return err
+	})
+	return list, err
+}
+
 // pendingErasuresSQL lists the erasures whose views were not rebuilt yet:
 // the latest request of each visitor has no record with views_rebuilt.
 const pendingErasuresSQL = `SELECT client_id, visitor_id FROM ` + erasedTable + `
@@ -822,17 +831,7 @@ GROUP BY client_id, visitor_id HAVING maxIf(requested_at, views_rebuilt = 1) < m
 // the views are rebuilt even when nobody asks for the status. It returns
 // how many erasures are still pending.
 func (s *Store) FinishErasures(ctx context.Context) (int, error) {
-	type pending struct {
-		client  string
-		visitor uint64
-	}
-	var list []pending
-	err := s.rows(ctx, "pending_erasures", Query{SQL: pendingErasuresSQL}, func(r driver.Rows) error {
-		var p pending
-		err := r.Scan(&p.client, &p.visitor)
-		list = append(list, p)
-		return err
-	})
+	list, err := s.visitors(ctx, "pending_erasures", Query{SQL: pendingErasuresSQL})
 	if err != nil {
 		return 0, err
 	}
