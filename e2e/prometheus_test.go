@@ -22,10 +22,7 @@ import (
 // series beside it), and every metric the rules name is one a service
 // registers, so renaming a metric cannot silently disarm an alert.
 func TestPrometheusAlerts(t *testing.T) {
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Fatalf("promtool not found (Debian's prometheus package; `make deps` installs it): %v", err)
-	}
+	promtool := prometheusTool(t, "promtool")
 	dir := filepath.Join("..", "deploy", "prometheus")
 	for _, args := range [][]string{
 		{"check", "config", "prometheus.yml"},
@@ -51,24 +48,8 @@ func TestPrometheusAlerts(t *testing.T) {
 // recording rules), and every metric a query names is one a service
 // registers.
 func TestGrafanaDashboard(t *testing.T) {
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Fatalf("promtool not found (Debian's prometheus package; `make deps` installs it): %v", err)
-	}
-	raw, err := os.ReadFile(filepath.Join("..", "deploy", "grafana", "alumini.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dash struct {
-		UID    string
-		Panels []struct {
-			Type, Title string
-			Targets     []struct{ Expr string }
-		}
-	}
-	if err := json.Unmarshal(raw, &dash); err != nil {
-		t.Fatalf("alumini.json: %v", err)
-	}
+	promtool := prometheusTool(t, "promtool")
+	dash := loadDashboard(t)
 	var rules strings.Builder
 	rules.WriteString("groups:\n  - name: dashboard\n    rules:\n")
 	var exprs []string
@@ -132,10 +113,7 @@ func checkMetricNames(t *testing.T, source, text string) {
 // every dashboard query returns series, and a healthy pipeline fires no
 // alert.
 func TestPrometheusScrapesThePipeline(t *testing.T) {
-	prom, err := exec.LookPath("prometheus")
-	if err != nil {
-		t.Fatalf("prometheus not found (Debian's prometheus package; `make deps` installs it): %v", err)
-	}
+	prom := prometheusTool(t, "prometheus")
 	const key = "alm_e2e_prom_key_0123456789abcdef"
 	s := newStack(t, key)
 	for i := range 5 {
@@ -199,19 +177,7 @@ func TestPrometheusScrapesThePipeline(t *testing.T) {
 	}
 	time.Sleep(5 * time.Second)
 
-	raw, err := os.ReadFile(filepath.Join("..", "deploy", "grafana", "alumini.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dash struct {
-		Panels []struct {
-			Title   string
-			Targets []struct{ Expr string }
-		}
-	}
-	if err := json.Unmarshal(raw, &dash); err != nil {
-		t.Fatal(err)
-	}
+	dash := loadDashboard(t)
 	for _, p := range dash.Panels {
 		for _, q := range p.Targets {
 			// Counter vectors that get a series at their first drop or dead
@@ -227,4 +193,36 @@ func TestPrometheusScrapesThePipeline(t *testing.T) {
 	if firing := query(`ALERTS{alertstate="firing"}`); len(firing) > 0 {
 		t.Errorf("a healthy pipeline fires alerts: %s", firing)
 	}
+}
+
+// prometheusTool finds a binary of Debian's prometheus package.
+func prometheusTool(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatalf("%s not found (Debian's prometheus package; `make deps` installs it): %v", name, err)
+	}
+	return path
+}
+
+// dashboard is what the tests read of deploy/grafana/alumini.json.
+type dashboard struct {
+	UID    string
+	Panels []struct {
+		Type, Title string
+		Targets     []struct{ Expr string }
+	}
+}
+
+func loadDashboard(t *testing.T) dashboard {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("..", "deploy", "grafana", "alumini.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d dashboard
+	if err := json.Unmarshal(raw, &d); err != nil {
+		t.Fatalf("alumini.json: %v", err)
+	}
+	return d
 }
