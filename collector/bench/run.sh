@@ -12,47 +12,14 @@ cd "$(dirname "$0")/.."
 DUR=${1:-10}
 CONNS=${CONNS:-256}
 NOOP_CONNS=${NOOP_CONNS:-64}
-BATCH=${BATCH:-100}
 # Loopback ports; change them when something else (a `make run`) holds one.
 NOOP_PORT=${NOOP_PORT:-18090}
-KAFKA_PORT=${KAFKA_PORT:-19092}
-HTTP_PORT=${HTTP_PORT:-18080}
-ADMIN_PORT=${ADMIN_PORT:-19100}
-for port in "$NOOP_PORT" "$KAFKA_PORT" "$HTTP_PORT" "$ADMIN_PORT"; do
-  # A port already taken would send the collector's events to someone
-  # else's broker, or measure someone else's server.
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    echo "port $port is in use; set NOOP_PORT, KAFKA_PORT, HTTP_PORT or ADMIN_PORT" >&2; exit 1
-  fi
-done
+source bench/common.sh
+refuse_taken_ports "$NOOP_PORT" "$KAFKA_PORT" "$HTTP_PORT" "$ADMIN_PORT"
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
 
 go build -o "$WORK/collector" .
-go build -o "$WORK/bench" ./bench
-CLK=$(getconf CLK_TCK)
 
-cat > "$WORK/clients.yaml" <<YAML
-clients:
-  - id: bench
-    write_keys: [wk_bench]
-YAML
-EVENT='{"client_id":"bench","url":"https://bench.example/pricing?utm_source=news","referrer":"https://www.google.com/","title":"Pricing","language":"en-US","screen_width":1280,"screen_height":800,"timezone":"Europe/Berlin","properties":{"plan":"pro","seats":3}}'
-printf '%s' "$EVENT" > "$WORK/event.json"
-{ printf '['; for i in $(seq 1 "$BATCH"); do [ "$i" -gt 1 ] && printf ','; printf '%s' "$EVENT"; done; printf ']'; } > "$WORK/batch.json"
-cat > "$WORK/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local f = io.open(os.getenv("BODY"), "rb")
-wrk.body = f:read("*a")
-f:close()
-LUA
-
-wait_up() { for _ in $(seq 100); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "not up: $1" >&2; exit 1; }
-cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hwm() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/, "", v); print v / 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v); print v } else { sub(/s$/, "", v); print v * 1000 } }'; }
 
@@ -86,14 +53,8 @@ for impl in fasthttp nethttp; do
   kill "$pid"; wait "$pid" 2>/dev/null || true
 done
 
-# The broker keeps its log in files (see runKafka: in memory, kfake stalls
-# every produce while it copies a growing log).
-taskset -c 1 "$WORK/bench" kafka -addr 127.0.0.1:$KAFKA_PORT -data-dir "$WORK/kafka" >/dev/null & PIDS+=($!)
-sleep 0.5
-taskset -c 0 "$WORK/collector" -kafka-brokers 127.0.0.1:$KAFKA_PORT -clients-file "$WORK/clients.yaml" \
-  -listen-addr 127.0.0.1:$HTTP_PORT -admin-addr 127.0.0.1:$ADMIN_PORT -log-level warn \
-  -ip-rate-limit 0 -client-rate-limit 0 -max-inflight-bytes 1073741824 -max-batch-events 1000 & COL=$!; PIDS+=("$COL")
-wait_up http://127.0.0.1:$HTTP_PORT/readyz
+start_broker
+start_collector "$WORK/collector"
 
 run collector-event http://127.0.0.1:$HTTP_PORT/api/event "$WORK/event.json" 1 "$COL"
 HALF=$((LAST_RPS / 2))

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# One collector at a fixed request rate; reproduces the fixed-rate figures
+# of docs/bench/collector.md.
+#
+#   bash collector/bench/fixed.sh RATE [event|batch] [seconds]   (default event, 10)
+#
+# Collector on core 0, broker and the open-loop generator (`bench load`,
+# 2 s warm-up) on core 1, as run.sh runs them. Prints the generator's
+# latency percentiles, then, over the measured seconds only, the
+# collector's CPU per request and its own histograms: request duration
+# (from reading the request to the answer) and Kafka acknowledgement.
+# COLLECTOR_FLAGS adds flags (e.g. "-kafka-batch-timeout 0"); GOGC,
+# GOMAXPROCS and the like pass through to the collector; COLLECTOR runs
+# another build instead of this tree's (see ab.sh for building one).
+set -euo pipefail
+[ $# -ge 1 ] || { echo "usage: $0 RATE [event|batch] [seconds]" >&2; exit 2; }
+RATE=$1; EP=${2:-event}; DUR=${3:-10}
+[ -z "${COLLECTOR:-}" ] || COLLECTOR=$(realpath "$COLLECTOR")
+cd "$(dirname "$0")/.."
+source bench/common.sh
+refuse_taken_ports "$KAFKA_PORT" "$HTTP_PORT" "$ADMIN_PORT"
+if [ -z "${COLLECTOR:-}" ]; then
+  COLLECTOR=$WORK/collector
+  go build -o "$COLLECTOR" .
+fi
+
+start_broker
+# shellcheck disable=SC2086 # COLLECTOR_FLAGS is a list of flags
+start_collector "$COLLECTOR" ${COLLECTOR_FLAGS:-}
+histograms() {
+  curl -fs http://127.0.0.1:$ADMIN_PORT/metrics |
+    grep -E "^alumini_collector_(request_duration_seconds_bucket\{endpoint=\"$EP\"|produce_duration_seconds_bucket)" || true
+}
+taskset -c 1 "$WORK/bench" load -url "http://127.0.0.1:$HTTP_PORT/api/$EP" -body "$WORK/$EP.json" \
+  -rate "$RATE" -warmup 2s -duration "${DUR}s" -conns 256 > "$WORK/load.out" & LOAD=$!
+sleep 2.05 # the end of the generator's warm-up
+c0=$(cpu "$COL"); histograms > "$WORK/h0"
+wait "$LOAD"
+c1=$(cpu "$COL"); histograms > "$WORK/h1"
+echo "/api/$EP at $RATE req/s: $(cat "$WORK/load.out")"
+echo "collector CPU: $(awk -v a="$c0" -v b="$c1" -v k="$CLK" -v r="$RATE" -v d="$DUR" 'BEGIN { printf "%.1f µs per request, %.0f %% of its core", (b - a) / k * 1e6 / (r * d), (b - a) / k / d * 100 }')"
+echo "collector histograms over the measured seconds (requests at or under each bound):"
+paste -d' ' "$WORK/h0" "$WORK/h1" | awk '{ split($1, a, "{"); printf "  %s{%s %d\n", a[1], a[2], $4 - $2 }'
+stop "$COL" "$BROKER"
