@@ -24,6 +24,12 @@ listening() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+# has_test_cluster: true when the server on tcp_port has the one-node
+# cluster of config.xml.in (tests build cluster-mode tables on it).
+has_test_cluster() {
+  [ "$(clickhouse-client --port "$tcp_port" --query "SELECT count() FROM system.clusters WHERE cluster = 'alumini_local'" 2>/dev/null)" = 1 ]
+}
+
 stop_server() {
   [ -f "$pidfile" ] || return 0
   local pid
@@ -58,9 +64,10 @@ start)
   fi
   install_server
   if answers 127.0.0.1 "$tcp_port"; then
-    # A server of ours started before TLS was configured is restarted
-    # with the current configuration; a foreign one is left alone.
-    if listening "$secure_port" || [ ! -f "$pidfile" ]; then
+    # A server of ours started from an older configuration (before TLS,
+    # or before the test cluster) is restarted with the current one; a
+    # foreign one is left alone.
+    if [ ! -f "$pidfile" ] || { listening "$secure_port" && has_test_cluster; }; then
       echo "127.0.0.1:$tcp_port"
       exit 0
     fi

@@ -323,6 +323,7 @@ func run(n, batchRows, partitions int, addr, brokers string, verbose, noViews bo
 	}
 	inserts := gathered(reg, "alumini_sinker_inserts_total")
 	insertedRows := gathered(reg, "alumini_sinker_rows_inserted_total")
+	insertSeconds := gathered(reg, "alumini_sinker_insert_duration_seconds")
 	rs := reader.Stats()
 	if err := reader.Close(); err != nil {
 		return err
@@ -363,8 +364,8 @@ func run(n, batchRows, partitions int, addr, brokers string, verbose, noViews bo
 	line("store.Insert alone, events+views", storeOnly["events"])
 	line("store.Insert alone, events only", storeOnly["bare"])
 	line("sinker Kafka→ClickHouse, "+map[bool]string{false: "events+views", true: "events only"}[noViews], elapsed)
-	fmt.Printf("sinker: %.0f inserts, %.0f rows/insert, %.2f inserts/s, %.0f rows inserted (replays included)\n",
-		inserts, insertedRows/inserts, inserts/elapsed.Seconds(), insertedRows)
+	fmt.Printf("sinker: %.0f inserts, %.0f rows/insert, %.2f inserts/s, %.0f rows inserted (replays included), inserting %.2fs of the %.2fs\n",
+		inserts, insertedRows/inserts, inserts/elapsed.Seconds(), insertedRows, insertSeconds, elapsed.Seconds())
 	fmt.Printf("sinker / Native ceiling (%s): %.2fx\n", map[bool]string{false: "events+views", true: "events only"}[noViews], sinkRate/top)
 	return nil
 }
@@ -412,11 +413,15 @@ func settled(ctx context.Context, st *store.Store) {
 	}
 }
 
-// gathered is the value of the counter name in reg.
+// gathered is the value of the counter name in reg, or the sum of the
+// histogram name.
 func gathered(reg *prometheus.Registry, name string) float64 {
 	mfs, _ := reg.Gather() // the sink's own metrics always gather
 	for _, mf := range mfs {
 		if mf.GetName() == name {
+			if h := mf.GetMetric()[0].GetHistogram(); h != nil {
+				return h.GetSampleSum()
+			}
 			return mf.GetMetric()[0].GetCounter().GetValue()
 		}
 	}

@@ -2,6 +2,7 @@ package schema
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -49,6 +50,21 @@ func (b *Block) Reset() {
 	b.propKeys, b.propValues = b.propKeys[:0], b.propValues[:0]
 	clear(b.flat)
 	b.flat = b.flat[:0]
+}
+
+// Grow makes room for n more events, so that adding them does not grow
+// (and copy) the 40 column slices one doubling at a time. Blocks come from
+// a sync.Pool, which a garbage collection empties; with about one insert a
+// second most batches start from a new, empty block.
+func (b *Block) Grow(n int) {
+	for _, c := range b.stringColumns() {
+		*c = slices.Grow(*c, n)
+	}
+	b.timestamp, b.receivedAt, b.previousVisit = slices.Grow(b.timestamp, n), slices.Grow(b.receivedAt, n), slices.Grow(b.previousVisit, n)
+	b.isBot, b.isNew = slices.Grow(b.isBot, n), slices.Grow(b.isNew, n)
+	b.screenWidth, b.screenHeight = slices.Grow(b.screenWidth, n), slices.Grow(b.screenHeight, n)
+	b.visitorID, b.sessionID = slices.Grow(b.visitorID, n), slices.Grow(b.sessionID, n)
+	b.propKeys, b.propValues = slices.Grow(b.propKeys, n), slices.Grow(b.propValues, n)
 }
 
 func (b *Block) stringColumns() []*[]string {

@@ -326,6 +326,46 @@ func TestFinishErasuresWithoutStatusPolls(t *testing.T) {
 	}
 }
 
+// TestErasureRefusedOnCluster runs the reporter on a database shaped like
+// one node of the sinker's cluster mode (events a Distributed table over
+// events_local, on the one-node cluster of deploy/clickhouse/config.xml.in):
+// an erasure would delete on this shard only, so it is refused with 501
+// and a message, and nothing is mutated or recorded.
+func TestErasureRefusedOnCluster(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	var db string
+	if err := e.conn.QueryRow(ctx, "SELECT currentDatabase()").Scan(&db); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		"RENAME TABLE events TO events_local",
+		"CREATE TABLE events AS events_local ENGINE = Distributed(alumini_local, " + db + ", events_local, rand())",
+	} {
+		if err := e.conn.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v (the test needs the alumini_local cluster that deploy/clickhouse/clickhouse.sh configures)", q, err)
+		}
+	}
+	// Reads go through the Distributed table as before.
+	if code, _, body := (request{method: http.MethodGet, target: "/api/v1/visitors/export?visitor_id=2", auth: "Bearer " + shopKey}).do(t, e.h); code != http.StatusOK || !strings.Contains(body, `"visitor_id"`) {
+		t.Fatalf("export on the cluster = %d %s; want 200 with the visitor's events", code, body)
+	}
+	code, _, body := (request{method: http.MethodPost, target: ErasurePath + "?visitor_id=2", auth: "Bearer " + shopKey}).do(t, e.h)
+	if code != http.StatusNotImplemented || !strings.Contains(body, `"error":"erasure is not available in cluster mode`) {
+		t.Fatalf("POST erasure on the cluster = %d %s; want 501 saying erasure is not available in cluster mode", code, body)
+	}
+	var mutations, records uint64
+	if err := e.conn.QueryRow(ctx, "SELECT count() FROM system.mutations WHERE database = currentDatabase()").Scan(&mutations); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.conn.QueryRow(ctx, "SELECT count() FROM erased_visitors").Scan(&records); err != nil {
+		t.Fatal(err)
+	}
+	if mutations != 0 || records != 0 {
+		t.Errorf("after the refused erasure: %d mutations, %d erased_visitors rows; want none", mutations, records)
+	}
+}
+
 // TestInitUpgradesTheErasureTable starts from erased_visitors as the first
 // reporter made it (no day range, no views_rebuilt): Init adds the columns,
 // twice without harm, and an erasure then runs to done.

@@ -144,6 +144,7 @@ func TestCurrentEngineRunsEveryQuery(t *testing.T) {
 
 	// Erasure, in the order Store.Erase runs it.
 	stmts = append(stmts,
+		sqlcheck.Statement{Name: "events engine", SQL: eventsEngineSQL},
 		sqlcheck.Statement{Name: "erasure targets", SQL: erasureColumnsSQL},
 		sqlcheck.Statement{Name: "visitor sessions", SQL: visitorSessionsSQL, Params: []any{"shop", 2}},
 		sqlcheck.Statement{Name: "record erasure", SQL: recordErasureSQL + " VALUES ('shop', 2, '2026-03-12 10:00:00', [], '2026-03-05', '2026-03-12', 0)"},

@@ -583,6 +583,13 @@ func (s *Store) Erase(ctx context.Context, sc Scope, visitorID uint64, now time.
 	if err := sc.check(); err != nil {
 		return Erasure{}, err
 	}
+	var engine string
+	if err := s.rows(ctx, "erase_engine", Query{SQL: eventsEngineSQL}, func(r driver.Rows) error { return r.Scan(&engine) }); err != nil {
+		return Erasure{}, err
+	}
+	if engine == "Distributed" {
+		return Erasure{}, ErrErasureOnCluster
+	}
 	targets, err := s.erasureTargets(ctx)
 	if err != nil {
 		return Erasure{}, err
@@ -705,6 +712,17 @@ func (s *Store) recordErasure(ctx context.Context, sc Scope, visitorID uint64, r
 	}
 	return nil
 }
+
+// ErrErasureOnCluster is returned by Erase when events is a Distributed
+// table (the sinker's cluster mode). The erasure's DELETE mutations and
+// its erased_visitors record would reach only the shard this reporter is
+// connected to, and the visitor's events on the other shards would stay:
+// refusing is the honest answer until erasure runs ON CLUSTER.
+var ErrErasureOnCluster = errors.New("erasure is not available in cluster mode (events is a Distributed table): " +
+	"it would delete the visitor on one shard only; see docs/reporter.md for the statements to run on the cluster")
+
+// eventsEngineSQL reads the engine of the events table.
+const eventsEngineSQL = "SELECT engine FROM system.tables WHERE database = currentDatabase() AND name = 'events'"
 
 // ErrNoErasure is returned for the status of a visitor never erased.
 var ErrNoErasure = errors.New("no erasure requested for this visitor")

@@ -82,6 +82,7 @@ func (s *Store) insert(ctx context.Context, insertSQL string, events []*aluminiv
 		b.Reset()
 		s.blocks.Put(b)
 	}()
+	b.Grow(len(events))
 	for _, ev := range events {
 		b.Add(ev)
 	}
