@@ -13,12 +13,15 @@ run: ## start the whole pipeline on embedded defaults
 # Tests share the local ClickHouse server with `make run` (or use
 # CLICKHOUSE_ADDR); each test makes and drops its own database.
 # The local server also listens with TLS (self-signed) for the TLS tests.
+# The cluster-mode tests use a second server, a one-node replicated cluster
+# with its ZooKeeper (deploy/clickhouse/cluster.sh; or CLICKHOUSE_CLUSTER_ADDR).
 test: deps ## every module's tests, with real ClickHouse and an in-process Kafka-protocol broker
 	addr=$$(deploy/clickhouse/clickhouse.sh start $(DATA)/clickhouse) && \
+	cluster=$$(deploy/clickhouse/cluster.sh start $(DATA)/cluster) && \
 	if [ -z "$$CLICKHOUSE_ADDR" ] && [ -f $(DATA)/clickhouse/tls/cert.pem ]; then \
 		export CLICKHOUSE_TLS_ADDR=127.0.0.1:$${ALUMINI_CLICKHOUSE_TCP_PORT_SECURE:-19440} \
 			CLICKHOUSE_TLS_CA_FILE=$(DATA)/clickhouse/tls/cert.pem; fi && \
-	CLICKHOUSE_ADDR=$$addr go test -count=1 -timeout 20m $(PKGS)
+	CLICKHOUSE_ADDR=$$addr CLICKHOUSE_CLUSTER_ADDR=$$cluster go test -count=1 -timeout 20m $(PKGS)
 
 build:
 	go build -o bin/ ./collector ./enricher ./sinker ./reporter ./deploy/devkafka
@@ -46,7 +49,8 @@ deps: ## install the Debian packages a fresh machine lacks
 clickhouse: deps ## start the local ClickHouse server
 	deploy/clickhouse/clickhouse.sh start $(DATA)/clickhouse
 
-clickhouse-stop:
+clickhouse-stop: ## stop the local ClickHouse servers (and the test cluster's ZooKeeper)
+	deploy/clickhouse/cluster.sh stop $(DATA)/cluster
 	deploy/clickhouse/clickhouse.sh stop $(DATA)/clickhouse
 
 bench:

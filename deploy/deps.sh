@@ -12,6 +12,9 @@ command -v curl >/dev/null || need+=(curl)
 command -v openssl >/dev/null || need+=(openssl)
 # Headless Chromium drives the browser tests (tracker script, dashboard).
 command -v chromium >/dev/null || need+=(chromium)
+# ZooKeeper (with Java) coordinates the one-node cluster the cluster-mode
+# tests run on (deploy/clickhouse/cluster.sh).
+[ -f /usr/share/java/zookeeper.jar ] || need+=(zookeeper)
 # Node.js runs chdb, a current ClickHouse engine, to check our SQL on it.
 command -v npm >/dev/null || need+=(nodejs npm)
 # promtool checks and unit-tests the alert rules in deploy/prometheus; the

@@ -130,6 +130,13 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) (err error) {
 	if err := schema.Apply(ctx, st.Conn(), rt.Log, c.schemaOptions()...); err != nil {
 		return fmt.Errorf("migrating database %s: %w", c.ClickHouse.Database, err)
 	}
+	target, err := schema.Detect(ctx, st.Conn(), c.ClickHouse.Database, c.Cluster)
+	if err != nil {
+		return err
+	}
+	if c.Cluster != "" {
+		st.OnCluster()
+	}
 
 	// The erased visitors are loaded before the first fetch, so a replay
 	// at start cannot store them. A missing table or a failed load does
@@ -182,7 +189,7 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) (err error) {
 		if err != nil {
 			return err
 		}
-		cleaner := retention.New(st.Conn(), func(id string) (int, error) {
+		cleaner := retention.New(st.Conn(), target, func(id string) (int, error) {
 			cl, err := clients.ByID(id)
 			if err != nil {
 				return 0, err

@@ -31,14 +31,43 @@ func Addr() string {
 // by skipping.
 func Database(t testing.TB) (string, driver.Conn) {
 	t.Helper()
+	return database(t, Addr(), "start it with `make clickhouse`, or set CLICKHOUSE_ADDR")
+}
+
+// ClusterDefaultAddr is where deploy/clickhouse/cluster.sh runs the server
+// of the one-node cluster.
+const ClusterDefaultAddr = "127.0.0.1:29000"
+
+// Cluster is the name of that server's cluster (remote_servers): one shard
+// of one replica, itself, with ZooKeeper, so replicated tables and ON
+// CLUSTER DDL work.
+const Cluster = "alumini_local"
+
+// ClusterAddr is the cluster server tests use: CLICKHOUSE_CLUSTER_ADDR, or
+// ClusterDefaultAddr.
+func ClusterAddr() string {
+	if a := os.Getenv("CLICKHOUSE_CLUSTER_ADDR"); a != "" {
+		return a
+	}
+	return ClusterDefaultAddr
+}
+
+// ClusterDatabase is Database on the cluster server.
+func ClusterDatabase(t testing.TB) (string, driver.Conn) {
+	t.Helper()
+	return database(t, ClusterAddr(), "start it with `deploy/clickhouse/cluster.sh start .data/cluster`, or set CLICKHOUSE_CLUSTER_ADDR")
+}
+
+func database(t testing.TB, addr, hint string) (string, driver.Conn) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	admin, err := clickhouse.Open(&clickhouse.Options{Addr: []string{Addr()}, DialTimeout: 5 * time.Second})
+	admin, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}, DialTimeout: 5 * time.Second})
 	if err != nil {
-		t.Fatalf("clickhouse at %s: %v", Addr(), err)
+		t.Fatalf("clickhouse at %s: %v", addr, err)
 	}
 	if err := admin.Ping(ctx); err != nil {
-		t.Fatalf("clickhouse at %s does not answer (start it with `make clickhouse`, or set CLICKHOUSE_ADDR): %v", Addr(), err)
+		t.Fatalf("clickhouse at %s does not answer (%s): %v", addr, hint, err)
 	}
 	b := make([]byte, 6)
 	if _, err := rand.Read(b); err != nil {
@@ -48,7 +77,7 @@ func Database(t testing.TB) (string, driver.Conn) {
 	if err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
 		t.Fatalf("creating database %s: %v", name, err)
 	}
-	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{Addr()}, Auth: clickhouse.Auth{Database: name}, DialTimeout: 5 * time.Second})
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}, Auth: clickhouse.Auth{Database: name}, DialTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatalf("clickhouse: %v", err)
 	}

@@ -52,13 +52,15 @@ func TestClusterDDLShape(t *testing.T) {
 	_, stmts := Statements(Target{Version: Current, Database: "alumini", Cluster: "analytics"})
 	all := strings.Join(stmts, "\n")
 	for _, want := range []string{
-		"CREATE TABLE IF NOT EXISTS events_local ON CLUSTER `analytics`",
+		// Qualified: each node runs ON CLUSTER DDL in its own default database.
+		"CREATE TABLE IF NOT EXISTS `alumini`.events_local ON CLUSTER `analytics`",
 		"ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/alumini/events_local', '{replica}')",
 		"ENGINE = Distributed('analytics', 'alumini', 'events_local', cityHash64(event_id))",
 		"ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/alumini/events_hourly_v2_local', '{replica}')",
-		"TO events_hourly_v2_local AS",
-		"DROP TABLE IF EXISTS events_hourly_local_mv ON CLUSTER `analytics`",
-		"FROM events_local",
+		"TO `alumini`.events_hourly_v2_local AS",
+		"DROP TABLE IF EXISTS `alumini`.events_hourly_local_mv ON CLUSTER `analytics`",
+		"FROM `alumini`.events_local",
+		"event_key UInt64 ALIAS cityHash64(event_id)\n)\nENGINE = Distributed(",
 	} {
 		if !strings.Contains(all, want) {
 			t.Errorf("cluster DDL lacks %q", want)

@@ -39,6 +39,24 @@ var Migrations = []Migration{
 // parts merge; until then queries count distinct event ids (or read with
 // FINAL), so they are right before merges too.
 func eventsTable(t Target) []string {
+	stmts := []string{`
+CREATE TABLE IF NOT EXISTS ` + t.ref(t.local("events")) + t.onCluster() + `
+(
+` + eventsColumns(t) + `
+)
+ENGINE = ` + t.engine("Replacing", "events") + `
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (client_id, toDate(timestamp), event_id)`}
+	// cityHash64(event_id): every copy of an event lands on one shard, where
+	// ReplacingMergeTree can collapse it.
+	if d := t.distributed("events", "cityHash64(event_id)"); d != "" {
+		stmts = append(stmts, d)
+	}
+	return stmts
+}
+
+// eventsColumns are the columns of migration 1's events table.
+func eventsColumns(t Target) string {
 	s := t.str()
 	props := ""
 	if t.MapType() {
@@ -46,10 +64,7 @@ func eventsTable(t Target) []string {
 		// properties['plan'] over the parallel arrays every server has.
 		props = ",\n    properties Map(String, String) ALIAS CAST((prop_keys, prop_values), 'Map(String, String)')"
 	}
-	stmts := []string{`
-CREATE TABLE IF NOT EXISTS ` + t.local("events") + t.onCluster() + `
-(
-    client_id String,
+	return `    client_id String,
     event_id String,
     type Enum8('unspecified' = 0, 'pageview' = 1, 'custom' = 2, 'identify' = 3),
     name ` + s + `,
@@ -88,17 +103,7 @@ CREATE TABLE IF NOT EXISTS ` + t.local("events") + t.onCluster() + `
     prop_keys Array(String),
     prop_values Array(String),
     user_id String,
-    ip_truncated String` + props + `
-)
-ENGINE = ` + t.engine("Replacing", "events") + `
-PARTITION BY toYYYYMM(timestamp)
-ORDER BY (client_id, toDate(timestamp), event_id)`}
-	// cityHash64(event_id): every copy of an event lands on one shard, where
-	// ReplacingMergeTree can collapse it.
-	if d := t.distributed("events", "cityHash64(event_id)"); d != "" {
-		stmts = append(stmts, d)
-	}
-	return stmts
+    ip_truncated String` + props
 }
 
 // migrationsTable records which migrations ran. ReplacingMergeTree: two
@@ -244,15 +249,23 @@ func Statements(t Target) (names, stmts []string) {
 // Parts written before this migration compute the column while read until
 // they are merged.
 func eventKeys(t Target) []string {
-	stmts := []string{"ALTER TABLE " + t.local("events") + t.onCluster() + " ADD COLUMN event_key UInt64 MATERIALIZED cityHash64(event_id)"}
+	stmts := []string{"ALTER TABLE " + t.ref(t.local("events")) + t.onCluster() + " ADD COLUMN event_key UInt64 MATERIALIZED cityHash64(event_id)"}
 	if t.Cluster != "" {
 		// The Distributed table needs the column to read it, as an ALIAS:
 		// before 19.x a MATERIALIZED column there is computed on insert and
 		// sent on to events_local, which refuses it (ClickHouse issue
 		// 4015). The alias is expanded into the query sent to the shards,
 		// so they hash event_id while reading instead of reading the
-		// stored column: correct, a little slower.
-		stmts = append(stmts, "ALTER TABLE events"+t.onCluster()+" ADD COLUMN event_key UInt64 ALIAS cityHash64(event_id)")
+		// stored column: correct, a little slower. The table is made
+		// again rather than altered: 18.16 runs an ALTER ON CLUSTER of a
+		// table that is not replicated on no node of a cluster whose
+		// shards replicate internally ("Table events isn't replicated, but
+		// shard #1 is replicated"). It holds no data, and inserts meanwhile
+		// fail and are retried by the sinker.
+		stmts = append(stmts,
+			"DROP TABLE IF EXISTS "+t.ref("events")+t.onCluster(),
+			fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s%s\n(\n%s,\n    event_key UInt64 ALIAS cityHash64(event_id)\n)\nENGINE = %s",
+				t.ref("events"), t.onCluster(), eventsColumns(t), t.distributedEngine("events", "cityHash64(event_id)")))
 	}
 	return stmts
 }

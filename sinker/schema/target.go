@@ -71,6 +71,21 @@ func (t Target) local(name string) string {
 	return name + "_local"
 }
 
+// ref is how DDL names a table: on a cluster qualified with the database,
+// because each node runs ON CLUSTER statements in its own default database
+// (18.16 does not add the initiator's), where an unqualified name misses.
+func (t Target) ref(name string) string {
+	if t.Cluster == "" {
+		return name
+	}
+	return quoteIdent(t.Database) + "." + name
+}
+
+// Mutable is how an ALTER TABLE ... DELETE names table (events or a view):
+// the table itself on one node; on a cluster its local tables on every
+// shard, since a Distributed table takes no mutations.
+func (t Target) Mutable(table string) string { return t.ref(t.local(table)) + t.onCluster() }
+
 // onCluster is the ON CLUSTER clause of DDL statements, or nothing.
 func (t Target) onCluster() string {
 	if t.Cluster == "" {
@@ -97,8 +112,14 @@ func (t Target) distributed(table, shardKey string) string {
 	if t.Cluster == "" {
 		return ""
 	}
-	return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s%s AS %s\nENGINE = Distributed(%s, %s, %s, %s)",
-		table, t.onCluster(), t.local(table), quoteString(t.Cluster), quoteString(t.Database), quoteString(t.local(table)), shardKey)
+	return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s%s AS %s\nENGINE = %s",
+		t.ref(table), t.onCluster(), t.ref(t.local(table)), t.distributedEngine(table, shardKey))
+}
+
+// distributedEngine is the engine of the Distributed table over table's
+// local tables.
+func (t Target) distributedEngine(table, shardKey string) string {
+	return fmt.Sprintf("Distributed(%s, %s, %s, %s)", quoteString(t.Cluster), quoteString(t.Database), quoteString(t.local(table)), shardKey)
 }
 
 // str is the type of a low-cardinality string column.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -115,7 +116,11 @@ func fixtureEvents() []*aluminiv1.Event {
 
 func insert(t *testing.T, conn driver.Conn, events []*aluminiv1.Event) {
 	t.Helper()
-	batch, err := conn.PrepareBatch(context.Background(), schema.InsertSQL)
+	// On a cluster events is a Distributed table: the insert returns once
+	// the shards have the rows, as the sinker's does (on one node the
+	// setting does nothing).
+	ctx := clickhouse.Context(context.Background(), clickhouse.WithSettings(clickhouse.Settings{"insert_distributed_sync": 1}))
+	batch, err := conn.PrepareBatch(ctx, schema.InsertSQL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,9 +147,23 @@ type envOption func(*Config)
 // it. Rate limits are high unless an option lowers them.
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
-	ctx := context.Background()
 	_, conn := chtest.Database(t)
-	if err := schema.Apply(ctx, conn, zap.NewNop()); err != nil {
+	return seededEnv(t, conn, nil, opts...)
+}
+
+// newClusterEnv is newEnv on the sinker's cluster layout, on the one-node
+// cluster of deploy/clickhouse/cluster.sh: events and the views are
+// Distributed tables over replicated local ones.
+func newClusterEnv(t *testing.T, opts ...envOption) *env {
+	t.Helper()
+	_, conn := chtest.ClusterDatabase(t)
+	return seededEnv(t, conn, []schema.Option{schema.OnCluster(chtest.Cluster)}, opts...)
+}
+
+func seededEnv(t *testing.T, conn driver.Conn, layout []schema.Option, opts ...envOption) *env {
+	t.Helper()
+	ctx := context.Background()
+	if err := schema.Apply(ctx, conn, zap.NewNop(), layout...); err != nil {
 		t.Fatal(err)
 	}
 	insert(t, conn, fixtureEvents())

@@ -128,53 +128,70 @@ func lookup(v any, path string) (any, bool) {
 func TestGoldenEndpoints(t *testing.T) {
 	e := newEnv(t)
 	for _, tc := range goldenCases {
-		code, _, body := request{target: tc.target, auth: "Bearer " + shopKey}.do(t, e.h)
-		wantCode := http.StatusOK
-		if tc.name == "erasure_none" {
-			wantCode = http.StatusNotFound
+		checkGolden(t, e, tc, *update)
+	}
+}
+
+// TestGoldenEndpointsOnCluster asks the same questions of a reporter on the
+// sinker's cluster layout (Distributed tables over replicated local ones):
+// every answer must equal the one-node golden file.
+func TestGoldenEndpointsOnCluster(t *testing.T) {
+	e := newClusterEnv(t)
+	for _, tc := range goldenCases {
+		checkGolden(t, e, tc, false)
+	}
+}
+
+// checkGolden calls one endpoint and compares the answer with the
+// hand-computed values and with its golden file (rewritten when update).
+func checkGolden(t *testing.T, e *env, tc goldenCase, update bool) {
+	t.Helper()
+	code, _, body := request{target: tc.target, auth: "Bearer " + shopKey}.do(t, e.h)
+	wantCode := http.StatusOK
+	if tc.name == "erasure_none" {
+		wantCode = http.StatusNotFound
+	}
+	if code != wantCode {
+		t.Errorf("%s: GET %s = %d %s; want %d", tc.name, tc.target, code, body, wantCode)
+		return
+	}
+	var doc any
+	if err := json.Unmarshal([]byte(body), &doc); err != nil {
+		t.Errorf("%s: body is not JSON: %v", tc.name, err)
+		return
+	}
+	for path, want := range tc.want {
+		if got, ok := lookup(doc, path); !ok || got != want {
+			t.Errorf("%s: GET %s: %s = %v; want %v", tc.name, tc.target, path, got, want)
 		}
-		if code != wantCode {
-			t.Errorf("%s: GET %s = %d %s; want %d", tc.name, tc.target, code, body, wantCode)
-			continue
-		}
-		var doc any
-		if err := json.Unmarshal([]byte(body), &doc); err != nil {
-			t.Errorf("%s: body is not JSON: %v", tc.name, err)
-			continue
-		}
-		for path, want := range tc.want {
-			if got, ok := lookup(doc, path); !ok || got != want {
-				t.Errorf("%s: GET %s: %s = %v; want %v", tc.name, tc.target, path, got, want)
-			}
-		}
-		if strings.Contains(body, "secret") || strings.Contains(body, "BlogBrowser") {
-			t.Errorf("%s: client blog's data in shop's answer: %s", tc.name, body)
-		}
-		if tc.name == "openapi_is_served" {
-			continue
-		}
-		var pretty bytes.Buffer
-		if err := json.Indent(&pretty, []byte(body), "", "  "); err != nil {
+	}
+	if strings.Contains(body, "secret") || strings.Contains(body, "BlogBrowser") {
+		t.Errorf("%s: client blog's data in shop's answer: %s", tc.name, body)
+	}
+	if tc.name == "openapi_is_served" {
+		return
+	}
+	var pretty bytes.Buffer
+	if err := json.Indent(&pretty, []byte(body), "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "golden", tc.name+".json")
+	if update {
+		if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		golden := filepath.Join("testdata", "golden", tc.name+".json")
-		if *update {
-			if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(golden, pretty.Bytes(), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
+		if err := os.WriteFile(golden, pretty.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
 		}
-		want, err := os.ReadFile(golden)
-		if err != nil {
-			t.Errorf("%s: %v (run go test -update to create it)", tc.name, err)
-			continue
-		}
-		if !bytes.Equal(pretty.Bytes(), want) {
-			t.Errorf("%s: GET %s =\n%s\nwant (%s)\n%s", tc.name, tc.target, pretty.String(), golden, want)
-		}
+		return
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Errorf("%s: %v (run go test -update to create it)", tc.name, err)
+		return
+	}
+	if !bytes.Equal(pretty.Bytes(), want) {
+		t.Errorf("%s: GET %s =\n%s\nwant (%s)\n%s", tc.name, tc.target, pretty.String(), golden, want)
 	}
 }
 

@@ -27,14 +27,16 @@ type Periods func(clientID string) (days int, err error)
 // Cleaner deletes expired events.
 type Cleaner struct {
 	conn    driver.Conn
+	target  schema.Target
 	periods Periods
 	log     *zap.Logger
 	now     func() time.Time
 }
 
-// New returns a Cleaner over conn's default database.
-func New(conn driver.Conn, periods Periods, log *zap.Logger) *Cleaner {
-	return &Cleaner{conn: conn, periods: periods, log: log, now: time.Now}
+// New returns a Cleaner over conn's default database, laid out as target
+// says (one node or a cluster).
+func New(conn driver.Conn, target schema.Target, periods Periods, log *zap.Logger) *Cleaner {
+	return &Cleaner{conn: conn, target: target, periods: periods, log: log, now: time.Now}
 }
 
 // Run cleans once per interval until ctx ends. Failures are logged and
@@ -110,11 +112,11 @@ func (c *Cleaner) clean(ctx context.Context, clientID string, cutoff int64) erro
 	// meanwhile deletes nothing more. Bound arguments are substituted by the
 	// driver, so ALTER ... DELETE with ? is safe on 18.16 (only INSERT
 	// VALUES waits for a data block).
-	if err := c.conn.Exec(ctx, "ALTER TABLE events DELETE WHERE client_id = ? AND timestamp < toDateTime(?)", clientID, cutoff); err != nil {
+	if err := c.conn.Exec(ctx, "ALTER TABLE "+c.target.Mutable("events")+" DELETE WHERE client_id = ? AND timestamp < toDateTime(?)", clientID, cutoff); err != nil {
 		return err
 	}
 	for _, table := range schema.ViewNames {
-		if err := c.conn.Exec(ctx, "ALTER TABLE "+table+" DELETE WHERE client_id = ? AND "+viewTimeColumns[table], clientID, cutoff); err != nil {
+		if err := c.conn.Exec(ctx, "ALTER TABLE "+c.target.Mutable(table)+" DELETE WHERE client_id = ? AND "+viewTimeColumns[table], clientID, cutoff); err != nil {
 			return err
 		}
 	}

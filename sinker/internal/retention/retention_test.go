@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -16,9 +17,27 @@ import (
 )
 
 func TestOnceDeletesOnlyExpiredEventsOfClientsWithRetention(t *testing.T) {
-	_, conn := chtest.Database(t)
+	t.Run("one node", func(t *testing.T) {
+		db, conn := chtest.Database(t)
+		testRetention(t, conn, schema.Target{Database: db}, store.New(conn))
+	})
+	// On a cluster the mutations go to the shards' local tables, ON CLUSTER
+	// (a Distributed table takes none).
+	t.Run("cluster", func(t *testing.T) {
+		db, conn := chtest.ClusterDatabase(t)
+		st := store.New(conn)
+		st.OnCluster()
+		testRetention(t, conn, schema.Target{Database: db, Cluster: chtest.Cluster}, st)
+	})
+}
+
+func testRetention(t *testing.T, conn driver.Conn, target schema.Target, st *store.Store) {
 	ctx := context.Background()
-	if err := schema.Apply(ctx, conn, zap.NewNop()); err != nil {
+	var opts []schema.Option
+	if target.Cluster != "" {
+		opts = append(opts, schema.OnCluster(target.Cluster))
+	}
+	if err := schema.Apply(ctx, conn, zap.NewNop(), opts...); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Date(2026, 11, 25, 15, 0, 0, 0, time.UTC)
@@ -30,7 +49,7 @@ func TestOnceDeletesOnlyExpiredEventsOfClientsWithRetention(t *testing.T) {
 				TimestampMs: ts.UnixMilli(), ReceivedAtMs: ts.UnixMilli(), VisitorId: uint64(age), SessionId: uint64(age)})
 		}
 	}
-	if err := store.New(conn).Insert(ctx, evs); err != nil {
+	if err := st.Insert(ctx, evs); err != nil {
 		t.Fatal(err)
 	}
 	periods := func(id string) (int, error) {
@@ -42,7 +61,7 @@ func TestOnceDeletesOnlyExpiredEventsOfClientsWithRetention(t *testing.T) {
 		}
 		return 0, fmt.Errorf("client %s not found", id)
 	}
-	c := New(conn, periods, zaptest.NewLogger(t))
+	c := New(conn, target, periods, zaptest.NewLogger(t))
 	c.now = func() time.Time { return now }
 	if err := c.Once(ctx); err != nil {
 		t.Fatal(err)

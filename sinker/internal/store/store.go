@@ -21,6 +21,8 @@ import (
 type Store struct {
 	conn   driver.Conn
 	blocks *sync.Pool // of *schema.Block, reused across inserts
+	// shards: events is a Distributed table (cluster mode), see OnCluster.
+	shards bool
 }
 
 func newBlockPool() *sync.Pool {
@@ -43,6 +45,14 @@ func Open(ctx context.Context, cfg chconf.Config) (*Store, error) {
 
 // New wraps an open connection whose default database holds the events table.
 func New(conn driver.Conn) *Store { return &Store{conn: conn, blocks: newBlockPool()} }
+
+// OnCluster tells the store that events is a Distributed table. Its
+// inserts then return only once every shard has stored its rows
+// (insert_distributed_sync): by default a Distributed table answers as
+// soon as the node it was sent to queued them on its own disk, and the
+// sinker would commit Kafka offsets for rows no shard holds yet, which a
+// lost node would lose.
+func (s *Store) OnCluster() { s.shards = true }
 
 // Conn is the underlying connection, for migrations.
 func (s *Store) Conn() driver.Conn { return s.conn }
@@ -88,6 +98,9 @@ func (s *Store) insert(ctx context.Context, insertSQL string, events []*aluminiv
 	}
 	// PrepareBatch, not Exec with bound VALUES: ClickHouse 18.16 waits for a
 	// data block after an INSERT sent as a query.
+	if s.shards {
+		ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_distributed_sync": 1}))
+	}
 	batch, err := s.conn.PrepareBatch(ctx, insertSQL)
 	if err != nil {
 		return fmt.Errorf("preparing insert: %w", classify(err))

@@ -1,5 +1,5 @@
 -- 1/1 events table
-CREATE TABLE IF NOT EXISTS events_local ON CLUSTER `analytics`
+CREATE TABLE IF NOT EXISTS `alumini`.events_local ON CLUSTER `analytics`
 (
     client_id String,
     event_id String,
@@ -48,11 +48,11 @@ PARTITION BY toYYYYMM(timestamp)
 ORDER BY (client_id, toDate(timestamp), event_id);
 
 -- 1/2 events table
-CREATE TABLE IF NOT EXISTS events ON CLUSTER `analytics` AS events_local
+CREATE TABLE IF NOT EXISTS `alumini`.events ON CLUSTER `analytics` AS `alumini`.events_local
 ENGINE = Distributed('analytics', 'alumini', 'events_local', cityHash64(event_id));
 
 -- 2/1 report views
-CREATE TABLE IF NOT EXISTS events_hourly_local ON CLUSTER `analytics`
+CREATE TABLE IF NOT EXISTS `alumini`.events_hourly_local ON CLUSTER `analytics`
 (
     client_id String,
     hour DateTime('UTC'),
@@ -67,7 +67,7 @@ PARTITION BY toYYYYMM(hour)
 ORDER BY (client_id, hour, type, is_bot);
 
 -- 2/2 report views
-CREATE MATERIALIZED VIEW IF NOT EXISTS events_hourly_local_mv ON CLUSTER `analytics` TO events_hourly_local AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS `alumini`.events_hourly_local_mv ON CLUSTER `analytics` TO `alumini`.events_hourly_local AS
 SELECT
     client_id,
     toStartOfHour(timestamp) AS hour,
@@ -76,15 +76,15 @@ SELECT
     uniqExactState(event_id) AS events,
     uniqExactState(visitor_id) AS visitors,
     uniqExactState(session_id) AS sessions
-FROM events_local
+FROM `alumini`.events_local
 GROUP BY client_id, hour, type, is_bot;
 
 -- 2/3 report views
-CREATE TABLE IF NOT EXISTS events_hourly ON CLUSTER `analytics` AS events_hourly_local
+CREATE TABLE IF NOT EXISTS `alumini`.events_hourly ON CLUSTER `analytics` AS `alumini`.events_hourly_local
 ENGINE = Distributed('analytics', 'alumini', 'events_hourly_local', rand());
 
 -- 2/4 report views
-CREATE TABLE IF NOT EXISTS sessions_daily_local ON CLUSTER `analytics`
+CREATE TABLE IF NOT EXISTS `alumini`.sessions_daily_local ON CLUSTER `analytics`
 (
     client_id String,
     day Date,
@@ -101,7 +101,7 @@ PARTITION BY toYYYYMM(day)
 ORDER BY (client_id, day, is_bot, session_id);
 
 -- 2/5 report views
-CREATE MATERIALIZED VIEW IF NOT EXISTS sessions_daily_local_mv ON CLUSTER `analytics` TO sessions_daily_local AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS `alumini`.sessions_daily_local_mv ON CLUSTER `analytics` TO `alumini`.sessions_daily_local AS
 SELECT
     client_id,
     toDate(timestamp) AS day,
@@ -112,15 +112,15 @@ SELECT
     uniqExactState(event_id) AS events,
     minState(timestamp) AS started,
     maxState(timestamp) AS ended
-FROM events_local
+FROM `alumini`.events_local
 GROUP BY client_id, day, is_bot, session_id;
 
 -- 2/6 report views
-CREATE TABLE IF NOT EXISTS sessions_daily ON CLUSTER `analytics` AS sessions_daily_local
+CREATE TABLE IF NOT EXISTS `alumini`.sessions_daily ON CLUSTER `analytics` AS `alumini`.sessions_daily_local
 ENGINE = Distributed('analytics', 'alumini', 'sessions_daily_local', rand());
 
 -- 2/7 report views
-CREATE TABLE IF NOT EXISTS pages_daily_local ON CLUSTER `analytics`
+CREATE TABLE IF NOT EXISTS `alumini`.pages_daily_local ON CLUSTER `analytics`
 (
     client_id String,
     day Date,
@@ -135,7 +135,7 @@ PARTITION BY toYYYYMM(day)
 ORDER BY (client_id, day, is_bot, hostname, path);
 
 -- 2/8 report views
-CREATE MATERIALIZED VIEW IF NOT EXISTS pages_daily_local_mv ON CLUSTER `analytics` TO pages_daily_local AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS `alumini`.pages_daily_local_mv ON CLUSTER `analytics` TO `alumini`.pages_daily_local AS
 SELECT
     client_id,
     toDate(timestamp) AS day,
@@ -144,16 +144,16 @@ SELECT
     path,
     uniqExactState(event_id) AS pageviews,
     uniqExactState(visitor_id) AS visitors
-FROM events_local
+FROM `alumini`.events_local
 WHERE type = 'pageview'
 GROUP BY client_id, day, is_bot, hostname, path;
 
 -- 2/9 report views
-CREATE TABLE IF NOT EXISTS pages_daily ON CLUSTER `analytics` AS pages_daily_local
+CREATE TABLE IF NOT EXISTS `alumini`.pages_daily ON CLUSTER `analytics` AS `alumini`.pages_daily_local
 ENGINE = Distributed('analytics', 'alumini', 'pages_daily_local', rand());
 
 -- 2/10 report views
-CREATE TABLE IF NOT EXISTS sources_daily_local ON CLUSTER `analytics`
+CREATE TABLE IF NOT EXISTS `alumini`.sources_daily_local ON CLUSTER `analytics`
 (
     client_id String,
     day Date,
@@ -172,7 +172,7 @@ PARTITION BY toYYYYMM(day)
 ORDER BY (client_id, day, is_bot, referrer_source, referrer_medium, utm_source, utm_medium, utm_campaign);
 
 -- 2/11 report views
-CREATE MATERIALIZED VIEW IF NOT EXISTS sources_daily_local_mv ON CLUSTER `analytics` TO sources_daily_local AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS `alumini`.sources_daily_local_mv ON CLUSTER `analytics` TO `alumini`.sources_daily_local AS
 SELECT
     client_id,
     toDate(timestamp) AS day,
@@ -185,22 +185,70 @@ SELECT
     uniqExactState(event_id) AS pageviews,
     uniqExactState(visitor_id) AS visitors,
     uniqExactState(session_id) AS sessions
-FROM events_local
+FROM `alumini`.events_local
 WHERE type = 'pageview'
 GROUP BY client_id, day, is_bot, referrer_source, referrer_medium, utm_source, utm_medium, utm_campaign;
 
 -- 2/12 report views
-CREATE TABLE IF NOT EXISTS sources_daily ON CLUSTER `analytics` AS sources_daily_local
+CREATE TABLE IF NOT EXISTS `alumini`.sources_daily ON CLUSTER `analytics` AS `alumini`.sources_daily_local
 ENGINE = Distributed('analytics', 'alumini', 'sources_daily_local', rand());
 
 -- 3/1 event_key column
-ALTER TABLE events_local ON CLUSTER `analytics` ADD COLUMN event_key UInt64 MATERIALIZED cityHash64(event_id);
+ALTER TABLE `alumini`.events_local ON CLUSTER `analytics` ADD COLUMN event_key UInt64 MATERIALIZED cityHash64(event_id);
 
 -- 3/2 event_key column
-ALTER TABLE events ON CLUSTER `analytics` ADD COLUMN event_key UInt64 ALIAS cityHash64(event_id);
+DROP TABLE IF EXISTS `alumini`.events ON CLUSTER `analytics`;
+
+-- 3/3 event_key column
+CREATE TABLE IF NOT EXISTS `alumini`.events ON CLUSTER `analytics`
+(
+    client_id String,
+    event_id String,
+    type Enum8('unspecified' = 0, 'pageview' = 1, 'custom' = 2, 'identify' = 3),
+    name LowCardinality(String),
+    timestamp DateTime('UTC'),
+    received_at DateTime('UTC'),
+    url String,
+    hostname LowCardinality(String),
+    path String,
+    title String,
+    referrer String,
+    browser LowCardinality(String),
+    browser_version LowCardinality(String),
+    os LowCardinality(String),
+    os_version LowCardinality(String),
+    device_type Enum8('unknown' = 0, 'desktop' = 1, 'mobile' = 2, 'tablet' = 3, 'bot' = 4, 'other' = 5),
+    is_bot UInt8,
+    referrer_source LowCardinality(String),
+    referrer_medium LowCardinality(String),
+    search_term String,
+    utm_source LowCardinality(String),
+    utm_medium LowCardinality(String),
+    utm_campaign LowCardinality(String),
+    utm_term String,
+    utm_content String,
+    country LowCardinality(String),
+    region LowCardinality(String),
+    city LowCardinality(String),
+    language LowCardinality(String),
+    screen_width UInt16,
+    screen_height UInt16,
+    timezone LowCardinality(String),
+    visitor_id UInt64,
+    session_id UInt64,
+    is_new_visitor UInt8,
+    previous_visit DateTime('UTC'),
+    prop_keys Array(String),
+    prop_values Array(String),
+    user_id String,
+    ip_truncated String,
+    properties Map(String, String) ALIAS CAST((prop_keys, prop_values), 'Map(String, String)'),
+    event_key UInt64 ALIAS cityHash64(event_id)
+)
+ENGINE = Distributed('analytics', 'alumini', 'events_local', cityHash64(event_id));
 
 -- 4/1 report views over event_key
-CREATE TABLE IF NOT EXISTS events_hourly_v2_local ON CLUSTER `analytics`
+CREATE TABLE IF NOT EXISTS `alumini`.events_hourly_v2_local ON CLUSTER `analytics`
 (
     client_id String,
     hour DateTime('UTC'),
@@ -215,7 +263,7 @@ PARTITION BY toYYYYMM(hour)
 ORDER BY (client_id, hour, type, is_bot);
 
 -- 4/2 report views over event_key
-CREATE MATERIALIZED VIEW IF NOT EXISTS events_hourly_v2_local_mv ON CLUSTER `analytics` TO events_hourly_v2_local AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS `alumini`.events_hourly_v2_local_mv ON CLUSTER `analytics` TO `alumini`.events_hourly_v2_local AS
 SELECT
     client_id,
     toStartOfHour(timestamp) AS hour,
@@ -224,15 +272,15 @@ SELECT
     uniqExactState(event_key) AS events,
     uniqExactState(visitor_id) AS visitors,
     uniqExactState(session_id) AS sessions
-FROM events_local
+FROM `alumini`.events_local
 GROUP BY client_id, hour, type, is_bot;
 
 -- 4/3 report views over event_key
-CREATE TABLE IF NOT EXISTS events_hourly_v2 ON CLUSTER `analytics` AS events_hourly_v2_local
+CREATE TABLE IF NOT EXISTS `alumini`.events_hourly_v2 ON CLUSTER `analytics` AS `alumini`.events_hourly_v2_local
 ENGINE = Distributed('analytics', 'alumini', 'events_hourly_v2_local', rand());
 
 -- 4/4 report views over event_key
-CREATE TABLE IF NOT EXISTS sessions_daily_v2_local ON CLUSTER `analytics`
+CREATE TABLE IF NOT EXISTS `alumini`.sessions_daily_v2_local ON CLUSTER `analytics`
 (
     client_id String,
     day Date,
@@ -249,7 +297,7 @@ PARTITION BY toYYYYMM(day)
 ORDER BY (client_id, day, is_bot, session_id);
 
 -- 4/5 report views over event_key
-CREATE MATERIALIZED VIEW IF NOT EXISTS sessions_daily_v2_local_mv ON CLUSTER `analytics` TO sessions_daily_v2_local AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS `alumini`.sessions_daily_v2_local_mv ON CLUSTER `analytics` TO `alumini`.sessions_daily_v2_local AS
 SELECT
     client_id,
     toDate(timestamp) AS day,
@@ -260,15 +308,15 @@ SELECT
     uniqExactState(event_key) AS events,
     minState(timestamp) AS started,
     maxState(timestamp) AS ended
-FROM events_local
+FROM `alumini`.events_local
 GROUP BY client_id, day, is_bot, session_id;
 
 -- 4/6 report views over event_key
-CREATE TABLE IF NOT EXISTS sessions_daily_v2 ON CLUSTER `analytics` AS sessions_daily_v2_local
+CREATE TABLE IF NOT EXISTS `alumini`.sessions_daily_v2 ON CLUSTER `analytics` AS `alumini`.sessions_daily_v2_local
 ENGINE = Distributed('analytics', 'alumini', 'sessions_daily_v2_local', rand());
 
 -- 4/7 report views over event_key
-CREATE TABLE IF NOT EXISTS pages_daily_v2_local ON CLUSTER `analytics`
+CREATE TABLE IF NOT EXISTS `alumini`.pages_daily_v2_local ON CLUSTER `analytics`
 (
     client_id String,
     day Date,
@@ -283,7 +331,7 @@ PARTITION BY toYYYYMM(day)
 ORDER BY (client_id, day, is_bot, hostname, path);
 
 -- 4/8 report views over event_key
-CREATE MATERIALIZED VIEW IF NOT EXISTS pages_daily_v2_local_mv ON CLUSTER `analytics` TO pages_daily_v2_local AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS `alumini`.pages_daily_v2_local_mv ON CLUSTER `analytics` TO `alumini`.pages_daily_v2_local AS
 SELECT
     client_id,
     toDate(timestamp) AS day,
@@ -292,16 +340,16 @@ SELECT
     path,
     uniqExactState(event_key) AS pageviews,
     uniqExactState(visitor_id) AS visitors
-FROM events_local
+FROM `alumini`.events_local
 WHERE type = 'pageview'
 GROUP BY client_id, day, is_bot, hostname, path;
 
 -- 4/9 report views over event_key
-CREATE TABLE IF NOT EXISTS pages_daily_v2 ON CLUSTER `analytics` AS pages_daily_v2_local
+CREATE TABLE IF NOT EXISTS `alumini`.pages_daily_v2 ON CLUSTER `analytics` AS `alumini`.pages_daily_v2_local
 ENGINE = Distributed('analytics', 'alumini', 'pages_daily_v2_local', rand());
 
 -- 4/10 report views over event_key
-CREATE TABLE IF NOT EXISTS sources_daily_v2_local ON CLUSTER `analytics`
+CREATE TABLE IF NOT EXISTS `alumini`.sources_daily_v2_local ON CLUSTER `analytics`
 (
     client_id String,
     day Date,
@@ -320,7 +368,7 @@ PARTITION BY toYYYYMM(day)
 ORDER BY (client_id, day, is_bot, referrer_source, referrer_medium, utm_source, utm_medium, utm_campaign);
 
 -- 4/11 report views over event_key
-CREATE MATERIALIZED VIEW IF NOT EXISTS sources_daily_v2_local_mv ON CLUSTER `analytics` TO sources_daily_v2_local AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS `alumini`.sources_daily_v2_local_mv ON CLUSTER `analytics` TO `alumini`.sources_daily_v2_local AS
 SELECT
     client_id,
     toDate(timestamp) AS day,
@@ -333,47 +381,47 @@ SELECT
     uniqExactState(event_key) AS pageviews,
     uniqExactState(visitor_id) AS visitors,
     uniqExactState(session_id) AS sessions
-FROM events_local
+FROM `alumini`.events_local
 WHERE type = 'pageview'
 GROUP BY client_id, day, is_bot, referrer_source, referrer_medium, utm_source, utm_medium, utm_campaign;
 
 -- 4/12 report views over event_key
-CREATE TABLE IF NOT EXISTS sources_daily_v2 ON CLUSTER `analytics` AS sources_daily_v2_local
+CREATE TABLE IF NOT EXISTS `alumini`.sources_daily_v2 ON CLUSTER `analytics` AS `alumini`.sources_daily_v2_local
 ENGINE = Distributed('analytics', 'alumini', 'sources_daily_v2_local', rand());
 
 -- 4/13 report views over event_key
-DROP TABLE IF EXISTS events_hourly_local_mv ON CLUSTER `analytics`;
+DROP TABLE IF EXISTS `alumini`.events_hourly_local_mv ON CLUSTER `analytics`;
 
 -- 4/14 report views over event_key
-DROP TABLE IF EXISTS events_hourly ON CLUSTER `analytics`;
+DROP TABLE IF EXISTS `alumini`.events_hourly ON CLUSTER `analytics`;
 
 -- 4/15 report views over event_key
-DROP TABLE IF EXISTS events_hourly_local ON CLUSTER `analytics`;
+DROP TABLE IF EXISTS `alumini`.events_hourly_local ON CLUSTER `analytics`;
 
 -- 4/16 report views over event_key
-DROP TABLE IF EXISTS sessions_daily_local_mv ON CLUSTER `analytics`;
+DROP TABLE IF EXISTS `alumini`.sessions_daily_local_mv ON CLUSTER `analytics`;
 
 -- 4/17 report views over event_key
-DROP TABLE IF EXISTS sessions_daily ON CLUSTER `analytics`;
+DROP TABLE IF EXISTS `alumini`.sessions_daily ON CLUSTER `analytics`;
 
 -- 4/18 report views over event_key
-DROP TABLE IF EXISTS sessions_daily_local ON CLUSTER `analytics`;
+DROP TABLE IF EXISTS `alumini`.sessions_daily_local ON CLUSTER `analytics`;
 
 -- 4/19 report views over event_key
-DROP TABLE IF EXISTS pages_daily_local_mv ON CLUSTER `analytics`;
+DROP TABLE IF EXISTS `alumini`.pages_daily_local_mv ON CLUSTER `analytics`;
 
 -- 4/20 report views over event_key
-DROP TABLE IF EXISTS pages_daily ON CLUSTER `analytics`;
+DROP TABLE IF EXISTS `alumini`.pages_daily ON CLUSTER `analytics`;
 
 -- 4/21 report views over event_key
-DROP TABLE IF EXISTS pages_daily_local ON CLUSTER `analytics`;
+DROP TABLE IF EXISTS `alumini`.pages_daily_local ON CLUSTER `analytics`;
 
 -- 4/22 report views over event_key
-DROP TABLE IF EXISTS sources_daily_local_mv ON CLUSTER `analytics`;
+DROP TABLE IF EXISTS `alumini`.sources_daily_local_mv ON CLUSTER `analytics`;
 
 -- 4/23 report views over event_key
-DROP TABLE IF EXISTS sources_daily ON CLUSTER `analytics`;
+DROP TABLE IF EXISTS `alumini`.sources_daily ON CLUSTER `analytics`;
 
 -- 4/24 report views over event_key
-DROP TABLE IF EXISTS sources_daily_local ON CLUSTER `analytics`;
+DROP TABLE IF EXISTS `alumini`.sources_daily_local ON CLUSTER `analytics`;
 

@@ -1,0 +1,82 @@
+package schema
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"go.uber.org/zap"
+
+	"github.com/aluminiapp/pipeline/lib/chtest"
+)
+
+// TestClusterModeOnARealCluster runs the cluster DDL on a real cluster: the
+// one-node cluster of deploy/clickhouse/cluster.sh (ZooKeeper, replicated
+// tables, ON CLUSTER DDL). Two sinkers migrate at once; events go in
+// through the Distributed table, a batch twice (a replay); reads through
+// the Distributed tables must see each event once with FINAL, event_key
+// must work, and every report from a view must equal the report from raw.
+// Golden files check the DDL's text; this checks that a server runs it.
+func TestClusterModeOnARealCluster(t *testing.T) {
+	db, conn := chtest.ClusterDatabase(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range errs {
+		wg.Go(func() { errs[i] = Apply(ctx, conn, zap.NewNop(), OnCluster(chtest.Cluster)) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent Apply %d on cluster %s = %v; want nil", i, chtest.Cluster, err)
+		}
+	}
+	if err := Apply(ctx, conn, zap.NewNop(), OnCluster(chtest.Cluster)); err != nil {
+		t.Fatalf("Apply again = %v; want nil", err)
+	}
+	engines := dump(t, conn, "SELECT name, engine FROM system.tables WHERE database = currentDatabase() AND name IN ('events', 'events_local', 'pages_daily_v2', 'pages_daily_v2_local') ORDER BY name")
+	if want := "events\tDistributed\nevents_local\tReplicatedReplacingMergeTree\npages_daily_v2\tDistributed\npages_daily_v2_local\tReplicatedAggregatingMergeTree\n"; engines != want {
+		t.Fatalf("tables of database %s:\n%s\nwant\n%s", db, engines, want)
+	}
+
+	// As the sinker inserts on a cluster (store.OnCluster): the insert
+	// returns once the shards have the rows.
+	sync := clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_distributed_sync": 1}))
+	evs := fixture()
+	for _, part := range [][2]int{{0, 150}, {150, len(evs)}, {80, 200}} { // the last one a replay
+		batch, err := conn.PrepareBatch(sync, InsertSQL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b Block
+		for _, ev := range evs[part[0]:part[1]] {
+			b.Add(ev)
+		}
+		if err := b.AppendTo(batch); err != nil {
+			t.Fatal(err)
+		}
+		if err := batch.Send(); err != nil {
+			t.Fatalf("insert through the Distributed table: %v", err)
+		}
+	}
+	var rows, final, keys uint64
+	if err := conn.QueryRow(ctx, "SELECT count(), uniqExact(event_key) FROM events").Scan(&rows, &keys); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.QueryRow(ctx, "SELECT count() FROM events FINAL").Scan(&final); err != nil {
+		t.Fatal(err)
+	}
+	if rows != uint64(len(evs)+120) || final != uint64(len(evs)) || keys != uint64(len(evs)) {
+		t.Errorf("events: %d rows, %d with FINAL, %d distinct event_key; want %d, %d and %d", rows, final, keys, len(evs)+120, len(evs), len(evs))
+	}
+	for _, p := range reportPairs {
+		raw, view := dump(t, conn, p.raw), dump(t, conn, p.view)
+		if raw == "" {
+			t.Errorf("%s: raw report is empty", p.name)
+		}
+		if raw != view {
+			t.Errorf("%s: view report differs from raw on the cluster\nraw:\n%s\nview:\n%s", p.name, raw, view)
+		}
+	}
+}
