@@ -5,7 +5,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"go.uber.org/zap"
 
 	"github.com/aluminiapp/pipeline/lib/chtest"
@@ -40,26 +39,10 @@ func TestClusterModeOnARealCluster(t *testing.T) {
 		t.Fatalf("tables of database %s:\n%s\nwant\n%s", db, engines, want)
 	}
 
-	// As the sinker inserts on a cluster (store.OnCluster): the insert
-	// returns once the shards have the rows.
-	sync := clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_distributed_sync": 1}))
 	evs := fixture()
-	for _, part := range [][2]int{{0, 150}, {150, len(evs)}, {80, 200}} { // the last one a replay
-		batch, err := conn.PrepareBatch(sync, InsertSQL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var b Block
-		for _, ev := range evs[part[0]:part[1]] {
-			b.Add(ev)
-		}
-		if err := b.AppendTo(batch); err != nil {
-			t.Fatal(err)
-		}
-		if err := batch.Send(); err != nil {
-			t.Fatalf("insert through the Distributed table: %v", err)
-		}
-	}
+	insert(t, conn, evs[:150])
+	insert(t, conn, evs[150:])
+	insert(t, conn, evs[80:200]) // a replay
 	var rows, final, keys uint64
 	if err := conn.QueryRow(ctx, "SELECT count(), uniqExact(event_key) FROM events").Scan(&rows, &keys); err != nil {
 		t.Fatal(err)
@@ -70,13 +53,5 @@ func TestClusterModeOnARealCluster(t *testing.T) {
 	if rows != uint64(len(evs)+120) || final != uint64(len(evs)) || keys != uint64(len(evs)) {
 		t.Errorf("events: %d rows, %d with FINAL, %d distinct event_key; want %d, %d and %d", rows, final, keys, len(evs)+120, len(evs), len(evs))
 	}
-	for _, p := range reportPairs {
-		raw, view := dump(t, conn, p.raw), dump(t, conn, p.view)
-		if raw == "" {
-			t.Errorf("%s: raw report is empty", p.name)
-		}
-		if raw != view {
-			t.Errorf("%s: view report differs from raw on the cluster\nraw:\n%s\nview:\n%s", p.name, raw, view)
-		}
-	}
+	viewsEqualRaw(t, conn, " on the cluster")
 }
