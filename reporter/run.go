@@ -55,6 +55,9 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) error {
 	if err != nil {
 		return errors.Join(err, closeConn())
 	}
+	if c.ClickHouse.Cluster != "" {
+		store.OnCluster(c.ClickHouse.Database, c.ClickHouse.Cluster)
+	}
 	err = store.Init(initCtx)
 	if err != nil {
 		return errors.Join(err, closeConn())

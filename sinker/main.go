@@ -37,8 +37,6 @@ type config struct {
 	BatchMaxWait  time.Duration
 	// SessionTimeout bounds how long a crashed sinker's partitions wait.
 	SessionTimeout time.Duration
-	// Cluster, when set, makes the migrations generate cluster DDL.
-	Cluster string
 	// Clients is the registry whose retention_days the cleanup enforces.
 	Clients           registry.FileConfig
 	RetentionInterval time.Duration
@@ -60,7 +58,6 @@ func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	c.Clients.RegisterFlags(fs)
 	fs.DurationVar(&c.RetentionInterval, "retention-interval", time.Hour, "how often events older than their client's retention_days are deleted (needs -clients-file; 0 disables)")
 	fs.DurationVar(&c.ErasedRefresh, "erased-refresh-interval", 30*time.Second, "how often the visitors erased through the reporter (table erased_visitors) are reloaded; their events replayed from Kafka are dropped, and those arriving within this long of an erasure are stored and only hidden by the reporter")
-	fs.StringVar(&c.Cluster, "clickhouse-cluster", "", "ClickHouse cluster name (remote_servers) for cluster mode: replicated tables under Distributed ones, DDL ON CLUSTER; empty for one server")
 }
 
 func (c *config) Validate() error {
@@ -130,11 +127,11 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) (err error) {
 	if err := schema.Apply(ctx, st.Conn(), rt.Log, c.schemaOptions()...); err != nil {
 		return fmt.Errorf("migrating database %s: %w", c.ClickHouse.Database, err)
 	}
-	target, err := schema.Detect(ctx, st.Conn(), c.ClickHouse.Database, c.Cluster)
+	target, err := schema.Detect(ctx, st.Conn(), c.ClickHouse.Database, c.ClickHouse.Cluster)
 	if err != nil {
 		return err
 	}
-	if c.Cluster != "" {
+	if c.ClickHouse.Cluster != "" {
 		st.OnCluster()
 	}
 
@@ -271,8 +268,8 @@ func migrate(ctx context.Context, o chconf.Config, log *zap.Logger, opts ...sche
 }
 
 func (c *config) schemaOptions() []schema.Option {
-	if c.Cluster == "" {
+	if c.ClickHouse.Cluster == "" {
 		return nil
 	}
-	return []schema.Option{schema.OnCluster(c.Cluster)}
+	return []schema.Option{schema.OnCluster(c.ClickHouse.Cluster)}
 }

@@ -29,6 +29,10 @@ type Config struct {
 	TLS           bool
 	TLSCAFile     string
 	TLSServerName string
+	// Cluster names the cluster (remote_servers) of the sinker's cluster
+	// mode: replicated tables under Distributed ones, DDL and mutations ON
+	// CLUSTER. Empty for one server. The sinker and the reporter must agree.
+	Cluster string
 }
 
 // RegisterFlags adds the ClickHouse flags.
@@ -40,6 +44,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.TLS, "clickhouse-tls", false, "connect over TLS (point -clickhouse-addr at the server's secure native port)")
 	fs.StringVar(&c.TLSCAFile, "clickhouse-tls-ca-file", "", "PEM file of the CAs that sign the server's certificate (default: the system's)")
 	fs.StringVar(&c.TLSServerName, "clickhouse-tls-server-name", "", "name to verify in the server's certificate (default: the host of -clickhouse-addr)")
+	fs.StringVar(&c.Cluster, "clickhouse-cluster", "", "ClickHouse cluster name (remote_servers) for cluster mode: replicated tables under Distributed ones, DDL and mutations ON CLUSTER; empty for one server (sinker and reporter must agree)")
 }
 
 // ErrBadDatabaseName is returned for a database name that would need quoting.

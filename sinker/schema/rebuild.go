@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
@@ -19,9 +20,12 @@ import (
 // is issued, so the rows re-aggregated right after it survive; until the
 // mutation finishes the old and the new rows overlap, which idempotent
 // aggregates absorb; live inserts meanwhile land in the views as usual.
-// It rebuilds the current views (ViewNames). Single-node layout only (a
-// cluster would run this per shard).
-func RebuildViews(ctx context.Context, conn driver.Conn, clientID string, from, to time.Time) error {
+// It rebuilds the current views (ViewNames). On a cluster (t.Cluster) the
+// DELETE runs on every shard's local view table, ON CLUSTER, and the new
+// rows go in through the Distributed view table, which returns once the
+// shards hold them; they are aggregated from the Distributed events table,
+// so over every shard.
+func RebuildViews(ctx context.Context, conn driver.Conn, t Target, clientID string, from, to time.Time) error {
 	start := from.UTC().Truncate(24 * time.Hour)
 	end := to.UTC().Truncate(24*time.Hour).AddDate(0, 0, 1)
 	client := quoteString(clientID)
@@ -30,15 +34,16 @@ func RebuildViews(ctx context.Context, conn driver.Conn, clientID string, from, 
 	lo, hi := fmt.Sprintf("toDateTime(%d)", start.Unix()), fmt.Sprintf("toDateTime(%d)", end.Unix())
 	// event_key is MATERIALIZED, so * leaves it out: name it.
 	source := fmt.Sprintf("(SELECT *, event_key FROM events WHERE client_id = %s AND timestamp >= %s AND timestamp < %s)", client, lo, hi)
+	shardsCtx := clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_distributed_sync": 1}))
 	for _, v := range views(Target{Version: Oldest}) {
 		when := fmt.Sprintf("day >= toDate(%s) AND day < toDate(%s)", lo, hi)
 		if v.bucket == "hour" {
 			when = fmt.Sprintf("hour >= %s AND hour < %s", lo, hi)
 		}
-		if err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s DELETE WHERE client_id = %s AND %s", v.name, client, when)); err != nil {
+		if err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s DELETE WHERE client_id = %s AND %s", t.Mutable(v.name), client, when)); err != nil {
 			return fmt.Errorf("clearing %s: %w", v.name, err)
 		}
-		if err := conn.Exec(ctx, fmt.Sprintf("INSERT INTO %s\n%s", v.name, fmt.Sprintf(v.query, source))); err != nil {
+		if err := conn.Exec(shardsCtx, fmt.Sprintf("INSERT INTO %s\n%s", v.name, fmt.Sprintf(v.query, source))); err != nil {
 			return fmt.Errorf("re-aggregating %s: %w", v.name, err)
 		}
 	}

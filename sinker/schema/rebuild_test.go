@@ -30,7 +30,7 @@ func TestRebuildViewsAfterErasure(t *testing.T) {
 	if raw, view := dump(t, conn, totals.raw), dump(t, conn, totals.view); raw == view {
 		t.Fatalf("before the rebuild the views already match raw after the erasure; the test proves nothing:\n%s", raw)
 	}
-	if err := RebuildViews(ctx, conn, "shop", time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC), time.Date(2026, 11, 5, 0, 0, 0, 0, time.UTC)); err != nil {
+	if err := RebuildViews(ctx, conn, Target{}, "shop", time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC), time.Date(2026, 11, 5, 0, 0, 0, 0, time.UTC)); err != nil {
 		t.Fatal(err)
 	}
 	waitMutations(t, conn)

@@ -86,6 +86,11 @@ func (t Target) ref(name string) string {
 // shard, since a Distributed table takes no mutations.
 func (t Target) Mutable(table string) string { return t.ref(t.local(table)) + t.onCluster() }
 
+// Local is the name of the table holding table's rows on this node: table
+// itself, or on a cluster its local table (where system.mutations lists
+// the mutations).
+func (t Target) Local(table string) string { return t.local(table) }
+
 // onCluster is the ON CLUSTER clause of DDL statements, or nothing.
 func (t Target) onCluster() string {
 	if t.Cluster == "" {

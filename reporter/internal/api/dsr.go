@@ -100,8 +100,9 @@ func (h *Handler) serveErase(w http.ResponseWriter, r *http.Request, c *registry
 		zap.String("client_id", c.ID), zap.Uint64("visitor_id", id),
 		zap.String("key_hash_prefix", keyHashPrefix(r)), zap.String("remote_addr", r.RemoteAddr),
 		zap.Bool("ok", err == nil), zap.Any("mutations", e.Mutations), zap.Error(err))
-	if errors.Is(err, query.ErrErasureOnCluster) {
-		return writeError(w, http.StatusNotImplemented, err.Error())
+	if errors.Is(err, query.ErrLayoutMismatch) {
+		// The operator's to fix; the request can be repeated then.
+		return writeError(w, http.StatusServiceUnavailable, "erasure is unavailable: the reporter's cluster setting does not match the database's layout (operators: set -clickhouse-cluster as for the sinker)")
 	}
 	if err != nil {
 		return h.queryFailed(w, r, "erase", c.ID, err)

@@ -147,8 +147,8 @@ type envOption func(*Config)
 // it. Rate limits are high unless an option lowers them.
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
-	_, conn := chtest.Database(t)
-	return seededEnv(t, conn, nil, opts...)
+	db, conn := chtest.Database(t)
+	return seededEnv(t, conn, schema.Target{Database: db}, opts...)
 }
 
 // newClusterEnv is newEnv on the sinker's cluster layout, on the one-node
@@ -156,20 +156,29 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 // Distributed tables over replicated local ones.
 func newClusterEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
-	_, conn := chtest.ClusterDatabase(t)
-	return seededEnv(t, conn, []schema.Option{schema.OnCluster(chtest.Cluster)}, opts...)
+	db, conn := chtest.ClusterDatabase(t)
+	return seededEnv(t, conn, schema.Target{Database: db, Cluster: chtest.Cluster}, opts...)
 }
 
-func seededEnv(t *testing.T, conn driver.Conn, layout []schema.Option, opts ...envOption) *env {
+// seededEnv migrates conn's database for layout (one node, or a cluster),
+// seeds it and returns a handler on it, configured for that layout.
+func seededEnv(t *testing.T, conn driver.Conn, layout schema.Target, opts ...envOption) *env {
 	t.Helper()
 	ctx := context.Background()
-	if err := schema.Apply(ctx, conn, zap.NewNop(), layout...); err != nil {
+	var migrate []schema.Option
+	if layout.Cluster != "" {
+		migrate = append(migrate, schema.OnCluster(layout.Cluster))
+	}
+	if err := schema.Apply(ctx, conn, zap.NewNop(), migrate...); err != nil {
 		t.Fatal(err)
 	}
 	insert(t, conn, fixtureEvents())
 	store, err := query.NewStore(conn, prometheus.NewRegistry(), 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if layout.Cluster != "" {
+		store.OnCluster(layout.Database, layout.Cluster)
 	}
 	if err := store.Init(ctx); err != nil {
 		t.Fatal(err)

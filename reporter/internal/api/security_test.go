@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/aluminiapp/pipeline/lib/registry"
 	"github.com/aluminiapp/pipeline/reporter/internal/query"
 )
@@ -145,9 +147,16 @@ func waitErasureDone(t *testing.T, e *env, auth, visitor string) string {
 
 // TestErasureStaysGone erases visitor 1, waits for the mutation, replays
 // the visitor's events as a Kafka replay would, and checks that reports
-// and exports still do not show them.
+// and exports still do not show them. On one node, and on the sinker's
+// cluster layout (the one-node cluster of deploy/clickhouse/cluster.sh),
+// where the mutations run ON CLUSTER on the local tables and the views
+// are rebuilt through the Distributed ones.
 func TestErasureStaysGone(t *testing.T) {
-	e := newEnv(t)
+	t.Run("one node", func(t *testing.T) { testErasureStaysGone(t, newEnv(t)) })
+	t.Run("cluster", func(t *testing.T) { testErasureStaysGone(t, newClusterEnv(t)) })
+}
+
+func testErasureStaysGone(t *testing.T, e *env) {
 	auth := "Bearer " + shopKey
 	// Another client's key cannot erase shop's visitor: it erases its own
 	// (empty) visitor 1, and shop's numbers stay.
@@ -326,21 +335,21 @@ func TestFinishErasuresWithoutStatusPolls(t *testing.T) {
 	}
 }
 
-// TestErasureRefusedOnCluster runs the reporter on the sinker's cluster
-// layout (events a Distributed table over replicated events_local, on the
-// one-node cluster of deploy/clickhouse/cluster.sh): an erasure would
-// delete on the reporter's shard only, so it is refused with 501 and a
-// message, and nothing is mutated or recorded.
-func TestErasureRefusedOnCluster(t *testing.T) {
+// TestErasureRefusedOnLayoutMismatch runs a reporter configured for one
+// node on the sinker's cluster layout: its mutations would reach one shard
+// (and name tables the other nodes lack), so erasure is refused with 503
+// and a message saying what to set, and nothing is mutated or recorded.
+func TestErasureRefusedOnLayoutMismatch(t *testing.T) {
 	e := newClusterEnv(t)
 	ctx := context.Background()
-	// Reads go through the Distributed table as on one node.
-	if code, _, body := (request{method: http.MethodGet, target: "/api/v1/visitors/export?visitor_id=2", auth: "Bearer " + shopKey}).do(t, e.h); code != http.StatusOK || !strings.Contains(body, `"visitor_id"`) {
-		t.Fatalf("export on the cluster = %d %s; want 200 with the visitor's events", code, body)
+	single, err := query.NewStore(e.conn, prometheus.NewRegistry(), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
 	}
+	e.h.cfg.Store = single // as the reporter runs without -clickhouse-cluster
 	code, _, body := (request{method: http.MethodPost, target: ErasurePath + "?visitor_id=2", auth: "Bearer " + shopKey}).do(t, e.h)
-	if code != http.StatusNotImplemented || !strings.Contains(body, `"error":"erasure is not available in cluster mode`) {
-		t.Fatalf("POST erasure on the cluster = %d %s; want 501 saying erasure is not available in cluster mode", code, body)
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, `"error":"erasure is unavailable: the reporter's cluster setting does not match`) {
+		t.Fatalf("POST erasure with the wrong layout = %d %s; want 503 saying the cluster setting does not match", code, body)
 	}
 	var mutations, records uint64
 	if err := e.conn.QueryRow(ctx, "SELECT count() FROM system.mutations WHERE database = currentDatabase()").Scan(&mutations); err != nil {

@@ -69,7 +69,7 @@ func TestCurrentEngineRunsEveryQuery(t *testing.T) {
 	for i, s := range ddl {
 		stmts = append(stmts, sqlcheck.Statement{Name: "schema " + names[i], SQL: s})
 	}
-	stmts = append(stmts, sqlcheck.Statement{Name: "erased_visitors table", SQL: erasedDDL})
+	stmts = append(stmts, sqlcheck.Statement{Name: "erased_visitors table", SQL: erasedDDL(schema.Target{})})
 	row := func(id, typ, name string, visitor, session int, ts, path string) string {
 		return currentRow(map[string]string{
 			"client_id": "'shop'", "event_id": "'" + id + "'", "type": "'" + typ + "'", "name": "'" + name + "'",
@@ -149,9 +149,9 @@ func TestCurrentEngineRunsEveryQuery(t *testing.T) {
 		sqlcheck.Statement{Name: "visitor sessions", SQL: visitorSessionsSQL, Params: []any{"shop", 2}},
 		sqlcheck.Statement{Name: "record erasure", SQL: recordErasureSQL + " VALUES ('shop', 2, '2026-03-12 10:00:00', [], '2026-03-05', '2026-03-12', 0)"},
 	)
-	q, err = sc.Erase("events", 2)
+	q, err = sc.Erase(schema.Target{}, "events", 2)
 	add("erase events", q, err)
-	q, err = sc.EraseSessions("sessions_daily_v2", []any{uint64(21), uint64(22)})
+	q, err = sc.EraseSessions(schema.Target{}, "sessions_daily_v2", []any{uint64(21), uint64(22)})
 	add("erase sessions", q, err)
 	stmts = append(stmts,
 		sqlcheck.Statement{Name: "latest mutation", SQL: latestMutationSQL, Params: []any{"events", quoteLiteral("shop")}},

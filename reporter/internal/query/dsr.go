@@ -1,6 +1,7 @@
 package query
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 
@@ -48,32 +49,37 @@ func (s Scope) Export(visitorID uint64, limit int) (Query, error) {
 var tableName = regexp.MustCompile(`^\.?[A-Za-z0-9_.]+$`)
 
 // Erase is the mutation deleting one visitor of the scope's client from
-// table. table comes from system.columns, never from a request; it is
-// still checked, as it is written into the statement.
-func (s Scope) Erase(table string, visitorID uint64) (Query, error) {
+// table, laid out as l says. table comes from system.columns, never from a
+// request; it is still checked, as it is written into the statement.
+func (s Scope) Erase(l schema.Target, table string, visitorID uint64) (Query, error) {
 	if err := s.check(); err != nil {
 		return Query{}, err
 	}
-	if !tableName.MatchString(table) {
-		return Query{}, fmt.Errorf("erase: unexpected table name %q", table)
+	target, err := alterTarget(l, table)
+	if err != nil {
+		return Query{}, err
 	}
 	var b stmt
-	b.sql("ALTER TABLE `" + table + "` DELETE WHERE client_id = ").bind(s.clientID).sql(" AND visitor_id = ").bind(visitorID)
+	b.sql("ALTER TABLE " + target + " DELETE WHERE client_id = ").bind(s.clientID).sql(" AND visitor_id = ").bind(visitorID)
 	return b.query(), nil
 }
 
 // EraseSessions is the mutation deleting the scope's client's rows of the
 // given sessions from table: for tables that hold visitors only as
 // aggregate states but keep one row per session.
-func (s Scope) EraseSessions(table string, sessions []any) (Query, error) {
+func (s Scope) EraseSessions(l schema.Target, table string, sessions []any) (Query, error) {
 	if err := s.check(); err != nil {
 		return Query{}, err
 	}
-	if !tableName.MatchString(table) || len(sessions) == 0 {
-		return Query{}, fmt.Errorf("erase: unexpected table name %q or no sessions", table)
+	if len(sessions) == 0 {
+		return Query{}, errors.New("erase: no sessions")
+	}
+	target, err := alterTarget(l, table)
+	if err != nil {
+		return Query{}, err
 	}
 	var b stmt
-	b.sql("ALTER TABLE `" + table + "` DELETE WHERE client_id = ").bind(s.clientID).sql(" AND session_id IN (")
+	b.sql("ALTER TABLE " + target + " DELETE WHERE client_id = ").bind(s.clientID).sql(" AND session_id IN (")
 	for i, id := range sessions {
 		if i > 0 {
 			b.sql(", ")
@@ -83,3 +89,22 @@ func (s Scope) EraseSessions(table string, sessions []any) (Query, error) {
 	b.sql(")")
 	return b.query(), nil
 }
+
+// alterTarget is how a mutation names table: quoted, and on a cluster with
+// its database (each node runs ON CLUSTER statements in its own default
+// one) and the ON CLUSTER clause, so that it runs on every shard.
+func alterTarget(l schema.Target, table string) (string, error) {
+	if !tableName.MatchString(table) {
+		return "", fmt.Errorf("erase: unexpected table name %q", table)
+	}
+	if l.Cluster == "" {
+		return "`" + table + "`", nil
+	}
+	if !identifier.MatchString(l.Database) || !identifier.MatchString(l.Cluster) {
+		return "", fmt.Errorf("erase: unexpected database %q or cluster %q", l.Database, l.Cluster)
+	}
+	return "`" + l.Database + "`.`" + table + "` ON CLUSTER `" + l.Cluster + "`", nil
+}
+
+// identifier accepts database and cluster names as configured.
+var identifier = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)

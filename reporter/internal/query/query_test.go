@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/aluminiapp/pipeline/lib/registry"
+	"github.com/aluminiapp/pipeline/sinker/schema"
 )
 
 var march = Range{
@@ -51,9 +52,9 @@ func builders(t *testing.T, s Scope) map[string]func() (Query, error) {
 		},
 		"retention": func() (Query, error) { return s.Retention(p) },
 		"export":    func() (Query, error) { return s.Export(42, 10) },
-		"erase":     func() (Query, error) { return s.Erase("events", 42) },
+		"erase":     func() (Query, error) { return s.Erase(schema.Target{}, "events", 42) },
 		"erase sessions": func() (Query, error) {
-			q, err := s.EraseSessions("sessions_daily_v2", []any{uint64(7)})
+			q, err := s.EraseSessions(schema.Target{}, "sessions_daily_v2", []any{uint64(7)})
 			// Written against the session table: check it as a read of events.
 			q.SQL = strings.Replace(q.SQL, "TABLE `sessions_daily_v2`", "TABLE `events`", 1)
 			return q, err
@@ -128,7 +129,10 @@ func TestBuildersRefuse(t *testing.T) {
 		{"bad interval", func() (Query, error) { return s.Timeseries(Params{Range: march}, "minute") }, ErrBadParam},
 		{"zero limit", func() (Query, error) { return s.Breakdown(Params{Range: march}, page, 0) }, ErrBadParam},
 		{"one step", func() (Query, error) { return s.Funnel(Params{Range: march}, []Step{{StepPage, "/"}}, time.Hour) }, ErrBadParam},
-		{"bad table", func() (Query, error) { return s.Erase("events; DROP", 1) }, nil},
+		{"bad table", func() (Query, error) { return s.Erase(schema.Target{}, "events; DROP", 1) }, nil},
+		{"bad cluster", func() (Query, error) {
+			return s.Erase(schema.Target{Database: "alumini", Cluster: "c` DELETE"}, "events_local", 1)
+		}, nil},
 	} {
 		_, err := tc.q()
 		if err == nil || (tc.want != nil && !errors.Is(err, tc.want)) {
@@ -145,6 +149,21 @@ func TestBuildersRefuse(t *testing.T) {
 	}
 	if _, err := NewFilter(page, OpIs, []string{strings.Repeat("x", maxValueLen+1)}); !errors.Is(err, ErrBadParam) {
 		t.Errorf("NewFilter(too long) = %v; want ErrBadParam", err)
+	}
+}
+
+// TestEraseOnCluster: on a cluster the mutation names the local table with
+// its database and runs ON CLUSTER, so that it reaches every shard.
+func TestEraseOnCluster(t *testing.T) {
+	s, _ := ScopeOf(&registry.Client{ID: "shop"})
+	l := schema.Target{Database: "alumini", Cluster: "analytics"}
+	q, err := s.Erase(l, "events_local", 42)
+	if want := "ALTER TABLE `alumini`.`events_local` ON CLUSTER `analytics` DELETE WHERE client_id = ? AND visitor_id = ?"; err != nil || q.SQL != want {
+		t.Errorf("Erase on a cluster = %q, %v; want %q", q.SQL, err, want)
+	}
+	q, err = s.EraseSessions(l, "sessions_daily_v2_local", []any{uint64(7)})
+	if want := "ALTER TABLE `alumini`.`sessions_daily_v2_local` ON CLUSTER `analytics` DELETE WHERE client_id = ? AND session_id IN (?)"; err != nil || q.SQL != want {
+		t.Errorf("EraseSessions on a cluster = %q, %v; want %q", q.SQL, err, want)
 	}
 }
 

@@ -24,6 +24,17 @@ type Store struct {
 	conn     driver.Conn
 	timeout  time.Duration
 	duration *prometheus.HistogramVec
+	// layout is where erasure's mutations and tables go: one node, or the
+	// local tables of a cluster (see OnCluster).
+	layout schema.Target
+}
+
+// OnCluster tells the store that the tables are laid out as the sinker's
+// cluster mode lays them out on cluster (in database): Init makes the
+// erasure table on every node, replicated to all of them, and erasure
+// deletes on every shard, ON CLUSTER. Call it before Init.
+func (s *Store) OnCluster(database, cluster string) {
+	s.layout = schema.Target{Database: database, Cluster: cluster}
 }
 
 // NewStore returns a Store on conn whose query durations are registered
@@ -51,7 +62,18 @@ func NewStore(conn driver.Conn, reg prometheus.Registerer, timeout time.Duration
 // asked (hiding the visitor), with its mutations, and once the aggregate
 // views were rebuilt (views_rebuilt = 1, with the views' mutations too);
 // the latest record wins (erasureSQL).
-const erasedDDL = `CREATE TABLE IF NOT EXISTS ` + erasedTable + ` (
+//
+// On a cluster every node holds all of it (one replicated table whose
+// replicas are all the nodes: the path has no {shard}), so the sinkers on
+// every node drop replays of erased visitors, and scoped reads, whose
+// exclusion runs on each shard, find it there.
+func erasedDDL(l schema.Target) string {
+	name, engine := erasedTable, "ReplacingMergeTree"
+	if l.Cluster != "" {
+		name = "`" + l.Database + "`." + erasedTable + " ON CLUSTER `" + l.Cluster + "`"
+		engine = "ReplicatedReplacingMergeTree('/clickhouse/tables/all/" + l.Database + "/" + erasedTable + "', '{shard}-{replica}')"
+	}
+	return `CREATE TABLE IF NOT EXISTS ` + name + ` (
     client_id String,
     visitor_id UInt64,
     requested_at DateTime('UTC'),
@@ -59,7 +81,8 @@ const erasedDDL = `CREATE TABLE IF NOT EXISTS ` + erasedTable + ` (
     first_day Date,
     last_day Date,
     views_rebuilt UInt8
-) ENGINE = ReplacingMergeTree ORDER BY (client_id, visitor_id)`
+) ENGINE = ` + engine + ` ORDER BY (client_id, visitor_id)`
+}
 
 // erasedColumnsAdded are the columns erasedDDL gained after its first
 // version, added to tables made by that one (18.16 has no ADD COLUMN IF
@@ -71,8 +94,11 @@ var erasedColumnsAdded = []struct{ name, typ string }{
 // Init creates the reporter's erasure table when it is missing and adds
 // the columns an older one lacks.
 func (s *Store) Init(ctx context.Context) error {
-	if err := s.conn.Exec(ctx, erasedDDL); err != nil {
+	if err := s.conn.Exec(ctx, erasedDDL(s.layout)); err != nil {
 		return fmt.Errorf("creating %s: %w", erasedTable, err)
+	}
+	if s.layout.Cluster != "" {
+		return nil // made with every column: cluster mode came after them
 	}
 	have := map[string]bool{}
 	err := s.rows(ctx, "init", Query{SQL: "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = '" + erasedTable + "'"},
@@ -528,6 +554,9 @@ ORDER BY create_time DESC, mutation_id DESC LIMIT 1`
 	erasureSQL       = `SELECT toString(requested_at), mutations, toUInt16(first_day), toUInt16(last_day), views_rebuilt FROM ` + erasedTable + ` WHERE client_id = ? AND visitor_id = ?
 ORDER BY requested_at DESC, views_rebuilt DESC, length(mutations) DESC LIMIT 1`
 	mutationDoneSQL = "SELECT is_done FROM system.mutations WHERE database = currentDatabase() AND table = ? AND mutation_id = ?"
+	// clusterMutationsPendingSQL counts, over one replica of every shard,
+	// the table's mutations naming the client that are not done.
+	clusterMutationsPendingSQL = "SELECT count() FROM cluster(?, system, mutations) WHERE database = ? AND table = ? AND is_done = 0 AND position(command, ?) > 0"
 )
 
 type erasureTarget struct {
@@ -587,8 +616,8 @@ func (s *Store) Erase(ctx context.Context, sc Scope, visitorID uint64, now time.
 	if err := s.rows(ctx, "erase_engine", Query{SQL: eventsEngineSQL}, func(r driver.Rows) error { return r.Scan(&engine) }); err != nil {
 		return Erasure{}, err
 	}
-	if engine == "Distributed" {
-		return Erasure{}, ErrErasureOnCluster
+	if (engine == "Distributed") != (s.layout.Cluster != "") {
+		return Erasure{}, fmt.Errorf("%w: events is a %s table, the reporter runs with -clickhouse-cluster=%q", ErrLayoutMismatch, engine, s.layout.Cluster)
 	}
 	targets, err := s.erasureTargets(ctx)
 	if err != nil {
@@ -646,9 +675,9 @@ func (s *Store) Erase(ctx context.Context, sc Scope, visitorID uint64, now time.
 			if len(sessions) == 0 {
 				continue
 			}
-			q, err = sc.EraseSessions(t.table, sessions)
+			q, err = sc.EraseSessions(s.layout, t.table, sessions)
 		} else {
-			q, err = sc.Erase(t.table, visitorID)
+			q, err = sc.Erase(s.layout, t.table, visitorID)
 		}
 		if err != nil {
 			return Erasure{}, err
@@ -668,13 +697,35 @@ func (s *Store) Erase(ctx context.Context, sc Scope, visitorID uint64, now time.
 // mutate runs one ALTER ... DELETE of the scope's client on table and
 // returns its mutation id.
 func (s *Store) mutate(ctx context.Context, sc Scope, table string, q Query) (string, error) {
+	before, err := s.latestMutation(ctx, sc, table)
+	if err != nil {
+		return "", err
+	}
 	start := time.Now()
-	err := s.conn.Exec(ctx, q.SQL, q.Args...)
+	err = s.conn.Exec(ctx, q.SQL, q.Args...)
 	s.observe("erase", start, err)
 	if err != nil {
 		return "", err
 	}
-	return s.latestMutation(ctx, sc, table)
+	return s.newMutation(ctx, sc, table, before)
+}
+
+// newMutation waits for the mutation of the client on table that follows
+// before (the newest one listed before the ALTER) and returns its id. A
+// MergeTree lists its mutation at once; a replicated table once it loaded
+// it from ZooKeeper, shortly after the ALTER returned.
+func (s *Store) newMutation(ctx context.Context, sc Scope, table, before string) (string, error) {
+	for {
+		id, err := s.latestMutation(ctx, sc, table)
+		if err != nil || id != before {
+			return id, err
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("the mutation of %s did not show in system.mutations: %w", table, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func (s *Store) latestMutation(ctx context.Context, sc Scope, table string) (string, error) {
@@ -713,13 +764,10 @@ func (s *Store) recordErasure(ctx context.Context, sc Scope, visitorID uint64, r
 	return nil
 }
 
-// ErrErasureOnCluster is returned by Erase when events is a Distributed
-// table (the sinker's cluster mode). The erasure's DELETE mutations and
-// its erased_visitors record would reach only the shard this reporter is
-// connected to, and the visitor's events on the other shards would stay:
-// refusing is the honest answer until erasure runs ON CLUSTER.
-var ErrErasureOnCluster = errors.New("erasure is not available in cluster mode (events is a Distributed table): " +
-	"it would delete the visitor on one shard only; see docs/reporter.md for the statements to run on the cluster")
+// ErrLayoutMismatch is returned by Erase when the events table is laid out
+// for a cluster and the reporter is not (or the other way round): its
+// mutations would miss the shards, or name tables that do not exist.
+var ErrLayoutMismatch = errors.New("erasure refused: the reporter's -clickhouse-cluster does not match the events table (set it as for the sinker)")
 
 // eventsEngineSQL reads the engine of the events table.
 const eventsEngineSQL = "SELECT engine FROM system.tables WHERE database = currentDatabase() AND name = 'events'"
@@ -755,17 +803,24 @@ func (s *Store) ErasureStatus(ctx context.Context, sc Scope, visitorID uint64) (
 	}
 	// Every row mutation is done: rebuild the views of the visitor's days.
 	if !rec.firstDay.IsZero() {
-		if err := schema.RebuildViews(ctx, s.conn, sc.clientID, rec.firstDay, rec.lastDay); err != nil {
-			return Erasure{}, fmt.Errorf("rebuilding the views after an erasure: %w", err)
-		}
+		before := map[string]string{}
 		for _, v := range schema.ViewNames {
-			id, err := s.latestMutation(ctx, sc, v)
+			id, err := s.latestMutation(ctx, sc, s.layout.Local(v))
 			if err != nil {
 				return Erasure{}, err
 			}
-			if id != "" {
-				rec.mutations = append(rec.mutations, v+"\x00"+id)
+			before[v] = id
+		}
+		if err := schema.RebuildViews(ctx, s.conn, s.layout, sc.clientID, rec.firstDay, rec.lastDay); err != nil {
+			return Erasure{}, fmt.Errorf("rebuilding the views after an erasure: %w", err)
+		}
+		for _, v := range schema.ViewNames {
+			table := s.layout.Local(v)
+			id, err := s.newMutation(ctx, sc, table, before[v])
+			if err != nil {
+				return Erasure{}, err
 			}
+			rec.mutations = append(rec.mutations, table+"\x00"+id)
 		}
 	}
 	rec.viewsRebuilt = true
@@ -919,6 +974,24 @@ func (s *Store) erasureState(ctx context.Context, sc Scope, visitorID uint64, re
 		})
 		if err != nil {
 			return Erasure{}, err
+		}
+		if mu.Done && s.layout.Cluster != "" {
+			// Each shard numbers its mutations; the one recorded is this
+			// node's. The others are done when no shard has one of the
+			// client's mutations of the table pending (a later one of the
+			// same client may keep it pending longer, never shorter).
+			err := s.rows(ctx, "erasure_status", Query{
+				SQL:  clusterMutationsPendingSQL,
+				Args: []any{s.layout.Cluster, s.layout.Database, table, quoteLiteral(sc.clientID)},
+			}, func(r driver.Rows) error {
+				var pending uint64
+				err := r.Scan(&pending)
+				mu.Done = pending == 0
+				return err
+			})
+			if err != nil {
+				return Erasure{}, err
+			}
 		}
 		e.Done = e.Done && mu.Done
 		e.Mutations = append(e.Mutations, mu)
