@@ -52,6 +52,13 @@ var ErrBadDatabaseName = errors.New("database name must be letters, digits and u
 
 var databaseName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
+// ErrBadClusterName is returned for a cluster name that would need quoting.
+var ErrBadClusterName = errors.New("cluster name must be letters, digits, '_' and '-'")
+
+// clusterName is what -clickhouse-cluster accepts; it goes into statements
+// between backquotes.
+var clusterName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
 // Validate reports the first bad ClickHouse setting.
 func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
@@ -60,6 +67,9 @@ func (c *Config) Validate() error {
 	// The name goes unquoted into CREATE DATABASE, so it is checked here.
 	if !databaseName.MatchString(c.Database) {
 		return fmt.Errorf("clickhouse-database %q: %w", c.Database, ErrBadDatabaseName)
+	}
+	if c.Cluster != "" && !clusterName.MatchString(c.Cluster) {
+		return fmt.Errorf("clickhouse-cluster %q: %w", c.Cluster, ErrBadClusterName)
 	}
 	if _, err := c.tlsConfig(); err != nil {
 		return err
@@ -114,7 +124,13 @@ func (c *Config) CreateDatabase(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	createErr := admin.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+c.Database)
+	stmt := "CREATE DATABASE IF NOT EXISTS " + c.Database
+	if c.Cluster != "" {
+		// On every node: the cluster DDL and the reporter's erasure table
+		// are made ON CLUSTER, in this database.
+		stmt += " ON CLUSTER `" + c.Cluster + "`"
+	}
+	createErr := admin.Exec(ctx, stmt)
 	if cerr := admin.Close(); cerr != nil {
 		createErr = errors.Join(createErr, fmt.Errorf("closing clickhouse connection: %w", cerr))
 	}

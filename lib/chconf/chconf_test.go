@@ -3,10 +3,13 @@ package chconf
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aluminiapp/pipeline/lib/chtest"
 )
 
 func TestValidate(t *testing.T) {
@@ -20,6 +23,8 @@ func TestValidate(t *testing.T) {
 		{Config{Addr: "127.0.0.1:9000", Database: "x; DROP DATABASE y"}, ErrBadDatabaseName},
 		{Config{Addr: "127.0.0.1:9000", Database: "1db"}, ErrBadDatabaseName},
 		{Config{Addr: "127.0.0.1:9000", Database: ""}, ErrBadDatabaseName},
+		{Config{Addr: "127.0.0.1:9000", Database: "alumini", Cluster: "prod-eu_1"}, nil},
+		{Config{Addr: "127.0.0.1:9000", Database: "alumini", Cluster: "c` ON CLUSTER x"}, ErrBadClusterName},
 	} {
 		err := tc.cfg.Validate()
 		if (tc.want == nil) != (err == nil) || (tc.want != nil && !errors.Is(err, tc.want)) {
@@ -28,6 +33,35 @@ func TestValidate(t *testing.T) {
 	}
 	if err := (&Config{Addr: "no-port", Database: "a"}).Validate(); err == nil {
 		t.Error("Validate with an address without port = nil; want an error")
+	}
+}
+
+// TestCreateDatabaseOnCluster creates the database ON CLUSTER on the
+// one-node cluster of deploy/clickhouse/cluster.sh: the cluster DDL that
+// follows runs on every node, in this database.
+func TestCreateDatabaseOnCluster(t *testing.T) {
+	name := fmt.Sprintf("test_chconf_%d", time.Now().UnixNano())
+	c := Config{Addr: chtest.ClusterAddr(), Database: name, Cluster: chtest.Cluster}
+	ctx := context.Background()
+	if err := c.CreateDatabase(ctx); err != nil {
+		t.Fatalf("CreateDatabase on cluster %s: %v", c.Cluster, err)
+	}
+	conn, err := c.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	defer func() {
+		if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name); err != nil {
+			t.Logf("dropping %s: %v", name, err)
+		}
+	}()
+	var n uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM system.databases WHERE name = ?", name).Scan(&n); err != nil || n != 1 {
+		t.Errorf("databases named %s after CreateDatabase = %d, %v; want 1", name, n, err)
+	}
+	if err := c.CreateDatabase(ctx); err != nil {
+		t.Errorf("CreateDatabase again = %v; want nil (IF NOT EXISTS)", err)
 	}
 }
 
