@@ -13,8 +13,8 @@ run: ## start the whole pipeline on embedded defaults
 # Tests share the local ClickHouse server with `make run` (or use
 # CLICKHOUSE_ADDR); each test makes and drops its own database.
 # The local server also listens with TLS (self-signed) for the TLS tests.
-# The cluster-mode tests use a second server, a one-node replicated cluster
-# with its ZooKeeper (deploy/clickhouse/cluster.sh; or CLICKHOUSE_CLUSTER_ADDR).
+# The cluster-mode tests use a two-shard cluster of two more servers and a
+# ZooKeeper (deploy/clickhouse/cluster.sh; or CLICKHOUSE_CLUSTER_ADDR).
 test: deps ## every module's tests, with real ClickHouse and an in-process Kafka-protocol broker
 	addr=$$(deploy/clickhouse/clickhouse.sh start $(DATA)/clickhouse) && \
 	cluster=$$(deploy/clickhouse/cluster.sh start $(DATA)/cluster) && \

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# A one-node ClickHouse cluster for the tests of the sinker's cluster mode:
-# a standalone ZooKeeper (Debian's `zookeeper`) and a second ClickHouse
-# server whose cluster `alumini_local` is itself, with replication on, so
-# that ReplicatedMergeTree tables, Distributed tables and ON CLUSTER DDL run
-# for real. Kept apart from the server of `make run`: a ClickHouse server
-# holding replicated tables does not start while its ZooKeeper is down.
-#   cluster.sh start DATA_DIR   start both (if not running), print the address
-#   cluster.sh stop DATA_DIR    stop both
+# A two-shard ClickHouse cluster for the tests of the sinker's cluster mode:
+# a standalone ZooKeeper (Debian's `zookeeper`) and two more ClickHouse
+# servers, the shards of the cluster `alumini_two` (each also has
+# `alumini_local`, itself alone), with replication on, so that
+# ReplicatedMergeTree tables, Distributed tables over two shards and ON
+# CLUSTER DDL run for real. Kept apart from the server of `make run`: a
+# ClickHouse server holding replicated tables does not start while its
+# ZooKeeper is down.
+#   cluster.sh start DATA_DIR   start them (those not running), print the first node's address
+#   cluster.sh stop DATA_DIR    stop them
 # With CLICKHOUSE_CLUSTER_ADDR set, `start` only prints it.
 set -euo pipefail
 
@@ -14,10 +16,9 @@ cmd=${1:?usage: cluster.sh start|stop DATA_DIR}
 data=$(mkdir -p "${2:?usage: cluster.sh start|stop DATA_DIR}" && cd "$2" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
 zk_port=${ALUMINI_ZOOKEEPER_PORT:-29181}
-export ALUMINI_CLICKHOUSE_TCP_PORT=${ALUMINI_CLUSTER_TCP_PORT:-29000}
-export ALUMINI_CLICKHOUSE_HTTP_PORT=${ALUMINI_CLUSTER_HTTP_PORT:-28123}
-export ALUMINI_CLICKHOUSE_TCP_PORT_SECURE=${ALUMINI_CLUSTER_TCP_PORT_SECURE:-29440}
-interserver_port=${ALUMINI_CLUSTER_INTERSERVER_PORT:-29009}
+# Node n (1, 2) listens on base+100*(n-1): native 29000/29100, HTTP
+# 28123/28223, TLS 29440/29540, replication 29009/29109.
+tcp_base=${ALUMINI_CLUSTER_TCP_PORT:-29000}
 zk_pidfile=$data/zookeeper.pid
 
 zk_ok() {
@@ -40,6 +41,47 @@ start_zookeeper() {
   exit 1
 }
 
+# node N CMD: runs clickhouse.sh CMD for node N with its ports.
+node() {
+  local n=$1 off=$((100 * ($1 - 1)))
+  # CLICKHOUSE_ADDR names the other server; it must not stand in for these.
+  CLICKHOUSE_ADDR='' ALUMINI_CLICKHOUSE_TCP_PORT=$((tcp_base + off)) \
+    ALUMINI_CLICKHOUSE_HTTP_PORT=$((tcp_base - 877 + off)) \
+    ALUMINI_CLICKHOUSE_TCP_PORT_SECURE=$((tcp_base + 440 + off)) \
+    "$here/clickhouse.sh" "$2" "$data/node$n"
+}
+
+# replication_config N: what node N adds to config.xml (clickhouse.sh
+# writes it into DATA/nodeN; the server merges config.d/*.xml next to it).
+replication_config() {
+  local n=$1 off=$((100 * ($1 - 1)))
+  cat <<XML
+<?xml version="1.0"?>
+<yandex>
+    <zookeeper>
+        <node><host>127.0.0.1</host><port>$zk_port</port></node>
+    </zookeeper>
+    <!-- The macros the sinker's replicated tables name in their paths. -->
+    <macros><shard>0$n</shard><replica>r1</replica></macros>
+    <interserver_http_host>127.0.0.1</interserver_http_host>
+    <interserver_http_port>$((tcp_base + 9 + off))</interserver_http_port>
+    <distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>
+    <remote_servers>
+        <alumini_two>
+            <shard>
+                <internal_replication>true</internal_replication>
+                <replica><host>127.0.0.1</host><port>$tcp_base</port></replica>
+            </shard>
+            <shard>
+                <internal_replication>true</internal_replication>
+                <replica><host>127.0.0.1</host><port>$((tcp_base + 100))</port></replica>
+            </shard>
+        </alumini_two>
+    </remote_servers>
+</yandex>
+XML
+}
+
 case "$cmd" in
 start)
   if [ -n "${CLICKHOUSE_CLUSTER_ADDR:-}" ]; then
@@ -48,27 +90,15 @@ start)
     exit 0
   fi
   start_zookeeper
-  # clickhouse.sh writes DATA/clickhouse/config.xml; the server merges
-  # config.d/*.xml next to it.
-  mkdir -p "$data/clickhouse/config.d"
-  cat >"$data/clickhouse/config.d/replication.xml" <<XML
-<?xml version="1.0"?>
-<yandex>
-    <zookeeper>
-        <node><host>127.0.0.1</host><port>$zk_port</port></node>
-    </zookeeper>
-    <!-- The macros the sinker's replicated tables name in their paths. -->
-    <macros><shard>01</shard><replica>r1</replica></macros>
-    <interserver_http_host>127.0.0.1</interserver_http_host>
-    <interserver_http_port>$interserver_port</interserver_http_port>
-    <distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>
-</yandex>
-XML
-  # CLICKHOUSE_ADDR names the other server; it must not stand in for this one.
-  CLICKHOUSE_ADDR='' "$here/clickhouse.sh" start "$data/clickhouse"
+  for n in 1 2; do
+    mkdir -p "$data/node$n/config.d"
+    replication_config "$n" >"$data/node$n/config.d/replication.xml"
+    node "$n" start >/dev/null
+  done
+  echo "127.0.0.1:$tcp_base"
   ;;
 stop)
-  "$here/clickhouse.sh" stop "$data/clickhouse"
+  for n in 1 2; do node "$n" stop; done
   if [ -f "$zk_pidfile" ]; then
     kill "$(cat "$zk_pidfile")" 2>/dev/null || true
     rm -f "$zk_pidfile"

@@ -36,9 +36,9 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-// TestCreateDatabaseOnCluster creates the database ON CLUSTER on the
-// one-node cluster of deploy/clickhouse/cluster.sh: the cluster DDL that
-// follows runs on every node, in this database.
+// TestCreateDatabaseOnCluster creates the database ON CLUSTER on the two
+// shards of deploy/clickhouse/cluster.sh: the cluster DDL that follows runs
+// on every node, in this database, so every node must have it.
 func TestCreateDatabaseOnCluster(t *testing.T) {
 	name := fmt.Sprintf("test_chconf_%d", time.Now().UnixNano())
 	c := Config{Addr: chtest.ClusterAddr(), Database: name, Cluster: chtest.Cluster}
@@ -52,16 +52,25 @@ func TestCreateDatabaseOnCluster(t *testing.T) {
 	}
 	defer conn.Close()
 	defer func() {
-		if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name); err != nil {
+		if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" ON CLUSTER "+chtest.Cluster); err != nil {
 			t.Logf("dropping %s: %v", name, err)
 		}
 	}()
-	var n uint64
-	if err := conn.QueryRow(ctx, "SELECT count() FROM system.databases WHERE name = ?", name).Scan(&n); err != nil || n != 1 {
-		t.Errorf("databases named %s after CreateDatabase = %d, %v; want 1", name, n, err)
-	}
 	if err := c.CreateDatabase(ctx); err != nil {
 		t.Errorf("CreateDatabase again = %v; want nil (IF NOT EXISTS)", err)
+	}
+	for _, addr := range chtest.ClusterShards() {
+		node := Config{Addr: addr, Database: "default"}
+		nc, err := node.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n uint64
+		err = nc.QueryRow(ctx, "SELECT count() FROM system.databases WHERE name = ?", name).Scan(&n)
+		nc.Close()
+		if err != nil || n != 1 {
+			t.Errorf("databases named %s on %s after CreateDatabase = %d, %v; want 1", name, addr, n, err)
+		}
 	}
 }
 

@@ -6,7 +6,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"net"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -31,17 +33,17 @@ func Addr() string {
 // by skipping.
 func Database(t testing.TB) (string, driver.Conn) {
 	t.Helper()
-	return database(t, Addr(), "start it with `make clickhouse`, or set CLICKHOUSE_ADDR")
+	return database(t, Addr(), "start it with `make clickhouse`, or set CLICKHOUSE_ADDR", "")
 }
 
-// ClusterDefaultAddr is where deploy/clickhouse/cluster.sh runs the server
-// of the one-node cluster.
+// ClusterDefaultAddr is where deploy/clickhouse/cluster.sh runs the first
+// node of its cluster.
 const ClusterDefaultAddr = "127.0.0.1:29000"
 
-// Cluster is the name of that server's cluster (remote_servers): one shard
-// of one replica, itself, with ZooKeeper, so replicated tables and ON
-// CLUSTER DDL work.
-const Cluster = "alumini_local"
+// Cluster is the name of that cluster (remote_servers): two shards of one
+// replica each, two servers, with ZooKeeper, so replicated tables,
+// Distributed tables over several shards and ON CLUSTER DDL work.
+const Cluster = "alumini_two"
 
 // ClusterAddr is the cluster server tests use: CLICKHOUSE_CLUSTER_ADDR, or
 // ClusterDefaultAddr.
@@ -52,13 +54,29 @@ func ClusterAddr() string {
 	return ClusterDefaultAddr
 }
 
-// ClusterDatabase is Database on the cluster server.
-func ClusterDatabase(t testing.TB) (string, driver.Conn) {
-	t.Helper()
-	return database(t, ClusterAddr(), "start it with `deploy/clickhouse/cluster.sh start .data/cluster`, or set CLICKHOUSE_CLUSTER_ADDR")
+// ClusterShards are the native addresses of the cluster's two nodes, one
+// per shard: ClusterAddr, and the port 100 above it, where
+// deploy/clickhouse/cluster.sh puts the second.
+func ClusterShards() []string {
+	first := ClusterAddr()
+	host, port, err := net.SplitHostPort(first)
+	p, perr := strconv.Atoi(port)
+	if err != nil || perr != nil {
+		return []string{first}
+	}
+	return []string{first, net.JoinHostPort(host, strconv.Itoa(p+100))}
 }
 
-func database(t testing.TB, addr, hint string) (string, driver.Conn) {
+// ClusterDatabase is Database on every node of the cluster (made and
+// dropped ON CLUSTER), with a connection to the first node.
+func ClusterDatabase(t testing.TB) (string, driver.Conn) {
+	t.Helper()
+	return database(t, ClusterAddr(), "start it with `deploy/clickhouse/cluster.sh start .data/cluster`, or set CLICKHOUSE_CLUSTER_ADDR", " ON CLUSTER "+Cluster)
+}
+
+// database makes the database on addr; onCluster is "" or the ON CLUSTER
+// clause its CREATE and DROP carry.
+func database(t testing.TB, addr, hint, onCluster string) (string, driver.Conn) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -74,7 +92,7 @@ func database(t testing.TB, addr, hint string) (string, driver.Conn) {
 		t.Fatal(err)
 	}
 	name := "test_" + hex.EncodeToString(b)
-	if err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+	if err := admin.Exec(ctx, "CREATE DATABASE "+name+onCluster); err != nil {
 		t.Fatalf("creating database %s: %v", name, err)
 	}
 	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}, Auth: clickhouse.Auth{Database: name}, DialTimeout: 5 * time.Second})
@@ -85,7 +103,7 @@ func database(t testing.TB, addr, hint string) (string, driver.Conn) {
 		if err := conn.Close(); err != nil {
 			t.Logf("closing clickhouse connection: %v", err)
 		}
-		if err := admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name); err != nil {
+		if err := admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+onCluster); err != nil {
 			t.Logf("dropping database %s: %v", name, err)
 		}
 		if err := admin.Close(); err != nil {

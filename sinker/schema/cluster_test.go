@@ -5,13 +5,14 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"go.uber.org/zap"
 
 	"github.com/aluminiapp/pipeline/lib/chtest"
 )
 
 // TestClusterModeOnARealCluster runs the cluster DDL on a real cluster: the
-// one-node cluster of deploy/clickhouse/cluster.sh (ZooKeeper, replicated
+// two shards of deploy/clickhouse/cluster.sh (ZooKeeper, replicated
 // tables, ON CLUSTER DDL). Two sinkers migrate at once; events go in
 // through the Distributed table, a batch twice (a replay); reads through
 // the Distributed tables must see each event once with FINAL, event_key
@@ -52,6 +53,19 @@ func TestClusterModeOnARealCluster(t *testing.T) {
 	}
 	if rows != uint64(len(evs)+120) || final != uint64(len(evs)) || keys != uint64(len(evs)) {
 		t.Errorf("events: %d rows, %d with FINAL, %d distinct event_key; want %d, %d and %d", rows, final, keys, len(evs)+120, len(evs), len(evs))
+	}
+	// The events are spread over both shards: the reads above merged them.
+	for _, addr := range chtest.ClusterShards() {
+		shard, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}, Auth: clickhouse.Auth{Database: db}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n uint64
+		err = shard.QueryRow(ctx, "SELECT count() FROM events_local").Scan(&n)
+		shard.Close()
+		if err != nil || n == 0 || n == rows {
+			t.Errorf("events_local on shard %s holds %d of %d rows (%v); want some, not all", addr, n, rows, err)
+		}
 	}
 	viewsEqualRaw(t, conn, " on the cluster")
 }

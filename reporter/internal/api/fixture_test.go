@@ -151,7 +151,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	return seededEnv(t, conn, schema.Target{Database: db}, opts...)
 }
 
-// newClusterEnv is newEnv on the sinker's cluster layout, on the one-node
+// newClusterEnv is newEnv on the sinker's cluster layout, on the two-shard
 // cluster of deploy/clickhouse/cluster.sh: events and the views are
 // Distributed tables over replicated local ones.
 func newClusterEnv(t *testing.T, opts ...envOption) *env {

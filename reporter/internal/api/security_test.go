@@ -148,7 +148,7 @@ func waitErasureDone(t *testing.T, e *env, auth, visitor string) string {
 // TestErasureStaysGone erases visitor 1, waits for the mutation, replays
 // the visitor's events as a Kafka replay would, and checks that reports
 // and exports still do not show them. On one node, and on the sinker's
-// cluster layout (the one-node cluster of deploy/clickhouse/cluster.sh),
+// cluster layout (the two shards of deploy/clickhouse/cluster.sh),
 // where the mutations run ON CLUSTER on the local tables and the views
 // are rebuilt through the Distributed ones.
 func TestErasureStaysGone(t *testing.T) {

@@ -205,7 +205,10 @@ func (f Filter) write(b *stmt, s Scope, p Params) error {
 	def := f.Dim.def()
 	switch {
 	case def.session != "":
-		b.sql("session_id IN (SELECT session_id ")
+		// GLOBAL: on a cluster a visit's events are on several shards (they
+		// are sharded by event), so the visits are found over all of them,
+		// once, by the reporter's node.
+		b.sql("session_id GLOBAL IN (SELECT session_id ")
 		b.from(s, &p.Range, p.IncludeBots)
 		b.sql(" AND type = 'pageview' GROUP BY session_id HAVING ")
 		f.match(b, func(b *stmt) { b.sql(def.session + "(path, timestamp)") })

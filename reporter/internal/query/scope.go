@@ -130,7 +130,10 @@ func (b *stmt) fromTable(table string, s Scope, r *Range, includeBots bool) *stm
 	if !includeBots {
 		b.sql(" AND is_bot = 0")
 	}
-	b.sql(" AND visitor_id NOT IN (SELECT visitor_id FROM " + erasedTable + " WHERE client_id = ").bind(s.clientID).sql(")")
+	// GLOBAL: on a cluster the reporter's node reads the list and sends it
+	// with the query, instead of each shard resolving erased_visitors in
+	// its own default database. On one node it is a plain NOT IN.
+	b.sql(" AND visitor_id GLOBAL NOT IN (SELECT visitor_id FROM " + erasedTable + " WHERE client_id = ").bind(s.clientID).sql(")")
 	return b
 }
 

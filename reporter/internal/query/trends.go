@@ -35,12 +35,12 @@ func (o Operator) Trends(r Range, d Dimension, minClients, limit int) (Query, er
 	var b stmt
 	b.sql("SELECT value, clients, visitors, 0 AS total FROM (SELECT " + d.def().expr + ` AS value, uniqExact(client_id) AS clients, uniqExact(client_id, visitor_id) AS visitors
   FROM events WHERE timestamp >= toDateTime(`).bind(r.From.Unix()).sql(") AND timestamp < toDateTime(").bind(r.To.Unix()).sql(`) AND is_bot = 0
-    AND (client_id, visitor_id) NOT IN (SELECT client_id, visitor_id FROM ` + erasedTable + `)
+    AND (client_id, visitor_id) GLOBAL NOT IN (SELECT client_id, visitor_id FROM ` + erasedTable + `)
   GROUP BY value HAVING clients >= `).bind(minClients).sql(`
   ORDER BY visitors DESC, value LIMIT `).bind(limit).sql(`)
 UNION ALL
 SELECT '', uniqExact(client_id), uniqExact(client_id, visitor_id), 1
   FROM events WHERE timestamp >= toDateTime(`).bind(r.From.Unix()).sql(") AND timestamp < toDateTime(").bind(r.To.Unix()).sql(`) AND is_bot = 0
-    AND (client_id, visitor_id) NOT IN (SELECT client_id, visitor_id FROM ` + erasedTable + `)`)
+    AND (client_id, visitor_id) GLOBAL NOT IN (SELECT client_id, visitor_id FROM ` + erasedTable + `)`)
 	return b.query(), nil
 }
