@@ -151,6 +151,22 @@ func TestPrometheusScrapesThePipeline(t *testing.T) {
 			t.Logf("prometheus log:\n%s", promLog.String())
 		}
 	})
+	// Until it loaded its configuration and storage, Prometheus answers
+	// queries with 503 and a text body.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/-/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prometheus not ready within 30s: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	query := func(q string) []json.RawMessage {
 		t.Helper()
 		resp, err := http.Get("http://" + addr + "/api/v1/query?query=" + url.QueryEscape(q))
@@ -168,7 +184,7 @@ func TestPrometheusScrapesThePipeline(t *testing.T) {
 		return r.Data.Result
 	}
 	// Every target up, scraped for a few seconds so rates have two points.
-	deadline := time.Now().Add(30 * time.Second)
+	deadline = time.Now().Add(30 * time.Second)
 	for len(query(`up{job=~"alumini-.*"} == 1`)) < len(services) {
 		if time.Now().After(deadline) {
 			t.Fatalf("not every service is scraped within 30s: up = %s", query(`up`))
