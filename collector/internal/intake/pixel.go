@@ -29,11 +29,7 @@ func writePixel(ctx *fasthttp.RequestCtx) {
 func (h *Handler) decodePixel(ctx *fasthttp.RequestCtx, received time.Time) (*pending, error) {
 	args := ctx.QueryArgs()
 	ev := &eventJSON{Properties: map[string]any{}}
-	var err error
-	args.VisitAll(func(k, v []byte) {
-		if err != nil {
-			return
-		}
+	for k, v := range args.All() {
 		val := string(v)
 		switch key := string(k); key {
 		case "client_id":
@@ -61,8 +57,7 @@ func (h *Handler) decodePixel(ctx *fasthttp.RequestCtx, received time.Time) (*pe
 		case "screen_width", "screen_height":
 			n, perr := strconv.ParseUint(val, 10, 32)
 			if perr != nil {
-				err = invalid("%s %q: want a whole number", key, truncate(val))
-				return
+				return nil, invalid("%s %q: want a whole number", key, truncate(val))
 			}
 			if key == "screen_width" {
 				ev.ScreenWidth = uint32(n)
@@ -74,15 +69,12 @@ func (h *Handler) decodePixel(ctx *fasthttp.RequestCtx, received time.Time) (*pe
 		case "gpc":
 			ev.GPC = val == "1" || val == "true"
 		default:
-			if name, ok := strings.CutPrefix(key, "prop."); ok {
-				ev.Properties[name] = val
-				return
+			name, ok := strings.CutPrefix(key, "prop.")
+			if !ok {
+				return nil, invalid("unknown parameter %q", truncate(key))
 			}
-			err = invalid("unknown parameter %q", truncate(key))
+			ev.Properties[name] = val
 		}
-	})
-	if err != nil {
-		return nil, err
 	}
 	if ev.URL == "" {
 		ev.URL = string(ctx.Request.Header.Referer())
