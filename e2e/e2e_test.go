@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -34,12 +36,23 @@ type stack struct {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// Below the kernel's ephemeral range (32768 and up here): a port the
+	// kernel hands out for :0 is free only until the next outgoing
+	// connection takes it, and with ClickHouse, ZooKeeper and the other test
+	// packages connecting meanwhile, a service then failed to bind (seen in
+	// CI). 20000-27999 also stays clear of the fixed ports of make run and
+	// make test (8080-9103, 18080-19440, 28123 and up).
+	for range 100 {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(20000+rand.IntN(8000)))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return addr
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free loopback port in 20000-27999")
+	return ""
 }
 
 func buildBinaries(t *testing.T) string {

@@ -21,8 +21,13 @@ zk_port=${ALUMINI_ZOOKEEPER_PORT:-29181}
 tcp_base=${ALUMINI_CLUSTER_TCP_PORT:-29000}
 zk_pidfile=$data/zookeeper.pid
 
+# zk_ok: ZooKeeper serves sessions. Not `ruok`, which answers imok while
+# the server is still loading and refusing sessions (ClickHouse with
+# replicated tables then fails to start); `srvr` says so instead.
 zk_ok() {
-  [ "$( (exec 3<>"/dev/tcp/127.0.0.1/$zk_port" && printf ruok >&3 && timeout 2 cat <&3) 2>/dev/null)" = imok ]
+  local out
+  out=$( (exec 3<>"/dev/tcp/127.0.0.1/$zk_port" && printf srvr >&3 && timeout 2 cat <&3) 2>/dev/null) || return 1
+  [[ $out == *"Mode: standalone"* ]]
 }
 
 start_zookeeper() {
@@ -32,7 +37,7 @@ start_zookeeper() {
   mkdir -p "$data/zookeeper"
   # ZooKeeperServerMain: standalone, port and data directory as arguments;
   # the jar's manifest names its dependencies. No admin web server.
-  setsid java -Xmx256m -Dzookeeper.admin.enableServer=false -Dzookeeper.4lw.commands.whitelist=ruok \
+  setsid java -Xmx256m -Dzookeeper.admin.enableServer=false -Dzookeeper.4lw.commands.whitelist=srvr \
     -cp "$jar" org.apache.zookeeper.server.ZooKeeperServerMain "$zk_port" "$data/zookeeper" \
     >>"$data/zookeeper.log" 2>&1 </dev/null &
   echo $! >"$zk_pidfile"
@@ -100,7 +105,12 @@ start)
 stop)
   for n in 1 2; do node "$n" stop; done
   if [ -f "$zk_pidfile" ]; then
-    kill "$(cat "$zk_pidfile")" 2>/dev/null || true
+    # Waited for: a ZooKeeper still answering while it goes would pass
+    # the next start's check, and the servers then find none.
+    pid=$(cat "$zk_pidfile")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -KILL "$pid" 2>/dev/null || true
     rm -f "$zk_pidfile"
   fi
   ;;

@@ -715,6 +715,9 @@ func (s *Store) mutate(ctx context.Context, sc Scope, table string, q Query) (st
 // MergeTree lists its mutation at once; a replicated table once it loaded
 // it from ZooKeeper, shortly after the ALTER returned.
 func (s *Store) newMutation(ctx context.Context, sc Scope, table, before string) (string, error) {
+	// Bounded also when the caller's context is not (the background loop).
+	ctx, cancel := context.WithTimeout(ctx, mutationShowTimeout)
+	defer cancel()
 	for {
 		id, err := s.latestMutation(ctx, sc, table)
 		if err != nil || id != before {
@@ -727,6 +730,9 @@ func (s *Store) newMutation(ctx context.Context, sc Scope, table, before string)
 		}
 	}
 }
+
+// mutationShowTimeout bounds the wait for a mutation to be listed.
+const mutationShowTimeout = 30 * time.Second
 
 func (s *Store) latestMutation(ctx context.Context, sc Scope, table string) (string, error) {
 	var id string
