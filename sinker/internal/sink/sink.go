@@ -197,10 +197,15 @@ type batch struct {
 // returns nil if that worked. The caller closes the reader, the
 // dead-letter writer and the store after Run returned.
 func (s *Sink) Run(ctx context.Context) error {
-	// flushCtx ends with ctx, or when fetching failed for good (then the
-	// flusher's batch is abandoned uncommitted and replayed elsewhere).
-	flushCtx, stopFlusher := context.WithCancel(ctx)
+	// flushCtx ends FlushTimeout after ctx, or at once when fetching failed
+	// for good (then the flusher's batch is abandoned uncommitted and
+	// replayed elsewhere). Not with ctx itself: an insert cancelled half
+	// way may still complete on the server after the sinker inserted the
+	// batch again, which doubled rows on every shutdown that caught one.
+	flushCtx, stopFlusher := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopFlusher()
+	// (A timer left running when Run returns cancels flushCtx again: harmless.)
+	defer context.AfterFunc(ctx, func() { time.AfterFunc(s.cfg.FlushTimeout, stopFlusher) })()
 	handoff := make(chan *batch) // unbuffered: the flusher takes one batch at a time
 	unfinished := make(chan *batch, 1)
 	go func() {
@@ -240,18 +245,16 @@ func (s *Sink) Run(ctx context.Context) error {
 		return fillErr
 	}
 	pending := <-unfinished
-	// Shutdown: the context that cancelled fetching (or a retry) must not
-	// cancel the last flushes, but they must not outlast the service's
-	// shutdown timeout either. Order matters: the flusher's batch holds
-	// earlier offsets than the one being filled.
-	lastCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.FlushTimeout)
-	defer cancel()
+	// Shutdown: the flusher finished its batch, or gave it back when
+	// FlushTimeout passed; what is left goes within the same deadline.
+	// Order matters: the flusher's batch holds earlier offsets than the one
+	// being filled.
 	flushed := 0
 	for _, b := range []*batch{pending, last} {
 		if b == nil {
 			continue
 		}
-		if err := s.flush(lastCtx, b); err != nil {
+		if err := s.flush(flushCtx, b); err != nil {
 			return fmt.Errorf("flushing the last batches (%d records, replayed on restart): %w", len(b.msgs), err)
 		}
 		flushed += len(b.msgs)
