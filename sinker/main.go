@@ -131,9 +131,6 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) (err error) {
 	if err != nil {
 		return err
 	}
-	if c.ClickHouse.Cluster != "" {
-		st.OnCluster()
-	}
 
 	// The erased visitors are loaded before the first fetch, so a replay
 	// at start cannot store them. A missing table or a failed load does

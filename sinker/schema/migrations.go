@@ -40,7 +40,7 @@ var Migrations = []Migration{
 // FINAL), so they are right before merges too.
 func eventsTable(t Target) []string {
 	stmts := []string{`
-CREATE TABLE IF NOT EXISTS ` + t.ref(t.local("events")) + t.onCluster() + `
+CREATE TABLE IF NOT EXISTS ` + t.Everywhere(t.Local("events")) + `
 (
 ` + eventsColumns(t) + `
 )
@@ -249,7 +249,7 @@ func Statements(t Target) (names, stmts []string) {
 // Parts written before this migration compute the column while read until
 // they are merged.
 func eventKeys(t Target) []string {
-	stmts := []string{"ALTER TABLE " + t.ref(t.local("events")) + t.onCluster() + " ADD COLUMN event_key UInt64 MATERIALIZED cityHash64(event_id)"}
+	stmts := []string{"ALTER TABLE " + t.Everywhere(t.Local("events")) + " ADD COLUMN event_key UInt64 MATERIALIZED cityHash64(event_id)"}
 	if t.Cluster != "" {
 		// The Distributed table needs the column to read it, as an ALIAS:
 		// before 19.x a MATERIALIZED column there is computed on insert and

@@ -62,9 +62,10 @@ func Detect(ctx context.Context, conn driver.Conn, database, cluster string) (Ta
 	return Target{Version: Version{sv.Version.Major, sv.Version.Minor}, Database: database, Cluster: cluster}, nil
 }
 
-// local is the name of a table that holds data: name itself on one node,
-// name_local on a cluster (where name is the Distributed table).
-func (t Target) local(name string) string {
+// Local is the name of a table that holds data: name itself on one node,
+// name_local on a cluster (where name is the Distributed table, and where
+// system.mutations lists the local table's mutations).
+func (t Target) Local(name string) string {
 	if t.Cluster == "" {
 		return name
 	}
@@ -81,15 +82,15 @@ func (t Target) ref(name string) string {
 	return quoteIdent(t.Database) + "." + name
 }
 
+// Everywhere is how a statement meant for every node names table: as it
+// is on one node; on a cluster qualified with the database (see ref) and
+// followed by the ON CLUSTER clause.
+func (t Target) Everywhere(table string) string { return t.ref(table) + t.onCluster() }
+
 // Mutable is how an ALTER TABLE ... DELETE names table (events or a view):
 // the table itself on one node; on a cluster its local tables on every
 // shard, since a Distributed table takes no mutations.
-func (t Target) Mutable(table string) string { return t.ref(t.local(table)) + t.onCluster() }
-
-// Local is the name of the table holding table's rows on this node: table
-// itself, or on a cluster its local table (where system.mutations lists
-// the mutations).
-func (t Target) Local(table string) string { return t.local(table) }
+func (t Target) Mutable(table string) string { return t.Everywhere(t.Local(table)) }
 
 // onCluster is the ON CLUSTER clause of DDL statements, or nothing.
 func (t Target) onCluster() string {
@@ -107,7 +108,7 @@ func (t Target) engine(kind, table string) string {
 	}
 	// {shard} and {replica} are the macros every replicated cluster config
 	// defines; the database is spelled out because 18.16 has no {database}.
-	return fmt.Sprintf("Replicated%sMergeTree('/clickhouse/tables/{shard}/%s/%s', '{replica}')", kind, t.Database, t.local(table))
+	return fmt.Sprintf("Replicated%sMergeTree('/clickhouse/tables/{shard}/%s/%s', '{replica}')", kind, t.Database, t.Local(table))
 }
 
 // distributed returns the statement creating the Distributed table over a
@@ -118,13 +119,13 @@ func (t Target) distributed(table, shardKey string) string {
 		return ""
 	}
 	return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s%s AS %s\nENGINE = %s",
-		t.ref(table), t.onCluster(), t.ref(t.local(table)), t.distributedEngine(table, shardKey))
+		t.ref(table), t.onCluster(), t.ref(t.Local(table)), t.distributedEngine(table, shardKey))
 }
 
 // distributedEngine is the engine of the Distributed table over table's
 // local tables.
 func (t Target) distributedEngine(table, shardKey string) string {
-	return fmt.Sprintf("Distributed(%s, %s, %s, %s)", quoteString(t.Cluster), quoteString(t.Database), quoteString(t.local(table)), shardKey)
+	return fmt.Sprintf("Distributed(%s, %s, %s, %s)", quoteString(t.Cluster), quoteString(t.Database), quoteString(t.Local(table)), shardKey)
 }
 
 // str is the type of a low-cardinality string column.

@@ -202,11 +202,11 @@ func reportViews(t Target) []string { return createViews(t, stringIDs) }
 func keyViews(t Target) []string {
 	stmts := createViews(t, keyIDs)
 	for _, v := range viewsOf(t, stringIDs) {
-		stmts = append(stmts, fmt.Sprintf("DROP TABLE IF EXISTS %s_mv%s", t.ref(t.local(v.name)), t.onCluster()))
+		stmts = append(stmts, fmt.Sprintf("DROP TABLE IF EXISTS %s_mv%s", t.ref(t.Local(v.name)), t.onCluster()))
 		if t.Cluster != "" {
 			stmts = append(stmts, fmt.Sprintf("DROP TABLE IF EXISTS %s%s", t.ref(v.name), t.onCluster()))
 		}
-		stmts = append(stmts, fmt.Sprintf("DROP TABLE IF EXISTS %s%s", t.ref(t.local(v.name)), t.onCluster()))
+		stmts = append(stmts, fmt.Sprintf("DROP TABLE IF EXISTS %s%s", t.ref(t.Local(v.name)), t.onCluster()))
 	}
 	return stmts
 }
@@ -216,12 +216,12 @@ func keyViews(t Target) []string {
 func createViews(t Target, g generation) []string {
 	var stmts []string
 	for _, v := range viewsOf(t, g) {
-		local := t.ref(t.local(v.name))
+		local := t.ref(t.Local(v.name))
 		stmts = append(stmts,
 			fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s%s\n(\n%s\n)\nENGINE = %s\nPARTITION BY %s\nORDER BY %s",
 				local, t.onCluster(), v.columns, t.engine("Aggregating", v.name), v.partitionBy, v.orderBy),
 			fmt.Sprintf("CREATE MATERIALIZED VIEW IF NOT EXISTS %s_mv%s TO %s AS\n%s",
-				local, t.onCluster(), local, fmt.Sprintf(v.query, t.ref(t.local("events")))),
+				local, t.onCluster(), local, fmt.Sprintf(v.query, t.ref(t.Local("events")))),
 		)
 		if d := t.distributed(v.name, "rand()"); d != "" {
 			stmts = append(stmts, d)

@@ -90,20 +90,18 @@ func (s Scope) EraseSessions(l schema.Target, table string, sessions []any) (Que
 	return b.query(), nil
 }
 
-// alterTarget is how a mutation names table: quoted, and on a cluster with
-// its database (each node runs ON CLUSTER statements in its own default
-// one) and the ON CLUSTER clause, so that it runs on every shard.
+// alterTarget is how a mutation names table: quoted, and on a cluster as
+// the schema's statements for every node name it (schema.Target.Everywhere),
+// so that it runs on every shard. The names are checked, as they are
+// written into the statement.
 func alterTarget(l schema.Target, table string) (string, error) {
 	if !tableName.MatchString(table) {
 		return "", fmt.Errorf("erase: unexpected table name %q", table)
 	}
-	if l.Cluster == "" {
-		return "`" + table + "`", nil
-	}
-	if !identifier.MatchString(l.Database) || !identifier.MatchString(l.Cluster) {
+	if l.Cluster != "" && (!identifier.MatchString(l.Database) || !identifier.MatchString(l.Cluster)) {
 		return "", fmt.Errorf("erase: unexpected database %q or cluster %q", l.Database, l.Cluster)
 	}
-	return "`" + l.Database + "`.`" + table + "` ON CLUSTER `" + l.Cluster + "`", nil
+	return l.Everywhere("`" + table + "`"), nil
 }
 
 // identifier accepts database and cluster names as configured.

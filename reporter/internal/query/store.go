@@ -68,12 +68,11 @@ func NewStore(conn driver.Conn, reg prometheus.Registerer, timeout time.Duration
 // every node drop replays of erased visitors, and scoped reads, whose
 // exclusion runs on each shard, find it there.
 func erasedDDL(l schema.Target) string {
-	name, engine := erasedTable, "ReplacingMergeTree"
+	engine := "ReplacingMergeTree"
 	if l.Cluster != "" {
-		name = "`" + l.Database + "`." + erasedTable + " ON CLUSTER `" + l.Cluster + "`"
 		engine = "ReplicatedReplacingMergeTree('/clickhouse/tables/all/" + l.Database + "/" + erasedTable + "', '{shard}-{replica}')"
 	}
-	return `CREATE TABLE IF NOT EXISTS ` + name + ` (
+	return `CREATE TABLE IF NOT EXISTS ` + l.Everywhere(erasedTable) + ` (
     client_id String,
     visitor_id UInt64,
     requested_at DateTime('UTC'),

@@ -31,7 +31,8 @@ func newBlockPool() *sync.Pool {
 
 // Open creates the database when it is missing and returns a Store whose
 // connection uses it as its default database, which is what the
-// migrations and InsertSQL expect.
+// migrations and InsertSQL expect; with cfg.Cluster set, inserts wait for
+// the shards (see OnCluster).
 func Open(ctx context.Context, cfg chconf.Config) (*Store, error) {
 	if err := cfg.CreateDatabase(ctx); err != nil {
 		return nil, err
@@ -40,7 +41,7 @@ func Open(ctx context.Context, cfg chconf.Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{conn: conn, blocks: newBlockPool()}, nil
+	return &Store{conn: conn, blocks: newBlockPool(), shards: cfg.Cluster != ""}, nil
 }
 
 // New wraps an open connection whose default database holds the events table.
