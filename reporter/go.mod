@@ -8,6 +8,7 @@ require (
 	github.com/aluminiapp/pipeline/proto v0.0.0
 	github.com/aluminiapp/pipeline/sinker v0.0.0
 	github.com/chromedp/chromedp v0.23.0
+	github.com/maypok86/otter/v2 v2.4.0
 	github.com/prometheus/client_golang v1.25.0
 	go.uber.org/zap v1.28.0
 	go.yaml.in/yaml/v3 v3.0.6

@@ -58,6 +58,7 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) error {
 	if c.ClickHouse.Cluster != "" {
 		store.OnCluster(c.ClickHouse.Database, c.ClickHouse.Cluster)
 	}
+	store.SampleAbove(c.SampleAbove)
 	err = store.Init(initCtx)
 	if err != nil {
 		return errors.Join(err, closeConn())

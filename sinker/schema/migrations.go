@@ -23,6 +23,11 @@ type Migration struct {
 	Version    uint32
 	Name       string
 	Statements func(t Target) []string
+	// Run, when set, runs the migration instead of executing Statements
+	// one by one: for a migration that must look at what an interrupted
+	// run left (Statements still list what a fresh run executes, for the
+	// golden files and the current-engine check).
+	Run func(ctx context.Context, conn driver.Conn, t Target, log *zap.Logger) error
 }
 
 // Migrations are applied in order; append, never change what one that
@@ -32,6 +37,7 @@ var Migrations = []Migration{
 	{Version: 2, Name: "report views", Statements: reportViews},
 	{Version: 3, Name: "event_key column", Statements: eventKeys},
 	{Version: 4, Name: "report views over event_key", Statements: keyViews},
+	{Version: 5, Name: "sampling key", Statements: samplingKey, Run: resample},
 }
 
 // eventsTable creates the events table. ReplacingMergeTree keyed on
@@ -166,16 +172,30 @@ func Apply(ctx context.Context, conn driver.Conn, log *zap.Logger, opts ...Optio
 		if m.Version <= current {
 			continue
 		}
-		for _, stmt := range m.Statements(target) {
-			if err := exec(ctx, conn, stmt); err != nil {
-				return fmt.Errorf("migration %d (%s) on clickhouse %s: %w", m.Version, m.Name, target.Version, err)
-			}
+		if err := run(ctx, conn, m, target, log); err != nil {
+			return fmt.Errorf("migration %d (%s) on clickhouse %s: %w", m.Version, m.Name, target.Version, err)
 		}
 		if err := record(ctx, conn, m); err != nil {
 			return fmt.Errorf("recording migration %d: %w", m.Version, err)
 		}
 		log.Info("schema migration applied", zap.Uint32("version", m.Version), zap.String("name", m.Name),
 			zap.Stringer("server_version", target.Version), zap.String("cluster", target.Cluster))
+	}
+	return nil
+}
+
+func run(ctx context.Context, conn driver.Conn, m Migration, t Target, log *zap.Logger) error {
+	if m.Run != nil {
+		return m.Run(ctx, conn, t, log)
+	}
+	return execAll(ctx, conn, m.Statements(t))
+}
+
+func execAll(ctx context.Context, conn driver.Conn, stmts []string) error {
+	for _, stmt := range stmts {
+		if err := exec(ctx, conn, stmt); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -43,7 +43,7 @@ func RebuildViews(ctx context.Context, conn driver.Conn, t Target, clientID stri
 		if err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s DELETE WHERE client_id = %s AND %s", t.Mutable(v.name), client, when)); err != nil {
 			return fmt.Errorf("clearing %s: %w", v.name, err)
 		}
-		if err := conn.Exec(shardsCtx, fmt.Sprintf("INSERT INTO %s\n%s", v.name, fmt.Sprintf(v.query, source))); err != nil {
+		if err := conn.Exec(shardsCtx, v.fill(Target{}, source)); err != nil {
 			return fmt.Errorf("re-aggregating %s: %w", v.name, err)
 		}
 	}

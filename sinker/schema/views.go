@@ -180,6 +180,20 @@ GROUP BY client_id, day, is_bot, referrer_source, referrer_medium, utm_source, u
 	}
 }
 
+// materialized is the statement creating v's materialized view, which
+// feeds v's table from every insert into the events table.
+func (v view) materialized(t Target) string {
+	local := t.ref(t.Local(v.name))
+	return fmt.Sprintf("CREATE MATERIALIZED VIEW IF NOT EXISTS %s_mv%s TO %s AS\n%s",
+		local, t.onCluster(), local, fmt.Sprintf(v.query, t.ref(t.Local("events"))))
+}
+
+// fill is the statement aggregating the rows of source (a table or a
+// subquery) into v's table; on a cluster through its Distributed table.
+func (v view) fill(t Target, source string) string {
+	return fmt.Sprintf("INSERT INTO %s\n%s", t.ref(v.name), fmt.Sprintf(v.query, source))
+}
+
 // ViewNames are the aggregate tables the current views write to, for
 // retention and the rebuild after an erasure.
 var ViewNames = func() []string {
@@ -220,8 +234,7 @@ func createViews(t Target, g generation) []string {
 		stmts = append(stmts,
 			fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s%s\n(\n%s\n)\nENGINE = %s\nPARTITION BY %s\nORDER BY %s",
 				local, t.onCluster(), v.columns, t.engine("Aggregating", v.name), v.partitionBy, v.orderBy),
-			fmt.Sprintf("CREATE MATERIALIZED VIEW IF NOT EXISTS %s_mv%s TO %s AS\n%s",
-				local, t.onCluster(), local, fmt.Sprintf(v.query, t.ref(t.Local("events")))),
+			v.materialized(t),
 		)
 		if d := t.distributed(v.name, "rand()"); d != "" {
 			stmts = append(stmts, d)
@@ -229,8 +242,9 @@ func createViews(t Target, g generation) []string {
 			// INSERT ... SELECT has no data block to wait for, so unlike
 			// INSERT ... VALUES it is safe as a query on 18.16. A cluster has
 			// no such single statement (each shard would backfill its own
-			// events_local); cluster mode is for new deployments.
-			stmts = append(stmts, fmt.Sprintf("INSERT INTO %s\n%s", v.name, fmt.Sprintf(v.query, "events")))
+			// events_local); migration 5 refills every view through the
+			// Distributed tables.
+			stmts = append(stmts, v.fill(t, "events"))
 		}
 	}
 	return stmts

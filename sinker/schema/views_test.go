@@ -150,20 +150,7 @@ func TestViewsEqualRaw(t *testing.T) {
 	_, conn := chtest.Database(t)
 	ctx := context.Background()
 	evs := fixture()
-	upTo := func(version uint32) {
-		t.Helper()
-		all := Migrations
-		defer func() { Migrations = all }()
-		Migrations = nil
-		for _, m := range all {
-			if m.Version <= version {
-				Migrations = append(Migrations, m)
-			}
-		}
-		if err := Apply(ctx, conn, zap.NewNop()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	upTo := func(version uint32) { applyUpTo(t, conn, version) }
 	upTo(1)
 	// Merges stay off until the reports were compared once: the replayed
 	// rows must still be there, as they are before a merge in production.
@@ -228,6 +215,23 @@ func TestViewsEqualRaw(t *testing.T) {
 		}
 	}
 	viewsEqualRaw(t, conn, " after OPTIMIZE FINAL")
+}
+
+// applyUpTo applies the migrations up to version, as a sinker of that
+// schema version would.
+func applyUpTo(t *testing.T, conn driver.Conn, version uint32, opts ...Option) {
+	t.Helper()
+	all := Migrations
+	defer func() { Migrations = all }()
+	Migrations = nil
+	for _, m := range all {
+		if m.Version <= version {
+			Migrations = append(Migrations, m)
+		}
+	}
+	if err := Apply(context.Background(), conn, zap.NewNop(), opts...); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // viewsEqualRaw checks that every report from a view equals the report

@@ -57,8 +57,8 @@ func TestQuotas(t *testing.T) {
 }
 
 // TestSmallRun runs the whole benchmark on a few thousand events: seeding,
-// the API-vs-clickhouse-client agreement check of every report, the
-// timing table, and dropping the database.
+// the API-vs-clickhouse-client agreement check of every report (sampled),
+// the timing table, and dropping the database.
 func TestSmallRun(t *testing.T) {
 	b := make([]byte, 6)
 	if _, err := rand.Read(b); err != nil {
@@ -67,6 +67,9 @@ func TestSmallRun(t *testing.T) {
 	cfg := config{
 		Addr: chtest.Addr(), ClientBinary: "clickhouse-client", Database: "bench_smoke_" + hex.EncodeToString(b),
 		Events: 4000, Clients: 3, LargestShare: 0.5, Days: 7, Warmup: 0, Reps: 1, Seed: 1,
+		// c00's 2,000 events: every report reads one in 5 visitors, and each
+		// run checks the API's scaled counts against the sampled SQL's.
+		SampleAbove: 500,
 	}
 	if err := cfg.validate(); err != nil {
 		t.Fatal(err)
@@ -78,7 +81,8 @@ func TestSmallRun(t *testing.T) {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
 	report := out.String()
-	cases, err := buildCases(query.Range{From: time.Unix(0, 0), To: time.Unix(86400, 0)})
+	// A zero Store never samples, so it needs no connection.
+	cases, _, err := buildCases(ctx, &query.Store{}, query.Range{From: time.Unix(0, 0), To: time.Unix(86400, 0)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +91,7 @@ func TestSmallRun(t *testing.T) {
 			t.Errorf("report has no row for %s:\n%s", c.name, report)
 		}
 	}
-	for _, want := range []string{"Seeded 4000 events of 3 clients", "Client c00: 2000 events", "Largest overhead (p50)"} {
+	for _, want := range []string{"Seeded 4000 events of 3 clients", "Client c00: 2000 events", "a sample of one in 5 visitors", "Largest overhead (p50)"} {
 		if !strings.Contains(report, want) {
 			t.Errorf("report lacks %q:\n%s", want, report)
 		}

@@ -39,6 +39,8 @@ type config struct {
 	Reuse bool
 	// Keep leaves the database in place after the run (Reuse needs it).
 	Keep bool
+	// SampleAbove is the reporter's -sample-above-events.
+	SampleAbove uint64
 	// End is the exclusive end of the seeded range (midnight UTC); zero
 	// means today.
 	End time.Time
@@ -57,6 +59,7 @@ func (c *config) registerFlags(fs *flag.FlagSet) {
 	fs.Uint64Var(&c.Seed, "seed", 1, "random seed of the synthetic data")
 	fs.BoolVar(&c.Reuse, "reuse", false, "do not reseed when the database already holds -events events")
 	fs.BoolVar(&c.Keep, "keep", false, "keep the database after the run")
+	fs.Uint64Var(&c.SampleAbove, "sample-above-events", 200000, "the reporter's -sample-above-events: reports over more events count a sample of the visitors; 0 counts every event")
 }
 
 func (c *config) validate() error {

@@ -48,7 +48,8 @@ type benchCase struct {
 	q      query.Query
 	// check compares the API's JSON answer with clickhouse-client's TSV
 	// output of the same SQL, so a wrong inlining cannot go unnoticed.
-	check func(answer []byte, tsv string) error
+	// The API scales what a sample counted by k; the TSV is unscaled.
+	check func(answer []byte, tsv string, k uint64) error
 }
 
 // sample is one timed run.
@@ -130,14 +131,19 @@ func run(ctx context.Context, cfg config, out, progress io.Writer) error {
 	fmt.Fprintf(out, "Client %s: %d events from %s to %s (UTC); events table: %d active parts.\n\n",
 		clientID(0), events, rng.From.Format(time.DateOnly), rng.To.Format(time.DateOnly), parts)
 
-	srv, err := startReporter(ctx, cfg, conn)
+	srv, store, err := startReporter(ctx, cfg, conn)
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
-	cases, err := buildCases(rng)
+	cases, k, err := buildCases(ctx, store, rng)
 	if err != nil {
 		return err
+	}
+	if k > 1 {
+		fmt.Fprintf(out, "Reports read a sample of one in %d visitors (-sample-above-events %d); the SQL below is the sampled SQL.\n\n", k, cfg.SampleAbove)
+	} else {
+		fmt.Fprintf(out, "Reports count every event (-sample-above-events %d).\n\n", cfg.SampleAbove)
 	}
 	host, port, err := net.SplitHostPort(cfg.Addr)
 	if err != nil {
@@ -168,7 +174,7 @@ func run(ctx context.Context, cfg config, out, progress io.Writer) error {
 			if err != nil {
 				return fmt.Errorf("%s: %w", c.name, err)
 			}
-			if err := c.check(answer, tsv); err != nil {
+			if err := c.check(answer, tsv, k); err != nil {
 				return fmt.Errorf("%s: the API and clickhouse-client disagree: %w", c.name, err)
 			}
 			if i >= cfg.Warmup {
@@ -239,10 +245,10 @@ func waitForMerges(ctx context.Context, conn driver.Conn, limit time.Duration) (
 // startReporter serves the reporter's real API handler over loopback
 // HTTP, with a registry of the seeded clients and limits that do not get
 // in the way of the measurement.
-func startReporter(ctx context.Context, cfg config, conn driver.Conn) (*httptest.Server, error) {
+func startReporter(ctx context.Context, cfg config, conn driver.Conn) (*httptest.Server, *query.Store, error) {
 	dir, err := os.MkdirTemp("", "reporter-bench")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer os.RemoveAll(dir) // the registry is read once below
 	var doc strings.Builder
@@ -255,40 +261,45 @@ func startReporter(ctx context.Context, cfg config, conn driver.Conn) (*httptest
 	}
 	path := filepath.Join(dir, "clients.yaml")
 	if err := os.WriteFile(path, []byte(doc.String()), 0o600); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	reg, err := registry.OpenFile(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	timeout := time.Minute
 	store, err := query.NewStore(conn, prometheus.NewRegistry(), timeout)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	store.SampleAbove(cfg.SampleAbove)
 	if err := store.Init(ctx); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	h, err := api.New(api.Config{
 		Registry: reg, Store: store, Log: zap.NewNop(), Metrics: prometheus.NewRegistry(),
 		QueryTimeout: timeout, RateLimit: 1e6, RateBurst: 1e6, MaxRows: 1000, MaxExport: 1000, TrendsMinClients: 5,
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return httptest.NewServer(h), nil
+	return httptest.NewServer(h), store, nil
 }
 
 // buildCases lists the measured reports of client 0 over rng in UTC (the
 // seeded clients' zone): the aggregate, the daily time series and every
 // breakdown, top 10 rows as the dashboard asks.
-func buildCases(rng query.Range) ([]benchCase, error) {
+func buildCases(ctx context.Context, store *query.Store, rng query.Range) ([]benchCase, uint64, error) {
 	c0 := &registry.Client{ID: clientID(0)}
 	sc, err := query.ScopeOf(c0)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	p := query.Params{Range: rng, Location: time.UTC}
+	// The sample the API picks for these reports, picked the same way.
+	if p.Sample, err = store.Sample(ctx, sc, p); err != nil {
+		return nil, 0, err
+	}
 	period := url.Values{
 		"from": {rng.From.Format(time.DateOnly)},
 		"to":   {rng.To.AddDate(0, 0, -1).Format(time.DateOnly)}, // inclusive date
@@ -297,12 +308,12 @@ func buildCases(rng query.Range) ([]benchCase, error) {
 	var cases []benchCase
 	q, err := sc.Aggregate(p)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	cases = append(cases, benchCase{"aggregate", api.AggregatePath + "?" + period.Encode(), q, checkAggregate})
 	q, err = sc.Timeseries(p, query.Day)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	ts := cloneWith(period, "interval", "day")
 	cases = append(cases, benchCase{"timeseries (day)", api.TimeseriesPath + "?" + ts.Encode(), q, checkTimeseries})
@@ -312,16 +323,16 @@ func buildCases(rng query.Range) ([]benchCase, error) {
 		}
 		d, err := query.ParseDimension(name)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		q, err := sc.Breakdown(p, d, 10)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		bd := cloneWith(period, "dimension", name)
 		cases = append(cases, benchCase{"breakdown " + name, api.BreakdownPath + "?" + bd.Encode(), q, checkBreakdown})
 	}
-	return cases, nil
+	return cases, p.Sample, nil
 }
 
 func cloneWith(v url.Values, key, value string) url.Values {
@@ -343,7 +354,7 @@ func tsvRows(tsv string) [][]string {
 	return rows
 }
 
-func checkAggregate(answer []byte, tsv string) error {
+func checkAggregate(answer []byte, tsv string, k uint64) error {
 	var a struct {
 		Results query.Metrics `json:"results"`
 	}
@@ -355,13 +366,21 @@ func checkAggregate(answer []byte, tsv string) error {
 		return fmt.Errorf("clickhouse-client answered %q", tsv)
 	}
 	want := fmt.Sprintf("%d\t%d\t%d\t%d", a.Results.Visitors, a.Results.Visits, a.Results.Pageviews, a.Results.Events)
-	if got := strings.Join(rows[0][:4], "\t"); got != want || a.Results.Visitors == 0 {
+	var scaled []string
+	for _, v := range rows[0][:4] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return err
+		}
+		scaled = append(scaled, strconv.FormatUint(n*k, 10))
+	}
+	if got := strings.Join(scaled, "\t"); got != want || a.Results.Visitors == 0 {
 		return fmt.Errorf("visitors, visits, page views, events: clickhouse-client %s, API %s", got, want)
 	}
 	return nil
 }
 
-func checkTimeseries(answer []byte, tsv string) error {
+func checkTimeseries(answer []byte, tsv string, k uint64) error {
 	var a struct {
 		Results struct {
 			Points []query.Point `json:"points"`
@@ -384,7 +403,7 @@ func checkTimeseries(answer []byte, tsv string) error {
 		if err != nil {
 			return err
 		}
-		want += n
+		want += n * k
 	}
 	if uint64(len(rows)) != nonEmpty || sum != want || sum == 0 {
 		return fmt.Errorf("buckets %d, page views %d from clickhouse-client; %d, %d from the API", len(rows), want, nonEmpty, sum)
@@ -392,7 +411,7 @@ func checkTimeseries(answer []byte, tsv string) error {
 	return nil
 }
 
-func checkBreakdown(answer []byte, tsv string) error {
+func checkBreakdown(answer []byte, tsv string, k uint64) error {
 	var a struct {
 		Results struct {
 			Rows []query.Row `json:"rows"`
@@ -405,8 +424,12 @@ func checkBreakdown(answer []byte, tsv string) error {
 	if len(rows) != len(a.Results.Rows) || len(rows) == 0 {
 		return fmt.Errorf("%d rows from clickhouse-client, %d from the API", len(rows), len(a.Results.Rows))
 	}
-	if got, want := rows[0][1], strconv.FormatUint(a.Results.Rows[0].Visitors, 10); got != want {
-		return fmt.Errorf("top row's visitors: clickhouse-client %s, API %s", got, want)
+	got, err := strconv.ParseUint(rows[0][1], 10, 64)
+	if err != nil {
+		return err
+	}
+	if want := a.Results.Rows[0].Visitors; got*k != want {
+		return fmt.Errorf("top row's visitors: clickhouse-client %d (scaled by %d: %d), API %d", got, k, got*k, want)
 	}
 	return nil
 }

@@ -30,7 +30,11 @@ type report struct {
 	To       string     `json:"to"`
 	TZ       string     `json:"tz"`
 	Previous *rangeJSON `json:"previous,omitempty"`
-	Results  any        `json:"results"`
+	// SampleRate is the share of visitors the aggregate, time series and
+	// breakdowns were counted on (1: all; 0.05: one in 20, counts scaled
+	// up), for the comparison too; absent from other reports.
+	SampleRate *float64 `json:"sample_rate,omitempty"`
+	Results    any      `json:"results"`
 	// Comparison holds the previous period's results when asked for.
 	Comparison any `json:"comparison,omitempty"`
 }
@@ -87,6 +91,19 @@ func newReport(c *registry.Client, p query.Params, compare bool) report {
 	return rep
 }
 
+// sample picks the sample p's report reads (query.Store.Sample) and
+// states it in rep; the comparison reads the same sample of visitors.
+func (h *Handler) sample(ctx context.Context, s query.Scope, p *query.Params, rep *report) error {
+	k, err := h.cfg.Store.Sample(ctx, s, *p)
+	if err != nil {
+		return err
+	}
+	p.Sample = k
+	rate := 1 / float64(k)
+	rep.SampleRate = &rate
+	return nil
+}
+
 var aggregateParams = commonParams.with("goal")
 
 func (h *Handler) serveAggregate(w http.ResponseWriter, r *http.Request, c *registry.Client, s query.Scope) int {
@@ -100,6 +117,9 @@ func (h *Handler) serveAggregate(w http.ResponseWriter, r *http.Request, c *regi
 		return writeError(w, http.StatusBadRequest, "parameter \"goal\": at most 256 bytes")
 	}
 	rep := newReport(c, p, compare)
+	if err := h.sample(ctx, s, &p, &rep); err != nil {
+		return h.queryFailed(w, r, "aggregate", c.ID, err)
+	}
 	m, err := h.cfg.Store.Aggregate(ctx, s, p)
 	if err != nil {
 		return h.queryFailed(w, r, "aggregate", c.ID, err)
@@ -134,6 +154,9 @@ func (h *Handler) serveTimeseries(w http.ResponseWriter, r *http.Request, c *reg
 		iv = query.Month
 	}
 	rep := newReport(c, p, compare)
+	if err := h.sample(ctx, s, &p, &rep); err != nil {
+		return h.queryFailed(w, r, "timeseries", c.ID, err)
+	}
 	pts, err := h.cfg.Store.Timeseries(ctx, s, p, iv)
 	if err != nil {
 		return h.queryFailed(w, r, "timeseries", c.ID, err)
@@ -172,6 +195,9 @@ func (h *Handler) serveBreakdown(w http.ResponseWriter, r *http.Request, c *regi
 		return writeError(w, http.StatusBadRequest, err.Error())
 	}
 	rep := newReport(c, p, compare)
+	if err := h.sample(ctx, s, &p, &rep); err != nil {
+		return h.queryFailed(w, r, "breakdown", c.ID, err)
+	}
 	rows, err := h.cfg.Store.Breakdown(ctx, s, p, d, limit)
 	if err != nil {
 		return h.queryFailed(w, r, "breakdown", c.ID, err)

@@ -124,6 +124,17 @@ GROUP BY value ORDER BY visitors DESC, events DESC, value LIMIT `).bind(limit)
 	return b.query(), nil
 }
 
+// Volume is the statement counting the client's events in r, bots and
+// copies included: what a report over r would read, to choose its sample.
+func (s Scope) Volume(r Range) (Query, error) {
+	var b stmt
+	b.sql("SELECT count() ")
+	if err := b.scoped(s, Params{Range: r, IncludeBots: true}); err != nil {
+		return Query{}, err
+	}
+	return b.query(), nil
+}
+
 // CurrentVisitors is the statement counting visitors seen in [since, until).
 func (s Scope) CurrentVisitors(since, until time.Time) (Query, error) {
 	var b stmt

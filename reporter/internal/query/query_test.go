@@ -3,6 +3,7 @@ package query
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -51,8 +52,14 @@ func builders(t *testing.T, s Scope) map[string]func() (Query, error) {
 			return s.Funnel(p, []Step{{StepPage, marker}, {StepEvent, marker}}, time.Hour)
 		},
 		"retention": func() (Query, error) { return s.Retention(p) },
-		"export":    func() (Query, error) { return s.Export(42, 10) },
-		"erase":     func() (Query, error) { return s.Erase(schema.Target{}, "events", 42) },
+		"volume":    func() (Query, error) { return s.Volume(p.Range) },
+		"aggregate sampled": func() (Query, error) {
+			sp := p
+			sp.Sample = 20
+			return s.Aggregate(sp)
+		},
+		"export": func() (Query, error) { return s.Export(42, 10) },
+		"erase":  func() (Query, error) { return s.Erase(schema.Target{}, "events", 42) },
 		"erase sessions": func() (Query, error) {
 			q, err := s.EraseSessions(schema.Target{}, "sessions_daily_v2", []any{uint64(7)})
 			// Written against the session table: check it as a read of events.
@@ -73,6 +80,10 @@ func builders(t *testing.T, s Scope) map[string]func() (Query, error) {
 // TestNoStatementWithoutTheClientFilter builds every statement from the
 // zero Scope (refused) and from a client's scope, where every read of the
 // events table must be followed by the client filter bound to that client.
+// scopedRead is a read of events whose WHERE starts with the client
+// filter, FINAL and SAMPLE or not.
+var scopedRead = regexp.MustCompile(`FROM events( FINAL)?( SAMPLE 1/[0-9]+)? WHERE client_id = \?`)
+
 func TestNoStatementWithoutTheClientFilter(t *testing.T) {
 	for name, build := range builders(t, Scope{}) {
 		if q, err := build(); !errors.Is(err, ErrNoClient) || q.SQL != "" {
@@ -96,8 +107,7 @@ func TestNoStatementWithoutTheClientFilter(t *testing.T) {
 			t.Errorf("%s: %d placeholders, %d args", name, n, len(q.Args))
 		}
 		reads := strings.Count(q.SQL, "FROM events") + strings.Count(q.SQL, "TABLE `events`")
-		scoped := strings.Count(q.SQL, "FROM events WHERE client_id = ?") + strings.Count(q.SQL, "FROM events FINAL WHERE client_id = ?") +
-			strings.Count(q.SQL, "TABLE `events` DELETE WHERE client_id = ?")
+		scoped := len(scopedRead.FindAllString(q.SQL, -1)) + strings.Count(q.SQL, "TABLE `events` DELETE WHERE client_id = ?")
 		if reads == 0 || reads != scoped {
 			t.Errorf("%s: %d reads of events, %d with the client filter: %s", name, reads, scoped, q.SQL)
 		}

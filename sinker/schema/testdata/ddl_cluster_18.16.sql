@@ -423,3 +423,203 @@ DROP TABLE IF EXISTS `alumini`.sources_daily ON CLUSTER `analytics`;
 -- 4/24 report views over event_key
 DROP TABLE IF EXISTS `alumini`.sources_daily_local ON CLUSTER `analytics`;
 
+-- 5/1 sampling key
+CREATE TABLE IF NOT EXISTS `alumini`.events_sampled_local ON CLUSTER `analytics`
+(
+    client_id String,
+    event_id String,
+    type Enum8('unspecified' = 0, 'pageview' = 1, 'custom' = 2, 'identify' = 3),
+    name String,
+    timestamp DateTime('UTC'),
+    received_at DateTime('UTC'),
+    url String,
+    hostname String,
+    path String,
+    title String,
+    referrer String,
+    browser String,
+    browser_version String,
+    os String,
+    os_version String,
+    device_type Enum8('unknown' = 0, 'desktop' = 1, 'mobile' = 2, 'tablet' = 3, 'bot' = 4, 'other' = 5),
+    is_bot UInt8,
+    referrer_source String,
+    referrer_medium String,
+    search_term String,
+    utm_source String,
+    utm_medium String,
+    utm_campaign String,
+    utm_term String,
+    utm_content String,
+    country String,
+    region String,
+    city String,
+    language String,
+    screen_width UInt16,
+    screen_height UInt16,
+    timezone String,
+    visitor_id UInt64,
+    session_id UInt64,
+    is_new_visitor UInt8,
+    previous_visit DateTime('UTC'),
+    prop_keys Array(String),
+    prop_values Array(String),
+    user_id String,
+    ip_truncated String,
+    event_key UInt64 MATERIALIZED cityHash64(event_id),
+    sample_key UInt32 MATERIALIZED intHash32(visitor_id)
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/alumini/events_sampled_local', '{replica}')
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (client_id, toDate(timestamp), sample_key, event_id)
+SAMPLE BY sample_key;
+
+-- 5/2 sampling key
+RENAME TABLE `alumini`.events_sampled_local TO `alumini`.events_swapping_local, `alumini`.events_local TO `alumini`.events_unsampled_local, `alumini`.events_swapping_local TO `alumini`.events_local ON CLUSTER `analytics`;
+
+-- 5/3 sampling key
+CREATE TABLE IF NOT EXISTS `alumini`.events_unsampled ON CLUSTER `analytics` AS `alumini`.events_unsampled_local
+ENGINE = Distributed('analytics', 'alumini', 'events_unsampled_local', cityHash64(event_id));
+
+-- 5/4 sampling key
+INSERT INTO `alumini`.events (client_id, event_id, type, name, timestamp, received_at, url, hostname, path, title, referrer, browser, browser_version, os, os_version, device_type, is_bot, referrer_source, referrer_medium, search_term, utm_source, utm_medium, utm_campaign, utm_term, utm_content, country, region, city, language, screen_width, screen_height, timezone, visitor_id, session_id, is_new_visitor, previous_visit, prop_keys, prop_values, user_id, ip_truncated)
+SELECT client_id, event_id, type, name, timestamp, received_at, url, hostname, path, title, referrer, browser, browser_version, os, os_version, device_type, is_bot, referrer_source, referrer_medium, search_term, utm_source, utm_medium, utm_campaign, utm_term, utm_content, country, region, city, language, screen_width, screen_height, timezone, visitor_id, session_id, is_new_visitor, previous_visit, prop_keys, prop_values, user_id, ip_truncated FROM `alumini`.events_unsampled;
+
+-- 5/5 sampling key
+DROP TABLE IF EXISTS `alumini`.events_unsampled ON CLUSTER `analytics`;
+
+-- 5/6 sampling key
+DROP TABLE IF EXISTS `alumini`.events_unsampled_local ON CLUSTER `analytics`;
+
+-- 5/7 sampling key
+DROP TABLE IF EXISTS `alumini`.events_hourly_v2_local_mv ON CLUSTER `analytics`;
+
+-- 5/8 sampling key
+DROP TABLE IF EXISTS `alumini`.sessions_daily_v2_local_mv ON CLUSTER `analytics`;
+
+-- 5/9 sampling key
+DROP TABLE IF EXISTS `alumini`.pages_daily_v2_local_mv ON CLUSTER `analytics`;
+
+-- 5/10 sampling key
+DROP TABLE IF EXISTS `alumini`.sources_daily_v2_local_mv ON CLUSTER `analytics`;
+
+-- 5/11 sampling key
+CREATE MATERIALIZED VIEW IF NOT EXISTS `alumini`.events_hourly_v2_local_mv ON CLUSTER `analytics` TO `alumini`.events_hourly_v2_local AS
+SELECT
+    client_id,
+    toStartOfHour(timestamp) AS hour,
+    type,
+    is_bot,
+    uniqExactState(event_key) AS events,
+    uniqExactState(visitor_id) AS visitors,
+    uniqExactState(session_id) AS sessions
+FROM `alumini`.events_local
+GROUP BY client_id, hour, type, is_bot;
+
+-- 5/12 sampling key
+CREATE MATERIALIZED VIEW IF NOT EXISTS `alumini`.sessions_daily_v2_local_mv ON CLUSTER `analytics` TO `alumini`.sessions_daily_v2_local AS
+SELECT
+    client_id,
+    toDate(timestamp) AS day,
+    is_bot,
+    session_id,
+    anyState(visitor_id) AS visitor_id,
+    uniqExactIfState(event_key, type = 'pageview') AS pageviews,
+    uniqExactState(event_key) AS events,
+    minState(timestamp) AS started,
+    maxState(timestamp) AS ended
+FROM `alumini`.events_local
+GROUP BY client_id, day, is_bot, session_id;
+
+-- 5/13 sampling key
+CREATE MATERIALIZED VIEW IF NOT EXISTS `alumini`.pages_daily_v2_local_mv ON CLUSTER `analytics` TO `alumini`.pages_daily_v2_local AS
+SELECT
+    client_id,
+    toDate(timestamp) AS day,
+    is_bot,
+    hostname,
+    path,
+    uniqExactState(event_key) AS pageviews,
+    uniqExactState(visitor_id) AS visitors
+FROM `alumini`.events_local
+WHERE type = 'pageview'
+GROUP BY client_id, day, is_bot, hostname, path;
+
+-- 5/14 sampling key
+CREATE MATERIALIZED VIEW IF NOT EXISTS `alumini`.sources_daily_v2_local_mv ON CLUSTER `analytics` TO `alumini`.sources_daily_v2_local AS
+SELECT
+    client_id,
+    toDate(timestamp) AS day,
+    is_bot,
+    referrer_source,
+    referrer_medium,
+    utm_source,
+    utm_medium,
+    utm_campaign,
+    uniqExactState(event_key) AS pageviews,
+    uniqExactState(visitor_id) AS visitors,
+    uniqExactState(session_id) AS sessions
+FROM `alumini`.events_local
+WHERE type = 'pageview'
+GROUP BY client_id, day, is_bot, referrer_source, referrer_medium, utm_source, utm_medium, utm_campaign;
+
+-- 5/15 sampling key
+INSERT INTO `alumini`.events_hourly_v2
+SELECT
+    client_id,
+    toStartOfHour(timestamp) AS hour,
+    type,
+    is_bot,
+    uniqExactState(event_key) AS events,
+    uniqExactState(visitor_id) AS visitors,
+    uniqExactState(session_id) AS sessions
+FROM (SELECT *, event_key FROM `alumini`.events)
+GROUP BY client_id, hour, type, is_bot;
+
+-- 5/16 sampling key
+INSERT INTO `alumini`.sessions_daily_v2
+SELECT
+    client_id,
+    toDate(timestamp) AS day,
+    is_bot,
+    session_id,
+    anyState(visitor_id) AS visitor_id,
+    uniqExactIfState(event_key, type = 'pageview') AS pageviews,
+    uniqExactState(event_key) AS events,
+    minState(timestamp) AS started,
+    maxState(timestamp) AS ended
+FROM (SELECT *, event_key FROM `alumini`.events)
+GROUP BY client_id, day, is_bot, session_id;
+
+-- 5/17 sampling key
+INSERT INTO `alumini`.pages_daily_v2
+SELECT
+    client_id,
+    toDate(timestamp) AS day,
+    is_bot,
+    hostname,
+    path,
+    uniqExactState(event_key) AS pageviews,
+    uniqExactState(visitor_id) AS visitors
+FROM (SELECT *, event_key FROM `alumini`.events)
+WHERE type = 'pageview'
+GROUP BY client_id, day, is_bot, hostname, path;
+
+-- 5/18 sampling key
+INSERT INTO `alumini`.sources_daily_v2
+SELECT
+    client_id,
+    toDate(timestamp) AS day,
+    is_bot,
+    referrer_source,
+    referrer_medium,
+    utm_source,
+    utm_medium,
+    utm_campaign,
+    uniqExactState(event_key) AS pageviews,
+    uniqExactState(visitor_id) AS visitors,
+    uniqExactState(session_id) AS sessions
+FROM (SELECT *, event_key FROM `alumini`.events)
+WHERE type = 'pageview'
+GROUP BY client_id, day, is_bot, referrer_source, referrer_medium, utm_source, utm_medium, utm_campaign;
+

@@ -446,3 +446,197 @@ DROP TABLE IF EXISTS sources_daily_mv;
 -- 4/20 report views over event_key
 DROP TABLE IF EXISTS sources_daily;
 
+-- 5/1 sampling key
+CREATE TABLE IF NOT EXISTS events_sampled
+(
+    client_id String,
+    event_id String,
+    type Enum8('unspecified' = 0, 'pageview' = 1, 'custom' = 2, 'identify' = 3),
+    name LowCardinality(String),
+    timestamp DateTime('UTC'),
+    received_at DateTime('UTC'),
+    url String,
+    hostname LowCardinality(String),
+    path String,
+    title String,
+    referrer String,
+    browser LowCardinality(String),
+    browser_version LowCardinality(String),
+    os LowCardinality(String),
+    os_version LowCardinality(String),
+    device_type Enum8('unknown' = 0, 'desktop' = 1, 'mobile' = 2, 'tablet' = 3, 'bot' = 4, 'other' = 5),
+    is_bot UInt8,
+    referrer_source LowCardinality(String),
+    referrer_medium LowCardinality(String),
+    search_term String,
+    utm_source LowCardinality(String),
+    utm_medium LowCardinality(String),
+    utm_campaign LowCardinality(String),
+    utm_term String,
+    utm_content String,
+    country LowCardinality(String),
+    region LowCardinality(String),
+    city LowCardinality(String),
+    language LowCardinality(String),
+    screen_width UInt16,
+    screen_height UInt16,
+    timezone LowCardinality(String),
+    visitor_id UInt64,
+    session_id UInt64,
+    is_new_visitor UInt8,
+    previous_visit DateTime('UTC'),
+    prop_keys Array(String),
+    prop_values Array(String),
+    user_id String,
+    ip_truncated String,
+    properties Map(String, String) ALIAS CAST((prop_keys, prop_values), 'Map(String, String)'),
+    event_key UInt64 MATERIALIZED cityHash64(event_id),
+    sample_key UInt32 MATERIALIZED intHash32(visitor_id)
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (client_id, toDate(timestamp), sample_key, event_id)
+SAMPLE BY sample_key;
+
+-- 5/2 sampling key
+RENAME TABLE events_sampled TO events_swapping, events TO events_unsampled, events_swapping TO events;
+
+-- 5/3 sampling key
+INSERT INTO events (client_id, event_id, type, name, timestamp, received_at, url, hostname, path, title, referrer, browser, browser_version, os, os_version, device_type, is_bot, referrer_source, referrer_medium, search_term, utm_source, utm_medium, utm_campaign, utm_term, utm_content, country, region, city, language, screen_width, screen_height, timezone, visitor_id, session_id, is_new_visitor, previous_visit, prop_keys, prop_values, user_id, ip_truncated)
+SELECT client_id, event_id, type, name, timestamp, received_at, url, hostname, path, title, referrer, browser, browser_version, os, os_version, device_type, is_bot, referrer_source, referrer_medium, search_term, utm_source, utm_medium, utm_campaign, utm_term, utm_content, country, region, city, language, screen_width, screen_height, timezone, visitor_id, session_id, is_new_visitor, previous_visit, prop_keys, prop_values, user_id, ip_truncated FROM events_unsampled;
+
+-- 5/4 sampling key
+DROP TABLE IF EXISTS events_unsampled;
+
+-- 5/5 sampling key
+DROP TABLE IF EXISTS events_hourly_v2_mv;
+
+-- 5/6 sampling key
+DROP TABLE IF EXISTS sessions_daily_v2_mv;
+
+-- 5/7 sampling key
+DROP TABLE IF EXISTS pages_daily_v2_mv;
+
+-- 5/8 sampling key
+DROP TABLE IF EXISTS sources_daily_v2_mv;
+
+-- 5/9 sampling key
+CREATE MATERIALIZED VIEW IF NOT EXISTS events_hourly_v2_mv TO events_hourly_v2 AS
+SELECT
+    client_id,
+    toStartOfHour(timestamp) AS hour,
+    type,
+    is_bot,
+    uniqExactState(event_key) AS events,
+    uniqExactState(visitor_id) AS visitors,
+    uniqExactState(session_id) AS sessions
+FROM events
+GROUP BY client_id, hour, type, is_bot;
+
+-- 5/10 sampling key
+CREATE MATERIALIZED VIEW IF NOT EXISTS sessions_daily_v2_mv TO sessions_daily_v2 AS
+SELECT
+    client_id,
+    toDate(timestamp) AS day,
+    is_bot,
+    session_id,
+    anyState(visitor_id) AS visitor_id,
+    uniqExactIfState(event_key, type = 'pageview') AS pageviews,
+    uniqExactState(event_key) AS events,
+    minState(timestamp) AS started,
+    maxState(timestamp) AS ended
+FROM events
+GROUP BY client_id, day, is_bot, session_id;
+
+-- 5/11 sampling key
+CREATE MATERIALIZED VIEW IF NOT EXISTS pages_daily_v2_mv TO pages_daily_v2 AS
+SELECT
+    client_id,
+    toDate(timestamp) AS day,
+    is_bot,
+    hostname,
+    path,
+    uniqExactState(event_key) AS pageviews,
+    uniqExactState(visitor_id) AS visitors
+FROM events
+WHERE type = 'pageview'
+GROUP BY client_id, day, is_bot, hostname, path;
+
+-- 5/12 sampling key
+CREATE MATERIALIZED VIEW IF NOT EXISTS sources_daily_v2_mv TO sources_daily_v2 AS
+SELECT
+    client_id,
+    toDate(timestamp) AS day,
+    is_bot,
+    referrer_source,
+    referrer_medium,
+    utm_source,
+    utm_medium,
+    utm_campaign,
+    uniqExactState(event_key) AS pageviews,
+    uniqExactState(visitor_id) AS visitors,
+    uniqExactState(session_id) AS sessions
+FROM events
+WHERE type = 'pageview'
+GROUP BY client_id, day, is_bot, referrer_source, referrer_medium, utm_source, utm_medium, utm_campaign;
+
+-- 5/13 sampling key
+INSERT INTO events_hourly_v2
+SELECT
+    client_id,
+    toStartOfHour(timestamp) AS hour,
+    type,
+    is_bot,
+    uniqExactState(event_key) AS events,
+    uniqExactState(visitor_id) AS visitors,
+    uniqExactState(session_id) AS sessions
+FROM (SELECT *, event_key FROM events)
+GROUP BY client_id, hour, type, is_bot;
+
+-- 5/14 sampling key
+INSERT INTO sessions_daily_v2
+SELECT
+    client_id,
+    toDate(timestamp) AS day,
+    is_bot,
+    session_id,
+    anyState(visitor_id) AS visitor_id,
+    uniqExactIfState(event_key, type = 'pageview') AS pageviews,
+    uniqExactState(event_key) AS events,
+    minState(timestamp) AS started,
+    maxState(timestamp) AS ended
+FROM (SELECT *, event_key FROM events)
+GROUP BY client_id, day, is_bot, session_id;
+
+-- 5/15 sampling key
+INSERT INTO pages_daily_v2
+SELECT
+    client_id,
+    toDate(timestamp) AS day,
+    is_bot,
+    hostname,
+    path,
+    uniqExactState(event_key) AS pageviews,
+    uniqExactState(visitor_id) AS visitors
+FROM (SELECT *, event_key FROM events)
+WHERE type = 'pageview'
+GROUP BY client_id, day, is_bot, hostname, path;
+
+-- 5/16 sampling key
+INSERT INTO sources_daily_v2
+SELECT
+    client_id,
+    toDate(timestamp) AS day,
+    is_bot,
+    referrer_source,
+    referrer_medium,
+    utm_source,
+    utm_medium,
+    utm_campaign,
+    uniqExactState(event_key) AS pageviews,
+    uniqExactState(visitor_id) AS visitors,
+    uniqExactState(session_id) AS sessions
+FROM (SELECT *, event_key FROM events)
+WHERE type = 'pageview'
+GROUP BY client_id, day, is_bot, referrer_source, referrer_medium, utm_source, utm_medium, utm_campaign;
+

@@ -53,6 +53,14 @@
     }
   }
 
+  // A large site's reports count a sample of its visitors (sample_rate
+  // below 1) and scale up: say so, as the numbers are estimates then.
+  function renderSample(rate) {
+    const el = $("sampled");
+    el.hidden = !(rate < 1);
+    el.textContent = el.hidden ? "" : "Estimated from a sample of 1 in " + Math.round(1 / rate) + " visitors.";
+  }
+
   function renderChart(ts) {
     const pts = ts.results.points;
     const xs = pts.map((p) => Date.parse(p.time) / 1000);
@@ -115,6 +123,7 @@
       ]);
       $("client").textContent = "Site: " + agg.client_id;
       renderHeadline(agg);
+      renderSample(agg.sample_rate);
       renderChart(ts);
       $("realtime").textContent = rt.results.current_visitors + " current visitors";
       const box = $("tables"); box.textContent = "";
