@@ -1,4 +1,4 @@
-# Shared by run.sh, ab.sh and fixed.sh (sourced, from the collector folder):
+# Shared by run.sh, ab.sh, fixed.sh and control.sh (sourced, from the collector folder):
 # loopback ports, a work folder cleaned up on exit, the bench client
 # registry and request bodies, and starting the broker and a collector the
 # way every collector benchmark does (collector on core 0, broker and load

@@ -1,7 +1,8 @@
 // Command bench is the collector's load-benchmark kit: an in-process Kafka
-// broker to produce to, the no-op HTTP servers that give the ceilings, and
-// a fixed-rate load generator for latency at a chosen rate. run.sh drives
-// them together with wrk; see docs/bench/collector.md.
+// broker to produce to, the no-op HTTP servers that give the ceilings (and,
+// with -work, a server as busy per request as the collector, the latency
+// control), and a fixed-rate load generator for latency at a chosen rate.
+// run.sh drives them together with wrk; see docs/bench/collector.md.
 package main
 
 import (
@@ -23,6 +24,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/valyala/fasthttp"
+	"golang.org/x/sys/unix"
 )
 
 func main() {
@@ -39,8 +41,9 @@ func main() {
 	case "noop":
 		addr := fs.String("addr", "127.0.0.1:18090", "listen address")
 		impl := fs.String("impl", "fasthttp", "fasthttp or nethttp")
+		work := fs.Duration("work", 0, "CPU time to spend per request before answering (fasthttp only): a server as busy per request as the collector, without Kafka, for the latency control of fixed.sh")
 		parse(fs)
-		runNoop(*addr, *impl)
+		runNoop(*addr, *impl, *work)
 	case "load":
 		url := fs.String("url", "", "endpoint to POST to")
 		bodyFile := fs.String("body", "", "file holding the request body")
@@ -105,14 +108,19 @@ func runKafka(addr, dataDir string) {
 
 // runNoop answers every request with 204 and nothing else: the ceiling of
 // the HTTP stack and the kernel on this machine.
-func runNoop(addr, impl string) {
+func runNoop(addr, impl string, work time.Duration) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		fail("listen: %v", err)
 	}
 	switch impl {
 	case "fasthttp":
-		srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(fasthttp.StatusNoContent) }, NoDefaultDate: true}
+		srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+			if work > 0 {
+				spin(work)
+			}
+			ctx.SetStatusCode(fasthttp.StatusNoContent)
+		}, NoDefaultDate: true}
 		go func() { _ = srv.Serve(ln) }() // ends with the process.
 	case "nethttp":
 		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })}
@@ -122,6 +130,19 @@ func runNoop(addr, impl string) {
 	}
 	fmt.Println("noop", impl, "listening on", ln.Addr())
 	waitSignal()
+}
+
+// spin keeps the process busy for d of its CPU time (not wall time: time
+// another process has the core does not count, as it would not for real
+// work; with GOMAXPROCS=1 the process's CPU is this request's).
+func spin(d time.Duration) {
+	var ts unix.Timespec
+	now := func() time.Duration {
+		_ = unix.ClockGettime(unix.CLOCK_PROCESS_CPUTIME_ID, &ts)
+		return time.Duration(ts.Nano())
+	}
+	for end := now() + d; now() < end; {
+	}
 }
 
 // runLoad sends requests on a fixed schedule and prints the latency

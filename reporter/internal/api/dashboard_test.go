@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/aluminiapp/pipeline/reporter/internal/dashboard"
+	"github.com/aluminiapp/pipeline/reporter/internal/query"
 )
 
 // TestDashboardInChromium loads the dashboard in headless Chromium against
@@ -26,7 +27,8 @@ func TestDashboardInChromium(t *testing.T) {
 	if _, err := os.Stat(chromium); err != nil {
 		t.Fatalf("%s is missing (apt-get install chromium): %v", chromium, err)
 	}
-	e := newEnv(t)
+	var store *query.Store
+	e := newEnv(t, func(c *Config) { store = c.Store })
 	dash := dashboard.Handler()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/api/") {
@@ -105,6 +107,9 @@ func TestDashboardInChromium(t *testing.T) {
 	if visitors != "2" {
 		t.Errorf("dashboard visitors = %q; want 2 (the fixture)", visitors)
 	}
+	if note := text("#sampled"); note != "" {
+		t.Errorf("dashboard says %q over exact numbers; want no sampling note", note)
+	}
 
 	// Clicking a page filters the report: /pricing was seen by visitor 1.
 	err = chromedp.Do(ctx,
@@ -116,6 +121,17 @@ func TestDashboardInChromium(t *testing.T) {
 	}
 	if err != nil {
 		t.Errorf("filtering by a clicked page: %v", err)
+	}
+
+	// Reports that read a sample say so: over 2 events, shop's March reads
+	// one in 5 visitors.
+	store.SampleAbove(2)
+	err = chromedp.Do(ctx, chromedp.Reload())
+	if err == nil {
+		_, err = chromedp.Run(ctx, chromedp.Poll[bool](`document.getElementById("sampled").textContent === "Estimated from a sample of 1 in 5 visitors."`, chromedp.WithPollingTimeout(20*time.Second)))
+	}
+	if err != nil {
+		t.Errorf("waiting for the sampling note: %v (it says %q)", err, text("#sampled"))
 	}
 
 	dir := os.Getenv("ALUMINI_ARTIFACTS_DIR")
