@@ -59,17 +59,28 @@ var ErrBadClusterName = errors.New("cluster name must be letters, digits, '_' an
 // between backquotes.
 var clusterName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
+// CheckNames reports whether a database name and a cluster name (empty:
+// none) are what -clickhouse-database and -clickhouse-cluster accept. Both
+// are written into statements (the database unquoted into CREATE DATABASE,
+// both into the ON CLUSTER DDL and mutations of the sinker and reporter),
+// so whoever writes them checks them here.
+func CheckNames(database, cluster string) error {
+	if !databaseName.MatchString(database) {
+		return fmt.Errorf("clickhouse-database %q: %w", database, ErrBadDatabaseName)
+	}
+	if cluster != "" && !clusterName.MatchString(cluster) {
+		return fmt.Errorf("clickhouse-cluster %q: %w", cluster, ErrBadClusterName)
+	}
+	return nil
+}
+
 // Validate reports the first bad ClickHouse setting.
 func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return fmt.Errorf("clickhouse-addr %q: %w", c.Addr, err)
 	}
-	// The name goes unquoted into CREATE DATABASE, so it is checked here.
-	if !databaseName.MatchString(c.Database) {
-		return fmt.Errorf("clickhouse-database %q: %w", c.Database, ErrBadDatabaseName)
-	}
-	if c.Cluster != "" && !clusterName.MatchString(c.Cluster) {
-		return fmt.Errorf("clickhouse-cluster %q: %w", c.Cluster, ErrBadClusterName)
+	if err := CheckNames(c.Database, c.Cluster); err != nil {
+		return err
 	}
 	if _, err := c.tlsConfig(); err != nil {
 		return err

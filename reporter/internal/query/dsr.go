@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 
+	"github.com/aluminiapp/pipeline/lib/chconf"
 	"github.com/aluminiapp/pipeline/sinker/schema"
 )
 
@@ -98,11 +99,10 @@ func alterTarget(l schema.Target, table string) (string, error) {
 	if !tableName.MatchString(table) {
 		return "", fmt.Errorf("erase: unexpected table name %q", table)
 	}
-	if l.Cluster != "" && (!identifier.MatchString(l.Database) || !identifier.MatchString(l.Cluster)) {
-		return "", fmt.Errorf("erase: unexpected database %q or cluster %q", l.Database, l.Cluster)
+	if l.Cluster != "" {
+		if err := chconf.CheckNames(l.Database, l.Cluster); err != nil {
+			return "", fmt.Errorf("erase: %w", err)
+		}
 	}
 	return l.Everywhere("`" + table + "`"), nil
 }
-
-// identifier accepts database and cluster names as configured.
-var identifier = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
