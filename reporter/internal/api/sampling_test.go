@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,24 +22,8 @@ import (
 // on the same sample; a report over the fixture's few events (a day
 // without the generated visitors) stays exact.
 func TestSampledReports(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.Store.SampleAbove(500) })
-	var evs []*aluminiv1.Event
-	start := time.Date(2026, 3, 14, 0, 0, 0, 0, time.UTC) // after the fixture's days
-	for v := range 2000 {
-		visitor := uint64(1000 + v)
-		pages := 3
-		if v%2 == 0 {
-			pages = 1
-		}
-		for i := range pages {
-			ev := &aluminiv1.Event{ClientId: "shop", EventId: fmt.Sprintf("gen-%d-%d", v, i), VisitorId: visitor, SessionId: visitor * 10,
-				TimestampMs: start.Add(time.Duration(v)*10*time.Minute + time.Duration(i)*time.Minute).UnixMilli(),
-				Type:        aluminiv1.EventType_EVENT_TYPE_PAGEVIEW, Path: fmt.Sprintf("/p%d", i), Browser: []string{"Firefox", "Chrome"}[v%2]}
-			ev.ReceivedAtMs = ev.TimestampMs
-			evs = append(evs, ev)
-		}
-	}
-	insert(t, e.conn, evs)
+	e := newEnv(t, sampleAbove500)
+	insert(t, e.conn, sampledVisitors())
 
 	get := func(target string, into any) {
 		t.Helper()
@@ -140,4 +125,49 @@ func sampleRate(r *float64) float64 {
 		return -1
 	}
 	return *r
+}
+
+func sampleAbove500(c *Config) { c.Store.SampleAbove(500) }
+
+// sampledVisitors are TestSampledReports' 2,000 visitors of client shop.
+func sampledVisitors() []*aluminiv1.Event {
+	var evs []*aluminiv1.Event
+	start := time.Date(2026, 3, 14, 0, 0, 0, 0, time.UTC) // after the fixture's days
+	for v := range 2000 {
+		visitor := uint64(1000 + v)
+		pages := 3
+		if v%2 == 0 {
+			pages = 1
+		}
+		for i := range pages {
+			ev := &aluminiv1.Event{ClientId: "shop", EventId: fmt.Sprintf("gen-%d-%d", v, i), VisitorId: visitor, SessionId: visitor * 10,
+				TimestampMs: start.Add(time.Duration(v)*10*time.Minute + time.Duration(i)*time.Minute).UnixMilli(),
+				Type:        aluminiv1.EventType_EVENT_TYPE_PAGEVIEW, Path: fmt.Sprintf("/p%d", i), Browser: []string{"Firefox", "Chrome"}[v%2]}
+			ev.ReceivedAtMs = ev.TimestampMs
+			evs = append(evs, ev)
+		}
+	}
+	return evs
+}
+
+// TestSampledReportsOnCluster asks TestSampledReports' sampled reports of
+// the two-shard cluster: a visitor's events lie on both shards (sharded by
+// event), and each shard must sample the same visitors, so every answer
+// equals the one-node answer.
+func TestSampledReportsOnCluster(t *testing.T) {
+	one, cluster := newEnv(t, sampleAbove500), newClusterEnv(t, sampleAbove500)
+	insert(t, one.conn, sampledVisitors())
+	insert(t, cluster.conn, sampledVisitors())
+	for _, target := range []string{
+		"/api/v1/stats/aggregate?from=2026-03-01&to=2026-03-31&compare=previous_period",
+		"/api/v1/stats/timeseries?from=2026-03-01&to=2026-03-31&interval=day",
+		"/api/v1/stats/breakdown?from=2026-03-01&to=2026-03-31&dimension=browser",
+		"/api/v1/stats/breakdown?from=2026-03-01&to=2026-03-31&dimension=entry_page&filter=page:contains:p",
+	} {
+		_, _, want := request{target: target, auth: "Bearer " + shopKey}.do(t, one.h)
+		status, _, got := request{target: target, auth: "Bearer " + shopKey}.do(t, cluster.h)
+		if status != http.StatusOK || got != want || !strings.Contains(got, `"sample_rate":0.1`) {
+			t.Errorf("GET %s on the cluster = %d\n%s\nwant, as on one node (sampled one in 10):\n%s", target, status, got, want)
+		}
+	}
 }
