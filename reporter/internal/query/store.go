@@ -72,17 +72,20 @@ func (s *Store) Sample(ctx context.Context, sc Scope, p Params) (uint64, error) 
 	if s.sampleAbove == 0 {
 		return 1, nil
 	}
+	// The dashboard's reports of one range arrive together: one of them
+	// counts, the others wait for its count.
 	key := volumeKey{sc.clientID, p.Range.From.Unix(), p.Range.To.Unix()}
-	n, ok := s.volumes.GetIfPresent(key)
-	if !ok {
+	n, err := s.volumes.Get(ctx, key, otter.LoaderFunc[volumeKey, uint64](func(ctx context.Context, _ volumeKey) (uint64, error) {
 		q, err := sc.Volume(p.Range)
 		if err != nil {
 			return 0, err
 		}
-		if err := s.rows(ctx, "volume", q, func(r driver.Rows) error { return r.Scan(&n) }); err != nil {
-			return 0, err
-		}
-		s.volumes.Set(key, n)
+		var n uint64
+		err = s.rows(ctx, "volume", q, func(r driver.Rows) error { return r.Scan(&n) })
+		return n, err
+	}))
+	if err != nil {
+		return 0, err
 	}
 	if n <= s.sampleAbove {
 		return 1, nil
