@@ -1,8 +1,9 @@
 // Command bench is the collector's load-benchmark kit: an in-process Kafka
 // broker to produce to, the no-op HTTP servers that give the ceilings (and,
 // with -work, a server as busy per request as the collector, the latency
-// control), and a fixed-rate load generator for latency at a chosen rate.
-// run.sh drives them together with wrk; see docs/bench/collector.md.
+// control), a fixed-rate load generator for latency at a chosen rate, and
+// the collector's producer driven alone at a fixed rate (publish). run.sh
+// drives them together with wrk; see docs/bench/collector.md.
 package main
 
 import (
@@ -29,7 +30,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fail("usage: bench kafka|noop|load [flags]")
+		fail("usage: bench kafka|noop|load|publish [flags]")
 	}
 	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
 	switch os.Args[1] {
@@ -54,8 +55,18 @@ func main() {
 		visitors := fs.Int("visitors", 1, "distinct User-Agents to cycle through: the collector partitions by visitor (IP + User-Agent), so 1 puts every event on one partition")
 		parse(fs)
 		runLoad(*url, *bodyFile, *rate, *warmup, *dur, *conns, max(*visitors, 1))
+	case "publish":
+		broker := fs.String("broker", "127.0.0.1:19092", "Kafka broker to produce to (topic bench.publish is created)")
+		rate := fs.Int("rate", 2500, "Publish calls per second, on schedule whatever the answers take")
+		batch := fs.Int("batch", 100, "events per call")
+		conns := fs.Int("conns", 256, "goroutines making the calls, as the HTTP benchmark's connections")
+		work := fs.Duration("work", 0, "CPU time each call spends before Publish, as a request's parsing would")
+		warmup := fs.Duration("warmup", 2*time.Second, "how long to call at the rate before measuring")
+		dur := fs.Duration("duration", 10*time.Second, "how long to measure")
+		parse(fs)
+		runPublish(*broker, *rate, *batch, *conns, *work, *warmup, *dur)
 	default:
-		fail("unknown command %q: want kafka, noop or load", os.Args[1])
+		fail("unknown command %q: want kafka, noop, load or publish", os.Args[1])
 	}
 }
 
@@ -116,9 +127,7 @@ func runNoop(addr, impl string, work time.Duration) {
 	switch impl {
 	case "fasthttp":
 		srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
-			if work > 0 {
-				spin(work)
-			}
+			spin(work)
 			ctx.SetStatusCode(fasthttp.StatusNoContent)
 		}, NoDefaultDate: true}
 		go func() { _ = srv.Serve(ln) }() // ends with the process.
@@ -136,6 +145,9 @@ func runNoop(addr, impl string, work time.Duration) {
 // another process has the core does not count, as it would not for real
 // work; with GOMAXPROCS=1 the process's CPU is this request's).
 func spin(d time.Duration) {
+	if d <= 0 {
+		return
+	}
 	var ts unix.Timespec
 	now := func() time.Duration {
 		_ = unix.ClockGettime(unix.CLOCK_PROCESS_CPUTIME_ID, &ts)
