@@ -47,7 +47,7 @@ const volumeTTL = 5 * time.Minute
 
 // SampleAbove makes reports over more than rows events (of the client, in
 // the range) read a sample of the visitors, see Sample; 0 (the zero Store)
-// always reads every event.
+// always reads every event. Call it before the store serves reports.
 func (s *Store) SampleAbove(rows uint64) {
 	s.sampleAbove = rows
 	s.volumes = otter.Must(&otter.Options[volumeKey, uint64]{
