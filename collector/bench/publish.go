@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -34,7 +35,7 @@ func runPublish(broker string, rate, batch, conns int, work, warmup, dur time.Du
 	if err != nil {
 		fail("creating %s: %v", topic, err)
 	}
-	if err := res.Errors[topic]; err != nil && err != kafka.TopicAlreadyExists {
+	if err := res.Errors[topic]; err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
 		fail("creating %s: %v", topic, err)
 	}
 	p := publish.New(publish.Config{Addr: addr, Topic: topic, AckTimeout: 10 * time.Second}, prometheus.NewRegistry())

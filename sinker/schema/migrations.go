@@ -207,6 +207,12 @@ const (
 	codeUnknownTable       = 60
 )
 
+// unknownTable reports whether err is ClickHouse's UNKNOWN_TABLE.
+func unknownTable(err error) bool {
+	var ex *clickhouse.Exception
+	return errors.As(err, &ex) && ex.Code == codeUnknownTable
+}
+
 // exec runs one DDL statement. Two sinkers creating the same table at the
 // same moment can both pass IF NOT EXISTS and one then fails with
 // TABLE_ALREADY_EXISTS; for an IF NOT EXISTS statement that is success.

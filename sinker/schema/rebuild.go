@@ -32,8 +32,7 @@ func RebuildViews(ctx context.Context, conn driver.Conn, t Target, clientID stri
 	// Literals, not bound parameters: the values are quoted here, and an
 	// INSERT sent as a query must carry no arguments on 18.16.
 	lo, hi := fmt.Sprintf("toDateTime(%d)", start.Unix()), fmt.Sprintf("toDateTime(%d)", end.Unix())
-	// event_key is MATERIALIZED, so * leaves it out: name it.
-	source := fmt.Sprintf("(SELECT *, event_key FROM events WHERE client_id = %s AND timestamp >= %s AND timestamp < %s)", client, lo, hi)
+	source := withEventKey(fmt.Sprintf("events WHERE client_id = %s AND timestamp >= %s AND timestamp < %s", client, lo, hi))
 	shardsCtx := clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_distributed_sync": 1}))
 	for _, v := range views(Target{Version: Oldest}) {
 		when := fmt.Sprintf("day >= toDate(%s) AND day < toDate(%s)", lo, hi)

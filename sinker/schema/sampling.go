@@ -2,7 +2,6 @@ package schema
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -88,7 +87,7 @@ SAMPLE BY sample_key`}
 	s.swap = []string{"RENAME TABLE " + r(sampledEvents, swappingEvents) + ", " + r("events", unsampledEvents) + ", " +
 		r(swappingEvents, "events") + t.onCluster()}
 	for _, v := range views(t) {
-		s.dropViews = append(s.dropViews, fmt.Sprintf("DROP TABLE IF EXISTS %s_mv%s", t.ref(t.Local(v.name)), t.onCluster()))
+		s.dropViews = append(s.dropViews, v.dropMaterialized(t))
 	}
 	cols := strings.Join(Columns, ", ")
 	if d := t.distributed(unsampledEvents, "cityHash64(event_id)"); d != "" {
@@ -100,10 +99,9 @@ SAMPLE BY sample_key`}
 	s.copy = append(s.copy, fmt.Sprintf("INSERT INTO %s (%s)\nSELECT %s FROM %s", t.ref("events"), cols, cols, t.ref(unsampledEvents)))
 	for _, v := range views(t) {
 		s.createViews = append(s.createViews, v.materialized(t))
-		// event_key is MATERIALIZED, so * leaves it out: name it. On a
-		// cluster the view tables are Distributed too, and the rows go to
-		// any shard: the states merge when read.
-		s.refill = append(s.refill, v.fill(t, "(SELECT *, event_key FROM "+t.ref("events")+")"))
+		// On a cluster the view tables are Distributed too, and the rows go
+		// to any shard: the states merge when read.
+		s.refill = append(s.refill, v.fill(t, withEventKey(t.ref("events"))))
 	}
 	if t.Cluster != "" {
 		s.dropOld = append(s.dropOld, "DROP TABLE IF EXISTS "+t.Everywhere(unsampledEvents))
@@ -159,8 +157,7 @@ func resample(ctx context.Context, conn driver.Conn, t Target, log *zap.Logger) 
 		if err := execAll(shards, conn, s.copy); err != nil {
 			// Another run copied it all and dropped it meanwhile (one that
 			// waited longer than copyStart for the other's copy copies too).
-			var ex *clickhouse.Exception
-			if still, _ := tableExists(ctx, conn, t.Local(unsampledEvents)); still || !errors.As(err, &ex) || ex.Code != codeUnknownTable {
+			if still, _ := tableExists(ctx, conn, t.Local(unsampledEvents)); still || !unknownTable(err) {
 				return err
 			}
 		}
@@ -276,8 +273,7 @@ func tableExists(ctx context.Context, conn driver.Conn, name string) (bool, erro
 func tablesRow(ctx context.Context, conn driver.Conn, q, name string, dest any) error {
 	for attempt := 1; ; attempt++ {
 		err := conn.QueryRow(ctx, q, name).Scan(dest)
-		var ex *clickhouse.Exception
-		if !errors.As(err, &ex) || ex.Code != codeUnknownTable || attempt == 5 {
+		if !unknownTable(err) || attempt == 5 {
 			return err
 		}
 		select {

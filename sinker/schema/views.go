@@ -188,6 +188,17 @@ func (v view) materialized(t Target) string {
 		local, t.onCluster(), local, fmt.Sprintf(v.query, t.ref(t.Local("events"))))
 }
 
+// dropMaterialized is the statement dropping v's materialized view (its
+// table stays).
+func (v view) dropMaterialized(t Target) string {
+	return "DROP TABLE IF EXISTS " + t.Everywhere(t.Local(v.name)+"_mv")
+}
+
+// withEventKey is a subquery of every column of the events rows selected
+// by from (a table, maybe followed by WHERE): * leaves the MATERIALIZED
+// event_key out, which the views aggregate, so it is named.
+func withEventKey(from string) string { return "(SELECT *, event_key FROM " + from + ")" }
+
 // fill is the statement aggregating the rows of source (a table or a
 // subquery) into v's table; on a cluster through its Distributed table.
 func (v view) fill(t Target, source string) string {
@@ -216,11 +227,11 @@ func reportViews(t Target) []string { return createViews(t, stringIDs) }
 func keyViews(t Target) []string {
 	stmts := createViews(t, keyIDs)
 	for _, v := range viewsOf(t, stringIDs) {
-		stmts = append(stmts, fmt.Sprintf("DROP TABLE IF EXISTS %s_mv%s", t.ref(t.Local(v.name)), t.onCluster()))
+		stmts = append(stmts, v.dropMaterialized(t))
 		if t.Cluster != "" {
-			stmts = append(stmts, fmt.Sprintf("DROP TABLE IF EXISTS %s%s", t.ref(v.name), t.onCluster()))
+			stmts = append(stmts, "DROP TABLE IF EXISTS "+t.Everywhere(v.name))
 		}
-		stmts = append(stmts, fmt.Sprintf("DROP TABLE IF EXISTS %s%s", t.ref(t.Local(v.name)), t.onCluster()))
+		stmts = append(stmts, "DROP TABLE IF EXISTS "+t.Everywhere(t.Local(v.name)))
 	}
 	return stmts
 }
