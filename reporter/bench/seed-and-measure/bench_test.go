@@ -91,7 +91,7 @@ func TestSmallRun(t *testing.T) {
 			t.Errorf("report has no row for %s:\n%s", c.name, report)
 		}
 	}
-	for _, want := range []string{"Seeded 4000 events of 3 clients", "Client c00: 2000 events", "a sample of one in 5 visitors", "Largest overhead (p50)"} {
+	for _, want := range []string{"Seeded 4000 events of 3 clients", "Client c00: 2000 events", "a sample of one in 5 visitors", "Largest overhead (p50)", "Accuracy of one in 5 against exact counts"} {
 		if !strings.Contains(report, want) {
 			t.Errorf("report lacks %q:\n%s", want, report)
 		}

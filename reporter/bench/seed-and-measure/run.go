@@ -202,6 +202,9 @@ func run(ctx context.Context, cfg config, out, progress io.Writer) error {
 	} else {
 		fmt.Fprintf(out, "Reporter p95 at or over %s: %d of %d (%s).\n", ms(targetP95), len(slow), len(cases), strings.Join(slow, ", "))
 	}
+	if k > 1 {
+		return accuracy(ctx, store, rng, k, out)
+	}
 	return nil
 }
 
@@ -513,4 +516,58 @@ func ratio(a, b time.Duration) float64 {
 
 func ms(d time.Duration) string {
 	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 0, 64) + " ms"
+}
+
+// accuracy prints how far the sampled reports are from exact counts: the
+// aggregate and the top browsers of client 0 over rng, counted by the
+// reporter's store once exactly and once reading one in k visitors.
+func accuracy(ctx context.Context, store *query.Store, rng query.Range, k uint64, out io.Writer) error {
+	sc, err := query.ScopeOf(&registry.Client{ID: clientID(0)})
+	if err != nil {
+		return err
+	}
+	exact := query.Params{Range: rng, Location: time.UTC}
+	sampled := exact
+	sampled.Sample = k
+	row := func(what string, e, s float64) {
+		fmt.Fprintf(out, "| %s | %s | %s | %+.2f %% |\n", what, strconv.FormatFloat(e, 'f', -1, 64), strconv.FormatFloat(s, 'f', -1, 64), (s-e)/e*100)
+	}
+	fmt.Fprintf(out, "\nAccuracy of one in %d against exact counts (client %s, the same range):\n\n", k, clientID(0))
+	fmt.Fprintf(out, "| number | exact | sampled, scaled | error |\n| --- | ---: | ---: | ---: |\n")
+	em, err := store.Aggregate(ctx, sc, exact)
+	if err != nil {
+		return err
+	}
+	sm, err := store.Aggregate(ctx, sc, sampled)
+	if err != nil {
+		return err
+	}
+	row("visitors", float64(em.Visitors), float64(sm.Visitors))
+	row("visits", float64(em.Visits), float64(sm.Visits))
+	row("page views", float64(em.Pageviews), float64(sm.Pageviews))
+	row("events", float64(em.Events), float64(sm.Events))
+	row("bounce rate, %", em.BounceRate, sm.BounceRate)
+	row("mean visit duration, s", em.VisitDuration, sm.VisitDuration)
+	browser, err := query.ParseDimension("browser")
+	if err != nil {
+		return err
+	}
+	eb, err := store.Breakdown(ctx, sc, exact, browser, 6)
+	if err != nil {
+		return err
+	}
+	sb, err := store.Breakdown(ctx, sc, sampled, browser, 50)
+	if err != nil {
+		return err
+	}
+	for _, e := range eb {
+		var got uint64
+		for _, r := range sb {
+			if r.Value == e.Value {
+				got = r.Visitors
+			}
+		}
+		row(fmt.Sprintf("visitors of browser %q", e.Value), float64(e.Visitors), float64(got))
+	}
+	return nil
 }
