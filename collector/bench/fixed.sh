@@ -7,8 +7,12 @@
 # Collector on core 0, broker and the open-loop generator (`bench load`,
 # 2 s warm-up) on core 1, as run.sh runs them. Prints the generator's
 # latency percentiles, then, over the measured seconds only, the
-# collector's CPU per request and its own histograms: request duration
-# (from reading the request to the answer) and Kafka acknowledgement.
+# collector's CPU per request and the broker's share of core 1, and the
+# collector's own histograms (from the warm-up's last second on): request
+# duration (from reading the request to the answer) and Kafka
+# acknowledgement. VISITORS spreads requests over that many visitors
+# (partitions); LATENCIES=FILE keeps every measured request's due time and
+# latency (bench load -latencies).
 # COLLECTOR_FLAGS adds flags (e.g. "-kafka-batch-timeout 0"); GOGC,
 # GOMAXPROCS and the like pass through to the collector; COLLECTOR runs
 # another build instead of this tree's (see ab.sh for building one).
@@ -32,13 +36,20 @@ histograms() {
     grep -E "^alumini_collector_(request_duration_seconds_bucket\{endpoint=\"$EP\"|produce_duration_seconds_bucket)" || true
 }
 taskset -c 1 "$WORK/bench" load -url "http://127.0.0.1:$HTTP_PORT/api/$EP" -body "$WORK/$EP.json" \
-  -rate "$RATE" -warmup 2s -duration "${DUR}s" -conns 256 > "$WORK/load.out" & LOAD=$!
-sleep 2.05 # the end of the generator's warm-up
-c0=$(cpu "$COL"); histograms > "$WORK/h0"
+  -rate "$RATE" -warmup 2s -duration "${DUR}s" -conns 256 -visitors "${VISITORS:-1}" ${LATENCIES:+-latencies "$LATENCIES"} > "$WORK/load.out" & LOAD=$!
+# The histograms are read a second before the warm-up ends: a /metrics
+# scrape is 3 ms of the collector's one core, and one at the start of the
+# measured seconds made the 100 requests after it slow (0.4 %, enough to
+# move the p99). So they also count the warm-up's last second.
+sleep 1
+histograms > "$WORK/h0"
+sleep 1.05 # the end of the generator's warm-up
+c0=$(cpu "$COL"); b0=$(cpu "$BROKER")
 wait "$LOAD"
-c1=$(cpu "$COL"); histograms > "$WORK/h1"
+c1=$(cpu "$COL"); b1=$(cpu "$BROKER"); histograms > "$WORK/h1"
 echo "/api/$EP at $RATE req/s: $(cat "$WORK/load.out")"
 echo "collector CPU: $(awk -v a="$c0" -v b="$c1" -v k="$CLK" -v r="$RATE" -v d="$DUR" 'BEGIN { printf "%.1f µs per request, %.0f %% of its core", (b - a) / k * 1e6 / (r * d), (b - a) / k / d * 100 }')"
-echo "collector histograms over the measured seconds (requests at or under each bound):"
+echo "broker CPU: $(awk -v a="$b0" -v b="$b1" -v k="$CLK" -v d="$DUR" 'BEGIN { printf "%.0f %% of core 1", (b - a) / k / d * 100 }')"
+echo "collector histograms over the measured seconds and the last second of warm-up (requests at or under each bound):"
 paste -d' ' "$WORK/h0" "$WORK/h1" | awk '{ split($1, a, "{"); printf "  %s{%s %d\n", a[1], a[2], $4 - $2 }'
 stop "$COL" "$BROKER"

@@ -53,8 +53,9 @@ func main() {
 		conns := fs.Int("conns", 64, "most connections open at once")
 		warmup := fs.Duration("warmup", 2*time.Second, "how long to send at the rate before measuring: new connections, buffers and heap growing are not the steady state")
 		visitors := fs.Int("visitors", 1, "distinct User-Agents to cycle through: the collector partitions by visitor (IP + User-Agent), so 1 puts every event on one partition")
+		latencies := fs.String("latencies", "", "also write each measured request to this file: when it was due (µs after measuring began) and its latency (µs), one per line after a '# <start, Unix µs>' line; slow requests that come in bursts point at a pause (GODEBUG=gctrace=1 on the server dates its collections)")
 		parse(fs)
-		runLoad(*url, *bodyFile, *rate, *warmup, *dur, *conns, max(*visitors, 1))
+		runLoad(*url, *bodyFile, *rate, *warmup, *dur, *conns, max(*visitors, 1), *latencies)
 	case "publish":
 		broker := fs.String("broker", "127.0.0.1:19092", "Kafka broker to produce to (topic bench.publish is created)")
 		rate := fs.Int("rate", 2500, "Publish calls per second, on schedule whatever the answers take")
@@ -167,7 +168,7 @@ func spin(d time.Duration) {
 // connections: the generator shares a core with the broker, and a
 // heavier HTTP client's own pauses showed up as the server's latency
 // (p99 6.5 ms against a server that does nothing, at 20,000 req/s).
-func runLoad(url, bodyFile string, rate int, warmup, dur time.Duration, conns, visitors int) {
+func runLoad(url, bodyFile string, rate int, warmup, dur time.Duration, conns, visitors int, latencyFile string) {
 	body, err := os.ReadFile(bodyFile)
 	if err != nil {
 		fail("%v", err)
@@ -190,6 +191,7 @@ func runLoad(url, bodyFile string, rate int, warmup, dur time.Duration, conns, v
 	perConn := int((warmup + dur) / interval)
 	type result struct {
 		latencies []time.Duration
+		dues      []time.Duration // of each latency, from measureFrom
 		lags      []time.Duration
 		statuses  map[int]int
 		errs      int
@@ -234,6 +236,7 @@ func runLoad(url, bodyFile string, rate int, warmup, dur time.Duration, conns, v
 					continue
 				}
 				r.latencies = append(r.latencies, time.Since(due))
+				r.dues = append(r.dues, due.Sub(measureFrom))
 				if free {
 					r.lags = append(r.lags, sent.Sub(due))
 				}
@@ -253,6 +256,17 @@ func runLoad(url, bodyFile string, rate int, warmup, dur time.Duration, conns, v
 			statuses[k] += v
 		}
 		errs += r.errs
+	}
+	if latencyFile != "" {
+		b := fmt.Appendf(nil, "# %d\n", measureFrom.UnixMicro())
+		for _, r := range results {
+			for i := range r.latencies {
+				b = fmt.Appendf(b, "%d %d\n", r.dues[i].Microseconds(), r.latencies[i].Microseconds())
+			}
+		}
+		if err := os.WriteFile(latencyFile, b, 0o644); err != nil {
+			fail("%v", err)
+		}
 	}
 	slices.Sort(latencies)
 	slices.Sort(lags)

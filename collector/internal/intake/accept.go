@@ -137,6 +137,11 @@ func (h *Handler) intake(ctx *fasthttp.RequestCtx, ep endpoint) error {
 		r.retryAfter = wait
 		return r
 	}
+	// Held, before any decoding, while Kafka is behind: see
+	// publish.Publisher.Admit.
+	if err := h.cfg.Publisher.Admit(); err != nil {
+		return h.unavailable(err, 1)
+	}
 
 	var items []*pending
 	// a holds the strings of the request's hits: see arena.
@@ -161,6 +166,7 @@ func (h *Handler) intake(ctx *fasthttp.RequestCtx, ep endpoint) error {
 		} else {
 			// Room for the body's strings and one collector-made event id.
 			a = newArena(len(body) + 64)
+			defer a.release() // once answered: see arena
 			var slots []slot
 			items, slots, err = h.decodeNative(ep, body, received, a)
 			defer putSlots(slots) // after accept: the hits are in use until then
@@ -171,6 +177,7 @@ func (h *Handler) intake(ctx *fasthttp.RequestCtx, ep endpoint) error {
 	}
 	if a == nil {
 		a = newArena(256)
+		defer a.release()
 	}
 	return h.accept(ctx, ep, ip, received, items, a)
 }
@@ -360,12 +367,9 @@ func (h *Handler) accept(ctx *fasthttp.RequestCtx, ep endpoint, ip netip.Addr, r
 	// Not ctx: a fasthttp RequestCtx is cancelled when the server starts
 	// shutting down, and in-flight events must still get their answer then.
 	if err := h.cfg.Publisher.Publish(context.Background(), msgs...); err != nil {
-		h.cfg.Log.Warn("events not acknowledged by kafka", zap.Int("events", len(msgs)), zap.Error(err))
-		r := refuse(fasthttp.StatusServiceUnavailable, "unavailable", "the events could not be stored right now; retry with the same event_id")
-		r.retryAfter, r.events = time.Second, len(msgs)
 		// pb is not recycled: a producer that gave up waiting may still
 		// be sending from buf.
-		return r
+		return h.unavailable(err, len(msgs))
 	}
 	pb.recycle(msgs, buf)
 	if newVisitor {
@@ -375,6 +379,15 @@ func (h *Handler) accept(ctx *fasthttp.RequestCtx, ep endpoint, ip netip.Addr, r
 	h.batchSize.Observe(float64(len(msgs)))
 	h.answerAccepted(ctx, ep, ids, len(msgs), dropped)
 	return nil
+}
+
+// unavailable is the answer when Kafka did not take a request's events in
+// time: 503, so that the sender retries them with the same ids.
+func (h *Handler) unavailable(err error, events int) *refusal {
+	h.cfg.Log.Warn("events not acknowledged by kafka", zap.Int("events", events), zap.Error(err))
+	r := refuse(fasthttp.StatusServiceUnavailable, "unavailable", "the events could not be stored right now; retry with the same event_id")
+	r.retryAfter, r.events = time.Second, events
+	return r
 }
 
 // produceBuf is a request's Kafka messages and the buffer their keys and

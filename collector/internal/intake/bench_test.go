@@ -85,6 +85,7 @@ func benchClients(b testing.TB) registry.Registry {
 // profile; every test of behaviour runs against the in-process broker.
 type discard struct{}
 
+func (discard) Admit() error                                    { return nil }
 func (discard) Publish(context.Context, ...kafka.Message) error { return nil }
 
 func BenchmarkServeEventWithoutKafka(b *testing.B) {

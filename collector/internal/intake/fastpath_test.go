@@ -177,6 +177,41 @@ func TestArenaStringsStay(t *testing.T) {
 	}
 }
 
+// A released arena goes back to its pool and serves the next request of
+// its size, and under test its old bytes are overwritten: a string kept
+// past its request (see arena) reads as '#'s instead of passing unnoticed.
+func TestReleasedArenaIsReusedAndPoisoned(t *testing.T) {
+	if !poisonReleased {
+		t.Fatal("poisonReleased is off under test")
+	}
+	a := newArena(3000) // a 4 KiB chunk
+	kept := a.str([]byte("visitor-1"))
+	props := a.propSlice(1)
+	props = append(props, prop{key: a.str([]byte("plan")), value: kept})
+	a.release()
+	if kept != "#########" {
+		t.Errorf("string kept past release = %q; want it overwritten", kept)
+	}
+	if props[0].key != "" {
+		t.Errorf("property kept past release = %q; want it cleared", props[0].key)
+	}
+	// sync.Pool may drop what it holds at any time (a collection), so
+	// reuse is looked for over a few tries.
+	reused := false
+	for range 10 {
+		b := newArena(4096)
+		if cap(b.buf) != 4096 || len(b.buf) != 0 || len(b.props) != 0 {
+			t.Fatalf("arena for 4096 bytes: chunk %d/%d, %d props; want an empty 4096-byte chunk", len(b.buf), cap(b.buf), len(b.props))
+		}
+		reused = reused || b == a
+		b.release()
+		a = b
+	}
+	if !reused {
+		t.Error("a released arena was never handed out again")
+	}
+}
+
 // Pooled slots come back zeroed: nothing of one request's hits shows up in
 // the next one's.
 func TestSlotsComeBackEmpty(t *testing.T) {

@@ -34,6 +34,10 @@ const VisitorCookie = "alumini_vid"
 
 // Publisher hands messages to Kafka and returns once they are acknowledged.
 type Publisher interface {
+	// Admit returns once there is room for more events, or with an error
+	// when there was none within the ack timeout; called before a request
+	// is decoded.
+	Admit() error
 	Publish(ctx context.Context, msgs ...kafka.Message) error
 }
 

@@ -66,10 +66,18 @@ type Publisher struct {
 	closed  bool
 	running sync.WaitGroup
 
+	// backlog is the bytes of events waiting in the lanes for a produce
+	// request; see Admit.
+	backlog  atomic.Int64
+	admitMu  sync.Mutex
+	admitted chan struct{} // closed when the backlog is under maxBacklog; nil when no one waits
+	waiting  atomic.Bool   // admitted is set
+
 	latency  prometheus.Histogram
 	failures prometheus.Counter
 	batches  prometheus.Histogram
 	retries  prometheus.Counter
+	held     prometheus.Counter
 }
 
 // queued counts the events waiting in every lane; read at scrape time.
@@ -123,11 +131,15 @@ func New(cfg Config, reg prometheus.Registerer) *Publisher {
 		Name: "alumini_collector_produce_retries_total",
 		Help: "Produce requests sent again after the broker refused or dropped the connection, or answered with a retriable error.",
 	})
+	p.held = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "alumini_collector_admission_held_total",
+		Help: "Requests held back before decoding because a full produce request of events was already waiting for Kafka.",
+	})
 	queued := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "alumini_collector_produce_queued_events",
 		Help: "Events waiting for their partition's next produce request (not those in a request in flight).",
 	}, p.queued)
-	reg.MustRegister(p.latency, p.failures, p.batches, p.retries, queued)
+	reg.MustRegister(p.latency, p.failures, p.batches, p.retries, p.held, queued)
 	return p
 }
 
@@ -178,6 +190,62 @@ func wakeChain(c *call, end chan struct{}) {
 	end <- struct{}{}
 }
 
+// maxBacklog is how many bytes of events may wait in the lanes before
+// Admit holds new requests back: one full produce request.
+const maxBacklog = maxBatchBytes
+
+// Admit returns once the lanes hold less than one produce request's worth
+// of events, or with ErrUnavailable when that did not happen within the
+// ack timeout. The collector calls it before decoding a request.
+//
+// Why: on one core, a lane's goroutine waits for the CPU behind every
+// request goroutine that is ready to run each time Kafka answers. When a
+// stall (a long garbage collection, a slow broker) let a few hundred
+// requests pile up, each produce round trip waited for all of them to be
+// decoded, and carried at most one full request of events: the lanes then
+// drained barely faster than events came in, and latency stayed at
+// 150-450 ms for seconds after the stall. Requests held here take no CPU,
+// so the lanes catch up at once.
+func (p *Publisher) Admit() error {
+	if p.backlog.Load() < maxBacklog {
+		return nil
+	}
+	p.held.Inc()
+	ctx := p.ackContext(time.Now())
+	for {
+		p.admitMu.Lock()
+		if p.backlog.Load() < maxBacklog {
+			p.admitMu.Unlock()
+			return nil
+		}
+		if p.admitted == nil {
+			p.admitted = make(chan struct{})
+			p.waiting.Store(true)
+		}
+		ch := p.admitted
+		p.admitMu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %d bytes of events wait for kafka: %w", ErrUnavailable, p.backlog.Load(), ctx.Err())
+		}
+	}
+}
+
+// queuedBytes counts n bytes of events into or (negative) out of the
+// lanes, and lets held requests go once the backlog is small again.
+func (p *Publisher) queuedBytes(n int) {
+	if p.backlog.Add(int64(n)) < maxBacklog && n < 0 && p.waiting.Load() {
+		p.admitMu.Lock()
+		if p.admitted != nil && p.backlog.Load() < maxBacklog {
+			close(p.admitted)
+			p.admitted = nil
+			p.waiting.Store(false)
+		}
+		p.admitMu.Unlock()
+	}
+}
+
 // Publish blocks until Kafka acknowledged msgs or the ack timeout passed.
 // On success the producer holds no reference to the messages' bytes.
 func (p *Publisher) Publish(ctx context.Context, msgs ...kafka.Message) error {
@@ -220,10 +288,16 @@ func (p *Publisher) publish(ctx context.Context, now time.Time, msgs []kafka.Mes
 	var used [4]*lane
 	touched := used[:0]
 	refused := 0
+	size := 0
+	for i := range msgs {
+		size += len(msgs[i].Key) + len(msgs[i].Value)
+	}
+	p.queuedBytes(size) // before the lanes can take them out again
 	for i := range msgs {
 		l := lanes[murmur2Partition(msgs[i].Key, len(lanes))]
 		if !l.add(entry{key: msgs[i].Key, value: msgs[i].Value, time: now, call: c}) {
 			refused++
+			p.queuedBytes(-len(msgs[i].Key) - len(msgs[i].Value))
 			continue
 		}
 		if !slices.Contains(touched, l) {
@@ -244,7 +318,7 @@ func (p *Publisher) publish(ctx context.Context, now time.Time, msgs []kafka.Mes
 			// retries with the same event id). c is left to the garbage
 			// collector: a lane may still settle it.
 			for _, l := range touched {
-				l.withdraw(c)
+				p.queuedBytes(-l.withdraw(c))
 			}
 			return ctx.Err()
 		}
@@ -398,23 +472,29 @@ func (l *lane) add(e entry) bool {
 	return true
 }
 
-// withdraw removes c's events that are still waiting.
-func (l *lane) withdraw(c *call) {
+// withdraw removes c's events that are still waiting and returns their
+// size in bytes.
+func (l *lane) withdraw(c *call) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	kept := l.pending[:0]
+	size := 0
 	for _, e := range l.pending {
 		if e.call != c {
 			kept = append(kept, e)
+		} else {
+			size += len(e.key) + len(e.value)
 		}
 	}
 	clear(l.pending[len(kept):]) // drop references to withdrawn bytes
 	l.pending = kept
+	return size
 }
 
 // next waits for events and takes at most maxBatchBytes of them (at least
-// one); nil once the lane is closed and empty.
-func (l *lane) next(linger time.Duration) []entry {
+// one), returning them and their size; nil once the lane is closed and
+// empty.
+func (l *lane) next(linger time.Duration) ([]entry, int) {
 	l.mu.Lock()
 	for len(l.pending) == 0 && !l.closed {
 		l.idle = true
@@ -428,7 +508,7 @@ func (l *lane) next(linger time.Duration) []entry {
 	}
 	defer l.mu.Unlock()
 	if len(l.pending) == 0 {
-		return nil
+		return nil, 0
 	}
 	n, size := 0, 0
 	for n < len(l.pending) && (n == 0 || size+len(l.pending[n].key)+len(l.pending[n].value) <= maxBatchBytes) {
@@ -438,11 +518,11 @@ func (l *lane) next(linger time.Duration) []entry {
 	if n == len(l.pending) {
 		batch := l.pending
 		l.pending, l.spare = l.spare[:0], nil
-		return batch
+		return batch, size
 	}
 	batch := slices.Clone(l.pending[:n])
 	l.pending = slices.Delete(l.pending, 0, n)
-	return batch
+	return batch, size
 }
 
 // recycle hands a sent batch's slice back for reuse, cleared so that it
@@ -463,10 +543,11 @@ func (p *Publisher) send(l *lane) {
 	records := &batchRecords{}
 	var ready []*call
 	for {
-		batch := l.next(p.linger)
+		batch, size := l.next(p.linger)
 		if batch == nil {
 			return
 		}
+		p.queuedBytes(-size)
 		err := p.produce(l.partition, batch, records)
 		p.batches.Observe(float64(len(batch)))
 		// Settled per call, not per event: a batch request's events are

@@ -1,6 +1,7 @@
 package publish
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -196,12 +197,85 @@ func TestTimedOutEventsLeaveTheQueue(t *testing.T) {
 	if n := p.queued(); n != 0 {
 		t.Errorf("%v timed-out events still queued; want none", n)
 	}
+	if n := p.backlog.Load(); n != 0 {
+		t.Errorf("backlog after the queued events timed out = %d bytes; want 0 (withdrawn events no longer hold requests back)", n)
+	}
 	if err := <-first; !errors.Is(err, ErrUnavailable) {
 		t.Errorf("held event = %v; want ErrUnavailable after the ack timeout", err)
 	}
 	close(release)
 	if err := p.Publish(context.Background(), kafka.Message{Value: []byte("after")}); err != nil {
 		t.Errorf("event after the broker answered again = %v; want nil", err)
+	}
+}
+
+// TestAdmitHoldsWhileAFullRequestWaits: once a full produce request of
+// events waits behind one in flight, Admit holds new requests, and lets
+// them go as soon as the lane takes the waiting events into a request.
+func TestAdmitHoldsWhileAFullRequestWaits(t *testing.T) {
+	cluster, addr := broker(t, 1)
+	release := make(chan struct{})
+	var held atomic.Bool
+	cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		if held.CompareAndSwap(false, true) {
+			<-release
+		}
+		return nil, nil, false
+	})
+	reg := prometheus.NewRegistry()
+	p := New(Config{Addr: kafka.TCP(addr), Topic: "raw", AckTimeout: 10 * time.Second}, reg)
+	defer func() {
+		if err := p.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	var published sync.WaitGroup
+	published.Go(func() {
+		if err := p.Publish(context.Background(), kafka.Message{Value: []byte("held")}); err != nil {
+			t.Error(err)
+		}
+	})
+	for !held.Load() {
+		time.Sleep(time.Millisecond)
+	}
+	if err := p.Admit(); err != nil {
+		t.Fatalf("Admit with one small request in flight = %v; want nil at once", err)
+	}
+	// Two events of 600 KB: a request takes one (1 MiB at most), so the
+	// lane holds more than a request's worth until the broker answers.
+	for i := range 2 {
+		published.Go(func() {
+			if err := p.Publish(context.Background(), kafka.Message{Value: bytes.Repeat([]byte{byte('a' + i)}, 600<<10)}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	for p.backlog.Load() < 1200<<10 {
+		time.Sleep(time.Millisecond)
+	}
+	admitted := make(chan error, 1)
+	go func() { admitted <- p.Admit() }()
+	select {
+	case err := <-admitted:
+		t.Fatalf("Admit with 1.2 MB waiting = %v before the broker answered; want it held", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	select {
+	case err := <-admitted:
+		if err != nil {
+			t.Errorf("Admit once the broker answered = %v; want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Admit still held 5 s after the broker answered")
+	}
+	published.Wait()
+	if n := p.backlog.Load(); n != 0 {
+		t.Errorf("backlog after every event was acknowledged = %d bytes; want 0", n)
+	}
+	if n := testutil.ToFloat64(p.held); n != 1 {
+		t.Errorf("alumini_collector_admission_held_total = %v; want 1", n)
 	}
 }
 
