@@ -18,7 +18,7 @@ taskset -c 0 "$WORK/bench" noop -addr 127.0.0.1:$NOOP_PORT -work "$WORK_PER_REQU
 sleep 0.5
 c0=$(cpu "$SRV")
 taskset -c 1 "$WORK/bench" load -url "http://127.0.0.1:$NOOP_PORT/api/$EP" -body "$WORK/$EP.json" \
-  -rate "$RATE" -warmup 2s -duration "${DUR}s" -conns 256 > "$WORK/load.out"
+  -rate "$RATE" -warmup 2s -duration "${DUR}s" -conns 256 ${LATENCIES:+-latencies "$LATENCIES"} > "$WORK/load.out"
 c1=$(cpu "$SRV")
 echo "control ($WORK_PER_REQUEST of CPU per request) /api/$EP at $RATE req/s: $(cat "$WORK/load.out")"
 echo "server CPU: $(awk -v a="$c0" -v b="$c1" -v k="$CLK" -v d="$DUR" 'BEGIN { printf "%.0f %% of its core (warm-up included)", (b - a) / k / (d + 2) * 100 }')"

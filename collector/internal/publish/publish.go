@@ -214,13 +214,15 @@ func (p *Publisher) Admit() error {
 	ctx := p.ackContext(time.Now())
 	for {
 		p.admitMu.Lock()
+		if p.admitted == nil {
+			p.admitted = make(chan struct{})
+		}
+		p.waiting.Store(true)
+		// Read after waiting is set: a lane that took events out without
+		// seeing it did so before, and its share is gone from the count.
 		if p.backlog.Load() < maxBacklog {
 			p.admitMu.Unlock()
 			return nil
-		}
-		if p.admitted == nil {
-			p.admitted = make(chan struct{})
-			p.waiting.Store(true)
 		}
 		ch := p.admitted
 		p.admitMu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -82,6 +83,23 @@ func broker(t *testing.T, partitions int) (*kfake.Cluster, string) {
 	return cluster, addr
 }
 
+// brokerHoldingFirstProduce is a one-partition broker that answers the
+// first produce request only once release is closed; held turns true when
+// that request arrived.
+func brokerHoldingFirstProduce(t *testing.T) (addr string, held *atomic.Bool, release chan struct{}) {
+	t.Helper()
+	cluster, addr := broker(t, 1)
+	held, release = new(atomic.Bool), make(chan struct{})
+	cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		if held.CompareAndSwap(false, true) {
+			<-release
+		}
+		return nil, nil, false
+	})
+	return addr, held, release
+}
+
 // TestConcurrentPublishesShareRequests publishes from many goroutines at
 // once while the broker is slow: every event must be in Kafka exactly
 // once, on its key's partition, and the events that arrived while a
@@ -152,16 +170,7 @@ func TestConcurrentPublishesShareRequests(t *testing.T) {
 // reach Kafka, which a 503 allows); once the broker answers, new events go
 // through.
 func TestTimedOutEventsLeaveTheQueue(t *testing.T) {
-	cluster, addr := broker(t, 1)
-	release := make(chan struct{})
-	var held atomic.Bool
-	cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
-		cluster.KeepControl()
-		if held.CompareAndSwap(false, true) {
-			<-release
-		}
-		return nil, nil, false
-	})
+	addr, held, release := brokerHoldingFirstProduce(t)
 	p := New(Config{Addr: kafka.TCP(addr), Topic: "raw", AckTimeout: 300 * time.Millisecond}, prometheus.NewRegistry())
 	defer func() {
 		if err := p.Close(); err != nil {
@@ -213,16 +222,7 @@ func TestTimedOutEventsLeaveTheQueue(t *testing.T) {
 // events waits behind one in flight, Admit holds new requests, and lets
 // them go as soon as the lane takes the waiting events into a request.
 func TestAdmitHoldsWhileAFullRequestWaits(t *testing.T) {
-	cluster, addr := broker(t, 1)
-	release := make(chan struct{})
-	var held atomic.Bool
-	cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
-		cluster.KeepControl()
-		if held.CompareAndSwap(false, true) {
-			<-release
-		}
-		return nil, nil, false
-	})
+	addr, held, release := brokerHoldingFirstProduce(t)
 	reg := prometheus.NewRegistry()
 	p := New(Config{Addr: kafka.TCP(addr), Topic: "raw", AckTimeout: 10 * time.Second}, reg)
 	defer func() {
@@ -276,6 +276,33 @@ func TestAdmitHoldsWhileAFullRequestWaits(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(p.held); n != 1 {
 		t.Errorf("alumini_collector_admission_held_total = %v; want 1", n)
+	}
+}
+
+// TestAdmitLeavesNoOneWaiting: while the backlog crosses the bound back and
+// forth, no Admit may go to sleep just after the last wake-up it needed; once
+// the backlog is gone, every caller must be through.
+func TestAdmitLeavesNoOneWaiting(t *testing.T) {
+	p := New(Config{Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}, Topic: "t", AckTimeout: time.Minute}, prometheus.NewRegistry())
+	for round := range 200 {
+		var admitted sync.WaitGroup
+		p.queuedBytes(maxBacklog)
+		for range 4 {
+			admitted.Go(func() {
+				if err := p.Admit(); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		runtime.Gosched()
+		p.queuedBytes(-maxBacklog) // the last event out: nothing else will wake them
+		done := make(chan struct{})
+		go func() { admitted.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: Admit still waiting 5 s after the backlog was gone", round)
+		}
 	}
 }
 
