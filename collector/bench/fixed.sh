@@ -9,10 +9,11 @@
 # latency percentiles, then, over the measured seconds only, the
 # collector's CPU per request and the broker's share of core 1, and the
 # collector's own histograms (from the warm-up's last second on): request
-# duration (from reading the request to the answer) and Kafka
-# acknowledgement. VISITORS spreads requests over that many visitors
-# (partitions); LATENCIES=FILE keeps every measured request's due time and
-# latency (bench load -latencies).
+# duration (from reading the request to the answer), Kafka acknowledgement
+# and each produce request's round trip (the broker's share). VISITORS
+# spreads requests over that many visitors (partitions); LATENCIES=FILE
+# keeps every measured request's due time and latency (bench load
+# -latencies).
 # COLLECTOR_FLAGS adds flags (e.g. "-kafka-batch-timeout 0"); GOGC,
 # GOMAXPROCS and the like pass through to the collector; COLLECTOR runs
 # another build instead of this tree's (see ab.sh for building one).
@@ -33,7 +34,7 @@ start_broker
 start_collector "$COLLECTOR" ${COLLECTOR_FLAGS:-}
 histograms() {
   curl -fs http://127.0.0.1:$ADMIN_PORT/metrics |
-    grep -E "^alumini_collector_(request_duration_seconds_bucket\{endpoint=\"$EP\"|produce_duration_seconds_bucket)" || true
+    grep -E "^alumini_collector_(request_duration_seconds_bucket\{endpoint=\"$EP\"|produce_duration_seconds_bucket|produce_request_duration_seconds_bucket)" || true
 }
 taskset -c 1 "$WORK/bench" load -url "http://127.0.0.1:$HTTP_PORT/api/$EP" -body "$WORK/$EP.json" \
   -rate "$RATE" -warmup 2s -duration "${DUR}s" -conns 256 -visitors "${VISITORS:-1}" ${LATENCIES:+-latencies "$LATENCIES"} > "$WORK/load.out" & LOAD=$!

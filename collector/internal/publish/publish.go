@@ -73,11 +73,12 @@ type Publisher struct {
 	admitted chan struct{} // closed when the backlog is under maxBacklog; nil when no one waits
 	waiting  atomic.Bool   // admitted is set
 
-	latency  prometheus.Histogram
-	failures prometheus.Counter
-	batches  prometheus.Histogram
-	retries  prometheus.Counter
-	held     prometheus.Counter
+	latency    prometheus.Histogram
+	roundTrips prometheus.Histogram
+	failures   prometheus.Counter
+	batches    prometheus.Histogram
+	retries    prometheus.Counter
+	held       prometheus.Counter
 }
 
 // queued counts the events waiting in every lane; read at scrape time.
@@ -117,6 +118,11 @@ func New(cfg Config, reg prometheus.Registerer) *Publisher {
 			Help:    "Time from handing an event to the producer until Kafka acknowledged it.",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}),
+		roundTrips: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "alumini_collector_produce_request_duration_seconds",
+			Help:    "Time one produce request took, each attempt: encoding, sending, the broker's answer and reading it. Next to produce_duration_seconds it tells a slow broker from a busy collector.",
+			Buckets: []float64{.00025, .0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "alumini_collector_produce_failures_total",
 			Help: "Events Kafka did not acknowledge in time (answered 503).",
@@ -139,7 +145,7 @@ func New(cfg Config, reg prometheus.Registerer) *Publisher {
 		Name: "alumini_collector_produce_queued_events",
 		Help: "Events waiting for their partition's next produce request (not those in a request in flight).",
 	}, p.queued)
-	reg.MustRegister(p.latency, p.failures, p.batches, p.retries, p.held, queued)
+	reg.MustRegister(p.latency, p.roundTrips, p.failures, p.batches, p.retries, p.held, queued)
 	return p
 }
 
@@ -590,6 +596,7 @@ func (p *Publisher) produce(partition int, batch []entry, records *batchRecords)
 	backoff := 10 * time.Millisecond
 	for {
 		records.reset(batch)
+		start := time.Now()
 		res, err := p.client.Produce(ctx, &kafka.ProduceRequest{
 			Topic:        p.topic,
 			Partition:    partition,
@@ -597,6 +604,7 @@ func (p *Publisher) produce(partition int, batch []entry, records *batchRecords)
 			Compression:  kafka.Lz4,
 			Records:      records,
 		})
+		p.roundTrips.Observe(time.Since(start).Seconds())
 		if err == nil && res != nil {
 			err = res.Error
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -160,6 +161,15 @@ func TestConcurrentPublishesShareRequests(t *testing.T) {
 	}
 	if n := testutil.CollectAndCount(reg, "alumini_collector_produce_batch_events"); n != 1 {
 		t.Errorf("batch size histogram series = %d; want 1", n)
+	}
+	// Every request the broker saw is timed once, and each took the
+	// broker's 20 ms at least.
+	var m dto.Metric
+	if err := p.roundTrips.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if n, sum := m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum(); n != uint64(produces.Load()) || sum < 0.020*float64(n) {
+		t.Errorf("produce request histogram: %d requests, %.3f s in all; want %d requests of 20 ms or more", n, sum, produces.Load())
 	}
 }
 
