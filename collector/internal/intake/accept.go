@@ -302,14 +302,13 @@ func (h *Handler) accept(ctx *fasthttp.RequestCtx, ep endpoint, ip netip.Addr, r
 	}
 	var req requestFacts
 	req.read(ctx, ip, received, a)
-	ids := make([]string, len(items))
 	var vid string
 	var newVisitor bool
 	dropped := 0
 	// Hits to produce are marked (it.produce) and their encoding sized
 	// first, so that all keys and values of the request share one buffer.
 	size := 0
-	for i, it := range items {
+	for _, it := range items {
 		if it.skip != "" {
 			h.dropCount(it.skip).Inc()
 			dropped++
@@ -317,7 +316,6 @@ func (h *Handler) accept(ctx *fasthttp.RequestCtx, ep endpoint, ip netip.Addr, r
 		}
 		hit := it.hit
 		req.fill(it)
-		ids[i] = hit.EventId
 		if reason := h.privacyDrop(it); reason != "" {
 			h.dropCount(reason).Inc()
 			dropped++
@@ -377,7 +375,7 @@ func (h *Handler) accept(ctx *fasthttp.RequestCtx, ep endpoint, ip netip.Addr, r
 	}
 	h.accepted.Add(float64(len(msgs)))
 	h.batchSize.Observe(float64(len(msgs)))
-	h.answerAccepted(ctx, ep, ids, len(msgs), dropped)
+	h.answerAccepted(ctx, ep, items, len(msgs), dropped)
 	return nil
 }
 
@@ -648,7 +646,7 @@ func (h *Handler) answerDropped(ctx *fasthttp.RequestCtx, ep endpoint, reason st
 	}
 }
 
-func (h *Handler) answerAccepted(ctx *fasthttp.RequestCtx, ep endpoint, ids []string, accepted, dropped int) {
+func (h *Handler) answerAccepted(ctx *fasthttp.RequestCtx, ep endpoint, items []*pending, accepted, dropped int) {
 	switch {
 	case ep == epPixel:
 		writePixel(ctx)
@@ -663,18 +661,18 @@ func (h *Handler) answerAccepted(ctx *fasthttp.RequestCtx, ep endpoint, ids []st
 	body := ctx.Response.SwapBody(nil)[:0]
 	if ep == epEvent {
 		body = append(body, `{"status":"accepted","event_id":`...)
-		body = appendJSONString(body, ids[0])
+		body = appendJSONString(body, answeredID(items[0]))
 	} else {
 		body = append(body, `{"status":"accepted","accepted":`...)
 		body = strconv.AppendInt(body, int64(accepted), 10)
 		body = append(body, `,"dropped":`...)
 		body = strconv.AppendInt(body, int64(dropped), 10)
 		body = append(body, `,"event_ids":[`...)
-		for i, id := range ids {
+		for i, it := range items {
 			if i > 0 {
 				body = append(body, ',')
 			}
-			body = appendJSONString(body, id)
+			body = appendJSONString(body, answeredID(it))
 		}
 		body = append(body, ']')
 	}
@@ -682,6 +680,16 @@ func (h *Handler) answerAccepted(ctx *fasthttp.RequestCtx, ep endpoint, ids []st
 	ctx.SetStatusCode(fasthttp.StatusAccepted)
 	ctx.SetContentType("application/json")
 	ctx.Response.SwapBody(body)
+}
+
+// answeredID is the event id a 2xx answer lists for it, in the request's
+// order: the sender's or the collector's, also for events dropped by
+// privacy rules; empty for those refused before their id was settled.
+func answeredID(it *pending) string {
+	if it.skip != "" {
+		return ""
+	}
+	return it.hit.EventId
 }
 
 // appendJSONString appends s as a JSON string exactly as encoding/json

@@ -287,6 +287,18 @@ func TestAdmitHoldsWhileAFullRequestWaits(t *testing.T) {
 	if n := testutil.ToFloat64(p.held); n != 1 {
 		t.Errorf("alumini_collector_admission_held_total = %v; want 1", n)
 	}
+	// Every event is in Kafka once, the 600 KB ones whole.
+	got := kafkatest.ReadAll(t, addr, "raw", 3, 10*time.Second)
+	sizes := map[int]int{}
+	for _, m := range got {
+		if len(m.Value) == 600<<10 && !bytes.Equal(m.Value, bytes.Repeat(m.Value[:1], 600<<10)) {
+			t.Errorf("a 600 KB event came back changed")
+		}
+		sizes[len(m.Value)]++
+	}
+	if sizes[600<<10] != 2 || sizes[len("held")] != 1 {
+		t.Errorf("read back events of sizes %v; want two of %d bytes and one of %d", sizes, 600<<10, len("held"))
+	}
 }
 
 // TestAdmitLeavesNoOneWaiting: while the backlog crosses the bound back and
