@@ -68,10 +68,12 @@ type Publisher struct {
 
 	// backlog is the bytes of events waiting in the lanes for a produce
 	// request; see Admit.
-	backlog  atomic.Int64
-	admitMu  sync.Mutex
-	admitted chan struct{} // closed when the backlog is under maxBacklog; nil when no one waits
-	waiting  atomic.Bool   // admitted is set
+	backlog      atomic.Int64
+	stalledAfter time.Duration // the constants below, but for tests
+	admitRecheck time.Duration
+	admitMu      sync.Mutex
+	admitted     chan struct{} // closed when the backlog is under maxBacklog; nil when no one waits
+	waiting      atomic.Bool   // admitted is set
 
 	latency    prometheus.Histogram
 	roundTrips prometheus.Histogram
@@ -110,9 +112,11 @@ func New(cfg Config, reg prometheus.Registerer) *Publisher {
 			Addr:      cfg.Addr,
 			Transport: transport(cfg.Transport),
 		},
-		topic:      cfg.Topic,
-		linger:     cfg.Linger,
-		ackTimeout: cfg.AckTimeout,
+		topic:        cfg.Topic,
+		linger:       cfg.Linger,
+		ackTimeout:   cfg.AckTimeout,
+		stalledAfter: stalledAfter,
+		admitRecheck: admitRecheck,
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "alumini_collector_produce_duration_seconds",
 			Help:    "Time from handing an event to the producer until Kafka acknowledged it.",
@@ -200,9 +204,18 @@ func wakeChain(c *call, end chan struct{}) {
 // Admit holds new requests back: one full produce request.
 const maxBacklog = maxBatchBytes
 
-// Admit returns once the lanes hold less than one produce request's worth
-// of events, or with ErrUnavailable when that did not happen within the
-// ack timeout. The collector calls it before decoding a request.
+// stalledAfter is how long a produce request may be in flight before its
+// lane counts as stalled (a broker down or slow), not as short of CPU;
+// admitRecheck is how often a held request looks again.
+const (
+	stalledAfter = 250 * time.Millisecond
+	admitRecheck = 50 * time.Millisecond
+)
+
+// Admit returns once the lanes that are moving hold less than one produce
+// request's worth of events, or with ErrUnavailable when that did not
+// happen within the ack timeout. The collector calls it before decoding a
+// request.
 //
 // Why: on one core, a lane's goroutine waits for the CPU behind every
 // request goroutine that is ready to run each time Kafka answers. When a
@@ -211,13 +224,17 @@ const maxBacklog = maxBatchBytes
 // decoded, and carried at most one full request of events: the lanes then
 // drained barely faster than events came in, and latency stayed at
 // 150-450 ms for seconds after the stall. Requests held here take no CPU,
-// so the lanes catch up at once.
+// so the lanes catch up at once. A lane whose request has been in flight
+// for p.stalledAfter is left out: holding requests does not bring a broker
+// back, and would turn an outage of some partitions into one of all.
 func (p *Publisher) Admit() error {
-	if p.backlog.Load() < maxBacklog {
+	if p.backlog.Load() < maxBacklog || p.liveBacklog() < maxBacklog {
 		return nil
 	}
 	p.held.Inc()
 	ctx := p.ackContext(time.Now())
+	recheck := time.NewTimer(p.admitRecheck)
+	defer recheck.Stop()
 	for {
 		p.admitMu.Lock()
 		if p.admitted == nil {
@@ -226,7 +243,7 @@ func (p *Publisher) Admit() error {
 		p.waiting.Store(true)
 		// Read after waiting is set: a lane that took events out without
 		// seeing it did so before, and its share is gone from the count.
-		if p.backlog.Load() < maxBacklog {
+		if p.liveBacklog() < maxBacklog {
 			p.admitMu.Unlock()
 			return nil
 		}
@@ -234,10 +251,29 @@ func (p *Publisher) Admit() error {
 		p.admitMu.Unlock()
 		select {
 		case <-ch:
+		case <-recheck.C: // a lane may have stalled since
+			recheck.Reset(p.admitRecheck)
 		case <-ctx.Done():
 			return fmt.Errorf("%w: %d bytes of events wait for kafka: %w", ErrUnavailable, p.backlog.Load(), ctx.Err())
 		}
 	}
+}
+
+// liveBacklog is the bytes waiting in lanes that are not stalled.
+func (p *Publisher) liveBacklog() int64 {
+	s := p.lanes.Load()
+	if s == nil {
+		return 0
+	}
+	now := time.Now().UnixNano()
+	var n int64
+	for _, l := range s.lanes {
+		if since := l.sendingSince.Load(); since != 0 && now-since > int64(p.stalledAfter) {
+			continue
+		}
+		n += l.pendingBytes.Load()
+	}
+	return n
 }
 
 // queuedBytes counts n bytes of events into or (negative) out of the
@@ -308,6 +344,7 @@ func (p *Publisher) publish(ctx context.Context, now time.Time, msgs []kafka.Mes
 			p.queuedBytes(-len(msgs[i].Key) - len(msgs[i].Value))
 			continue
 		}
+		l.pendingBytes.Add(int64(len(msgs[i].Key) + len(msgs[i].Value)))
 		if !slices.Contains(touched, l) {
 			touched = append(touched, l)
 		}
@@ -326,7 +363,9 @@ func (p *Publisher) publish(ctx context.Context, now time.Time, msgs []kafka.Mes
 			// retries with the same event id). c is left to the garbage
 			// collector: a lane may still settle it.
 			for _, l := range touched {
-				p.queuedBytes(-l.withdraw(c))
+				n := l.withdraw(c)
+				l.pendingBytes.Add(-int64(n))
+				p.queuedBytes(-n)
 			}
 			return ctx.Err()
 		}
@@ -465,6 +504,10 @@ type lane struct {
 	idle      bool    // the sender waits on wake
 	closed    bool
 	chainEnd  chan struct{} // see wakeChain
+	// For Admit: bytes in pending, and when the request in flight was
+	// sent (Unix ns; 0 when none is).
+	pendingBytes atomic.Int64
+	sendingSince atomic.Int64
 }
 
 func (l *lane) add(e entry) bool {
@@ -555,8 +598,11 @@ func (p *Publisher) send(l *lane) {
 		if batch == nil {
 			return
 		}
+		l.pendingBytes.Add(-int64(size)) // before the backlog: see Admit
 		p.queuedBytes(-size)
+		l.sendingSince.Store(time.Now().UnixNano())
 		err := p.produce(l.partition, batch, records)
+		l.sendingSince.Store(0)
 		p.batches.Observe(float64(len(batch)))
 		// Settled per call, not per event: a batch request's events are
 		// mostly side by side.

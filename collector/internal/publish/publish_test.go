@@ -235,6 +235,7 @@ func TestAdmitHoldsWhileAFullRequestWaits(t *testing.T) {
 	addr, held, release := brokerHoldingFirstProduce(t)
 	reg := prometheus.NewRegistry()
 	p := New(Config{Addr: kafka.TCP(addr), Topic: "raw", AckTimeout: 10 * time.Second}, reg)
+	p.stalledAfter = time.Minute // the held request is a busy broker here, not a dead one
 	defer func() {
 		if err := p.Close(); err != nil {
 			t.Error(err)
@@ -301,13 +302,50 @@ func TestAdmitHoldsWhileAFullRequestWaits(t *testing.T) {
 	}
 }
 
+// TestAdmitIgnoresStalledLanes: events waiting behind a request that has
+// been in flight for long (its broker down) do not hold requests back,
+// which would make an outage of some partitions one of all; the same
+// events behind a request just sent do, and a held request goes once that
+// request has been out too long.
+func TestAdmitIgnoresStalledLanes(t *testing.T) {
+	p := New(Config{Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}, Topic: "t", AckTimeout: time.Minute}, prometheus.NewRegistry())
+	stuck, moving := &lane{}, &lane{}
+	p.lanes.Store(&laneSet{lanes: []*lane{stuck, moving}, expires: time.Now().Add(time.Hour)})
+	stuck.pendingBytes.Store(2 * maxBacklog)
+	p.queuedBytes(2 * maxBacklog)
+	stuck.sendingSince.Store(time.Now().Add(-2 * p.stalledAfter).UnixNano())
+	if err := p.Admit(); err != nil {
+		t.Fatalf("Admit with the backlog behind a stalled lane = %v; want nil at once", err)
+	}
+	stuck.sendingSince.Store(time.Now().UnixNano()) // a request just sent: the lane moves
+	admitted := make(chan error, 1)
+	go func() { admitted <- p.Admit() }()
+	select {
+	case err := <-admitted:
+		t.Fatalf("Admit with 2 MiB behind a request just sent = %v; want it held", err)
+	case <-time.After(p.stalledAfter / 2):
+	}
+	select {
+	case err := <-admitted:
+		if err != nil {
+			t.Errorf("Admit once the lane stalled = %v; want nil", err)
+		}
+	case <-time.After(p.stalledAfter + 5*p.admitRecheck):
+		t.Fatal("Admit still held after the lane's request was out for longer than stalledAfter")
+	}
+}
+
 // TestAdmitLeavesNoOneWaiting: while the backlog crosses the bound back and
 // forth, no Admit may go to sleep just after the last wake-up it needed; once
 // the backlog is gone, every caller must be through.
 func TestAdmitLeavesNoOneWaiting(t *testing.T) {
 	p := New(Config{Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}, Topic: "t", AckTimeout: time.Minute}, prometheus.NewRegistry())
+	p.admitRecheck = time.Hour // only the wake-up may let them go
+	l := &lane{}
+	p.lanes.Store(&laneSet{lanes: []*lane{l}, expires: time.Now().Add(time.Hour)})
 	for round := range 200 {
 		var admitted sync.WaitGroup
+		l.pendingBytes.Add(maxBacklog)
 		p.queuedBytes(maxBacklog)
 		for range 4 {
 			admitted.Go(func() {
@@ -317,7 +355,8 @@ func TestAdmitLeavesNoOneWaiting(t *testing.T) {
 			})
 		}
 		runtime.Gosched()
-		p.queuedBytes(-maxBacklog) // the last event out: nothing else will wake them
+		l.pendingBytes.Add(-maxBacklog) // in send's order
+		p.queuedBytes(-maxBacklog)      // the last event out: nothing else will wake them
 		done := make(chan struct{})
 		go func() { admitted.Wait(); close(done) }()
 		select {
