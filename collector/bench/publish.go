@@ -77,7 +77,7 @@ func runPublish(broker string, rate, batch, conns int, work, warmup, dur time.Du
 	}
 	running.Wait()
 	slices.Sort(lat)
-	ms := func(p float64) float64 { return float64(percentile(lat, p)) / 1e6 }
+	pct := func(p float64) float64 { return ms(percentile(lat, p)) }
 	fmt.Printf("publish calls=%d errors=%d rate=%d batch=%d work=%s p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p99.9_ms=%.3f max_ms=%.3f\n",
-		len(lat)+errs, errs, rate, batch, work, ms(0.5), ms(0.9), ms(0.99), ms(0.999), ms(1))
+		len(lat)+errs, errs, rate, batch, work, pct(0.5), pct(0.9), pct(0.99), pct(0.999), pct(1))
 }

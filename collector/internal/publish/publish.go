@@ -332,19 +332,12 @@ func (p *Publisher) publish(ctx context.Context, now time.Time, msgs []kafka.Mes
 	var used [4]*lane
 	touched := used[:0]
 	refused := 0
-	size := 0
-	for i := range msgs {
-		size += len(msgs[i].Key) + len(msgs[i].Value)
-	}
-	p.queuedBytes(size) // before the lanes can take them out again
 	for i := range msgs {
 		l := lanes[murmur2Partition(msgs[i].Key, len(lanes))]
 		if !l.add(entry{key: msgs[i].Key, value: msgs[i].Value, time: now, call: c}) {
 			refused++
-			p.queuedBytes(-len(msgs[i].Key) - len(msgs[i].Value))
 			continue
 		}
-		l.pendingBytes.Add(int64(len(msgs[i].Key) + len(msgs[i].Value)))
 		if !slices.Contains(touched, l) {
 			touched = append(touched, l)
 		}
@@ -363,9 +356,7 @@ func (p *Publisher) publish(ctx context.Context, now time.Time, msgs []kafka.Mes
 			// retries with the same event id). c is left to the garbage
 			// collector: a lane may still settle it.
 			for _, l := range touched {
-				n := l.withdraw(c)
-				l.pendingBytes.Add(-int64(n))
-				p.queuedBytes(-n)
+				l.withdraw(c)
 			}
 			return ctx.Err()
 		}
@@ -415,7 +406,7 @@ func (p *Publisher) lanesFor(ctx context.Context, now time.Time) ([]*lane, error
 	}
 	// Partitions are only ever added: a shorter answer is a stale one.
 	for i := len(lanes); i < n; i++ {
-		l := &lane{partition: i, chainEnd: make(chan struct{}, 1)}
+		l := &lane{partition: i, chainEnd: make(chan struct{}, 1), backlog: p.queuedBytes}
 		l.wake = sync.NewCond(&l.mu)
 		lanes = append(lanes, l)
 		p.running.Add(1)
@@ -504,10 +495,20 @@ type lane struct {
 	idle      bool    // the sender waits on wake
 	closed    bool
 	chainEnd  chan struct{} // see wakeChain
-	// For Admit: bytes in pending, and when the request in flight was
-	// sent (Unix ns; 0 when none is).
+	// For Admit: the bytes in pending, counted by add, next and withdraw
+	// (and passed on to the publisher's backlog), and when the request in
+	// flight was sent (Unix ns; 0 when none is).
 	pendingBytes atomic.Int64
+	backlog      func(n int)
 	sendingSince atomic.Int64
+}
+
+// queued counts n bytes into or (negative) out of pending, with l.mu held:
+// the lane's count first, then the publisher's, whose drop wakes held
+// requests (see Admit).
+func (l *lane) queued(n int) {
+	l.pendingBytes.Add(int64(n))
+	l.backlog(n)
 }
 
 func (l *lane) add(e entry) bool {
@@ -517,15 +518,15 @@ func (l *lane) add(e entry) bool {
 		return false
 	}
 	l.pending = append(l.pending, e)
+	l.queued(len(e.key) + len(e.value))
 	if l.idle {
 		l.wake.Signal()
 	}
 	return true
 }
 
-// withdraw removes c's events that are still waiting and returns their
-// size in bytes.
-func (l *lane) withdraw(c *call) int {
+// withdraw removes c's events that are still waiting.
+func (l *lane) withdraw(c *call) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	kept := l.pending[:0]
@@ -539,13 +540,12 @@ func (l *lane) withdraw(c *call) int {
 	}
 	clear(l.pending[len(kept):]) // drop references to withdrawn bytes
 	l.pending = kept
-	return size
+	l.queued(-size)
 }
 
 // next waits for events and takes at most maxBatchBytes of them (at least
-// one), returning them and their size; nil once the lane is closed and
-// empty.
-func (l *lane) next(linger time.Duration) ([]entry, int) {
+// one); nil once the lane is closed and empty.
+func (l *lane) next(linger time.Duration) []entry {
 	l.mu.Lock()
 	for len(l.pending) == 0 && !l.closed {
 		l.idle = true
@@ -559,21 +559,22 @@ func (l *lane) next(linger time.Duration) ([]entry, int) {
 	}
 	defer l.mu.Unlock()
 	if len(l.pending) == 0 {
-		return nil, 0
+		return nil
 	}
 	n, size := 0, 0
 	for n < len(l.pending) && (n == 0 || size+len(l.pending[n].key)+len(l.pending[n].value) <= maxBatchBytes) {
 		size += len(l.pending[n].key) + len(l.pending[n].value)
 		n++
 	}
+	l.queued(-size)
 	if n == len(l.pending) {
 		batch := l.pending
 		l.pending, l.spare = l.spare[:0], nil
-		return batch, size
+		return batch
 	}
 	batch := slices.Clone(l.pending[:n])
 	l.pending = slices.Delete(l.pending, 0, n)
-	return batch, size
+	return batch
 }
 
 // recycle hands a sent batch's slice back for reuse, cleared so that it
@@ -594,12 +595,10 @@ func (p *Publisher) send(l *lane) {
 	records := &batchRecords{}
 	var ready []*call
 	for {
-		batch, size := l.next(p.linger)
+		batch := l.next(p.linger)
 		if batch == nil {
 			return
 		}
-		l.pendingBytes.Add(-int64(size)) // before the backlog: see Admit
-		p.queuedBytes(-size)
 		l.sendingSince.Store(time.Now().UnixNano())
 		err := p.produce(l.partition, batch, records)
 		l.sendingSince.Store(0)

@@ -309,10 +309,9 @@ func TestAdmitHoldsWhileAFullRequestWaits(t *testing.T) {
 // request has been out too long.
 func TestAdmitIgnoresStalledLanes(t *testing.T) {
 	p := New(Config{Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}, Topic: "t", AckTimeout: time.Minute}, prometheus.NewRegistry())
-	stuck, moving := &lane{}, &lane{}
+	stuck, moving := &lane{backlog: p.queuedBytes}, &lane{backlog: p.queuedBytes}
 	p.lanes.Store(&laneSet{lanes: []*lane{stuck, moving}, expires: time.Now().Add(time.Hour)})
-	stuck.pendingBytes.Store(2 * maxBacklog)
-	p.queuedBytes(2 * maxBacklog)
+	stuck.queued(2 * maxBacklog)
 	stuck.sendingSince.Store(time.Now().Add(-2 * p.stalledAfter).UnixNano())
 	if err := p.Admit(); err != nil {
 		t.Fatalf("Admit with the backlog behind a stalled lane = %v; want nil at once", err)
@@ -341,12 +340,11 @@ func TestAdmitIgnoresStalledLanes(t *testing.T) {
 func TestAdmitLeavesNoOneWaiting(t *testing.T) {
 	p := New(Config{Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}, Topic: "t", AckTimeout: time.Minute}, prometheus.NewRegistry())
 	p.admitRecheck = time.Hour // only the wake-up may let them go
-	l := &lane{}
+	l := &lane{backlog: p.queuedBytes}
 	p.lanes.Store(&laneSet{lanes: []*lane{l}, expires: time.Now().Add(time.Hour)})
 	for round := range 200 {
 		var admitted sync.WaitGroup
-		l.pendingBytes.Add(maxBacklog)
-		p.queuedBytes(maxBacklog)
+		l.queued(maxBacklog)
 		for range 4 {
 			admitted.Go(func() {
 				if err := p.Admit(); err != nil {
@@ -355,8 +353,7 @@ func TestAdmitLeavesNoOneWaiting(t *testing.T) {
 			})
 		}
 		runtime.Gosched()
-		l.pendingBytes.Add(-maxBacklog) // in send's order
-		p.queuedBytes(-maxBacklog)      // the last event out: nothing else will wake them
+		l.queued(-maxBacklog) // the last event out: nothing else will wake them
 		done := make(chan struct{})
 		go func() { admitted.Wait(); close(done) }()
 		select {
