@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
@@ -33,7 +32,7 @@ func RebuildViews(ctx context.Context, conn driver.Conn, t Target, clientID stri
 	// INSERT sent as a query must carry no arguments on 18.16.
 	lo, hi := fmt.Sprintf("toDateTime(%d)", start.Unix()), fmt.Sprintf("toDateTime(%d)", end.Unix())
 	source := withEventKey(fmt.Sprintf("events WHERE client_id = %s AND timestamp >= %s AND timestamp < %s", client, lo, hi))
-	shardsCtx := clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_distributed_sync": 1}))
+	shardsCtx := AwaitShards(ctx)
 	for _, v := range views(Target{Version: Oldest}) {
 		when := fmt.Sprintf("day >= toDate(%s) AND day < toDate(%s)", lo, hi)
 		if v.bucket == "hour" {

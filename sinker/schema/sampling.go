@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"go.uber.org/zap"
 )
@@ -124,7 +123,7 @@ func samplingKey(t Target) []string { return sampling(t).all() }
 func resample(ctx context.Context, conn driver.Conn, t Target, log *zap.Logger) error {
 	s := sampling(t)
 	// Inserts wait for the shards, like the sinker's.
-	shards := clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_distributed_sync": 1}))
+	shards := AwaitShards(ctx)
 	sampled, err := hasSamplingKey(ctx, conn, t)
 	if err != nil {
 		return err

@@ -5,8 +5,17 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
+
+// AwaitShards is ctx for inserts into a Distributed table that return
+// only once every shard has stored its rows (insert_distributed_sync): by
+// default a Distributed table answers as soon as the node it was sent to
+// queued them on its own disk. On one node the setting changes nothing.
+func AwaitShards(ctx context.Context) context.Context {
+	return clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_distributed_sync": 1}))
+}
 
 // Version is a ClickHouse server version, major.minor.
 type Version struct{ Major, Minor uint64 }

@@ -49,10 +49,8 @@ func New(conn driver.Conn) *Store { return &Store{conn: conn, blocks: newBlockPo
 
 // OnCluster tells the store that events is a Distributed table. Its
 // inserts then return only once every shard has stored its rows
-// (insert_distributed_sync): by default a Distributed table answers as
-// soon as the node it was sent to queued them on its own disk, and the
-// sinker would commit Kafka offsets for rows no shard holds yet, which a
-// lost node would lose.
+// (schema.AwaitShards): otherwise the sinker would commit Kafka offsets
+// for rows no shard holds yet, which a lost node would lose.
 func (s *Store) OnCluster() { s.shards = true }
 
 // Conn is the underlying connection, for migrations.
@@ -100,7 +98,7 @@ func (s *Store) insert(ctx context.Context, insertSQL string, events []*aluminiv
 	// PrepareBatch, not Exec with bound VALUES: ClickHouse 18.16 waits for a
 	// data block after an INSERT sent as a query.
 	if s.shards {
-		ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_distributed_sync": 1}))
+		ctx = schema.AwaitShards(ctx)
 	}
 	batch, err := s.conn.PrepareBatch(ctx, insertSQL)
 	if err != nil {
