@@ -10,6 +10,7 @@ import (
 	"github.com/aluminiapp/pipeline/lib/chconf"
 	"github.com/aluminiapp/pipeline/lib/registry"
 	"github.com/aluminiapp/pipeline/lib/service"
+	"github.com/aluminiapp/pipeline/reporter/internal/query"
 )
 
 // config is the reporter's whole configuration.
@@ -43,7 +44,7 @@ func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxRows, "max-rows", 1000, "most rows a breakdown may return")
 	fs.IntVar(&c.MaxExport, "max-export-events", 100000, "most events one visitor export may return")
 	fs.IntVar(&c.TrendsMinClients, "trends-min-clients", 5, "fewest clients a cross-client trends row may describe")
-	fs.Uint64Var(&c.SampleAbove, "sample-above-events", 200000, "reports over more events than this (one client, one range) count a sample of the visitors, one in 2, 5, 10, 20, ..., and scale up (sample_rate in the answer); 0 always counts every event")
+	fs.Uint64Var(&c.SampleAbove, "sample-above-events", query.DefaultSampleAbove, "reports over more events than this (one client, one range) count a sample of the visitors, one in 2, 5, 10, 20, ..., and scale up (sample_rate in the answer); 0 always counts every event")
 }
 
 // Common returns the settings every service has.

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/aluminiapp/pipeline/lib/chtest"
+	"github.com/aluminiapp/pipeline/reporter/internal/query"
 )
 
 // config is the benchmark's whole configuration.
@@ -59,7 +60,7 @@ func (c *config) registerFlags(fs *flag.FlagSet) {
 	fs.Uint64Var(&c.Seed, "seed", 1, "random seed of the synthetic data")
 	fs.BoolVar(&c.Reuse, "reuse", false, "do not reseed when the database already holds -events events")
 	fs.BoolVar(&c.Keep, "keep", false, "keep the database after the run")
-	fs.Uint64Var(&c.SampleAbove, "sample-above-events", 200000, "the reporter's -sample-above-events: reports over more events count a sample of the visitors; 0 counts every event")
+	fs.Uint64Var(&c.SampleAbove, "sample-above-events", query.DefaultSampleAbove, "the reporter's -sample-above-events: reports over more events count a sample of the visitors; 0 counts every event")
 }
 
 func (c *config) validate() error {

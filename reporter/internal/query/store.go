@@ -45,6 +45,11 @@ type volumeKey struct {
 
 const volumeTTL = 5 * time.Minute
 
+// DefaultSampleAbove is the reporter's -sample-above-events: sized for a
+// 2-core server running ClickHouse 18.16 (docs/reporter.md); larger
+// servers can count a few million events exactly within the same time.
+const DefaultSampleAbove = 200_000
+
 // SampleAbove makes reports over more than rows events (of the client, in
 // the range) read a sample of the visitors, see Sample; 0 (the zero Store)
 // always reads every event. Call it before the store serves reports.
