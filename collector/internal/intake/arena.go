@@ -19,8 +19,9 @@ import (
 // Strings point into the arena's chunks. A chunk is only appended to, and
 // never past its capacity (a full chunk is replaced by a new one, not
 // grown), so bytes behind a string handed out never change while the
-// request runs: that is what makes unsafe.String sound here. After the
-// request is answered, release hands the chunks back for the next request.
+// request runs: that is what makes unsafe.String sound here. Once the
+// request's hits are encoded and its answer is written (see decoded),
+// release hands the chunks back for the next request.
 // Pooling them matters: fresh chunks were 90 % of the bytes the collector
 // allocated (about 33 KB of a 100-event batch request), so a garbage
 // collection every quarter second at 2,500 batch requests/s, and on one
@@ -61,7 +62,7 @@ func newArena(n int) *arena {
 }
 
 // release hands the arena back once nothing refers to its strings any
-// more: the request is answered and its hits are encoded. It keeps the
+// more: the request's hits are encoded and its answer is written. It keeps the
 // current chunks; earlier ones, replaced when full, go to the garbage
 // collector.
 func (a *arena) release() {
