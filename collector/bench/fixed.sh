@@ -14,6 +14,9 @@
 # spreads requests over that many visitors (partitions); LATENCIES=FILE
 # keeps every measured request's due time and latency (bench load
 # -latencies).
+# WRK_FIRST=SECONDS first drives the collector that long with wrk at full
+# speed, as run.sh does before its half-rate runs (its pools and heap then
+# start from what 256 busy connections left).
 # COLLECTOR_FLAGS adds flags (e.g. "-kafka-batch-timeout 0"); GOGC,
 # GOMAXPROCS and the like pass through to the collector; COLLECTOR runs
 # another build instead of this tree's (see ab.sh for building one).
@@ -36,6 +39,11 @@ histograms() {
   curl -fs http://127.0.0.1:$ADMIN_PORT/metrics |
     grep -E "^alumini_collector_(request_duration_seconds_bucket\{endpoint=\"$EP\"|produce_duration_seconds_bucket|produce_request_duration_seconds_bucket)" || true
 }
+if [ -n "${WRK_FIRST:-}" ]; then
+  command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
+  BODY="$WORK/$EP.json" taskset -c 1 wrk -t1 -c256 -d"${WRK_FIRST}s" -s "$WORK/post.lua" "http://127.0.0.1:$HTTP_PORT/api/$EP" |
+    awk '/Requests\/sec/ { print "wrk first: " $2 " req/s" }'
+fi
 taskset -c 1 "$WORK/bench" load -url "http://127.0.0.1:$HTTP_PORT/api/$EP" -body "$WORK/$EP.json" \
   -rate "$RATE" -warmup 2s -duration "${DUR}s" -conns 256 -visitors "${VISITORS:-1}" ${LATENCIES:+-latencies "$LATENCIES"} > "$WORK/load.out" & LOAD=$!
 # The histograms are read a second before the warm-up ends: a /metrics
