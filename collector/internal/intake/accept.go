@@ -193,7 +193,7 @@ func (h *Handler) intake(ctx *fasthttp.RequestCtx, ep endpoint) error {
 // barriers.
 type decoded struct {
 	a     *arena
-	slots []slot
+	slots *hitSlots
 }
 
 // release hands both back, once; nothing of the hits may be used after.
@@ -211,8 +211,8 @@ func (d *decoded) release() {
 // sender never has to work out which half was stored.
 //
 // The hits live in slots taken from a pool; the caller hands them back
-// with putSlots once the request is answered and nothing refers to its hits.
-func (h *Handler) decodeNative(ep endpoint, body []byte, received time.Time, a *arena) ([]*pending, []slot, error) {
+// with putSlots once they are encoded and nothing refers to them.
+func (h *Handler) decodeNative(ep endpoint, body []byte, received time.Time, a *arena) ([]*pending, *hitSlots, error) {
 	d := nativeHits{h: h, batch: ep == epBatch, received: received}
 	var err error
 	if ep == epEvent {
@@ -221,42 +221,54 @@ func (h *Handler) decodeNative(ep endpoint, body []byte, received time.Time, a *
 		err = decodeBatch(body, h.cfg.MaxBatchEvents, a, &d)
 	}
 	if err != nil {
-		putSlots(d.slots)
+		putSlots(d.b)
 		return nil, nil, err
 	}
-	return d.items, d.slots, nil
+	if d.b == nil {
+		return nil, nil, nil
+	}
+	return d.b.items, d.b, nil
 }
 
-// slotPools hold zeroed slot slices by capacity, 2^i in slotPools[i]: a
-// batch's slots are a few hundred bytes per event, the largest allocation
-// of the batch path, and every request needs them only until it is
-// answered.
-var slotPools [11]sync.Pool // *[]slot
+// hitSlots are the slots of a request's hits and the list of them, pooled
+// together: a batch's slots are a few hundred bytes per event, the largest
+// allocation of the batch path, and every request needs them only until
+// its hits are encoded. Pooling the pair by pointer also spares an
+// allocation per request for the pool's own box (a pooled []slot was one).
+type hitSlots struct {
+	slots []slot
+	items []*pending // pointers into slots
+}
 
-func getSlots(n int) []slot {
+// slotPools hold zeroed hitSlots by capacity, 2^i in slotPools[i].
+var slotPools [11]sync.Pool // *hitSlots
+
+func getSlots(n int) *hitSlots {
 	i := bits.Len(uint(max(n, 1) - 1))
 	if i >= len(slotPools) {
-		return make([]slot, n)
+		return &hitSlots{slots: make([]slot, n), items: make([]*pending, 0, n)}
 	}
-	if p, ok := slotPools[i].Get().(*[]slot); ok {
-		return (*p)[:n]
+	if b, ok := slotPools[i].Get().(*hitSlots); ok {
+		b.slots = b.slots[:n]
+		return b
 	}
-	return make([]slot, n, 1<<i)
+	return &hitSlots{slots: make([]slot, n, 1<<i), items: make([]*pending, 0, 1<<i)}
 }
 
 // putSlots zeroes the slots, so that the pool keeps no request's strings
 // alive, and pools them.
-func putSlots(s []slot) {
-	if cap(s) == 0 {
+func putSlots(b *hitSlots) {
+	if b == nil {
 		return
 	}
-	clear(s)
-	i := bits.Len(uint(cap(s) - 1))
-	if i >= len(slotPools) || cap(s) != 1<<i {
+	clear(b.slots)
+	c := cap(b.slots)
+	i := bits.Len(uint(c - 1))
+	if c == 0 || i >= len(slotPools) || c != 1<<i {
 		return
 	}
-	s = s[:0]
-	slotPools[i].Put(&s)
+	b.slots, b.items = b.slots[:0], b.items[:0]
+	slotPools[i].Put(b)
 }
 
 // nativeHits turns native events into pending hits as they are parsed.
@@ -264,8 +276,7 @@ type nativeHits struct {
 	h        *Handler
 	batch    bool
 	received time.Time
-	slots    []slot
-	items    []*pending
+	b        *hitSlots
 }
 
 // prefix names event i in an error about a batch.
@@ -277,8 +288,7 @@ func (d *nativeHits) prefix(i int) string {
 }
 
 func (d *nativeHits) start(n int) {
-	d.slots = getSlots(n)
-	d.items = make([]*pending, 0, n)
+	d.b = getSlots(n)
 }
 
 func (d *nativeHits) add(i int, ev *eventJSON) error {
@@ -286,12 +296,13 @@ func (d *nativeHits) add(i int, ev *eventJSON) error {
 	if err != nil {
 		return refuse(fasthttp.StatusBadRequest, "unknown_client", "%s%v", d.prefix(i), err)
 	}
-	sl := &d.slots[len(d.items)]
+	b := d.b
+	sl := &b.slots[len(b.items)]
 	if err := ev.fillRawHit(&sl.hit, &sl.consent, d.received, false); err != nil {
 		return refuse(fasthttp.StatusBadRequest, "invalid", "%s%v", d.prefix(i), err)
 	}
 	sl.p = pending{client: client, hit: &sl.hit, props: ev.props}
-	d.items = append(d.items, &sl.p)
+	b.items = append(b.items, &sl.p)
 	return nil
 }
 

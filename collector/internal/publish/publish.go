@@ -177,7 +177,10 @@ var calls = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1
 // were the last ones.
 func (c *call) settle(n int, err error) bool {
 	if err != nil {
-		c.failed.CompareAndSwap(nil, &err)
+		// A copy, so that only a failure allocates: taking err's own
+		// address moved it to the heap on every call.
+		failed := err
+		c.failed.CompareAndSwap(nil, &failed)
 	}
 	return c.remaining.Add(-int32(n)) == 0
 }
