@@ -137,7 +137,7 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 		// operator chose: the live heap is small (about 30 MB under load,
 		// mostly pools), so the default collected every 2-5 s at 3,000
 		// batch requests/s, and on one core each mark phase slows every
-		// request of its 10-15 ms. Peak RSS: 103-104 MiB after 256 batch
+		// request of its 10-15 ms. Peak RSS: 103-109 MiB after 256 batch
 		// connections (docs/bench/collector.md, sixth round).
 		debug.SetGCPercent(200)
 	}
