@@ -26,9 +26,9 @@ import (
 // allocated (about 33 KB of a 100-event batch request), so a garbage
 // collection every quarter second at 2,500 batch requests/s, and on one
 // core each mark phase made the requests of its 10-20 ms slow: that was
-// most of the batch p99. So nothing may keep an arena string past
-// the request: whatever outlives it (rate-limit keys, caches, log fields
-// written later) copies first. Under test, release overwrites the bytes,
+// most of the batch p99. So nothing may keep an arena string past the
+// release, which comes before the wait for Kafka: whatever outlives it
+// (rate-limit keys, caches, log fields written later) copies first. Under test, release overwrites the bytes,
 // so that a string kept by mistake reads as garbage in the tests.
 type arena struct {
 	buf   []byte
