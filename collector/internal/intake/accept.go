@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"math/bits"
 	mrand "math/rand/v2"
 	"net/netip"
 	"slices"
@@ -240,19 +239,16 @@ type hitSlots struct {
 	items []*pending // pointers into slots
 }
 
-// slotPools hold zeroed hitSlots by capacity, 2^i in slotPools[i].
-var slotPools [11]sync.Pool // *hitSlots
+// slotPools hold zeroed hitSlots by the capacity of their slots.
+var slotPools = make(sizePools[hitSlots], 11)
 
 func getSlots(n int) *hitSlots {
-	i := bits.Len(uint(max(n, 1) - 1))
-	if i >= len(slotPools) {
-		return &hitSlots{slots: make([]slot, n), items: make([]*pending, 0, n)}
+	b, c := slotPools.get(n)
+	if b == nil {
+		return &hitSlots{slots: make([]slot, n, c), items: make([]*pending, 0, c)}
 	}
-	if b, ok := slotPools[i].Get().(*hitSlots); ok {
-		b.slots = b.slots[:n]
-		return b
-	}
-	return &hitSlots{slots: make([]slot, n, 1<<i), items: make([]*pending, 0, 1<<i)}
+	b.slots = b.slots[:n]
+	return b
 }
 
 // putSlots zeroes the slots, so that the pool keeps no request's strings
@@ -262,13 +258,8 @@ func putSlots(b *hitSlots) {
 		return
 	}
 	clear(b.slots)
-	c := cap(b.slots)
-	i := bits.Len(uint(c - 1))
-	if c == 0 || i >= len(slotPools) || c != 1<<i {
-		return
-	}
 	b.slots, b.items = b.slots[:0], b.items[:0]
-	slotPools[i].Put(b)
+	slotPools.put(b, cap(b.slots))
 }
 
 // nativeHits turns native events into pending hits as they are parsed.

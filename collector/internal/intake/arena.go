@@ -1,9 +1,7 @@
 package intake
 
 import (
-	"math/bits"
 	"strings"
-	"sync"
 	"testing"
 	"unicode/utf8"
 	"unsafe"
@@ -28,8 +26,9 @@ import (
 // core each mark phase made the requests of its 10-20 ms slow: that was
 // most of the batch p99. So nothing may keep an arena string past the
 // release, which comes before the wait for Kafka: whatever outlives it
-// (rate-limit keys, caches, log fields written later) copies first. Under test, release overwrites the bytes,
-// so that a string kept by mistake reads as garbage in the tests.
+// (rate-limit keys, caches, log fields written later) copies first. Under
+// test, release overwrites the bytes, so that a string kept by mistake
+// reads as garbage in the tests.
 type arena struct {
 	buf   []byte
 	props []prop
@@ -39,9 +38,8 @@ type arena struct {
 type prop struct{ key, value string }
 
 // arenaPools hold released arenas by the capacity of their byte chunk,
-// 2^i in arenaPools[i], up to 1 MiB (the default body limit); larger ones
-// are left to the garbage collector.
-var arenaPools [21]sync.Pool // *arena
+// up to 1 MiB (the default body limit).
+var arenaPools = make(sizePools[arena], 21)
 
 // poisonReleased is set under test: see arena.
 var poisonReleased = testing.Testing()
@@ -50,21 +48,17 @@ var poisonReleased = testing.Testing()
 // body's length is about what all its strings take (JSON unescaping
 // shortens them); when it is not, more chunks follow.
 func newArena(n int) *arena {
-	n = max(n, 64)
-	i := bits.Len(uint(n - 1))
-	if i >= len(arenaPools) {
-		return &arena{buf: make([]byte, 0, n)}
+	a, c := arenaPools.get(max(n, 64))
+	if a == nil {
+		a = &arena{buf: make([]byte, 0, c)}
 	}
-	if a, ok := arenaPools[i].Get().(*arena); ok {
-		return a
-	}
-	return &arena{buf: make([]byte, 0, 1<<i)}
+	return a
 }
 
 // release hands the arena back once nothing refers to its strings any
-// more: the request's hits are encoded and its answer is written. It keeps the
-// current chunks; earlier ones, replaced when full, go to the garbage
-// collector.
+// more: the request's hits are encoded and its answer is written. It
+// keeps the current chunks; earlier ones, replaced when full, go to the
+// garbage collector.
 func (a *arena) release() {
 	if poisonReleased {
 		b := a.buf[:cap(a.buf)]
@@ -75,11 +69,7 @@ func (a *arena) release() {
 	clear(a.props[:cap(a.props)]) // property strings may point into chunks dropped
 	a.props = a.props[:0]
 	a.buf = a.buf[:0]
-	c := cap(a.buf)
-	i := bits.Len(uint(c - 1))
-	if i < len(arenaPools) && c == 1<<i {
-		arenaPools[i].Put(a)
-	}
+	arenaPools.put(a, cap(a.buf))
 }
 
 // reserve makes room for n more bytes in the current chunk.
