@@ -7,10 +7,11 @@
 # Collector on core 0, broker and the open-loop generator (`bench load`,
 # 2 s warm-up) on core 1, as run.sh runs them. Prints the generator's
 # latency percentiles, then, over the measured seconds only, the
-# collector's CPU per request and the broker's share of core 1, and the
-# collector's own histograms (from the warm-up's last second on): request
-# duration (from reading the request to the answer), Kafka acknowledgement
-# and each produce request's round trip (the broker's share). VISITORS
+# collector's CPU per request, the broker's share of core 1, how busy each
+# core was, and the collector's own histograms (from the warm-up's last
+# second on): request duration (from reading the request to the answer),
+# Kafka acknowledgement and each produce request's round trip (the
+# broker's share). VISITORS
 # spreads requests over that many visitors (partitions); LATENCIES=FILE
 # keeps every measured request's due time and latency (bench load
 # -latencies).
@@ -53,12 +54,18 @@ taskset -c 1 "$WORK/bench" load -url "http://127.0.0.1:$HTTP_PORT/api/$EP" -body
 sleep 1
 histograms > "$WORK/h0"
 sleep 1.05 # the end of the generator's warm-up
-c0=$(cpu "$COL"); b0=$(cpu "$BROKER")
+c0=$(cpu "$COL"); b0=$(cpu "$BROKER"); grep -E '^cpu[01] ' /proc/stat > "$WORK/stat0"
 wait "$LOAD"
-c1=$(cpu "$COL"); b1=$(cpu "$BROKER"); histograms > "$WORK/h1"
+c1=$(cpu "$COL"); b1=$(cpu "$BROKER"); grep -E '^cpu[01] ' /proc/stat > "$WORK/stat1"; histograms > "$WORK/h1"
 echo "/api/$EP at $RATE req/s: $(cat "$WORK/load.out")"
 echo "collector CPU: $(awk -v a="$c0" -v b="$c1" -v k="$CLK" -v r="$RATE" -v d="$DUR" 'BEGIN { printf "%.1f µs per request, %.0f %% of its core", (b - a) / k * 1e6 / (r * d), (b - a) / k / d * 100 }')"
 echo "broker CPU: $(awk -v a="$b0" -v b="$b1" -v k="$CLK" -v d="$DUR" 'BEGIN { printf "%.0f %% of core 1", (b - a) / k / d * 100 }')"
+# How busy each core was, everything on it counted: the generator and the
+# broker share core 1, and their lateness counts as the collector's latency.
+echo "cores busy: $(paste -d' ' "$WORK/stat0" "$WORK/stat1" | awk '{
+  busy = ($13 + $14 + $15 + $18 + $19) - ($2 + $3 + $4 + $7 + $8); all = busy + ($16 + $17) - ($5 + $6)
+  sep = (NR > 1) ? ", " : ""
+  printf "%s%s %.0f %% (softirq %.0f %%)", sep, $1, busy / all * 100, ($19 - $8) / all * 100 }')"
 echo "collector histograms over the measured seconds and the last second of warm-up (requests at or under each bound):"
 paste -d' ' "$WORK/h0" "$WORK/h1" | awk '{ split($1, a, "{"); printf "  %s{%s %d\n", a[1], a[2], $4 - $2 }'
 stop "$COL" "$BROKER"
