@@ -69,5 +69,14 @@ start_collector() {
   wait_up http://127.0.0.1:$ADMIN_PORT/readyz
 }
 
+# fixed_rate PORT EP RATE SECONDS: the open-loop generator (`bench load`) on
+# core 1, POSTing EP's body to /api/EP at RATE requests/s for SECONDS after
+# a 2 s warm-up, on CONNS connections (256); VISITORS and LATENCIES=FILE
+# pass through (see fixed.sh). Prints its line of results.
+fixed_rate() {
+  taskset -c 1 "$WORK/bench" load -url "http://127.0.0.1:$1/api/$2" -body "$WORK/$2.json" -rate "$3" \
+    -warmup 2s -duration "$4s" -conns "${CONNS:-256}" -visitors "${VISITORS:-1}" ${LATENCIES:+-latencies "$LATENCIES"}
+}
+
 # stop PID...: stops processes started above.
 stop() { kill "$@" 2>/dev/null || true; wait "$@" 2>/dev/null || true; }

@@ -17,9 +17,8 @@ refuse_taken_ports "$NOOP_PORT"
 taskset -c 0 "$WORK/bench" noop -addr 127.0.0.1:$NOOP_PORT -work "$WORK_PER_REQUEST" >/dev/null & SRV=$!; PIDS+=("$SRV")
 sleep 0.5
 c0=$(cpu "$SRV")
-taskset -c 1 "$WORK/bench" load -url "http://127.0.0.1:$NOOP_PORT/api/$EP" -body "$WORK/$EP.json" \
-  -rate "$RATE" -warmup 2s -duration "${DUR}s" -conns 256 ${LATENCIES:+-latencies "$LATENCIES"} > "$WORK/load.out"
+fixed_rate "$NOOP_PORT" "$EP" "$RATE" "$DUR" > "$WORK/load.out"
 c1=$(cpu "$SRV")
 echo "control ($WORK_PER_REQUEST of CPU per request) /api/$EP at $RATE req/s: $(cat "$WORK/load.out")"
-echo "server CPU: $(awk -v a="$c0" -v b="$c1" -v k="$CLK" -v d="$DUR" 'BEGIN { printf "%.0f %% of its core (warm-up included)", (b - a) / k / (d + 2) * 100 }')"
+echo "server CPU: $(awk -v a="$c0" -v b="$c1" -v k="$CLK" -v r="$RATE" -v d="$DUR" 'BEGIN { printf "%.1f µs per request, %.0f %% of its core (warm-up included)", (b - a) / k * 1e6 / (r * (d + 2)), (b - a) / k / (d + 2) * 100 }')"
 stop "$SRV"

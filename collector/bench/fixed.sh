@@ -11,10 +11,9 @@
 # core was, and the collector's own histograms (from the warm-up's last
 # second on): request duration (from reading the request to the answer),
 # Kafka acknowledgement and each produce request's round trip (the
-# broker's share). VISITORS
-# spreads requests over that many visitors (partitions); LATENCIES=FILE
-# keeps every measured request's due time and latency (bench load
-# -latencies).
+# broker's share). VISITORS spreads requests over that many visitors
+# (partitions); LATENCIES=FILE keeps every measured request's due time and
+# latency (bench load -latencies).
 # WRK_FIRST=SECONDS first drives the collector that long with wrk at full
 # speed, as run.sh does before its half-rate runs (its pools and heap then
 # start from what 256 busy connections left).
@@ -45,8 +44,7 @@ if [ -n "${WRK_FIRST:-}" ]; then
   BODY="$WORK/$EP.json" taskset -c 1 wrk -t1 -c256 -d"${WRK_FIRST}s" -s "$WORK/post.lua" "http://127.0.0.1:$HTTP_PORT/api/$EP" |
     awk '/Requests\/sec/ { print "wrk first: " $2 " req/s" }'
 fi
-taskset -c 1 "$WORK/bench" load -url "http://127.0.0.1:$HTTP_PORT/api/$EP" -body "$WORK/$EP.json" \
-  -rate "$RATE" -warmup 2s -duration "${DUR}s" -conns 256 -visitors "${VISITORS:-1}" ${LATENCIES:+-latencies "$LATENCIES"} > "$WORK/load.out" & LOAD=$!
+fixed_rate "$HTTP_PORT" "$EP" "$RATE" "$DUR" > "$WORK/load.out" & LOAD=$!
 # The histograms are read a second before the warm-up ends: a /metrics
 # scrape is 3 ms of the collector's one core, and one at the start of the
 # measured seconds made the 100 requests after it slow (0.4 %, enough to

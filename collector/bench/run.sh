@@ -62,8 +62,8 @@ run "collector-batch$BATCH" http://127.0.0.1:$HTTP_PORT/api/batch "$WORK/batch.j
 HALF_BATCH=$((LAST_RPS / 2))
 
 echo >&2 "fixed rate at half the maximum: $HALF req/s of one event, $HALF_BATCH req/s of $BATCH"
-HALF_EVENT_OUT=$(taskset -c 1 "$WORK/bench" load -url http://127.0.0.1:$HTTP_PORT/api/event -body "$WORK/event.json" -rate "$HALF" -duration "${DUR}s" -conns "$CONNS")
-HALF_BATCH_OUT=$(taskset -c 1 "$WORK/bench" load -url http://127.0.0.1:$HTTP_PORT/api/batch -body "$WORK/batch.json" -rate "$HALF_BATCH" -duration "${DUR}s" -conns "$CONNS")
+HALF_EVENT_OUT=$(fixed_rate "$HTTP_PORT" event "$HALF" "$DUR")
+HALF_BATCH_OUT=$(fixed_rate "$HTTP_PORT" batch "$HALF_BATCH" "$DUR")
 METRICS=$(curl -fs http://127.0.0.1:$ADMIN_PORT/metrics | grep -E '^alumini_collector_(events_accepted_total|events_dropped_total|produce_failures_total)' || true)
 
 echo "Machine: $(nproc) cores, $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//'); $(go version | awk '{print $3}'); ${DUR}s per run, $CONNS connections to the collector and $NOOP_CONNS to the no-op servers (their best), wrk on core 1"
