@@ -4,6 +4,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"github.com/aluminiapp/pipeline/enricher/internal/enrich"
 	"github.com/aluminiapp/pipeline/enricher/internal/session"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
+	"github.com/aluminiapp/pipeline/proto/redact"
 )
 
 // Config tunes the loop.
@@ -66,6 +68,14 @@ const (
 	stageEncode  = "encode"
 	stageWrite   = "write"
 	stageCommit  = "commit"
+)
+
+// Reasons of the dropped and dead-letter counters.
+const (
+	dropBot             = "bot"
+	reasonDecode        = "decode_error"
+	reasonUnknownClient = "unknown_client"
+	reasonEnrich        = "enrich_error"
 )
 
 // New connects a pipeline; metrics are registered on reg.
@@ -132,6 +142,16 @@ func New(cfg Config, e *enrich.Enricher, sessions *session.Tracker, log *zap.Log
 			Name: "alumini_enricher_batch_duration_seconds", Help: "Time to enrich, write and commit one batch.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 10),
 		}),
+	}
+	// Every known label exists at zero from the start: an alert on
+	// increase() or a dashboard rate cannot see the first increment of a
+	// series that appears with it.
+	p.dropped.WithLabelValues(dropBot)
+	for _, r := range []string{reasonDecode, reasonUnknownClient, reasonEnrich} {
+		p.deadLetter.WithLabelValues(r)
+	}
+	for _, s := range []string{stageDecode, stageEnrich, stageSession, stageEncode, stageWrite, stageCommit} {
+		p.stageTime.WithLabelValues(s)
 	}
 	uaHits := func() float64 { h, _ := e.UACacheStats(); return float64(h) }
 	uaMisses := func() float64 { _, m := e.UACacheStats(); return float64(m) }
@@ -222,19 +242,19 @@ func (p *Pipeline) process(batch []kafka.Message) error {
 		out, err := p.enrichOne(m, clock)
 		switch {
 		case errors.Is(err, enrich.ErrBot):
-			p.dropped.WithLabelValues("bot").Inc()
+			p.dropped.WithLabelValues(dropBot).Inc()
 			continue
 		case errors.Is(err, errSessionState):
 			// Kafka is unreachable for the state: stop, so that the
 			// batch is replayed rather than sessions guessed.
 			return err
 		case err != nil:
-			reason := "enrich_error"
+			reason := reasonEnrich
 			switch {
 			case errors.Is(err, errDecode):
-				reason = "decode_error"
+				reason = reasonDecode
 			case errors.Is(err, enrich.ErrUnknownClient):
-				reason = "unknown_client"
+				reason = reasonUnknownClient
 			}
 			dl, derr := deadLetter(m, reason, err)
 			if derr != nil {
@@ -322,20 +342,13 @@ func (p *Pipeline) flushSessions() error {
 	}
 }
 
-// deadLetter wraps a record that cannot be enriched. A raw hit that still
-// decodes loses its IP address first: the dead-letter topic is kept longer
-// and read by people.
+// deadLetter wraps a record that cannot be enriched. The raw hit loses its
+// IP address first, whether or not it decodes (the wire format is edited,
+// not the message): the dead-letter topic is kept longer and read by
+// people. Its key keeps only the client: the rest of a raw key is a hash
+// of IP and user agent, and the user agent is in the hit.
 func deadLetter(m kafka.Message, reason string, cause error) (kafka.Message, error) {
-	original := m.Value
-	var hit aluminiv1.RawHit
-	if proto.Unmarshal(m.Value, &hit) == nil && len(hit.Ip) > 0 {
-		hit.Ip = nil
-		b, err := proto.Marshal(&hit)
-		if err != nil {
-			return kafka.Message{}, fmt.Errorf("encoding dead letter: %w", err)
-		}
-		original = b
-	}
+	original, _ := redact.Without(m.Value, rawHitIPField)
 	dl := &aluminiv1.DeadLetter{
 		Reason: reason, Error: cause.Error(), Stage: "enricher",
 		SourceTopic: m.Topic, SourcePartition: int32(m.Partition), SourceOffset: m.Offset,
@@ -345,8 +358,12 @@ func deadLetter(m kafka.Message, reason string, cause error) (kafka.Message, err
 	if err != nil {
 		return kafka.Message{}, fmt.Errorf("encoding dead letter: %w", err)
 	}
-	return kafka.Message{Key: m.Key, Value: b}, nil
+	key, _, _ := bytes.Cut(m.Key, []byte(":"))
+	return kafka.Message{Key: key, Value: b}, nil
 }
+
+// rawHitIPField is RawHit.ip's field number.
+var rawHitIPField = (&aluminiv1.RawHit{}).ProtoReflect().Descriptor().Fields().ByName("ip").Number()
 
 // write retries until Kafka takes msgs. It does not give up on its own:
 // skipping would lose hits, and the consumer group moves the partitions to

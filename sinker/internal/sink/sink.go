@@ -51,6 +51,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
+	"github.com/aluminiapp/pipeline/proto/redact"
 	"github.com/aluminiapp/pipeline/sinker/internal/faultpoint"
 	"github.com/aluminiapp/pipeline/sinker/internal/store"
 	"github.com/aluminiapp/pipeline/sinker/schema"
@@ -381,10 +382,13 @@ func (s *Sink) deadLetter(b *batch, m kafka.Message, reason string, cause error)
 	return nil
 }
 
-// deadLetterMessage wraps record m in a DeadLetter saying why.
+// deadLetterMessage wraps record m in a DeadLetter saying why. The event
+// loses its truncated IP, decoded or not: dead letters carry no address,
+// not even a network (events hold no raw IP to begin with).
 func (s *Sink) deadLetterMessage(m kafka.Message, reason string, cause error) (kafka.Message, error) {
 	s.log.Warn("dead-lettering record", zap.String("reason", reason), zap.Error(cause),
 		zap.String("topic", m.Topic), zap.Int("partition", m.Partition), zap.Int64("offset", m.Offset))
+	original, _ := redact.Without(m.Value, eventIPTruncatedField)
 	dl := &aluminiv1.DeadLetter{
 		Reason:          reason,
 		Error:           strings.ToValidUTF8(cause.Error(), "?"), // proto3 strings must be UTF-8
@@ -392,7 +396,7 @@ func (s *Sink) deadLetterMessage(m kafka.Message, reason string, cause error) (k
 		SourceTopic:     m.Topic,
 		SourcePartition: int32(m.Partition),
 		SourceOffset:    m.Offset,
-		Original:        m.Value,
+		Original:        original,
 		FailedAtMs:      time.Now().UnixMilli(),
 	}
 	value, err := proto.Marshal(dl)
@@ -408,6 +412,9 @@ func (s *Sink) deadLetterMessage(m kafka.Message, reason string, cause error) (k
 		Headers: []kafka.Header{{Key: "reason", Value: []byte(reason)}, {Key: "stage", Value: []byte(Stage)}},
 	}, nil
 }
+
+// eventIPTruncatedField is Event.ip_truncated's field number.
+var eventIPTruncatedField = (&aluminiv1.Event{}).ProtoReflect().Descriptor().Fields().ByName("ip_truncated").Number()
 
 // flush writes the dead letters, inserts the events and commits every
 // record of the batch, in that order: offsets are committed only once both
