@@ -1,6 +1,7 @@
 package intake
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -24,6 +25,13 @@ func TestRequestMetrics(t *testing.T) {
 		t.Fatalf("unknown path = %d %s", r.status, r.body)
 	}
 	readHits(t, f, 4)
+	// Every endpoint's server-error series are there from the start, at 0.
+	var zeros []string
+	for _, e := range endpointLabels {
+		for _, code := range []string{"500", "503"} {
+			zeros = append(zeros, fmt.Sprintf("alumini_collector_requests_total{code=%q,endpoint=%q} 0", code, e))
+		}
+	}
 	want := `
 # HELP alumini_collector_events_accepted_total Events acknowledged by Kafka and answered with 2xx.
 # TYPE alumini_collector_events_accepted_total counter
@@ -33,7 +41,7 @@ alumini_collector_events_accepted_total 4
 alumini_collector_requests_total{code="202",endpoint="batch"} 1
 alumini_collector_requests_total{code="202",endpoint="event"} 2
 alumini_collector_requests_total{code="404",endpoint="other"} 1
-`
+` + strings.Join(zeros, "\n") + "\n"
 	if err := testutil.GatherAndCompare(f.metrics, strings.NewReader(want), "alumini_collector_requests_total", "alumini_collector_events_accepted_total"); err != nil {
 		t.Error(err)
 	}

@@ -155,8 +155,19 @@ func New(cfg Config) (*Handler, error) {
 		OpTrendsPath: {"operator_trends", get(h.operator(h.serveTrends))},
 		OpenAPIPath:  {"openapi", get(serveOpenAPI)},
 	}
+	// The server-error series the alerts divide by exist at zero from the
+	// start, so that the first 5xx after a start is an increase.
+	for _, rt := range h.routes {
+		for _, code := range serverErrorCodes {
+			h.requests.WithLabelValues(rt.endpoint, code)
+		}
+		h.duration.WithLabelValues(rt.endpoint)
+	}
 	return h, nil
 }
+
+// serverErrorCodes are the 5xx statuses the reporter answers with.
+var serverErrorCodes = []string{"500", "503", "504"}
 
 // Routes lists the paths and methods the handler serves, for the OpenAPI
 // test.
