@@ -95,6 +95,8 @@ func TestParseRejects(t *testing.T) {
 		{"plain server key", "clients: [{id: a, server_key_hashes: [srv_secret]}]", "server key hash"},
 		{"shared server key", "clients: [{id: a, server_key_hashes: [" + HashAPIKey("s") + "]}, {id: b, server_key_hashes: [" + HashAPIKey("s") + "]}]", "also a server key of client a"},
 		{"server key is an api key", "clients: [{id: a, server_key_hashes: [" + HashAPIKey("s") + "]}, {id: b, api_key_hashes: [" + HashAPIKey("s") + "]}]", "also an api key of client b"},
+		{"child-directed with a cookie", "clients: [{id: a, child_directed: true, cookie_mode: cookie}]", "child_directed sets no cookie"},
+		{"child-directed keeping networks", "clients: [{id: a, child_directed: true, keep_truncated_ip: true}]", "keep_truncated_ip false"},
 		{"empty", "", "no clients"},
 		{"only comments", "# clients: [{id: a}]\n", "no clients"},
 		{"no clients", "clients:\n", "no clients"},
