@@ -243,6 +243,7 @@ func (p *Pipeline) process(batch []kafka.Message) error {
 		switch {
 		case errors.Is(err, enrich.ErrBot):
 			p.dropped.WithLabelValues(dropBot).Inc()
+			p.sessions.Skip(int32(m.Partition), m.Offset)
 			continue
 		case errors.Is(err, errSessionState):
 			// Kafka is unreachable for the state: stop, so that the
@@ -261,6 +262,7 @@ func (p *Pipeline) process(batch []kafka.Message) error {
 				return derr
 			}
 			p.deadLetter.WithLabelValues(reason).Inc()
+			p.sessions.Skip(int32(m.Partition), m.Offset)
 			dead = append(dead, dl)
 			continue
 		}
@@ -310,11 +312,17 @@ func (p *Pipeline) enrichOne(m kafka.Message, clock *stageClock) (kafka.Message,
 	}
 	key := ev.ClientId + ":" + strconv.FormatUint(ev.VisitorId, 16)
 	partition := int32(m.Partition)
-	if err := p.sessions.Prepare(context.Background(), partition, m.Offset); err != nil {
-		return kafka.Message{}, fmt.Errorf("%w: %w", errSessionState, err)
+	if enrich.CountsOnly(ev) {
+		// A child-directed client's event is its own visit: no state is
+		// kept about anyone.
+		p.sessions.Skip(partition, m.Offset)
+	} else {
+		if err := p.sessions.Prepare(context.Background(), partition, m.Offset); err != nil {
+			return kafka.Message{}, fmt.Errorf("%w: %w", errSessionState, err)
+		}
+		s := p.sessions.Apply(partition, m.Offset, key, ev.TimestampMs, enrich.SessionSource(ev))
+		ev.SessionId, ev.IsNewVisitor, ev.PreviousVisitMs = s.SessionID, s.NewVisitor, s.PreviousVisitMs
 	}
-	s := p.sessions.Apply(partition, m.Offset, key, ev.TimestampMs, enrich.SessionSource(ev))
-	ev.SessionId, ev.IsNewVisitor, ev.PreviousVisitMs = s.SessionID, s.NewVisitor, s.PreviousVisitMs
 	clock.mark(stageSession)
 	value, err := proto.Marshal(ev)
 	clock.mark(stageEncode)

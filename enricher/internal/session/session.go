@@ -193,6 +193,20 @@ func (t *Tracker) Apply(p int32, offset int64, key string, at int64, source stri
 	return out
 }
 
+// Skip records that the hit at offset of partition p changed no state (a
+// bot dropped, a dead letter, a child-directed client's event), so that
+// the next hit does not take the offset it left out for a gap, which would
+// reload the partition's state. It moves only a loaded partition's next
+// offset, and only from offset itself: after a real gap, Prepare must
+// still reload.
+func (t *Tracker) Skip(p int32, offset int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if next, ok := t.next[p]; ok && next == offset {
+		t.next[p] = offset + 1
+	}
+}
+
 // sessionID is derived, not random, so a replayed hit gets the session id
 // it got the first time.
 func sessionID(key string, start int64) uint64 {
