@@ -85,3 +85,15 @@ func histogramCount(t *testing.T, f fixture, series string) uint64 {
 	t.Fatalf("no series %s", series)
 	return 0
 }
+
+// TestWrongContentTypeCountsAsInvalid: docs/collector.md's table of
+// refusals names the drop reason each one is counted under.
+func TestWrongContentTypeCountsAsInvalid(t *testing.T) {
+	f := start(t)
+	if status, body := post(t, f.url+"/api/event", "application/x-www-form-urlencoded", `client_id=shop`, nil); status != 415 {
+		t.Fatalf("POST with a form Content-Type = %d %s; want 415", status, body)
+	}
+	if got := testutil.ToFloat64(f.handler.dropped.WithLabelValues("invalid")); got != 1 {
+		t.Errorf(`dropped{reason="invalid"} after one wrong Content-Type = %v; want 1`, got)
+	}
+}
