@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
 	"github.com/aluminiapp/pipeline/lib/chtest"
 	"github.com/aluminiapp/pipeline/lib/kafkatest"
 	"github.com/aluminiapp/pipeline/lib/registry"
@@ -70,9 +72,6 @@ func buildBinaries(t *testing.T) string {
 
 func newStack(t *testing.T, apiKey string) *stack {
 	t.Helper()
-	database, _ := chtest.Database(t)
-	_, broker := kafkatest.Start(t)
-	dir := t.TempDir()
 	clients := fmt.Sprintf(`clients:
   - id: shop
     domains: [shop.example]
@@ -82,6 +81,18 @@ func newStack(t *testing.T, apiKey string) *stack {
   - id: other
     api_key_hashes: [%q]
 `, registry.HashAPIKey(apiKey), registry.HashAPIKey(apiKey+"-other"))
+	s, _ := newStackWith(t, clients)
+	return s
+}
+
+// newStackWith starts the services on a registry of clients, with env
+// added to their environment, and returns the stack and its ClickHouse
+// connection.
+func newStackWith(t *testing.T, clients string, env ...string) (*stack, driver.Conn) {
+	t.Helper()
+	database, conn := chtest.Database(t)
+	_, broker := kafkatest.Start(t)
+	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "clients.yaml"), []byte(clients), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -103,11 +114,12 @@ func newStack(t *testing.T, apiKey string) *stack {
 	for _, name := range services {
 		s.admin[name] = freeAddr(t)
 	}
+	s.env = append(s.env, env...)
 	t.Cleanup(s.stopAll)
 	for _, name := range services {
 		s.start(name)
 	}
-	return s
+	return s, conn
 }
 
 func (s *stack) start(name string) {
