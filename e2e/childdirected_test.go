@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -282,52 +281,26 @@ func readRows(t *testing.T, conn driver.Conn) (map[string][]map[string]any, int)
 // a cookie when given, and returns the status and the visitor cookie set.
 func (s *stack) postBrowser(body, cookie string) (int, string) {
 	s.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, "http://"+s.ports["collector"]+"/api/event", strings.NewReader(body))
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Origin", "https://shop.example")
-	req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0")
+	headers := map[string]string{"Origin": "https://shop.example"}
 	if cookie != "" {
-		req.Header.Set("Cookie", cookie)
+		headers["Cookie"] = cookie
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
-		s.t.Fatal(err)
-	}
-	for _, c := range resp.Cookies() {
+	status, _, cookies := s.postWith(body, headers)
+	for _, c := range cookies {
 		if c.Name == "alumini_vid" {
-			return resp.StatusCode, c.Name + "=" + c.Value
+			return status, c.Name + "=" + c.Value
 		}
 	}
-	return resp.StatusCode, ""
+	return status, ""
 }
 
 // breakdown is the reporter's breakdown of the last 7 days by a dimension, as text.
 func (s *stack) breakdown(key, dimension string) string {
 	s.t.Helper()
-	req, err := http.NewRequest(http.MethodGet, "http://"+s.ports["reporter"]+"/api/v1/stats/breakdown?period=7d&dimension="+dimension, nil)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		s.t.Fatal(err)
-	}
+	status, b := s.get(key, "/api/v1/stats/breakdown?period=7d&dimension="+dimension)
 	var v any
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(b, &v) != nil {
-		s.t.Errorf("breakdown by %s = %d %s", dimension, resp.StatusCode, b)
+	if status != http.StatusOK || json.Unmarshal(b, &v) != nil {
+		s.t.Errorf("breakdown by %s = %d %s", dimension, status, b)
 	}
 	return string(b)
 }

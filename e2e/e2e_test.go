@@ -197,6 +197,14 @@ func (s *stack) stopAll() {
 
 func (s *stack) post(body string) (int, string) {
 	s.t.Helper()
+	status, b, _ := s.postWith(body, nil)
+	return status, string(b)
+}
+
+// postWith sends an event to the collector with a browser's user agent
+// and headers, and returns the answer.
+func (s *stack) postWith(body string, headers map[string]string) (int, []byte, []*http.Cookie) {
+	s.t.Helper()
 	req, err := http.NewRequest(http.MethodPost, "http://"+s.ports["collector"]+"/api/event", strings.NewReader(body))
 	if err != nil {
 		s.t.Fatal(err)
@@ -205,6 +213,9 @@ func (s *stack) post(body string) (int, string) {
 	// A browser's user agent: the enricher flags Go-http-client as a bot,
 	// and reports leave bots out.
 	req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0")
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		s.t.Fatal(err)
@@ -214,7 +225,7 @@ func (s *stack) post(body string) (int, string) {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	return resp.StatusCode, string(b)
+	return resp.StatusCode, b, resp.Cookies()
 }
 
 type aggregate struct {
@@ -226,9 +237,10 @@ type aggregate struct {
 	} `json:"results"`
 }
 
-func (s *stack) report(key, query string) (int, aggregate, string) {
+// get asks the reporter for target (path and query) with an API key.
+func (s *stack) get(key, target string) (int, []byte) {
 	s.t.Helper()
-	req, err := http.NewRequest(http.MethodGet, "http://"+s.ports["reporter"]+"/api/v1/stats/aggregate"+query, nil)
+	req, err := http.NewRequest(http.MethodGet, "http://"+s.ports["reporter"]+target, nil)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -242,13 +254,19 @@ func (s *stack) report(key, query string) (int, aggregate, string) {
 	if err != nil {
 		s.t.Fatal(err)
 	}
+	return resp.StatusCode, b
+}
+
+func (s *stack) report(key, query string) (int, aggregate, string) {
+	s.t.Helper()
+	status, b := s.get(key, "/api/v1/stats/aggregate"+query)
 	var agg aggregate
-	if resp.StatusCode == http.StatusOK {
+	if status == http.StatusOK {
 		if err := json.Unmarshal(b, &agg); err != nil {
 			s.t.Fatalf("report %s: %v", b, err)
 		}
 	}
-	return resp.StatusCode, agg, string(b)
+	return status, agg, string(b)
 }
 
 // waitForCounts polls the reporter until it shows want or the time is up.
