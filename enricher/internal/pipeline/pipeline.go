@@ -293,7 +293,7 @@ func (p *Pipeline) enrichOne(m kafka.Message, clock *stageClock) (kafka.Message,
 	if err := p.sessions.Prepare(context.Background(), partition, m.Offset); err != nil {
 		return kafka.Message{}, fmt.Errorf("%w: %w", errSessionState, err)
 	}
-	s := p.sessions.Apply(partition, m.Offset, key, ev.TimestampMs, enrich.SessionSource(ev))
+	s := p.sessions.Apply(partition, m.Offset, key, ev.EventId, ev.TimestampMs, enrich.SessionSource(ev))
 	ev.SessionId, ev.IsNewVisitor, ev.PreviousVisitMs = s.SessionID, s.NewVisitor, s.PreviousVisitMs
 	clock.mark(stageSession)
 	value, err := proto.Marshal(ev)
