@@ -301,7 +301,10 @@ func (p *Pipeline) enrichOne(m kafka.Message, clock *stageClock) (kafka.Message,
 	if err != nil {
 		return kafka.Message{}, fmt.Errorf("encoding event: %w", err)
 	}
-	return kafka.Message{Key: []byte(key), Value: value}, nil
+	// Keyed by client and event id: every copy of an event, whichever
+	// visitor it was given, reaches the one partition where the sinker
+	// keeps the first (sinker/internal/copies).
+	return kafka.Message{Key: []byte(ev.ClientId + ":" + ev.EventId), Value: value}, nil
 }
 
 // flushSessions retries like write: the state must be in Kafka before the
