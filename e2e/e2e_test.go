@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
 	"github.com/aluminiapp/pipeline/lib/chtest"
 	"github.com/aluminiapp/pipeline/lib/kafkatest"
 	"github.com/aluminiapp/pipeline/lib/registry"
@@ -27,6 +29,7 @@ var services = []string{"reporter", "sinker", "enricher", "collector"}
 
 type stack struct {
 	t        *testing.T
+	db       driver.Conn // the services' ClickHouse database
 	bin, dir string
 	env      []string
 	ports    map[string]string // service -> public address
@@ -70,7 +73,7 @@ func buildBinaries(t *testing.T) string {
 
 func newStack(t *testing.T, apiKey string) *stack {
 	t.Helper()
-	database, _ := chtest.Database(t)
+	database, db := chtest.Database(t)
 	_, broker := kafkatest.Start(t)
 	dir := t.TempDir()
 	clients := fmt.Sprintf(`clients:
@@ -81,12 +84,16 @@ func newStack(t *testing.T, apiKey string) *stack {
     respect_dnt: true
   - id: other
     api_key_hashes: [%q]
-`, registry.HashAPIKey(apiKey), registry.HashAPIKey(apiKey+"-other"))
+  - id: cookies
+    domains: [cookies.example]
+    cookie_mode: cookie
+    api_key_hashes: [%q]
+`, registry.HashAPIKey(apiKey), registry.HashAPIKey(apiKey+"-other"), registry.HashAPIKey(apiKey+"-cookies"))
 	if err := os.WriteFile(filepath.Join(dir, "clients.yaml"), []byte(clients), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s := &stack{
-		t: t, bin: buildBinaries(t), dir: dir,
+		t: t, db: db, bin: buildBinaries(t), dir: dir,
 		env: append(os.Environ(),
 			"ALUMINI_KAFKA_BROKERS="+broker,
 			"ALUMINI_KAFKA_PARTITIONS=3",
@@ -94,7 +101,10 @@ func newStack(t *testing.T, apiKey string) *stack {
 			"ALUMINI_CLICKHOUSE_ADDR="+chtest.Addr(),
 			"ALUMINI_CLICKHOUSE_DATABASE="+database,
 			"ALUMINI_VISITOR_SECRET=e2e-secret-e2e-secret-e2e-secret-e2e",
+			"ALUMINI_COOKIE_SECRET=e2e-cookie-e2e-cookie-e2e-cookie-e2e",
 			"ALUMINI_BATCH_MAX_WAIT=200ms",
+			// Tests send X-Forwarded-For to come from other addresses.
+			"ALUMINI_TRUSTED_PROXIES=127.0.0.1/32",
 		),
 		ports: map[string]string{"collector": freeAddr(t), "reporter": freeAddr(t)},
 		admin: map[string]string{},
@@ -185,11 +195,22 @@ func (s *stack) stopAll() {
 
 func (s *stack) post(body string) (int, string) {
 	s.t.Helper()
+	status, answer, _ := s.postWith(body, nil)
+	return status, answer
+}
+
+// postWith posts body with extra headers and returns the status, the
+// answer and the cookies set.
+func (s *stack) postWith(body string, headers map[string]string) (int, string, []*http.Cookie) {
+	s.t.Helper()
 	req, err := http.NewRequest(http.MethodPost, "http://"+s.ports["collector"]+"/api/event", strings.NewReader(body))
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
 	// A browser's user agent: the enricher flags Go-http-client as a bot,
 	// and reports leave bots out.
 	req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0")
@@ -202,7 +223,7 @@ func (s *stack) post(body string) (int, string) {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	return resp.StatusCode, string(b)
+	return resp.StatusCode, string(b), resp.Cookies()
 }
 
 type aggregate struct {

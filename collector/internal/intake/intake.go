@@ -87,6 +87,10 @@ type Config struct {
 	ClientBurst int
 	IPRate      float64
 	IPBurst     int
+	// CookieSecret, when set, keys the ids of new visitor cookies, made
+	// from the client and event id of the hit that makes the visitor, so
+	// that a retry without the cookie gets the same one; empty: random ids.
+	CookieSecret []byte
 }
 
 // Handler serves the collector's public endpoints.
