@@ -33,7 +33,9 @@
 //
 // The events of erased visitors (Config.Erased) are dropped before the
 // insert, with their offsets committed like the rest: a Kafka replay must
-// not store again what an erasure deleted.
+// not store again what an erasure deleted. So are later copies of an event
+// (Config.Copies): copies can differ in visitor and visit, and only the
+// first one may reach the table and its views.
 package sink
 
 import (
