@@ -25,6 +25,7 @@ import (
 	"github.com/aluminiapp/pipeline/lib/kafkaconf"
 	"github.com/aluminiapp/pipeline/lib/registry"
 	"github.com/aluminiapp/pipeline/lib/service"
+	"github.com/aluminiapp/pipeline/lib/testclock"
 )
 
 type config struct {
@@ -210,6 +211,8 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 		IPRate:           cfg.IPRate,
 		IPBurst:          cfg.IPBurst,
 		CookieSecret:     []byte(cfg.CookieSecret),
+		// The wall clock, unless an end-to-end test sets it (lib/testclock).
+		Now: testclock.FromEnv(),
 	})
 	srv := &fasthttp.Server{
 		Handler:            h.Serve,

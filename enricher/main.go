@@ -24,6 +24,7 @@ import (
 	"github.com/aluminiapp/pipeline/lib/kafkaconf"
 	"github.com/aluminiapp/pipeline/lib/registry"
 	"github.com/aluminiapp/pipeline/lib/service"
+	"github.com/aluminiapp/pipeline/lib/testclock"
 )
 
 type config struct {
@@ -143,9 +144,11 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 		return err
 	}
 
+	// The wall clock, unless an end-to-end test sets it (lib/testclock).
+	now := testclock.FromEnv()
 	salts, err := visitor.OpenSaltStore(ctx, visitor.SaltConfig{
 		Kafka: cfg.Kafka.FranzOpts(), Topic: cfg.SaltTopic, Grace: cfg.SaltGrace,
-		Replication: int16(cfg.Kafka.ReplicationFactor),
+		Replication: int16(cfg.Kafka.ReplicationFactor), Now: now,
 	}, rt.Log)
 	if err != nil {
 		return err
@@ -170,7 +173,7 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 
 	e := enrich.New(enrich.Config{
 		Clients: clients, Visitors: visitor.New([]byte(cfg.VisitorSecret), salts),
-		UserAgents: uas, Referrers: refs, Geo: geoDB,
+		UserAgents: uas, Referrers: refs, Geo: geoDB, Now: now,
 	})
 	p := pipeline.New(pipeline.Config{
 		Brokers:         cfg.Kafka.BrokerList(),
