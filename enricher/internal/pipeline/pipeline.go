@@ -34,6 +34,10 @@ type Config struct {
 	MaxBatch int
 	// MaxWait bounds how long a partial batch waits for more hits.
 	MaxWait time.Duration
+
+	// SessionTimeout is how long the group waits for a silent member
+	// before moving its partitions; 0: kafka-go's default (30s).
+	SessionTimeout time.Duration
 }
 
 // Pipeline is one enricher's consume-enrich-produce loop.
@@ -95,6 +99,8 @@ func New(cfg Config, e *enrich.Enricher, sessions *session.Tracker, log *zap.Log
 			Dialer:  cfg.Dialer,
 			GroupID: cfg.GroupID,
 			Topic:   cfg.RawTopic,
+			// A dead instance's partitions wait this long for another.
+			SessionTimeout: cfg.SessionTimeout,
 			// A new group starts at the oldest hit: nothing accepted is skipped.
 			StartOffset: kafka.FirstOffset,
 			// Commits are explicit and synchronous, after the writes.
