@@ -25,6 +25,7 @@ import (
 	"github.com/aluminiapp/pipeline/lib/kafkaconf"
 	"github.com/aluminiapp/pipeline/lib/registry"
 	"github.com/aluminiapp/pipeline/lib/service"
+	"github.com/aluminiapp/pipeline/lib/testclock"
 )
 
 type config struct {
@@ -37,6 +38,7 @@ type config struct {
 	MaxInflightBytes int64
 	MaxConcurrency   int
 	TrustedProxies   string
+	CookieSecret     string
 	ClientRate       float64
 	ClientBurst      int
 	IPRate           float64
@@ -60,6 +62,7 @@ func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.MaxInflightBytes, "max-inflight-bytes", 64<<20, "request bytes held by requests in progress (mostly waiting for Kafka); past it new requests get 503, so memory stays bounded while Kafka is slow")
 	fs.IntVar(&c.MaxConcurrency, "max-concurrency", 10000, "most connections served at once; more are refused by the server")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs of load balancers and proxies whose X-Forwarded-For / X-Real-IP are believed")
+	fs.StringVar(&c.CookieSecret, "cookie-secret", "", "key of new visitor cookies in cookie mode, at least 32 characters, the same on every collector (set it through the environment): a new visitor's cookie id is then derived from the client and the event id, so a retry without the cookie after a 503 gets the same visitor; empty: random cookie ids")
 	fs.Float64Var(&c.ClientRate, "client-rate-limit", 2000, "events per second accepted per client unless its registry entry sets rate_limit_per_second; 0 for no limit")
 	fs.IntVar(&c.ClientBurst, "client-rate-burst", 10000, "events a client may send at once above its rate unless its registry entry sets rate_limit_burst (at least max-batch-events)")
 	fs.Float64Var(&c.IPRate, "ip-rate-limit", 50, "requests per second accepted per client address; 0 for no limit")
@@ -103,6 +106,9 @@ func (c *config) Validate() error {
 	}
 	if _, err := clientip.Parse(c.TrustedProxies); err != nil {
 		return fmt.Errorf("trusted-proxies: %w", err)
+	}
+	if c.CookieSecret != "" && len(c.CookieSecret) < 32 {
+		return fmt.Errorf("cookie-secret has %d characters; want at least 32 (or none)", len(c.CookieSecret))
 	}
 	seen := map[string]string{}
 	for name, p := range map[string]string{"path-event": c.Paths.Event, "path-batch": c.Paths.Batch, "path-pixel": c.Paths.Pixel,
@@ -204,6 +210,9 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 		ClientBurst:      cfg.ClientBurst,
 		IPRate:           cfg.IPRate,
 		IPBurst:          cfg.IPBurst,
+		CookieSecret:     []byte(cfg.CookieSecret),
+		// The wall clock, unless an end-to-end test sets it (lib/testclock).
+		Now: testclock.FromEnv(),
 	})
 	srv := &fasthttp.Server{
 		Handler:            h.Serve,

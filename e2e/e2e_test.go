@@ -29,6 +29,7 @@ var services = []string{"reporter", "sinker", "enricher", "collector"}
 
 type stack struct {
 	t        *testing.T
+	db       driver.Conn // the services' ClickHouse database
 	bin, dir string
 	env      []string
 	ports    map[string]string // service -> public address
@@ -80,7 +81,11 @@ func newStack(t *testing.T, apiKey string) *stack {
     respect_dnt: true
   - id: other
     api_key_hashes: [%q]
-`, registry.HashAPIKey(apiKey), registry.HashAPIKey(apiKey+"-other"))
+  - id: cookies
+    domains: [cookies.example]
+    cookie_mode: cookie
+    api_key_hashes: [%q]
+`, registry.HashAPIKey(apiKey), registry.HashAPIKey(apiKey+"-other"), registry.HashAPIKey(apiKey+"-cookies"))
 	s, _ := newStackWith(t, clients)
 	return s
 }
@@ -97,7 +102,7 @@ func newStackWith(t *testing.T, clients string, env ...string) (*stack, driver.C
 		t.Fatal(err)
 	}
 	s := &stack{
-		t: t, bin: buildBinaries(t), dir: dir,
+		t: t, db: conn, bin: buildBinaries(t), dir: dir,
 		env: append(os.Environ(),
 			"ALUMINI_KAFKA_BROKERS="+broker,
 			"ALUMINI_KAFKA_PARTITIONS=3",
@@ -105,7 +110,10 @@ func newStackWith(t *testing.T, clients string, env ...string) (*stack, driver.C
 			"ALUMINI_CLICKHOUSE_ADDR="+chtest.Addr(),
 			"ALUMINI_CLICKHOUSE_DATABASE="+database,
 			"ALUMINI_VISITOR_SECRET=e2e-secret-e2e-secret-e2e-secret-e2e",
+			"ALUMINI_COOKIE_SECRET=e2e-cookie-e2e-cookie-e2e-cookie-e2e",
 			"ALUMINI_BATCH_MAX_WAIT=200ms",
+			// Tests send X-Forwarded-For to come from other addresses.
+			"ALUMINI_TRUSTED_PROXIES=127.0.0.1/32",
 		),
 		ports: map[string]string{"collector": freeAddr(t), "reporter": freeAddr(t)},
 		admin: map[string]string{},
@@ -197,19 +205,22 @@ func (s *stack) stopAll() {
 
 func (s *stack) post(body string) (int, string) {
 	s.t.Helper()
-	status, b, _ := s.postWith(body, nil)
-	return status, string(b)
+	status, answer, _ := s.postWith(body, nil)
+	return status, answer
 }
 
-// postWith sends an event to the collector with a browser's user agent
-// and headers, and returns the answer.
-func (s *stack) postWith(body string, headers map[string]string) (int, []byte, []*http.Cookie) {
+// postWith posts body with extra headers and returns the status, the
+// answer and the cookies set.
+func (s *stack) postWith(body string, headers map[string]string) (int, string, []*http.Cookie) {
 	s.t.Helper()
 	req, err := http.NewRequest(http.MethodPost, "http://"+s.ports["collector"]+"/api/event", strings.NewReader(body))
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
 	// A browser's user agent: the enricher flags Go-http-client as a bot,
 	// and reports leave bots out.
 	req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0")
@@ -225,7 +236,7 @@ func (s *stack) postWith(body string, headers map[string]string) (int, []byte, [
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	return resp.StatusCode, b, resp.Cookies()
+	return resp.StatusCode, string(b), resp.Cookies()
 }
 
 type aggregate struct {

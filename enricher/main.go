@@ -24,6 +24,7 @@ import (
 	"github.com/aluminiapp/pipeline/lib/kafkaconf"
 	"github.com/aluminiapp/pipeline/lib/registry"
 	"github.com/aluminiapp/pipeline/lib/service"
+	"github.com/aluminiapp/pipeline/lib/testclock"
 )
 
 type config struct {
@@ -46,6 +47,9 @@ type config struct {
 	SessionTimeout     time.Duration
 	SessionMaxVisitors int
 	SessionTTL         time.Duration
+
+	// GroupSessionTimeout bounds how long a crashed enricher's partitions wait.
+	GroupSessionTimeout time.Duration
 }
 
 func (c *config) Common() *service.Options { return &c.Options }
@@ -54,6 +58,7 @@ func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	c.Options.RegisterFlags(fs, "127.0.0.1:9101")
 	c.Kafka.RegisterFlags(fs)
 	fs.StringVar(&c.GroupID, "group-id", "alumini-enricher", "Kafka consumer group shared by all enricher instances")
+	fs.DurationVar(&c.GroupSessionTimeout, "kafka-session-timeout", 30*time.Second, "how long the consumer group waits for a silent enricher before moving its partitions to the others (the broker's group.min/max.session.timeout.ms bound it)")
 	c.Clients.RegisterFlags(fs)
 	fs.StringVar(&c.VisitorSecret, "visitor-secret", "", "secret key of the visitor-id hash, at least 32 characters (required; set it through the environment, not the command line)")
 	fs.IntVar(&c.MaxBatch, "batch-max-records", 1000, "most raw hits enriched and written as one batch")
@@ -72,6 +77,9 @@ func (c *config) RegisterFlags(fs *flag.FlagSet) {
 func (c *config) Validate() error {
 	if err := c.Kafka.Validate(); err != nil {
 		return err
+	}
+	if c.GroupSessionTimeout < 100*time.Millisecond || c.GroupSessionTimeout > 30*time.Minute {
+		return fmt.Errorf("kafka-session-timeout %v: want 100ms to 30m", c.GroupSessionTimeout)
 	}
 	if c.GroupID == "" {
 		return errors.New("group-id is required")
@@ -143,9 +151,11 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 		return err
 	}
 
+	// The wall clock, unless an end-to-end test sets it (lib/testclock).
+	now := testclock.FromEnv()
 	salts, err := visitor.OpenSaltStore(ctx, visitor.SaltConfig{
 		Kafka: cfg.Kafka.FranzOpts(), Topic: cfg.SaltTopic, Grace: cfg.SaltGrace,
-		Replication: int16(cfg.Kafka.ReplicationFactor),
+		Replication: int16(cfg.Kafka.ReplicationFactor), Now: now,
 	}, rt.Log)
 	if err != nil {
 		return err
@@ -170,13 +180,14 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 
 	e := enrich.New(enrich.Config{
 		Clients: clients, Visitors: visitor.New([]byte(cfg.VisitorSecret), salts),
-		UserAgents: uas, Referrers: refs, Geo: geoDB,
+		UserAgents: uas, Referrers: refs, Geo: geoDB, Now: now,
 	})
 	p := pipeline.New(pipeline.Config{
 		Brokers:         cfg.Kafka.BrokerList(),
 		Transport:       cfg.Kafka.Transport(),
 		Dialer:          cfg.Kafka.Dialer(10 * time.Second),
 		GroupID:         cfg.GroupID,
+		SessionTimeout:  cfg.GroupSessionTimeout,
 		RawTopic:        cfg.Kafka.RawTopic,
 		EnrichedTopic:   cfg.Kafka.EnrichedTopic,
 		DeadLetterTopic: cfg.Kafka.DeadLetterTopic,

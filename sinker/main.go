@@ -20,6 +20,7 @@ import (
 	"github.com/aluminiapp/pipeline/lib/kafkaconf"
 	"github.com/aluminiapp/pipeline/lib/registry"
 	"github.com/aluminiapp/pipeline/lib/service"
+	"github.com/aluminiapp/pipeline/sinker/internal/copies"
 	"github.com/aluminiapp/pipeline/sinker/internal/erased"
 	"github.com/aluminiapp/pipeline/sinker/internal/retention"
 	"github.com/aluminiapp/pipeline/sinker/internal/sink"
@@ -42,6 +43,9 @@ type config struct {
 	RetentionInterval time.Duration
 	// ErasedRefresh is how often the erased visitors are reloaded.
 	ErasedRefresh time.Duration
+	// CopyWindow is how many of a partition's latest records are checked
+	// for an earlier copy of each event.
+	CopyWindow int
 }
 
 func (c *config) Common() *service.Options { return &c.Options }
@@ -57,6 +61,7 @@ func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.SessionTimeout, "kafka-session-timeout", 30*time.Second, "how long the consumer group waits for a silent sinker before moving its partitions to the others (the broker's group.min/max.session.timeout.ms bound it)")
 	c.Clients.RegisterFlags(fs)
 	fs.DurationVar(&c.RetentionInterval, "retention-interval", time.Hour, "how often events older than their client's retention_days are deleted (needs -clients-file; 0 disables)")
+	fs.IntVar(&c.CopyWindow, "copy-window", 500000, "records of each enriched partition, the latest, searched for an earlier copy of an event (same client and event id); only the first copy is stored. About 30 bytes per record in memory; read back from Kafka when the sinker takes a partition over")
 	fs.DurationVar(&c.ErasedRefresh, "erased-refresh-interval", 30*time.Second, "how often the visitors erased through the reporter (table erased_visitors) are reloaded; their events replayed from Kafka are dropped, and those arriving within this long of an erasure are stored and only hidden by the reporter")
 }
 
@@ -91,6 +96,9 @@ func (c *config) Validate() error {
 	}
 	if c.ErasedRefresh < time.Second || c.ErasedRefresh > time.Hour {
 		return fmt.Errorf("erased-refresh-interval %v: want 1s to 1h", c.ErasedRefresh)
+	}
+	if c.CopyWindow < 1 || c.CopyWindow > 100_000_000 {
+		return fmt.Errorf("copy-window %d: want 1 to 100000000", c.CopyWindow)
 	}
 	if c.SessionTimeout < 100*time.Millisecond || c.SessionTimeout > 30*time.Minute {
 		return fmt.Errorf("kafka-session-timeout %v: want 100ms to 30m", c.SessionTimeout)
@@ -176,6 +184,7 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) (err error) {
 		// left for closing the clients.
 		FlushTimeout: c.ShutdownTimeout * 4 / 5,
 		Erased:       erasedSet,
+		Copies:       copies.New(c.CopyWindow, copies.KafkaLoader(c.Dialer(10*time.Second), c.BrokerList(), c.EnrichedTopic)),
 	}, reader, dlq, st, rt.Log, rt.Metrics)
 
 	if c.Clients.Path != "" && c.RetentionInterval > 0 {

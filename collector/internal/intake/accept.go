@@ -3,7 +3,9 @@ package intake
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -355,7 +357,7 @@ func (h *Handler) accept(ctx *fasthttp.RequestCtx, ep endpoint, ip netip.Addr, r
 				hit.CookieId = it.anonymousID
 			default:
 				if vid == "" {
-					vid, newVisitor = h.visitorID(ctx, ep)
+					vid, newVisitor = h.visitorID(ctx, ep, hit)
 				}
 				hit.CookieId = vid
 			}
@@ -879,11 +881,11 @@ func (b heldBody) release() {
 }
 
 // visitorID is the visitor cookie's id. A browser without one (or with a
-// malformed one) gets a new random id, to be set as its cookie. Browsers
+// malformed one) gets a new id, to be set as its cookie. Browsers
 // send Origin with every POST, and the pixel is an image in a page; a
 // request with neither is a server's, which cannot keep a cookie: it gets
 // no id rather than a new visitor per event.
-func (h *Handler) visitorID(ctx *fasthttp.RequestCtx, ep endpoint) (id string, isNew bool) {
+func (h *Handler) visitorID(ctx *fasthttp.RequestCtx, ep endpoint, hit *aluminiv1.RawHit) (id string, isNew bool) {
 	if v := ctx.Request.Header.Cookie(VisitorCookie); len(v) == 32 {
 		if _, err := hex.DecodeString(string(v)); err == nil {
 			return string(v), false
@@ -893,6 +895,17 @@ func (h *Handler) visitorID(ctx *fasthttp.RequestCtx, ep endpoint) (id string, i
 		return "", false
 	}
 	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms.
+	if len(h.cfg.CookieSecret) > 0 {
+		// Derived from the event that makes the visitor: a retry of it
+		// without the cookie (the first answer never arrived, though its
+		// event reached Kafka) gets the same visitor instead of a second.
+		mac := hmac.New(sha256.New, h.cfg.CookieSecret)
+		mac.Write([]byte(hit.ClientId))
+		mac.Write([]byte{0})
+		mac.Write([]byte(hit.EventId))
+		copy(b[:], mac.Sum(nil))
+	} else {
+		_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms.
+	}
 	return hex.EncodeToString(b[:]), true
 }

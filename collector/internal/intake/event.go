@@ -176,16 +176,40 @@ func decodeBatch(body []byte, maxEvents int, a *arena, sink *nativeHits) error {
 	return nil
 }
 
+// eventFields are the native event's JSON fields; a field's index is its
+// bit in fillEvent's set of fields seen.
+var eventFields = [...]string{"client_id", "write_key", "event_id", "type", "name", "url", "referrer", "title",
+	"language", "timezone", "timestamp", "user_id", "screen_width", "screen_height", "dnt", "gpc", "properties"}
+
+// duplicateField refuses a name an object holds twice: fastjson, like
+// encoding/json, would keep the last one, and a second client_id could
+// file the event under another client.
+func duplicateField(k []byte) error {
+	return invalid("malformed JSON: field %q appears twice in one object", truncate(string(k)))
+}
+
 // fillEvent copies one parsed event out of the parser into ev, its strings
-// into a. Unknown fields are refused, as are values of the wrong JSON type.
+// into a. Unknown fields are refused, as are values of the wrong JSON type
+// and fields given twice.
 func fillEvent(ev *eventJSON, v *fastjson.Value, a *arena) error {
 	obj, err := v.Object()
 	if err != nil {
 		return invalid("malformed JSON: want an object, got %s", v.Type())
 	}
+	var seen uint32
 	obj.Visit(func(k []byte, v *fastjson.Value) {
 		if err != nil {
 			return
+		}
+		for i, f := range eventFields {
+			if f == string(k) {
+				if seen&(1<<i) != 0 {
+					err = duplicateField(k)
+					return
+				}
+				seen |= 1 << i
+				break
+			}
 		}
 		switch string(k) {
 		case "client_id":
@@ -266,7 +290,7 @@ func jsonBool(k []byte, v *fastjson.Value) (bool, error) {
 // jsonProperties checks the properties object as properties() does, and
 // keeps them as a list of string pairs in the arena: no map, no boxed
 // values (the batch path's largest allocations otherwise). A name given
-// twice keeps its last value, as a map would.
+// twice is refused.
 func jsonProperties(v *fastjson.Value, a *arena) ([]prop, error) {
 	if v.Type() == fastjson.TypeNull {
 		return nil, nil
@@ -282,6 +306,8 @@ func jsonProperties(v *fastjson.Value, a *arena) ([]prop, error) {
 		return nil, nil
 	}
 	out := a.propSlice(n)
+	n = 0
+	var names [maxProperties][]byte // every name, null ones too, for the duplicate check
 	obj.Visit(func(k []byte, v *fastjson.Value) {
 		if err != nil {
 			return
@@ -290,6 +316,14 @@ func jsonProperties(v *fastjson.Value, a *arena) ([]prop, error) {
 			err = invalid("property name %q: want 1-%d bytes of UTF-8", truncate(string(k)), maxPropertyKeyLen)
 			return
 		}
+		for _, name := range names[:n] {
+			if bytes.Equal(name, k) {
+				err = invalid("malformed JSON: property %q appears twice", truncate(string(k)))
+				return
+			}
+		}
+		names[n] = k
+		n++
 		var s string
 		switch v.Type() {
 		case fastjson.TypeString:
@@ -317,12 +351,6 @@ func jsonProperties(v *fastjson.Value, a *arena) ([]prop, error) {
 		default:
 			err = invalid("property %q: want a string, number or boolean", k)
 			return
-		}
-		for i := range out {
-			if out[i].key == string(k) {
-				out[i].value = s
-				return
-			}
 		}
 		out = append(out, prop{key: a.str(k), value: s})
 	})

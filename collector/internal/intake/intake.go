@@ -87,6 +87,12 @@ type Config struct {
 	ClientBurst int
 	IPRate      float64
 	IPBurst     int
+	// Now is the clock hits are received by; time.Now when nil.
+	Now func() time.Time
+	// CookieSecret, when set, keys the ids of new visitor cookies, made
+	// from the client and event id of the hit that makes the visitor, so
+	// that a retry without the cookie gets the same one; empty: random ids.
+	CookieSecret []byte
 }
 
 // Handler serves the collector's public endpoints.
@@ -152,9 +158,12 @@ func New(cfg Config) *Handler {
 			*f.dst = f.def
 		}
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	h := &Handler{
 		cfg:      cfg,
-		now:      time.Now,
+		now:      cfg.Now,
 		clientRL: ratelimit.New(100_000),
 		ipRL:     ratelimit.New(1_000_000),
 		excluded: exclusion.NewCache(cfg.Clients),

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/netip"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/valyala/fasthttp"
 
 	"github.com/aluminiapp/pipeline/lib/registry"
@@ -96,6 +98,9 @@ func (h *Handler) segmentAuth(ctx *fasthttp.RequestCtx, bodyKey string) (*regist
 // decodeSegment reads the Segment-spec endpoints. A batch is all or
 // nothing, as the native one; its errors name the message's index.
 func (h *Handler) decodeSegment(ctx *fasthttp.RequestCtx, ep endpoint, body []byte, received time.Time) ([]*pending, error) {
+	if err := duplicateNames(body); err != nil {
+		return nil, err
+	}
 	var raws []json.RawMessage
 	var shared *segmentCtx
 	var bodyKey, batchSentAt string
@@ -296,4 +301,19 @@ func writeSegmentSuccess(ctx *fasthttp.RequestCtx) {
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.SetContentType("application/json")
 	ctx.SetBodyString(`{"success":true}`)
+}
+
+// duplicateNames refuses a body with a name twice in one object, at any
+// depth: encoding/json would keep the last one, and a second writeKey or
+// messageId could file the event under another client or event.
+func duplicateNames(body []byte) error {
+	err := jsontext.NewDecoder(bytes.NewReader(body)).SkipValue()
+	if errors.Is(err, jsontext.ErrDuplicateName) {
+		var serr *jsontext.SyntacticError
+		if errors.As(err, &serr) {
+			return invalid("malformed JSON: field %q appears twice in one object", string(serr.JSONPointer))
+		}
+		return invalid("malformed JSON: %v", err)
+	}
+	return nil // other errors are encoding/json's to name
 }

@@ -36,6 +36,10 @@ type Config struct {
 	MaxBatch int
 	// MaxWait bounds how long a partial batch waits for more hits.
 	MaxWait time.Duration
+
+	// SessionTimeout is how long the group waits for a silent member
+	// before moving its partitions; 0: kafka-go's default (30s).
+	SessionTimeout time.Duration
 }
 
 // Pipeline is one enricher's consume-enrich-produce loop.
@@ -105,6 +109,8 @@ func New(cfg Config, e *enrich.Enricher, sessions *session.Tracker, log *zap.Log
 			Dialer:  cfg.Dialer,
 			GroupID: cfg.GroupID,
 			Topic:   cfg.RawTopic,
+			// A dead instance's partitions wait this long for another.
+			SessionTimeout: cfg.SessionTimeout,
 			// A new group starts at the oldest hit: nothing accepted is skipped.
 			StartOffset: kafka.FirstOffset,
 			// Commits are explicit and synchronous, after the writes.
@@ -320,7 +326,7 @@ func (p *Pipeline) enrichOne(m kafka.Message, clock *stageClock) (kafka.Message,
 		if err := p.sessions.Prepare(context.Background(), partition, m.Offset); err != nil {
 			return kafka.Message{}, fmt.Errorf("%w: %w", errSessionState, err)
 		}
-		s := p.sessions.Apply(partition, m.Offset, key, ev.TimestampMs, enrich.SessionSource(ev))
+		s := p.sessions.Apply(partition, m.Offset, key, ev.EventId, ev.TimestampMs, enrich.SessionSource(ev))
 		ev.SessionId, ev.IsNewVisitor, ev.PreviousVisitMs = s.SessionID, s.NewVisitor, s.PreviousVisitMs
 	}
 	clock.mark(stageSession)
@@ -329,7 +335,10 @@ func (p *Pipeline) enrichOne(m kafka.Message, clock *stageClock) (kafka.Message,
 	if err != nil {
 		return kafka.Message{}, fmt.Errorf("encoding event: %w", err)
 	}
-	return kafka.Message{Key: []byte(key), Value: value}, nil
+	// Keyed by client and event id: every copy of an event, whichever
+	// visitor it was given, reaches the one partition where the sinker
+	// keeps the first (sinker/internal/copies).
+	return kafka.Message{Key: []byte(ev.ClientId + ":" + ev.EventId), Value: value}, nil
 }
 
 // flushSessions retries like write: the state must be in Kafka before the

@@ -35,7 +35,21 @@ type State struct {
 	PreviousStart int64
 	// Source is the campaign or referrer source the session began with.
 	Source string
+	// Seen are the outcomes of the visitor's latest events (at most
+	// maxSeen, oldest first), so that an event met again (a replayed batch,
+	// a retry) learns what it learned the first time.
+	Seen []Seen
 }
+
+// Seen is what one event, by the hash of its event id, learned.
+type Seen struct {
+	Event   uint64
+	Outcome Outcome
+}
+
+// maxSeen bounds the events remembered per visitor: a replay reaches back
+// to the last commit, a batch or a few, far fewer than this per visitor.
+const maxSeen = 64
 
 // Outcome is what an event learns from its visitor's state.
 type Outcome struct {
@@ -128,7 +142,8 @@ func (t *Tracker) Prepare(ctx context.Context, p int32, offset int64) error {
 	t.mu.Unlock()
 	if ok && offset <= next {
 		// offset < next is a replay of a batch whose commit failed: the
-		// state already holds it, and times only move forward.
+		// state already holds it, and Apply answers its events as the
+		// first time.
 		return nil
 	}
 	start := time.Now()
@@ -162,11 +177,23 @@ func (t *Tracker) Prepare(ctx context.Context, p int32, offset int64) error {
 	return nil
 }
 
-// Apply records an event of visitor key at time at (Unix milliseconds),
-// read from raw partition p at offset, that arrived from source ("" when
-// it names none: direct or internal traffic).
-func (t *Tracker) Apply(p int32, offset int64, key string, at int64, source string) Outcome {
+// Apply records the event eventID of visitor key at time at (Unix
+// milliseconds), read from raw partition p at offset, that arrived from
+// source ("" when it names none: direct or internal traffic). An event the
+// visitor's state has seen before gets the outcome it got then and changes
+// nothing: a replay after the state was saved, or a second copy of the
+// event, must not start a visit or make a new visitor a returning one.
+func (t *Tracker) Apply(p int32, offset int64, key, eventID string, at int64, source string) Outcome {
+	event := xxhash.Sum64String(eventID)
 	s, ok := t.state.GetIfPresent(key)
+	for _, seen := range s.Seen {
+		if seen.Event == event {
+			t.mu.Lock()
+			t.next[p] = max(t.next[p], offset+1)
+			t.mu.Unlock()
+			return seen.Outcome
+		}
+	}
 	var out Outcome
 	switch {
 	case !ok:
@@ -174,7 +201,7 @@ func (t *Tracker) Apply(p int32, offset int64, key string, at int64, source stri
 		s.SessionID = sessionID(key, at)
 		out.NewVisitor = true
 	case at-s.Last > t.cfg.Timeout.Milliseconds() || (source != "" && source != s.Source):
-		s = State{Start: at, Last: at, PreviousStart: s.Start, Source: source}
+		s = State{Start: at, Last: at, PreviousStart: s.Start, Source: source, Seen: s.Seen}
 		s.SessionID = sessionID(key, at)
 	default:
 		// Events out of order keep the session's latest time.
@@ -182,6 +209,10 @@ func (t *Tracker) Apply(p int32, offset int64, key string, at int64, source stri
 		out.NewVisitor = s.PreviousStart == 0
 	}
 	out.SessionID, out.PreviousVisitMs = s.SessionID, s.PreviousStart
+	// A new slice: earlier States (in the cache, or waiting to be flushed)
+	// may share the old one's array.
+	keep := s.Seen[max(len(s.Seen)-(maxSeen-1), 0):]
+	s.Seen = append(append(make([]Seen, 0, len(keep)+1), keep...), Seen{Event: event, Outcome: out})
 	t.state.Set(key, s)
 	t.mu.Lock()
 	if t.dirty[p] == nil {
@@ -256,25 +287,44 @@ func (t *Tracker) Flush(ctx context.Context) error {
 // Close disconnects.
 func (t *Tracker) Close() { t.cl.Close() }
 
-const stateVersion = 1
+// stateVersion 2 added the events seen; version 1 states still decode
+// (with none).
+const stateVersion = 2
+
+const seenSize = 8 + 8 + 8 + 1
 
 // encode is a small fixed layout: version, session id, start, last,
-// previous start, source length and source.
+// previous start, source length and source, then the number of events seen
+// and each one's event hash, session id, previous visit and new-visitor
+// flag.
 func encode(s State) []byte {
-	b := make([]byte, 0, 1+8*4+2+len(s.Source))
+	src := s.Source[:min(len(s.Source), 1<<16-1)]
+	b := make([]byte, 0, 1+8*4+2+len(src)+2+seenSize*len(s.Seen))
 	b = append(b, stateVersion)
 	b = binary.BigEndian.AppendUint64(b, s.SessionID)
 	b = binary.BigEndian.AppendUint64(b, uint64(s.Start))
 	b = binary.BigEndian.AppendUint64(b, uint64(s.Last))
 	b = binary.BigEndian.AppendUint64(b, uint64(s.PreviousStart))
-	b = binary.BigEndian.AppendUint16(b, uint16(min(len(s.Source), 1<<16-1)))
-	return append(b, s.Source[:min(len(s.Source), 1<<16-1)]...)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(src)))
+	b = append(b, src...)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(s.Seen)))
+	for _, e := range s.Seen {
+		b = binary.BigEndian.AppendUint64(b, e.Event)
+		b = binary.BigEndian.AppendUint64(b, e.Outcome.SessionID)
+		b = binary.BigEndian.AppendUint64(b, uint64(e.Outcome.PreviousVisitMs))
+		newVisitor := byte(0)
+		if e.Outcome.NewVisitor {
+			newVisitor = 1
+		}
+		b = append(b, newVisitor)
+	}
+	return b
 }
 
 var errBadState = errors.New("malformed session state")
 
 func decode(b []byte) (State, error) {
-	if len(b) < 1+8*4+2 || b[0] != stateVersion {
+	if len(b) < 1+8*4+2 || (b[0] != 1 && b[0] != stateVersion) {
 		return State{}, errBadState
 	}
 	var s State
@@ -283,9 +333,33 @@ func decode(b []byte) (State, error) {
 	s.Last = int64(binary.BigEndian.Uint64(b[17:]))
 	s.PreviousStart = int64(binary.BigEndian.Uint64(b[25:]))
 	n := int(binary.BigEndian.Uint16(b[33:]))
-	if len(b) != 35+n {
+	if b[0] == 1 {
+		if len(b) != 35+n {
+			return State{}, errBadState
+		}
+		s.Source = string(b[35:])
+		return s, nil
+	}
+	if len(b) < 35+n+2 {
 		return State{}, errBadState
 	}
-	s.Source = string(b[35:])
+	s.Source = string(b[35 : 35+n])
+	rest := b[35+n:]
+	m := int(binary.BigEndian.Uint16(rest))
+	rest = rest[2:]
+	if len(rest) != m*seenSize {
+		return State{}, errBadState
+	}
+	if m > 0 {
+		s.Seen = make([]Seen, m)
+	}
+	for i := range s.Seen {
+		e := rest[i*seenSize:]
+		s.Seen[i] = Seen{Event: binary.BigEndian.Uint64(e), Outcome: Outcome{
+			SessionID:       binary.BigEndian.Uint64(e[8:]),
+			PreviousVisitMs: int64(binary.BigEndian.Uint64(e[16:])),
+			NewVisitor:      e[24] == 1,
+		}}
+	}
 	return s, nil
 }

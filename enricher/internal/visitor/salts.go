@@ -26,9 +26,13 @@ var ErrSaltGone = errors.New("the day's salt is destroyed")
 // when its day (plus a grace period for late hits) is over.
 //
 // Records are keyed "<day>/<random writer id>". Two instances that need a
-// new day's salt at once may both write one; every instance then uses the
-// record with the smallest key for that day, so they agree without
-// coordination, and compaction never drops a winner (keys are unique).
+// new day's salt at once may both write one; the day's salt is then the
+// one written first, the day's record with the lowest offset. An instance
+// uses a salt only after reading the topic back past its own write, and
+// appends never change which record is first, so every instance picks the
+// same one however the writes interleave. Tomorrow's salt is made a day
+// ahead by Rotate, so in a running deployment nobody races for it at
+// midnight.
 type SaltStore struct {
 	cl    *kgo.Client
 	conn  []kgo.Opt
@@ -42,8 +46,9 @@ type SaltStore struct {
 }
 
 type saltRecord struct {
-	key  string
-	salt []byte
+	key    string
+	salt   []byte
+	offset int64
 }
 
 // SaltConfig sets up a SaltStore.
@@ -155,8 +160,25 @@ func (s *SaltStore) ensure(ctx context.Context, day string) error {
 	return s.refresh(ctx)
 }
 
-// refresh rereads the topic: the smallest live key of each day wins.
+// refresh rereads the topic: the first live record of each day wins.
 func (s *SaltStore) refresh(ctx context.Context) error {
+	found, err := s.read(ctx)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for day, old := range s.salts {
+		if _, kept := found[day]; !kept {
+			clear(old.salt) // the last copy in this process
+		}
+	}
+	s.salts = found
+	return nil
+}
+
+// read returns the winning record of each live day: the first in the log.
+func (s *SaltStore) read(ctx context.Context) (map[string]saltRecord, error) {
 	now := s.now()
 	found := map[string]saltRecord{}
 	err := kafkastate.ReadPartition(ctx, s.conn, s.topic, 0, func(r *kgo.Record) {
@@ -171,32 +193,27 @@ func (s *SaltStore) refresh(ctx context.Context) error {
 			}
 			return
 		}
-		if cur, ok := found[day]; !ok || key < cur.key {
-			found[day] = saltRecord{key: key, salt: append([]byte(nil), r.Value...)}
+		if _, ok := found[day]; !ok {
+			found[day] = saltRecord{key: key, salt: append([]byte(nil), r.Value...), offset: r.Offset}
 		}
 	})
 	if err != nil {
-		return fmt.Errorf("reading salts: %w", err)
+		return nil, fmt.Errorf("reading salts: %w", err)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for day, old := range s.salts {
-		if _, kept := found[day]; !kept {
-			clear(old.salt) // the last copy in this process
-		}
-	}
-	s.salts = found
-	return nil
+	return found, nil
 }
 
-// Rotate makes sure today's salt exists and destroys the salts of days
-// that are over: it tombstones their records and, so that nothing is left
-// to read even where the broker does not compact, it writes the live
-// salts again and deletes every record before those copies.
+// Rotate makes sure today's and tomorrow's salts exist and destroys the
+// salts of days that are over: it tombstones their records and, so that
+// nothing is left to read even where the broker does not compact, it
+// writes the live salts again and deletes every record before those
+// copies.
 func (s *SaltStore) Rotate(ctx context.Context) error {
 	now := s.now()
-	if err := s.ensure(ctx, dayOf(now)); err != nil {
-		return err
+	for _, at := range []time.Time{now, now.Add(24 * time.Hour)} {
+		if err := s.ensure(ctx, dayOf(at)); err != nil {
+			return err
+		}
 	}
 	var dead []string
 	err := kafkastate.ReadPartition(ctx, s.conn, s.topic, 0, func(r *kgo.Record) {
@@ -211,32 +228,72 @@ func (s *SaltStore) Rotate(ctx context.Context) error {
 	if len(dead) == 0 {
 		return nil
 	}
-	s.mu.RLock()
-	recs := make([]*kgo.Record, 0, len(dead)+len(s.salts))
-	for _, key := range dead {
-		recs = append(recs, &kgo.Record{Key: []byte(key)}) // tombstone
+	// Another instance may create a day's salt meanwhile; deleting below
+	// the copies would destroy it. So the copies are checked against the
+	// topic before the deletion, and written again when a day is missing.
+	for range 3 {
+		first, err := s.rewrite(ctx, dead)
+		if err != nil {
+			return err
+		}
+		found, err := s.read(ctx)
+		if err != nil {
+			return err
+		}
+		if s.copied(found, first) {
+			if err := kafkastate.DeleteBefore(ctx, s.cl, s.topic, 0, first); err != nil {
+				return err
+			}
+			s.log.Info("destroyed old daily salts", zap.Int("records", len(dead)))
+			return s.refresh(ctx)
+		}
+		if err := s.refresh(ctx); err != nil {
+			return err
+		}
 	}
+	return errors.New("salts kept changing while old ones were destroyed; trying again at the next rotation")
+}
+
+// rewrite writes the live winners again, ahead of tombstones for the dead
+// records, and returns the offset of the first copy: the day's first record
+// stays its winner once everything below it is deleted.
+func (s *SaltStore) rewrite(ctx context.Context, dead []string) (int64, error) {
+	s.mu.RLock()
 	days := make([]string, 0, len(s.salts))
 	for day := range s.salts {
 		days = append(days, day)
 	}
 	sort.Strings(days)
+	recs := make([]*kgo.Record, 0, len(dead)+len(days))
 	for _, day := range days {
 		rec := s.salts[day]
 		recs = append(recs, &kgo.Record{Key: []byte(rec.key), Value: append([]byte(nil), rec.salt...)})
 	}
 	s.mu.RUnlock()
+	for _, key := range dead {
+		recs = append(recs, &kgo.Record{Key: []byte(key)}) // tombstone
+	}
 	results, err := s.cl.ProduceSync(ctx, recs...).First()
 	if err != nil {
-		return fmt.Errorf("writing salt tombstones: %w", err)
+		return 0, fmt.Errorf("writing salt tombstones: %w", err)
 	}
-	// Every record below the first tombstone is an old salt or a copy
-	// superseded by the ones just written.
-	if err := kafkastate.DeleteBefore(ctx, s.cl, s.topic, 0, results.Offset); err != nil {
-		return err
+	return results.Offset, nil
+}
+
+// copied reports whether every live day's winner in found is either at or
+// above first or one of this instance's winners (copied above first).
+func (s *SaltStore) copied(found map[string]saltRecord, first int64) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for day, rec := range found {
+		if rec.offset >= first {
+			continue
+		}
+		if mine, ok := s.salts[day]; !ok || mine.key != rec.key {
+			return false
+		}
 	}
-	s.log.Info("destroyed old daily salts", zap.Int("records", len(dead)))
-	return s.refresh(ctx)
+	return true
 }
 
 // Run rotates every interval until ctx ends.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/aluminiapp/pipeline/enricher/internal/kafkastate"
 	"github.com/aluminiapp/pipeline/lib/kafkatest"
 )
 
@@ -167,4 +169,96 @@ func topicHolds(t *testing.T, addr string, salt []byte) bool {
 			return true
 		}
 	}
+}
+
+// TestInstancesAgreeOnANewDaysSalt: instances that ask for a day's salt at
+// the same moment, each with its own client, all get the same one, and so
+// does an instance that opens afterwards. Before the winner was the day's
+// first record it was its smallest key, which a later write could change
+// after an instance had used its own.
+func TestInstancesAgreeOnANewDaysSalt(t *testing.T) {
+	_, addr := kafkatest.Start(t)
+	day := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
+	c := &clock{t: day}
+	stores := make([]*SaltStore, 4)
+	for i := range stores {
+		stores[i] = openStore(t, addr, c)
+	}
+	for trial := range 10 {
+		at := day.Add(time.Duration(trial) * 24 * time.Hour)
+		c.set(at)
+		salts := make([][]byte, len(stores))
+		errs := make([]error, len(stores))
+		var wg sync.WaitGroup
+		for i, s := range stores {
+			wg.Go(func() { salts[i], errs[i] = s.Salt(at) })
+		}
+		wg.Wait()
+		late, err := openStore(t, addr, c).Salt(at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range stores {
+			if errs[i] != nil {
+				t.Fatalf("trial %d: instance %d: %v", trial, i, errs[i])
+			}
+			if !bytes.Equal(salts[i], late) {
+				t.Errorf("trial %d: instance %d uses salt %x, an instance opened later %x; want one salt", trial, i, salts[i], late)
+			}
+		}
+	}
+}
+
+// TestRotateMakesTomorrowsSaltAndKeepsWinners: Rotate writes tomorrow's
+// salt a day ahead, and destroying old salts (copies of the live ones,
+// then a deletion below them) never changes a live day's winner, even when
+// a second, losing record of that day is in the topic.
+func TestRotateMakesTomorrowsSaltAndKeepsWinners(t *testing.T) {
+	_, addr := kafkatest.Start(t)
+	day := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	c := &clock{t: day}
+	s := openStore(t, addr, c)
+	if err := s.Rotate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	tomorrow := day.Add(24 * time.Hour)
+	if !topicHasDay(t, addr, dayOf(tomorrow)) {
+		t.Fatalf("after Rotate on %s the topic holds no salt for %s", dayOf(day), dayOf(tomorrow))
+	}
+	winner, err := s.Salt(tomorrow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	winner = bytes.Clone(winner)
+	// A losing write for tomorrow, as from an instance that raced.
+	if err := s.cl.ProduceSync(t.Context(), &kgo.Record{Key: []byte(dayOf(tomorrow) + "/00"), Value: bytes.Repeat([]byte{7}, 32)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	c.set(tomorrow.Add(2 * time.Hour)) // the first day is over, grace too
+	if err := s.Rotate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if topicHasDay(t, addr, dayOf(day)) {
+		t.Errorf("after rotation the salt of %s is still in the topic", dayOf(day))
+	}
+	for name, st := range map[string]*SaltStore{"rotating instance": s, "new instance": openStore(t, addr, c)} {
+		if got, err := st.Salt(tomorrow); err != nil || !bytes.Equal(got, winner) {
+			t.Errorf("%s: Salt(%s) = %x, %v; want the first-written salt %x", name, dayOf(tomorrow), got, err, winner)
+		}
+	}
+}
+
+// topicHasDay reports whether the salt topic holds a live record of day.
+func topicHasDay(t *testing.T, addr, day string) bool {
+	t.Helper()
+	found := false
+	err := kafkastate.ReadPartition(t.Context(), []kgo.Opt{kgo.SeedBrokers(addr)}, "salts", 0, func(r *kgo.Record) {
+		if d, _, _ := strings.Cut(string(r.Key), "/"); d == day && r.Value != nil {
+			found = true
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return found
 }

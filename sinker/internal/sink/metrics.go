@@ -17,6 +17,7 @@ type metrics struct {
 	lag               *prometheus.GaugeVec
 	dropped           *prometheus.CounterVec
 	droppedErased     prometheus.Counter
+	droppedCopy       prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -76,9 +77,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}, []string{"partition"})
 	m.dropped = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "alumini_sinker_dropped_total",
-		Help: "Records committed without being stored or dead-lettered, by reason (erased: the visitor's erasure was requested).",
+		Help: "Records committed without being stored or dead-lettered, by reason (erased: the visitor's erasure was requested; copy: an earlier record of the partition holds the same client and event id).",
 	}, []string{"reason"})
 	m.droppedErased = m.dropped.WithLabelValues(DropErased)
+	m.droppedCopy = m.dropped.WithLabelValues(DropCopy)
 	for _, r := range []string{ReasonDecodeError, ReasonInvalidEvent, ReasonRejected} {
 		m.deadLetters.WithLabelValues(r) // export zeros, so alerts see the series
 	}

@@ -33,7 +33,9 @@
 //
 // The events of erased visitors (Config.Erased) are dropped before the
 // insert, with their offsets committed like the rest: a Kafka replay must
-// not store again what an erasure deleted.
+// not store again what an erasure deleted. So are later copies of an event
+// (Config.Copies): copies can differ in visitor and visit, and only the
+// first one may reach the table and its views.
 package sink
 
 import (
@@ -63,6 +65,10 @@ const Stage = "sinker"
 // DropErased is the reason label of events dropped because their visitor
 // was erased.
 const DropErased = "erased"
+
+// DropCopy is the reason label of events dropped because an earlier
+// record of their partition holds the same client and event id.
+const DropCopy = "copy"
 
 // Dead-letter reasons.
 const (
@@ -115,6 +121,18 @@ type Config struct {
 	// of erased visitors are neither stored nor dead-lettered, but their
 	// offsets are committed with the batch.
 	Erased ErasedSet
+	// Copies, when not nil, is asked about every storable event: a copy
+	// of an event that an earlier record of the partition holds is
+	// dropped (committed, not stored), so the first copy's fields are the
+	// ones stored and counted.
+	Copies CopyFilter
+}
+
+// CopyFilter tells the first copy of an event from later ones (see
+// package copies).
+type CopyFilter interface {
+	First(ctx context.Context, partition int, offset int64, clientID, eventID string) (bool, error)
+	Skip(ctx context.Context, partition int, offset int64) error
 }
 
 // WithDefaults fills the zero retry settings.
@@ -297,14 +315,14 @@ func (s *Sink) fill(ctx context.Context) (*batch, error) {
 			b.firstFetched = time.Now()
 			timer = time.AfterFunc(s.cfg.MaxWait, timeUp)
 		}
-		if err := s.add(b, m); err != nil {
+		if err := s.add(ctx, b, m); err != nil {
 			return b, err
 		}
 	}
 	return b, nil
 }
 
-func (s *Sink) add(b *batch, m kafka.Message) error {
+func (s *Sink) add(ctx context.Context, b *batch, m kafka.Message) error {
 	b.msgs = append(b.msgs, m)
 	b.bytes += len(m.Value)
 	if m.HighWaterMark > 0 {
@@ -322,7 +340,30 @@ func (s *Sink) add(b *batch, m kafka.Message) error {
 	// the sinker's decoding time was protobuf-go allocating each string.
 	if err := ev.UnmarshalVTUnsafe(m.Value); err != nil {
 		b.dropEvent(ev)
+		if err := s.skipCopy(ctx, m); err != nil {
+			return err
+		}
 		return s.deadLetter(b, m, ReasonDecodeError, err)
+	}
+	hasIDs := ev.ClientId != "" && ev.EventId != ""
+	var checkErr error
+	if hasIDs {
+		checkErr = schema.Check(ev)
+	}
+	// First, as copies.KafkaLoader counts records when it rebuilds: every
+	// storable one, an erased visitor's too.
+	if s.cfg.Copies != nil {
+		if !hasIDs || checkErr != nil {
+			if err := s.cfg.Copies.Skip(ctx, m.Partition, m.Offset); err != nil {
+				return fmt.Errorf("deduplicating copies: %w", err)
+			}
+		} else if first, err := s.cfg.Copies.First(ctx, m.Partition, m.Offset, ev.ClientId, ev.EventId); err != nil {
+			return fmt.Errorf("deduplicating copies: %w", err)
+		} else if !first {
+			b.dropEvent(ev)
+			s.m.droppedCopy.Inc()
+			return nil
+		}
 	}
 	// Before the validity checks: an erased visitor's invalid event must
 	// not reach the dead-letter topic either.
@@ -333,11 +374,11 @@ func (s *Sink) add(b *batch, m kafka.Message) error {
 			zap.String("topic", m.Topic), zap.Int("partition", m.Partition), zap.Int64("offset", m.Offset))
 		return nil
 	}
-	if ev.ClientId == "" || ev.EventId == "" {
+	if !hasIDs {
 		b.dropEvent(ev)
 		return s.deadLetter(b, m, ReasonInvalidEvent, errors.New("event has no client_id or no event_id"))
 	}
-	if err := schema.Check(ev); err != nil {
+	if err := checkErr; err != nil {
 		b.dropEvent(ev)
 		if errors.Is(err, schema.ErrInvalidUTF8) {
 			// What proto.Unmarshal refuses; the unsafe decoder leaves it to Check.
@@ -348,6 +389,17 @@ func (s *Sink) add(b *batch, m kafka.Message) error {
 	b.events = append(b.events, ev)
 	b.eventRecs = append(b.eventRecs, int32(len(b.msgs)-1))
 	b.eventBytes += len(m.Value)
+	return nil
+}
+
+// skipCopy moves the copy filter past a record that is no storable event.
+func (s *Sink) skipCopy(ctx context.Context, m kafka.Message) error {
+	if s.cfg.Copies == nil {
+		return nil
+	}
+	if err := s.cfg.Copies.Skip(ctx, m.Partition, m.Offset); err != nil {
+		return fmt.Errorf("deduplicating copies: %w", err)
+	}
 	return nil
 }
 

@@ -336,7 +336,7 @@ func TestRecordsThatCannotBeStoredAreDeadLettered(t *testing.T) {
 			b := &batch{}
 			s := New(Config{}, nil, nil, nil, zap.NewNop(), prometheus.NewRegistry())
 			m := kafka.Message{Topic: "enriched", Partition: 2, Offset: 41, Key: []byte("k"), Value: tt.value}
-			if err := s.add(b, m); err != nil {
+			if err := s.add(t.Context(), b, m); err != nil {
 				t.Fatalf("add = %v; want nil", err)
 			}
 			if len(b.events) != 0 || len(b.dead) != 1 || len(b.msgs) != 1 {
