@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/aluminiapp/pipeline/lib/outage"
 )
 
 // Config is where the pipeline's topics live and how they are laid out.
@@ -77,9 +79,15 @@ func (c *Config) BrokerList() []string {
 func (c *Config) Addr() net.Addr { return kafka.TCP(c.BrokerList()...) }
 
 // EnsureTopics creates the named topics where they are missing. A topic
-// that exists is left as it is, whatever its layout.
+// that exists is left as it is, whatever its layout. Errors that retrying
+// cannot fix are marked outage.Permanent; callers retry the others
+// (outage.Dependency.Retry): a broker that is not up yet is no reason to
+// stop.
 func (c *Config) EnsureTopics(ctx context.Context, topics ...string) error {
-	client := &kafka.Client{Addr: c.Addr(), Timeout: 10 * time.Second, Transport: c.Transport()}
+	tr := c.Transport()
+	// Each try has its own pool: a retried start must not leave one behind.
+	defer tr.CloseIdleConnections()
+	client := &kafka.Client{Addr: c.Addr(), Timeout: 10 * time.Second, Transport: tr}
 	req := &kafka.CreateTopicsRequest{}
 	for _, t := range topics {
 		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: t, NumPartitions: c.Partitions, ReplicationFactor: c.ReplicationFactor})
@@ -90,8 +98,44 @@ func (c *Config) EnsureTopics(ctx context.Context, topics ...string) error {
 	}
 	for topic, terr := range resp.Errors {
 		if terr != nil && !errors.Is(terr, kafka.TopicAlreadyExists) {
-			return fmt.Errorf("creating topic %s: %w", topic, terr)
+			err := fmt.Errorf("creating topic %s: %w", topic, terr)
+			if isConfigError(terr) {
+				return outage.Permanent(err)
+			}
+			return err
 		}
 	}
 	return nil
+}
+
+// isConfigError tells the answers that no wait can fix (a bad topic name
+// or layout, a policy, missing rights) from those of a cluster that is
+// starting or moving. Too few brokers for the replication factor is
+// retried: it is what a cluster answers while its brokers start one by one.
+func isConfigError(err error) bool {
+	for _, e := range []kafka.Error{kafka.InvalidTopic, kafka.InvalidPartitionNumber, kafka.InvalidConfiguration,
+		kafka.PolicyViolation, kafka.TopicAuthorizationFailed, kafka.ClusterAuthorizationFailed, kafka.SASLAuthenticationFailed} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// GroupTimings are the consumer-group settings that follow from the
+// session timeout (how long a crashed member's partitions wait):
+//   - heartbeat every tenth of it: live members learn of a rebalance
+//     within a heartbeat, so a crash costs the session timeout plus about
+//     one heartbeat, and ten heartbeats must be lost before a live member
+//     is taken for dead;
+//   - rebalance timeout equal to it: live members rejoin within a
+//     heartbeat, and waiting longer for the others only delays the
+//     partitions of all;
+//   - one second before joining again after a failed join (kafka-go's
+//     default of 5s left partitions unread for that long after each
+//     failure while members came and went).
+//
+// The enricher and the sinker both use them.
+func GroupTimings(session time.Duration) (heartbeat, rebalance, joinBackoff time.Duration) {
+	return max(session/10, 100*time.Millisecond), session, time.Second
 }
