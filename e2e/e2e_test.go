@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
 	"github.com/aluminiapp/pipeline/lib/chtest"
 	"github.com/aluminiapp/pipeline/lib/kafkatest"
 	"github.com/aluminiapp/pipeline/lib/registry"
@@ -32,6 +34,8 @@ type stack struct {
 	ports    map[string]string // service -> public address
 	admin    map[string]string // service -> admin address
 	procs    map[string]*exec.Cmd
+	exited   map[string]chan error // receives the process's exit, once
+	ch       driver.Conn           // the stack's database, for checks
 }
 
 func freeAddr(t *testing.T) string {
@@ -70,8 +74,19 @@ func buildBinaries(t *testing.T) string {
 
 func newStack(t *testing.T, apiKey string) *stack {
 	t.Helper()
-	database, _ := chtest.Database(t)
 	_, broker := kafkatest.Start(t)
+	s := prepareStack(t, apiKey, broker)
+	for _, name := range services {
+		s.start(name)
+	}
+	return s
+}
+
+// prepareStack builds the services and writes their configuration for
+// brokers, without starting anything.
+func prepareStack(t *testing.T, apiKey, brokers string) *stack {
+	t.Helper()
+	database, ch := chtest.Database(t)
 	dir := t.TempDir()
 	clients := fmt.Sprintf(`clients:
   - id: shop
@@ -88,7 +103,7 @@ func newStack(t *testing.T, apiKey string) *stack {
 	s := &stack{
 		t: t, bin: buildBinaries(t), dir: dir,
 		env: append(os.Environ(),
-			"ALUMINI_KAFKA_BROKERS="+broker,
+			"ALUMINI_KAFKA_BROKERS="+brokers,
 			"ALUMINI_KAFKA_PARTITIONS=3",
 			"ALUMINI_CLIENTS_FILE="+filepath.Join(dir, "clients.yaml"),
 			"ALUMINI_CLICKHOUSE_ADDR="+chtest.Addr(),
@@ -96,21 +111,27 @@ func newStack(t *testing.T, apiKey string) *stack {
 			"ALUMINI_VISITOR_SECRET=e2e-secret-e2e-secret-e2e-secret-e2e",
 			"ALUMINI_BATCH_MAX_WAIT=200ms",
 		),
-		ports: map[string]string{"collector": freeAddr(t), "reporter": freeAddr(t)},
-		admin: map[string]string{},
-		procs: map[string]*exec.Cmd{},
+		ports:  map[string]string{"collector": freeAddr(t), "reporter": freeAddr(t)},
+		admin:  map[string]string{},
+		procs:  map[string]*exec.Cmd{},
+		exited: map[string]chan error{},
+		ch:     ch,
 	}
 	for _, name := range services {
 		s.admin[name] = freeAddr(t)
 	}
 	t.Cleanup(s.stopAll)
-	for _, name := range services {
-		s.start(name)
-	}
 	return s
 }
 
 func (s *stack) start(name string) {
+	s.t.Helper()
+	s.launch(name)
+	s.waitReady(name)
+}
+
+// launch starts a service without waiting for it to be ready.
+func (s *stack) launch(name string) {
 	s.t.Helper()
 	args := []string{"-admin-addr", s.admin[name]}
 	if addr, ok := s.ports[name]; ok {
@@ -118,7 +139,8 @@ func (s *stack) start(name string) {
 	}
 	cmd := exec.Command(filepath.Join(s.bin, name), args...)
 	cmd.Env = s.env
-	logFile, err := os.Create(filepath.Join(s.dir, name+".log"))
+	// Appended to: a service restarted keeps the log of its earlier runs.
+	logFile, err := os.OpenFile(filepath.Join(s.dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -127,7 +149,9 @@ func (s *stack) start(name string) {
 		s.t.Fatalf("starting %s: %v", name, err)
 	}
 	s.procs[name] = cmd
-	s.waitReady(name)
+	exited := make(chan error, 1)
+	s.exited[name] = exited
+	go func() { exited <- cmd.Wait() }()
 }
 
 func (s *stack) waitReady(name string) {
@@ -162,8 +186,7 @@ func (s *stack) stop(name string) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		s.t.Errorf("signalling %s: %v", name, err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	done := s.exited[name]
 	select {
 	case err := <-done:
 		if err != nil {
