@@ -537,7 +537,14 @@ func TestConsumersRejoinAfterCrashes(t *testing.T) {
 	t.Logf("after six kills and restarts, every partition consumed again within %v of the last restart (session timeout %v): %s",
 		slowest.Round(10*time.Millisecond), sessionTimeout, b)
 	if slowest > sessionTimeout+10*time.Second {
-		t.Errorf("partitions unread for %v after the last restart; want at most the session timeout plus 10 s (%v)", slowest, sessionTimeout+10*time.Second)
+		var assigned []string
+		for line := range strings.Lines(f.log("sinker")) {
+			if strings.Contains(line, "partitions assigned") || strings.Contains(line, "rebalanc") || strings.Contains(line, "starting") {
+				assigned = append(assigned, line)
+			}
+		}
+		t.Errorf("partitions unread for %v after the last restart (%s); want at most the session timeout plus 10 s (%v); the sinkers' group log:\n%s",
+			slowest, restarted.UTC().Format("15:04:05.000"), sessionTimeout+10*time.Second, strings.Join(assigned, ""))
 	}
 	f.waitStored(l.halt(), 120*time.Second)
 	f.checkAlive("after the crashes")

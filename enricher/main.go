@@ -13,6 +13,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
 
 	"github.com/aluminiapp/pipeline/enricher/internal/enrich"
 	"github.com/aluminiapp/pipeline/enricher/internal/geo"
@@ -33,6 +34,7 @@ type config struct {
 	GroupID string
 	// KafkaSessionTimeout bounds how long a crashed enricher's partitions wait.
 	KafkaSessionTimeout time.Duration
+	Member              kafkaconf.GroupMember
 	Clients             registry.FileConfig
 	VisitorSecret       string
 	MaxBatch            int
@@ -57,6 +59,7 @@ func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	c.Options.RegisterFlags(fs, "127.0.0.1:9101")
 	c.Kafka.RegisterFlags(fs)
 	fs.StringVar(&c.GroupID, "group-id", "alumini-enricher", "Kafka consumer group shared by all enricher instances")
+	c.Member.RegisterFlags(fs)
 	fs.DurationVar(&c.KafkaSessionTimeout, "kafka-session-timeout", 10*time.Second, "how long the consumer group waits for a silent enricher before moving its partitions to the others (the broker's group.min/max.session.timeout.ms bound it; see docs/faults.md)")
 	c.Clients.RegisterFlags(fs)
 	fs.StringVar(&c.VisitorSecret, "visitor-secret", "", "secret key of the visitor-id hash, at least 32 characters (required; set it through the environment, not the command line)")
@@ -85,6 +88,9 @@ func (c *config) Validate() error {
 	}
 	if len(c.VisitorSecret) < 32 {
 		return errors.New("visitor-secret must be at least 32 characters (for example: head -c 32 /dev/urandom | base64)")
+	}
+	if err := c.Member.Validate(); err != nil {
+		return err
 	}
 	if c.KafkaSessionTimeout < 100*time.Millisecond || c.KafkaSessionTimeout > 30*time.Minute {
 		return fmt.Errorf("kafka-session-timeout %v: want 100ms to 30m", c.KafkaSessionTimeout)
@@ -201,6 +207,18 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 	}
 	defer sessions.Close()
 
+	// A crashed predecessor's member would hold the partitions until its
+	// session timed out; best effort, the session timeout still applies.
+	clientID := cfg.Member.ClientID("enricher")
+	evictCtx, cancelEvict := context.WithTimeout(ctx, 10*time.Second)
+	if n, err := cfg.Kafka.EvictPredecessors(evictCtx, cfg.GroupID, clientID); err != nil {
+		rt.Log.Warn("could not remove the group members of an earlier run", zap.Error(err))
+	} else if n > 0 {
+		rt.Log.Info("removed the group members an earlier run left", zap.Int("members", n))
+	}
+	cancelEvict()
+	dialer := cfg.Kafka.Dialer(10 * time.Second)
+	dialer.ClientID = clientID
 	e := enrich.New(enrich.Config{
 		Clients: clients, Visitors: visitor.New([]byte(cfg.VisitorSecret), salts),
 		UserAgents: uas, Referrers: refs, Geo: geoDB,
@@ -208,7 +226,7 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 	p := pipeline.New(pipeline.Config{
 		Brokers:         cfg.Kafka.BrokerList(),
 		Transport:       cfg.Kafka.Transport(),
-		Dialer:          cfg.Kafka.Dialer(10 * time.Second),
+		Dialer:          dialer,
 		GroupID:         cfg.GroupID,
 		RawTopic:        cfg.Kafka.RawTopic,
 		EnrichedTopic:   cfg.Kafka.EnrichedTopic,

@@ -37,6 +37,7 @@ type config struct {
 	BatchMaxWait  time.Duration
 	// SessionTimeout bounds how long a crashed sinker's partitions wait.
 	SessionTimeout time.Duration
+	Member         kafkaconf.GroupMember
 	// Clients is the registry whose retention_days the cleanup enforces.
 	Clients           registry.FileConfig
 	RetentionInterval time.Duration
@@ -54,6 +55,7 @@ func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.BatchMaxRows, "batch-max-rows", 50000, "records per ClickHouse insert at most")
 	fs.IntVar(&c.BatchMaxBytes, "batch-max-bytes", 64<<20, "record bytes per ClickHouse insert at most; with batch-max-rows it bounds memory")
 	fs.DurationVar(&c.BatchMaxWait, "batch-max-wait", time.Second, "how long a batch may wait for more records after its first; the latency until events are queryable")
+	c.Member.RegisterFlags(fs)
 	fs.DurationVar(&c.SessionTimeout, "kafka-session-timeout", 10*time.Second, "how long the consumer group waits for a silent sinker before moving its partitions to the others (the broker's group.min/max.session.timeout.ms bound it; see docs/faults.md)")
 	c.Clients.RegisterFlags(fs)
 	fs.DurationVar(&c.RetentionInterval, "retention-interval", time.Hour, "how often events older than their client's retention_days are deleted (needs -clients-file; 0 disables)")
@@ -91,6 +93,9 @@ func (c *config) Validate() error {
 	}
 	if c.ErasedRefresh < time.Second || c.ErasedRefresh > time.Hour {
 		return fmt.Errorf("erased-refresh-interval %v: want 1s to 1h", c.ErasedRefresh)
+	}
+	if err := c.Member.Validate(); err != nil {
+		return err
 	}
 	if c.SessionTimeout < 100*time.Millisecond || c.SessionTimeout > 30*time.Minute {
 		return fmt.Errorf("kafka-session-timeout %v: want 100ms to 30m", c.SessionTimeout)
@@ -165,9 +170,21 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) (err error) {
 		<-erasedDone
 	}()
 
+	// A crashed predecessor's member would hold the partitions until its
+	// session timed out; best effort, the session timeout still applies.
+	clientID := c.Member.ClientID("sinker")
+	evictCtx, cancelEvict := context.WithTimeout(ctx, 10*time.Second)
+	if n, err := c.EvictPredecessors(evictCtx, c.GroupID, clientID); err != nil {
+		rt.Log.Warn("could not remove the group members of an earlier run", zap.Error(err))
+	} else if n > 0 {
+		rt.Log.Info("removed the group members an earlier run left", zap.Int("members", n))
+	}
+	cancelEvict()
+	dialer := c.Dialer(10 * time.Second)
+	dialer.ClientID = clientID
 	reader, err := sink.NewReader(sink.ReaderConfig{
 		Brokers: c.BrokerList(), Topic: c.EnrichedTopic, GroupID: c.GroupID, SessionTimeout: c.SessionTimeout,
-		Dialer: c.Dialer(10 * time.Second), Kafka: kafkaDep,
+		Dialer: dialer, Kafka: kafkaDep,
 	}, rt.Log)
 	if err != nil {
 		return err
