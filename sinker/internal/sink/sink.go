@@ -130,7 +130,9 @@ func (c Config) WithDefaults() Config {
 		c.BackoffMin = 100 * time.Millisecond
 	}
 	if c.BackoffMax <= 0 {
-		c.BackoffMax = 10 * time.Second
+		// As outage.MaxBackoff: ClickHouse back means inserting (and
+		// ready) again within seconds.
+		c.BackoffMax = outage.MaxBackoff
 	}
 	if c.AttemptTimeout <= 0 {
 		c.AttemptTimeout = time.Minute
