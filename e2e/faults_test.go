@@ -26,6 +26,9 @@ import (
 // and carry on by itself; every event the collector accepted must be
 // stored once. They run in parallel, each on its own stack.
 
+// faultsKey is the reporter API key of the stacks here.
+const faultsKey = "alm_faults_key_0123456789abcdef"
+
 // sessionTimeout is the services' default consumer-group session timeout.
 const sessionTimeout = 10 * time.Second
 
@@ -45,7 +48,7 @@ func newFaultStack(t *testing.T, start bool) *faultStack {
 	brokers := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
 	k := kafkatest.NewRestartable(t, brokers)
 	proxy := newCutProxy(t, chtest.Addr())
-	s := prepareStack(t, "alm_faults_key_0123456789abcdef", strings.Join(brokers, ","))
+	s := prepareStack(t, faultsKey, strings.Join(brokers, ","))
 	s.env = append(s.env,
 		"ALUMINI_KAFKA_PARTITIONS=6",
 		"ALUMINI_KAFKA_REPLICATION_FACTOR=3",
@@ -450,6 +453,12 @@ func (f *faultStack) runOutage(o outage) {
 	}
 	f.waitStatus(o.length, http.StatusServiceUnavailable, o.notReadyOf...)
 	notReady := time.Since(down)
+	if o.ch {
+		// A report cannot be made: the client is told to come back.
+		if status, _, body := f.report(faultsKey, ""); status != http.StatusServiceUnavailable {
+			t.Errorf("report while ClickHouse is away = %d %s; want 503", status, body)
+		}
+	}
 	// The outage lasts its length; this is the scenario, not a wait for a
 	// condition.
 	time.Sleep(o.length - notReady)
