@@ -35,6 +35,7 @@ type stack struct {
 	ports    map[string]string // service -> public address
 	admin    map[string]string // service -> admin address
 	procs    map[string]*exec.Cmd
+	exited   map[string]chan error // receives the process's exit, once
 }
 
 func freeAddr(t *testing.T) string {
@@ -73,7 +74,14 @@ func buildBinaries(t *testing.T) string {
 
 func newStack(t *testing.T, apiKey string) *stack {
 	t.Helper()
-	clients := fmt.Sprintf(`clients:
+	s, _ := newStackWith(t, testClients(apiKey))
+	return s
+}
+
+// testClients is the registry of the tests' clients, with apiKey (and
+// apiKey-other, apiKey-cookies) as their API keys.
+func testClients(apiKey string) string {
+	return fmt.Sprintf(`clients:
   - id: shop
     domains: [shop.example]
     write_keys: [wk_shop]
@@ -86,8 +94,6 @@ func newStack(t *testing.T, apiKey string) *stack {
     cookie_mode: cookie
     api_key_hashes: [%q]
 `, registry.HashAPIKey(apiKey), registry.HashAPIKey(apiKey+"-other"), registry.HashAPIKey(apiKey+"-cookies"))
-	s, _ := newStackWith(t, clients)
-	return s
 }
 
 // newStackWith starts the services on a registry of clients, with env
@@ -95,8 +101,20 @@ func newStack(t *testing.T, apiKey string) *stack {
 // connection.
 func newStackWith(t *testing.T, clients string, env ...string) (*stack, driver.Conn) {
 	t.Helper()
-	database, conn := chtest.Database(t)
 	_, broker := kafkatest.Start(t)
+	s := prepareStack(t, clients, broker, env...)
+	for _, name := range services {
+		s.start(name)
+	}
+	return s, s.db
+}
+
+// prepareStack builds the services and writes their configuration (a
+// registry of clients, brokers, env added to their environment), without
+// starting anything.
+func prepareStack(t *testing.T, clients, brokers string, env ...string) *stack {
+	t.Helper()
+	database, conn := chtest.Database(t)
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "clients.yaml"), []byte(clients), 0o600); err != nil {
 		t.Fatal(err)
@@ -104,7 +122,7 @@ func newStackWith(t *testing.T, clients string, env ...string) (*stack, driver.C
 	s := &stack{
 		t: t, db: conn, bin: buildBinaries(t), dir: dir,
 		env: append(os.Environ(),
-			"ALUMINI_KAFKA_BROKERS="+broker,
+			"ALUMINI_KAFKA_BROKERS="+brokers,
 			"ALUMINI_KAFKA_PARTITIONS=3",
 			"ALUMINI_CLIENTS_FILE="+filepath.Join(dir, "clients.yaml"),
 			"ALUMINI_CLICKHOUSE_ADDR="+chtest.Addr(),
@@ -115,22 +133,27 @@ func newStackWith(t *testing.T, clients string, env ...string) (*stack, driver.C
 			// Tests send X-Forwarded-For to come from other addresses.
 			"ALUMINI_TRUSTED_PROXIES=127.0.0.1/32",
 		),
-		ports: map[string]string{"collector": freeAddr(t), "reporter": freeAddr(t)},
-		admin: map[string]string{},
-		procs: map[string]*exec.Cmd{},
+		ports:  map[string]string{"collector": freeAddr(t), "reporter": freeAddr(t)},
+		admin:  map[string]string{},
+		procs:  map[string]*exec.Cmd{},
+		exited: map[string]chan error{},
 	}
 	for _, name := range services {
 		s.admin[name] = freeAddr(t)
 	}
 	s.env = append(s.env, env...)
 	t.Cleanup(s.stopAll)
-	for _, name := range services {
-		s.start(name)
-	}
-	return s, conn
+	return s
 }
 
 func (s *stack) start(name string) {
+	s.t.Helper()
+	s.launch(name)
+	s.waitReady(name)
+}
+
+// launch starts a service without waiting for it to be ready.
+func (s *stack) launch(name string) {
 	s.t.Helper()
 	args := []string{"-admin-addr", s.admin[name]}
 	if addr, ok := s.ports[name]; ok {
@@ -138,7 +161,8 @@ func (s *stack) start(name string) {
 	}
 	cmd := exec.Command(filepath.Join(s.bin, name), args...)
 	cmd.Env = s.env
-	logFile, err := os.Create(filepath.Join(s.dir, name+".log"))
+	// Appended to: a service restarted keeps the log of its earlier runs.
+	logFile, err := os.OpenFile(filepath.Join(s.dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -147,7 +171,9 @@ func (s *stack) start(name string) {
 		s.t.Fatalf("starting %s: %v", name, err)
 	}
 	s.procs[name] = cmd
-	s.waitReady(name)
+	exited := make(chan error, 1)
+	s.exited[name] = exited
+	go func() { exited <- cmd.Wait() }()
 }
 
 func (s *stack) waitReady(name string) {
@@ -182,8 +208,7 @@ func (s *stack) stop(name string) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		s.t.Errorf("signalling %s: %v", name, err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	done := s.exited[name]
 	select {
 	case err := <-done:
 		if err != nil {

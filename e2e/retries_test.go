@@ -2,36 +2,9 @@ package e2e
 
 import (
 	"context"
-	"io"
-	"net/http"
-	"regexp"
-	"strconv"
 	"testing"
 	"time"
 )
-
-// metric reads a counter or gauge of service name ("" when absent).
-func (s *stack) metric(name, series string) float64 {
-	s.t.Helper()
-	resp, err := http.Get("http://" + s.admin[name] + "/metrics")
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindSubmatch(b)
-	if m == nil {
-		return 0
-	}
-	v, err := strconv.ParseFloat(string(m[1]), 64)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	return v
-}
 
 // waitCopiesDropped waits until the sinker has dropped want later copies.
 func (s *stack) waitCopiesDropped(want float64) {

@@ -18,6 +18,8 @@ import (
 
 	"github.com/aluminiapp/pipeline/enricher/internal/enrich"
 	"github.com/aluminiapp/pipeline/enricher/internal/session"
+	"github.com/aluminiapp/pipeline/lib/kafkaconf"
+	"github.com/aluminiapp/pipeline/lib/outage"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
 	"github.com/aluminiapp/pipeline/proto/redact"
 )
@@ -36,10 +38,12 @@ type Config struct {
 	MaxBatch int
 	// MaxWait bounds how long a partial batch waits for more hits.
 	MaxWait time.Duration
-
 	// SessionTimeout is how long the group waits for a silent member
-	// before moving its partitions; 0: kafka-go's default (30s).
+	// before moving its partitions (see kafkaconf.GroupTimings). Default 10s.
 	SessionTimeout time.Duration
+	// Kafka tracks outages (one log line per change, metrics, readiness);
+	// nil: a tracker of its own, unregistered.
+	Kafka *outage.Dependency
 }
 
 // Pipeline is one enricher's consume-enrich-produce loop.
@@ -99,6 +103,13 @@ func New(cfg Config, e *enrich.Enricher, sessions *session.Tracker, log *zap.Log
 			Compression:  kafka.Lz4,
 		}
 	}
+	if cfg.SessionTimeout <= 0 {
+		cfg.SessionTimeout = 10 * time.Second
+	}
+	if cfg.Kafka == nil {
+		cfg.Kafka = outage.NewMonitor(log, prometheus.NewRegistry()).Dependency("kafka")
+	}
+	heartbeat, rebalance, joinBackoff := kafkaconf.GroupTimings(cfg.SessionTimeout)
 	p := &Pipeline{
 		cfg:      cfg,
 		enricher: e,
@@ -109,13 +120,21 @@ func New(cfg Config, e *enrich.Enricher, sessions *session.Tracker, log *zap.Log
 			Dialer:  cfg.Dialer,
 			GroupID: cfg.GroupID,
 			Topic:   cfg.RawTopic,
-			// A dead instance's partitions wait this long for another.
-			SessionTimeout: cfg.SessionTimeout,
 			// A new group starts at the oldest hit: nothing accepted is skipped.
 			StartOffset: kafka.FirstOffset,
 			// Commits are explicit and synchronous, after the writes.
 			CommitInterval: 0,
 			MaxWait:        250 * time.Millisecond,
+			// See kafkaconf.GroupTimings: a crashed member's partitions move within
+			// the session timeout, a stopped one's at once (Close leaves
+			// the group).
+			SessionTimeout:    cfg.SessionTimeout,
+			HeartbeatInterval: heartbeat,
+			RebalanceTimeout:  rebalance,
+			JoinGroupBackoff:  joinBackoff,
+			// Outages are logged once by Run; kafka-go's own lines, one per
+			// try, go to debug.
+			ErrorLogger: kafka.LoggerFunc(log.Sugar().Named("kafka-reader").Debugf),
 		}),
 		events: writer(cfg.EnrichedTopic),
 		dead:   writer(cfg.DeadLetterTopic),
@@ -185,7 +204,10 @@ func New(cfg Config, e *enrich.Enricher, sessions *session.Tracker, log *zap.Log
 }
 
 // Run processes batches until ctx ends, then finishes the batch in hand.
+// Kafka being unreachable is waited out: kafka-go's reader reconnects by
+// itself, and Run keeps asking it, with backoff, until hits come again.
 func (p *Pipeline) Run(ctx context.Context) error {
+	var backoff outage.Backoff
 	for {
 		batch, err := p.fetch(ctx)
 		if len(batch) > 0 {
@@ -195,11 +217,17 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				return perr
 			}
 		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("reading %s: %w", p.cfg.RawTopic, err)
+		if err == nil {
+			p.cfg.Kafka.Succeeded()
+			backoff.Reset()
+			continue
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		p.cfg.Kafka.Failed("reading "+p.cfg.RawTopic, err)
+		if !backoff.Wait(ctx) {
+			return nil
 		}
 	}
 }
@@ -323,7 +351,11 @@ func (p *Pipeline) enrichOne(m kafka.Message, clock *stageClock) (kafka.Message,
 		// kept about anyone.
 		p.sessions.Skip(partition, m.Offset)
 	} else {
-		if err := p.sessions.Prepare(context.Background(), partition, m.Offset); err != nil {
+		// Loading a partition's state needs Kafka; it is waited for like the
+		// writes, so sessions are never guessed.
+		if err := p.cfg.Kafka.Retry(context.Background(), "loading session state", func(ctx context.Context) error {
+			return p.sessions.Prepare(ctx, partition, m.Offset)
+		}); err != nil {
 			return kafka.Message{}, fmt.Errorf("%w: %w", errSessionState, err)
 		}
 		s := p.sessions.Apply(partition, m.Offset, key, ev.EventId, ev.TimestampMs, enrich.SessionSource(ev))
@@ -344,19 +376,15 @@ func (p *Pipeline) enrichOne(m kafka.Message, clock *stageClock) (kafka.Message,
 // flushSessions retries like write: the state must be in Kafka before the
 // offsets move past the hits that changed it.
 func (p *Pipeline) flushSessions() error {
-	backoff := 100 * time.Millisecond
-	for attempt := 0; ; attempt++ {
+	return p.cfg.Kafka.Retry(context.Background(), "writing session state", func(context.Context) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
 		err := p.sessions.Flush(ctx)
-		cancel()
-		if err == nil {
-			return nil
+		if err != nil {
+			p.retries.Inc()
 		}
-		p.retries.Inc()
-		p.log.Warn("writing session state failed; retrying", zap.Int("attempt", attempt+1), zap.Error(err))
-		time.Sleep(backoff)
-		backoff = min(backoff*2, 5*time.Second)
-	}
+		return err
+	})
 }
 
 // deadLetter wraps a record that cannot be enriched. The raw hit loses its
@@ -386,20 +414,18 @@ var rawHitIPField = (&aluminiv1.RawHit{}).ProtoReflect().Descriptor().Fields().B
 // skipping would lose hits, and the consumer group moves the partitions to
 // another instance if this one is stopped.
 func (p *Pipeline) write(w *kafka.Writer, msgs []kafka.Message) error {
-	backoff := 100 * time.Millisecond
-	for attempt := 0; len(msgs) > 0; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := w.WriteMessages(ctx, msgs...)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		p.retries.Inc()
-		p.log.Warn("writing to kafka failed; retrying", zap.String("topic", w.Topic), zap.Int("records", len(msgs)), zap.Int("attempt", attempt+1), zap.Error(err))
-		time.Sleep(backoff)
-		backoff = min(backoff*2, 5*time.Second)
+	if len(msgs) == 0 {
+		return nil
 	}
-	return nil
+	return p.cfg.Kafka.Retry(context.Background(), "writing to "+w.Topic, func(context.Context) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err := w.WriteMessages(ctx, msgs...)
+		if err != nil {
+			p.retries.Inc()
+		}
+		return err
+	})
 }
 
 func (p *Pipeline) commit(batch []kafka.Message) {

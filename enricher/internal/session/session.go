@@ -89,6 +89,10 @@ type Tracker struct {
 	dirty map[int32]map[string]State
 }
 
+// ErrTooFewPartitions is Open's configuration error: the state topic has
+// fewer partitions than the raw topic. Waiting does not fix it.
+var ErrTooFewPartitions = errors.New("too few partitions")
+
 // Open connects a Tracker and creates the state topic with partitions
 // partitions (as many as the raw topic has) when it is missing.
 func Open(ctx context.Context, cfg Config, partitions int32, replication int16, log *zap.Logger) (*Tracker, error) {
@@ -121,7 +125,7 @@ func Open(ctx context.Context, cfg Config, partitions int32, replication int16, 
 	}
 	if have := len(topics[cfg.Topic].Partitions); have < int(partitions) {
 		cl.Close()
-		return nil, fmt.Errorf("session state topic %s has %d partitions; the raw topic has %d: add partitions to it", cfg.Topic, have, partitions)
+		return nil, fmt.Errorf("%w: session state topic %s has %d partitions; the raw topic has %d: add partitions to it", ErrTooFewPartitions, cfg.Topic, have, partitions)
 	}
 	cache, err := otter.New(&otter.Options[string, State]{MaximumSize: cfg.MaxVisitors})
 	if err != nil {
