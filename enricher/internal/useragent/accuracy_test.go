@@ -132,7 +132,7 @@ func TestNoOrdinaryBrowserIsABot(t *testing.T) {
 		if !mainstream[c.Family] {
 			continue
 		}
-		if p.slow.ParseDevice(c.UA).Family == "Spider" {
+		if _, _, d := p.slow.Parse(c.UA); d.Family == "Spider" {
 			// A crawler that names a browser ("Google Web Preview"
 			// on Chrome 27): uap-core itself calls it a spider.
 			continue
@@ -184,7 +184,7 @@ func TestAppRulesKeepWhatUAPGetsRight(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range loadUAP(t, "test_ua.yaml") {
-		if p.slow.ParseUserAgent(c.UA).Family != c.Family {
+		if u, _, _ := p.slow.Parse(c.UA); u.Family != c.Family {
 			continue
 		}
 		got := p.ParseUncached(c.UA).Browser

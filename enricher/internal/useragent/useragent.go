@@ -17,9 +17,9 @@ import (
 	"github.com/maypok86/otter/v2"
 	"github.com/maypok86/otter/v2/stats"
 	medama "github.com/medama-io/go-useragent"
-	"github.com/ua-parser/uap-go/uaparser"
 
 	"github.com/aluminiapp/pipeline/enricher/internal/bots"
+	"github.com/aluminiapp/pipeline/enricher/internal/useragent/uaregex"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
 )
 
@@ -36,7 +36,7 @@ type Result struct {
 // Parser parses user agents; safe for concurrent use.
 type Parser struct {
 	fast  *medama.Parser
-	slow  *uaparser.Parser
+	slow  *uaregex.Parser
 	bots  *bots.Detector
 	cache *otter.Cache[string, Result]
 	stats *stats.Counter
@@ -48,8 +48,7 @@ func New(cacheSize int) (*Parser, error) {
 	if err != nil {
 		return nil, err
 	}
-	// uap-go's own cache is kept minimal: ours sits in front of it.
-	slow, err := uaparser.New(uaparser.WithCacheSize(1))
+	slow, err := uaregex.New()
 	if err != nil {
 		return nil, err
 	}
@@ -100,12 +99,12 @@ func (p *Parser) ParseUncached(ua string) Result {
 func (p *Parser) ParseSlow(ua string) Result { return p.parseSlow(ua) }
 
 func (p *Parser) parseSlow(ua string) Result {
-	c := p.slow.Parse(ua)
+	agent, os, device := p.slow.Parse(ua)
 	r := Result{
-		Browser:        c.UserAgent.Family,
-		BrowserVersion: version(c.UserAgent.Major, c.UserAgent.Minor),
-		OS:             c.Os.Family,
-		OSVersion:      version(c.Os.Major, c.Os.Minor),
+		Browser:        agent.Family,
+		BrowserVersion: version(agent.Major, agent.Minor),
+		OS:             os.Family,
+		OSVersion:      version(os.Major, os.Minor),
 	}
 	if r.Browser == "Other" {
 		r.Browser = ""
@@ -116,7 +115,7 @@ func (p *Parser) parseSlow(ua string) Result {
 	if r.OS == "Other" {
 		r.OS = ""
 	}
-	r.Device = deviceClass(ua, c.Device.Family, r.OS)
+	r.Device = deviceClass(ua, device.Family, r.OS)
 	r.Bot = r.Device == aluminiv1.DeviceType_DEVICE_TYPE_BOT
 	return r
 }
