@@ -156,6 +156,9 @@ func TestFastTierAgreesWithUAP(t *testing.T) {
 	for _, ua := range uamix.Realistic {
 		cases = append(cases, uapCase{UA: ua})
 	}
+	for _, c := range loadIntoli(t) {
+		cases = append(cases, uapCase{UA: c.UA})
+	}
 	for _, ua := range uamix.Realistic {
 		if _, ok := p.parseFast(ua); !ok {
 			t.Errorf("the fast tier does not answer for the common %q", ua)
