@@ -41,6 +41,11 @@ func TestKindRules(t *testing.T) {
 		{"Mozilla/5.0 (compatible; MSIE 4.01; Windows CE; PPC; 240x320)", "", "Windows", mobile},
 		{"Nokia6300/2.0 (05.00) Profile/MIDP-2.0 Configuration/CLDC-1.1", "", "", mobile},
 		{"SAMSUNG-GT-P5110/101.40202", "", "", tablet},
+		// In-app and vendor browsers whose apps ua-parser's spider
+		// list names, and phones named like listed crawlers.
+		{"Mozilla/5.0 (Linux; Android 13; 23021RAAEG Build/TKQ1.221114.001; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/120.0.6099.193 Mobile Safari/537.36 WhatsApp/2.23.25.76", "", "Android", mobile},
+		{"Mozilla/5.0 (Linux; U; Android 7.1.1; zh-cn; OPPO R11 Build/NMF26X) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/53.0.2785.146 Mobile Safari/537.36 SogouMSE,SogouMobileBrowser/5.9.0", "", "Android", mobile},
+		{"Mozilla/5.0 (Linux; Android 15; CPH2581 Build/AP3A.240617.008) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.6723.107 Mobile Safari/537.36", "Chrome Mobile", "Android", mobile},
 	} {
 		r := p.ParseUncached(c.ua)
 		if r.Device != c.device || r.OS != c.os || c.browser != "" && r.Browser != c.browser || r.Bot {

@@ -117,6 +117,12 @@ func (p *Parser) parseSlow(ua string) Result {
 	if r.OS == "Other" {
 		r.OS = ""
 	}
+	if device.Family == "Spider" && p.bots.InApp(ua) && (webView(ua) || !bots.Named(agent.Family)) {
+		// ua-parser's spider list names apps whose in-app browsers
+		// people use (WhatsApp's WebView, Sogou's own browser); a family
+		// ua-parser gives a bot ("WebPageTest.org bot") stays a bot.
+		device.Family = "Other"
+	}
 	r.Device = deviceClass(ua, device, r.OS, os.Major)
 	if r.Device == aluminiv1.DeviceType_DEVICE_TYPE_DESKTOP && r.OS == "iOS" && strings.Contains(ua, "Darwin/") {
 		// CFNetwork apps on a Mac: ua-parser reads the Darwin
@@ -150,6 +156,13 @@ var (
 		"Mandriva": true, "Slackware": true, "CentOS": true, "Solaris": true, "Kubuntu": true,
 	}
 )
+
+// webView reports whether ua is an Android WebView's ("; wv)") or an iOS
+// WKWebView's (an iPhone or iPad user agent without Safari's token).
+func webView(ua string) bool {
+	return strings.Contains(ua, "; wv)") ||
+		(strings.Contains(ua, "(iPhone") || strings.Contains(ua, "(iPad")) && !strings.Contains(ua, "Safari/")
+}
 
 // deviceClass maps ua-parser's device and OS to our coarse classes. Only
 // a browser's user agent says "Mobile" on a phone and leaves it out on a
