@@ -322,7 +322,7 @@ func (c *cluster) checkDeployment(svc string) {
 	}
 	grace := time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second
 	// service.Main gives the admin server 5s more to stop.
-	if total := preStop + drain + flush + 5*time.Second; total > grace {
+	if total := preStop + drain + flush + 5*time.Second; total >= grace {
 		t.Errorf("%s: preStop %v + drain-delay %v + shutdown-timeout %v + 5s = %v exceeds terminationGracePeriodSeconds %v",
 			svc, preStop, drain, flush, total, grace)
 	}
