@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
 	"github.com/aluminiapp/pipeline/lib/chtest"
 	"github.com/aluminiapp/pipeline/lib/kafkatest"
 	"github.com/aluminiapp/pipeline/lib/registry"
@@ -28,10 +30,18 @@ var services = []string{"reporter", "sinker", "enricher", "collector"}
 type stack struct {
 	t        *testing.T
 	bin, dir string
+	ch       driver.Conn // the stack's database
 	env      []string
-	ports    map[string]string // service -> public address
-	admin    map[string]string // service -> admin address
+	ports    map[string]string // instance -> public address
+	admin    map[string]string // instance -> admin address
+	args     map[string][]string
 	procs    map[string]*exec.Cmd
+}
+
+// binary is the service an instance runs: "collector-b" runs the collector.
+func binary(instance string) string {
+	name, _, _ := strings.Cut(instance, "-")
+	return name
 }
 
 func freeAddr(t *testing.T) string {
@@ -70,9 +80,6 @@ func buildBinaries(t *testing.T) string {
 
 func newStack(t *testing.T, apiKey string) *stack {
 	t.Helper()
-	database, _ := chtest.Database(t)
-	_, broker := kafkatest.Start(t)
-	dir := t.TempDir()
 	clients := fmt.Sprintf(`clients:
   - id: shop
     domains: [shop.example]
@@ -82,11 +89,22 @@ func newStack(t *testing.T, apiKey string) *stack {
   - id: other
     api_key_hashes: [%q]
 `, registry.HashAPIKey(apiKey), registry.HashAPIKey(apiKey+"-other"))
+	return startStack(t, clients, services, nil)
+}
+
+// startStack runs the instances (a service's name, or its name, a dash and
+// a letter for a second one) in the order given, each with its args, on
+// a fresh database and broker.
+func startStack(t *testing.T, clients string, instances []string, args map[string][]string) *stack {
+	t.Helper()
+	database, ch := chtest.Database(t)
+	_, broker := kafkatest.Start(t)
+	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "clients.yaml"), []byte(clients), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s := &stack{
-		t: t, bin: buildBinaries(t), dir: dir,
+		t: t, bin: buildBinaries(t), dir: dir, ch: ch,
 		env: append(os.Environ(),
 			"ALUMINI_KAFKA_BROKERS="+broker,
 			"ALUMINI_KAFKA_PARTITIONS=3",
@@ -96,15 +114,23 @@ func newStack(t *testing.T, apiKey string) *stack {
 			"ALUMINI_VISITOR_SECRET=e2e-secret-e2e-secret-e2e-secret-e2e",
 			"ALUMINI_BATCH_MAX_WAIT=200ms",
 		),
-		ports: map[string]string{"collector": freeAddr(t), "reporter": freeAddr(t)},
+		ports: map[string]string{},
 		admin: map[string]string{},
+		args:  args,
 		procs: map[string]*exec.Cmd{},
 	}
-	for _, name := range services {
+	for _, name := range instances {
 		s.admin[name] = freeAddr(t)
+		if b := binary(name); b == "collector" || b == "reporter" {
+			s.ports[name] = freeAddr(t)
+		}
 	}
-	t.Cleanup(s.stopAll)
-	for _, name := range services {
+	t.Cleanup(func() {
+		for i := len(instances) - 1; i >= 0; i-- {
+			s.stop(instances[i])
+		}
+	})
+	for _, name := range instances {
 		s.start(name)
 	}
 	return s
@@ -116,9 +142,11 @@ func (s *stack) start(name string) {
 	if addr, ok := s.ports[name]; ok {
 		args = append(args, "-listen-addr", addr)
 	}
-	cmd := exec.Command(filepath.Join(s.bin, name), args...)
+	args = append(args, s.args[name]...)
+	cmd := exec.Command(filepath.Join(s.bin, binary(name)), args...)
 	cmd.Env = s.env
-	logFile, err := os.Create(filepath.Join(s.dir, name+".log"))
+	// Appended: a restarted instance's log keeps its first run's.
+	logFile, err := os.OpenFile(filepath.Join(s.dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -174,12 +202,6 @@ func (s *stack) stop(name string) {
 			s.t.Logf("killing %s: %v", name, err)
 		}
 		s.t.Errorf("%s did not stop within 40s of SIGTERM", name)
-	}
-}
-
-func (s *stack) stopAll() {
-	for i := len(services) - 1; i >= 0; i-- {
-		s.stop(services[i])
 	}
 }
 

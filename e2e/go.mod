@@ -2,11 +2,13 @@ module github.com/aluminiapp/pipeline/e2e
 
 go 1.26.0
 
-require github.com/aluminiapp/pipeline/lib v0.0.0
+require (
+	github.com/ClickHouse/clickhouse-go/v2 v2.51.0
+	github.com/aluminiapp/pipeline/lib v0.0.0
+)
 
 require (
 	github.com/ClickHouse/ch-go v0.75.0 // indirect
-	github.com/ClickHouse/clickhouse-go/v2 v2.51.0 // indirect
 	github.com/andybalholm/brotli v1.2.7 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/go-faster/city v1.0.1 // indirect
