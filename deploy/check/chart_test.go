@@ -25,6 +25,7 @@ import (
 	"helm.sh/helm/v4/pkg/engine"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -181,6 +182,7 @@ func TestChartRendersValidWiredObjects(t *testing.T) {
 			c.checkBudgets()
 			c.checkMonitoring()
 			c.checkSecretKeys()
+			c.checkMigrationJob()
 		})
 	}
 }
@@ -197,6 +199,7 @@ type cluster struct {
 	ingresses    []*networkingv1.Ingress
 	monitors     []*monitoringv1.ServiceMonitor
 	rules        []*monitoringv1.PrometheusRule
+	jobs         []*batchv1.Job
 	kindsPresent map[string]int
 }
 
@@ -224,6 +227,8 @@ func newCluster(t *testing.T, objs []runtime.Object) *cluster {
 			c.monitors = append(c.monitors, o)
 		case *monitoringv1.PrometheusRule:
 			c.rules = append(c.rules, o)
+		case *batchv1.Job:
+			c.jobs = append(c.jobs, o)
 		case *corev1.ServiceAccount:
 		default:
 			t.Errorf("rendered a %T, which no check looks at", o)
@@ -330,19 +335,56 @@ func (c *cluster) checkDeployment(svc string) {
 		t.Errorf("collector: preStop %v, drain-delay %v; want both, so it leaves the load balancer before intake stops", preStop, drain)
 	}
 
-	// Non-root, read-only, no privileges.
-	sc, psc := ctr.SecurityContext, pod.SecurityContext
-	if sc == nil || psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser == 0 ||
-		sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
-		sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
-		sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") {
-		t.Errorf("%s: security context %+v, pod %+v; want non-root, read-only root, no escalation, all capabilities dropped", svc, sc, psc)
-	}
 	if ctr.Resources.Requests.Cpu().IsZero() || ctr.Resources.Requests.Memory().IsZero() || ctr.Resources.Limits.Memory().IsZero() {
 		t.Errorf("%s: resources %+v; want CPU and memory requests and a memory limit", svc, ctr.Resources)
 	}
 
-	c.checkFiles(svc, d, ctr, lit)
+	c.checkSecurity(svc, pod)
+	c.checkFiles(svc, pod, lit)
+}
+
+// checkSecurity: non-root, read-only, no privileges.
+func (c *cluster) checkSecurity(svc string, pod corev1.PodSpec) {
+	sc, psc := pod.Containers[0].SecurityContext, pod.SecurityContext
+	if sc == nil || psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser == 0 ||
+		sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+		sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+		sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") {
+		c.t.Errorf("%s: security context %+v, pod %+v; want non-root, read-only root, no escalation, all capabilities dropped", svc, sc, psc)
+	}
+}
+
+// checkMigrationJob: the pre-upgrade Job runs `sinker migrate` with the
+// sinker's ClickHouse settings.
+func (c *cluster) checkMigrationJob() {
+	t := c.t
+	if len(c.jobs) != 1 {
+		t.Errorf("%d Jobs rendered; want the migration's", len(c.jobs))
+		return
+	}
+	j := c.jobs[0]
+	if j.Annotations["helm.sh/hook"] != "pre-upgrade" {
+		t.Errorf("Job %s: hook %q; want pre-upgrade (the sinker migrates a new install itself)", j.Name, j.Annotations["helm.sh/hook"])
+	}
+	pod := j.Spec.Template.Spec
+	ctr := pod.Containers[0]
+	if !slices.Equal(ctr.Args, []string{"migrate"}) || !strings.HasSuffix(ctr.Image, "/sinker:"+strings.SplitN(ctr.Image, ":", 2)[1]) {
+		t.Errorf("Job %s runs %s %v; want the sinker image with migrate", j.Name, ctr.Image, ctr.Args)
+	}
+	lit, refs := env(ctr)
+	checkEnv(t, "Job "+j.Name, "sinker", lit)
+	_, sinkerRefs := env(c.deployments["sinker"].Spec.Template.Spec.Containers[0])
+	sinkerLit, _ := env(c.deployments["sinker"].Spec.Template.Spec.Containers[0])
+	for name, v := range sinkerLit {
+		if strings.HasPrefix(name, "ALUMINI_CLICKHOUSE_") && lit[name] != v {
+			t.Errorf("Job %s: %s=%q; the sinker has %q", j.Name, name, lit[name], v)
+		}
+	}
+	if ref, job := sinkerRefs["ALUMINI_CLICKHOUSE_PASSWORD"], refs["ALUMINI_CLICKHOUSE_PASSWORD"]; ref == nil || job == nil || ref.Name != job.Name || ref.Key != job.Key {
+		t.Errorf("Job %s: the ClickHouse password is not the sinker's", j.Name)
+	}
+	c.checkSecurity("migrate", pod)
+	c.checkFiles("sinker", pod, lit)
 }
 
 func duration(t *testing.T, svc string, env map[string]string, name string) time.Duration {
@@ -396,10 +438,11 @@ func checkAdminServes(t *testing.T, path string) {
 // checkFiles: every file a flag names lies in a mounted volume; the
 // registry is a whole-folder ConfigMap mount (a subPath mount never sees
 // updates) holding a registry the services accept.
-func (c *cluster) checkFiles(svc string, d *appsv1.Deployment, ctr corev1.Container, lit map[string]string) {
+func (c *cluster) checkFiles(svc string, pod corev1.PodSpec, lit map[string]string) {
 	t := c.t
+	ctr := pod.Containers[0]
 	volumes := map[string]corev1.Volume{}
-	for _, v := range d.Spec.Template.Spec.Volumes {
+	for _, v := range pod.Volumes {
 		volumes[v.Name] = v
 	}
 	mountOf := func(file string) (corev1.VolumeMount, bool) {
