@@ -20,6 +20,9 @@ command -v npm >/dev/null || need+=(nodejs npm)
 # promtool checks and unit-tests the alert rules in deploy/prometheus; the
 # e2e test runs prometheus itself against the pipeline.
 { command -v promtool && command -v prometheus; } >/dev/null || need+=(prometheus)
+# nginx balances two collectors in the e2e rolling-restart test, which runs
+# its own on free loopback ports; the system service is not used.
+[ -x /usr/sbin/nginx ] || need+=(nginx)
 if ((${#need[@]} > 0)); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo=sudo

@@ -28,14 +28,22 @@ import (
 var services = []string{"reporter", "sinker", "enricher", "collector"}
 
 type stack struct {
-	t        *testing.T
-	db       driver.Conn // the services' ClickHouse database
-	bin, dir string
-	env      []string
-	ports    map[string]string // service -> public address
-	admin    map[string]string // service -> admin address
-	procs    map[string]*exec.Cmd
-	exited   map[string]chan error // receives the process's exit, once
+	t         *testing.T
+	db        driver.Conn // the services' ClickHouse database
+	bin, dir  string
+	instances []string // in start order; stopped in reverse
+	env       []string
+	ports     map[string]string // instance -> public address
+	admin     map[string]string // instance -> admin address
+	args      map[string][]string
+	procs     map[string]*exec.Cmd
+	exited    map[string]chan error // receives the process's exit, once
+}
+
+// binary is the service an instance runs: "collector-b" runs the collector.
+func binary(instance string) string {
+	name, _, _ := strings.Cut(instance, "-")
+	return name
 }
 
 func freeAddr(t *testing.T) string {
@@ -101,18 +109,27 @@ func testClients(apiKey string) string {
 // connection.
 func newStackWith(t *testing.T, clients string, env ...string) (*stack, driver.Conn) {
 	t.Helper()
-	_, broker := kafkatest.Start(t)
-	s := prepareStack(t, clients, broker, env...)
-	for _, name := range services {
-		s.start(name)
-	}
+	s := startStack(t, clients, services, nil, env...)
 	return s, s.db
 }
 
+// startStack runs the instances (a service's name, or its name, a dash and
+// a letter for a second one) in the order given, each with its args, on
+// a fresh database and broker.
+func startStack(t *testing.T, clients string, instances []string, args map[string][]string, env ...string) *stack {
+	t.Helper()
+	_, broker := kafkatest.Start(t)
+	s := prepareStack(t, clients, broker, instances, args, env...)
+	for _, name := range instances {
+		s.start(name)
+	}
+	return s
+}
+
 // prepareStack builds the services and writes their configuration (a
-// registry of clients, brokers, env added to their environment), without
-// starting anything.
-func prepareStack(t *testing.T, clients, brokers string, env ...string) *stack {
+// registry of clients, brokers, each instance's args, env added to their
+// environment), without starting anything.
+func prepareStack(t *testing.T, clients, brokers string, instances []string, args map[string][]string, env ...string) *stack {
 	t.Helper()
 	database, conn := chtest.Database(t)
 	dir := t.TempDir()
@@ -120,7 +137,7 @@ func prepareStack(t *testing.T, clients, brokers string, env ...string) *stack {
 		t.Fatal(err)
 	}
 	s := &stack{
-		t: t, db: conn, bin: buildBinaries(t), dir: dir,
+		t: t, db: conn, bin: buildBinaries(t), dir: dir, instances: instances,
 		env: append(os.Environ(),
 			"ALUMINI_KAFKA_BROKERS="+brokers,
 			"ALUMINI_KAFKA_PARTITIONS=3",
@@ -133,13 +150,17 @@ func prepareStack(t *testing.T, clients, brokers string, env ...string) *stack {
 			// Tests send X-Forwarded-For to come from other addresses.
 			"ALUMINI_TRUSTED_PROXIES=127.0.0.1/32",
 		),
-		ports:  map[string]string{"collector": freeAddr(t), "reporter": freeAddr(t)},
+		ports:  map[string]string{},
 		admin:  map[string]string{},
+		args:   args,
 		procs:  map[string]*exec.Cmd{},
 		exited: map[string]chan error{},
 	}
-	for _, name := range services {
+	for _, name := range instances {
 		s.admin[name] = freeAddr(t)
+		if b := binary(name); b == "collector" || b == "reporter" {
+			s.ports[name] = freeAddr(t)
+		}
 	}
 	s.env = append(s.env, env...)
 	t.Cleanup(s.stopAll)
@@ -159,7 +180,8 @@ func (s *stack) launch(name string) {
 	if addr, ok := s.ports[name]; ok {
 		args = append(args, "-listen-addr", addr)
 	}
-	cmd := exec.Command(filepath.Join(s.bin, name), args...)
+	args = append(args, s.args[name]...)
+	cmd := exec.Command(filepath.Join(s.bin, binary(name)), args...)
 	cmd.Env = s.env
 	// Appended to: a service restarted keeps the log of its earlier runs.
 	logFile, err := os.OpenFile(filepath.Join(s.dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -222,9 +244,10 @@ func (s *stack) stop(name string) {
 	}
 }
 
+// stopAll stops the instances in the reverse of their start order.
 func (s *stack) stopAll() {
-	for i := len(services) - 1; i >= 0; i-- {
-		s.stop(services[i])
+	for i := len(s.instances) - 1; i >= 0; i-- {
+		s.stop(s.instances[i])
 	}
 }
 

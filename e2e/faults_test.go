@@ -48,7 +48,7 @@ func newFaultStack(t *testing.T, start bool) *faultStack {
 	brokers := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
 	k := kafkatest.NewRestartable(t, brokers)
 	proxy := newCutProxy(t, chtest.Addr())
-	s := prepareStack(t, testClients(faultsKey), strings.Join(brokers, ","))
+	s := prepareStack(t, testClients(faultsKey), strings.Join(brokers, ","), services, nil)
 	s.env = append(s.env,
 		"ALUMINI_KAFKA_PARTITIONS=6",
 		"ALUMINI_KAFKA_REPLICATION_FACTOR=3",
