@@ -327,7 +327,9 @@ func TestUndecodableRecordGoesToDeadLetterTopic(t *testing.T) {
 		offset   int64
 		original []byte
 	}{
-		sink.ReasonDecodeError:  {1, garbage},
+		// Not even the wire format holds: no byte of it can be told from a
+		// truncated IP, so none is kept (the record stays in its topic).
+		sink.ReasonDecodeError:  {1, nil},
 		sink.ReasonInvalidEvent: {3, marshal(t, &aluminiv1.Event{ClientId: "shop"})},
 	}
 	for _, m := range dead {
