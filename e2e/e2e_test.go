@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/aluminiapp/pipeline/lib/chtest"
 	"github.com/aluminiapp/pipeline/lib/kafkatest"
@@ -95,10 +96,10 @@ func newStack(t *testing.T, apiKey string) *stack {
 // startStack runs the instances (a service's name, or its name, a dash and
 // a letter for a second one) in the order given, each with its args, on
 // a fresh database and broker.
-func startStack(t *testing.T, clients string, instances []string, args map[string][]string) *stack {
+func startStack(t *testing.T, clients string, instances []string, args map[string][]string, broker ...kfake.Opt) *stack {
 	t.Helper()
 	database, ch := chtest.Database(t)
-	_, broker := kafkatest.Start(t)
+	_, brokerAddr := kafkatest.Start(t, broker...)
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "clients.yaml"), []byte(clients), 0o600); err != nil {
 		t.Fatal(err)
@@ -106,7 +107,7 @@ func startStack(t *testing.T, clients string, instances []string, args map[strin
 	s := &stack{
 		t: t, bin: buildBinaries(t), dir: dir, ch: ch,
 		env: append(os.Environ(),
-			"ALUMINI_KAFKA_BROKERS="+broker,
+			"ALUMINI_KAFKA_BROKERS="+brokerAddr,
 			"ALUMINI_KAFKA_PARTITIONS=3",
 			"ALUMINI_CLIENTS_FILE="+filepath.Join(dir, "clients.yaml"),
 			"ALUMINI_CLICKHOUSE_ADDR="+chtest.Addr(),
