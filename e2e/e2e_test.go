@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/aluminiapp/pipeline/lib/chtest"
 	"github.com/aluminiapp/pipeline/lib/kafkatest"
@@ -109,17 +110,21 @@ func testClients(apiKey string) string {
 // connection.
 func newStackWith(t *testing.T, clients string, env ...string) (*stack, driver.Conn) {
 	t.Helper()
-	s := startStack(t, clients, services, nil, env...)
+	_, broker := kafkatest.Start(t)
+	s := prepareStack(t, clients, broker, services, nil, env...)
+	for _, name := range services {
+		s.start(name)
+	}
 	return s, s.db
 }
 
 // startStack runs the instances (a service's name, or its name, a dash and
 // a letter for a second one) in the order given, each with its args, on
 // a fresh database and broker.
-func startStack(t *testing.T, clients string, instances []string, args map[string][]string, env ...string) *stack {
+func startStack(t *testing.T, clients string, instances []string, args map[string][]string, broker ...kfake.Opt) *stack {
 	t.Helper()
-	_, broker := kafkatest.Start(t)
-	s := prepareStack(t, clients, broker, instances, args, env...)
+	_, brokerAddr := kafkatest.Start(t, broker...)
+	s := prepareStack(t, clients, brokerAddr, instances, args)
 	for _, name := range instances {
 		s.start(name)
 	}

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
 )
 
 // Loopback addresses: the kernel routes all of 127.0.0.0/8 to lo, so the
@@ -321,4 +323,18 @@ func metricValue(t *testing.T, admin, series string) int {
 		}
 	}
 	return 0
+}
+
+// TestPipelineOnSASLKafka runs the collector, enricher and sinker against a
+// broker that takes only SCRAM-SHA-512 clients, as the chart's production
+// values configure them, and follows one event into ClickHouse.
+func TestPipelineOnSASLKafka(t *testing.T) {
+	sasl := []string{"-kafka-sasl-mechanism", "SCRAM-SHA-512", "-kafka-sasl-username", "alumini", "-kafka-sasl-password", "s3cret"}
+	s := startStack(t, "clients: [{id: shop}]\n", []string{"sinker", "enricher", "collector"},
+		map[string][]string{"sinker": sasl, "enricher": sasl, "collector": sasl},
+		kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "alumini", "s3cret"))
+	if status, err := sendEvent(http.DefaultClient, s.ports["collector"], "sasl-1", ""); err != nil || status != http.StatusAccepted {
+		t.Fatalf("POST = %d, %v; want 202", status, err)
+	}
+	waitFor(t, 30*time.Second, "the event in ClickHouse", func() bool { return storedEvents(t, s)["sasl-1"] == 1 })
 }

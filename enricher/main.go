@@ -266,6 +266,8 @@ func stoppedOr(ctx context.Context, err error) error {
 // rawPartitions is the raw topic's partition count, which the session
 // state topic must match.
 func rawPartitions(ctx context.Context, cfg *config) (int32, error) {
+	// FranzOpts: the brokers' TLS and SASL too, or a secured cluster
+	// refuses the enricher at start (TestPipelineOnSASLKafka).
 	cl, err := kgo.NewClient(cfg.Kafka.FranzOpts()...)
 	if err != nil {
 		return 0, fmt.Errorf("connecting to kafka: %w", err)
