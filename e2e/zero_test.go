@@ -25,14 +25,29 @@ var knownLabels = map[string][]string{
 			"overloaded", "unavailable"),
 		crossed("alumini_collector_requests_total", []string{"500", "503"}, "event", "batch", "segment_track", "segment_page",
 			"segment_screen", "segment_identify", "segment_batch", "pixel", "script", "optout", "optin")...),
-	"enricher": append(
+	"enricher": slices.Concat(
 		labelled("alumini_enricher_dead_letters_total", "reason", "decode_error", "unknown_client", "enrich_error"),
-		labelled("alumini_enricher_dropped_total", "reason", "bot")...),
-	"sinker": append(
+		labelled("alumini_enricher_dropped_total", "reason", "bot")),
+	"sinker": slices.Concat(
 		labelled("alumini_sinker_dead_letters_total", "reason", "decode_error", "invalid_event", "rejected_by_storage"),
-		labelled("alumini_sinker_dropped_total", "reason", "erased")...),
+		labelled("alumini_sinker_dropped_total", "reason", "erased", "copy")),
 	"reporter": crossed("alumini_reporter_requests_total", []string{"500", "503", "504"}, "aggregate", "timeseries",
 		"breakdown", "realtime", "funnel", "retention", "export", "erasure", "operator_clients", "operator_keys", "operator_trends"),
+}
+
+// dependencies are the dependencies whose outages each service counts
+// (lib/outage), each exported from the start.
+var dependencies = map[string][]string{
+	"collector": {"kafka"},
+	"enricher":  {"kafka"},
+	"sinker":    {"kafka", "clickhouse"},
+	"reporter":  {"clickhouse"},
+}
+
+func init() {
+	for name, deps := range dependencies {
+		knownLabels[name] = append(knownLabels[name], labelled("alumini_dependency_outages_total", "dependency", deps...)...)
+	}
 }
 
 func labelled(name, label string, values ...string) []string {
