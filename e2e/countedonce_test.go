@@ -13,7 +13,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -131,20 +130,12 @@ func newRun(t *testing.T, bin, broker, clock, name string, env ...string) *pipel
 	r := &pipelineRun{t: t, name: name, bin: bin, dir: dir, clock: clock, broker: broker, db: db,
 		public: map[string]string{"collector": freeAddr(t), "reporter": freeAddr(t)},
 		admin:  map[string]string{}, procs: map[string]*exec.Cmd{}, cookies: map[int]*http.Cookie{}}
-	r.env = append(os.Environ(),
-		"ALUMINI_KAFKA_BROKERS="+broker,
-		"ALUMINI_KAFKA_PARTITIONS=3",
+	r.env = append(serviceEnv(broker, filepath.Join(dir, "clients.yaml"), database),
 		"ALUMINI_KAFKA_RAW_TOPIC="+name+".raw",
 		"ALUMINI_KAFKA_ENRICHED_TOPIC="+name+".enriched",
 		"ALUMINI_KAFKA_DEAD_LETTER_TOPIC="+name+".dead-letter",
 		"ALUMINI_SESSION_TOPIC="+name+".sessions",
 		"ALUMINI_SALT_TOPIC=e2e-once.salts",
-		"ALUMINI_CLIENTS_FILE="+filepath.Join(dir, "clients.yaml"),
-		"ALUMINI_CLICKHOUSE_ADDR="+chtest.Addr(),
-		"ALUMINI_CLICKHOUSE_DATABASE="+database,
-		"ALUMINI_VISITOR_SECRET=e2e-secret-e2e-secret-e2e-secret-e2e",
-		"ALUMINI_COOKIE_SECRET=e2e-cookie-e2e-cookie-e2e-cookie-e2e",
-		"ALUMINI_TRUSTED_PROXIES=127.0.0.1/32",
 		"ALUMINI_BATCH_MAX_WAIT=100ms",
 		"ALUMINI_KAFKA_SESSION_TIMEOUT=6s",
 		testclock.Env+"="+clock,
@@ -168,34 +159,11 @@ func (r *pipelineRun) start(name string) {
 	if service == "enricher" || service == "sinker" {
 		args = append(args, "-group-id", r.name+"-"+service)
 	}
-	cmd := exec.Command(filepath.Join(r.bin, service), args...)
-	cmd.Env = r.env
-	logFile, err := os.OpenFile(filepath.Join(r.dir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		r.t.Fatalf("starting %s: %v", name, err)
-	}
-	r.procs[name] = cmd
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get("http://" + r.admin[name] + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	r.t.Fatalf("%s: %s not ready within 30s; log:\n%s", r.name, name, r.log(name))
+	r.procs[name] = launch(r.t, filepath.Join(r.bin, service), args, r.env, filepath.Join(r.dir, name+".log"))
+	waitReady(r.t, r.admin[name], r.name+": "+name, func() string { return r.log(name) })
 }
 
-func (r *pipelineRun) log(name string) string {
-	b, _ := os.ReadFile(filepath.Join(r.dir, name+".log")) // only for a failure message.
-	return string(b)
-}
+func (r *pipelineRun) log(name string) string { return readLog(r.dir, name) }
 
 // kill SIGKILLs name: no flush, no commit, no leaving the group.
 func (r *pipelineRun) kill(name string) {
@@ -216,20 +184,7 @@ func (r *pipelineRun) stop(name string) {
 		return
 	}
 	delete(r.procs, name)
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		r.t.Errorf("signalling %s: %v", name, err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			r.t.Errorf("%s: %s exited with %v after SIGTERM; log:\n%s", r.name, name, err, r.log(name))
-		}
-	case <-time.After(40 * time.Second):
-		_ = cmd.Process.Kill()
-		r.t.Errorf("%s: %s did not stop within 40s of SIGTERM", r.name, name)
-	}
+	terminate(r.t, cmd, r.name+": "+name, func() string { return r.log(name) })
 }
 
 func (r *pipelineRun) stopAll() {
@@ -396,19 +351,10 @@ func (r *pipelineRun) outcome() outcome {
 		"funnel":            "/api/v1/stats/funnel?step=page:/&step=page:/pricing&step=event:signup&window=1h",
 	} {
 		for _, key := range []string{onceKey, onceKey + "-cookies"} {
-			req, err := http.NewRequest(http.MethodGet, "http://"+r.public["reporter"]+q+"&period=custom&from="+onceDay.Format(time.DateOnly)+"&to="+onceDay.AddDate(0, 0, 1).Format(time.DateOnly)+"&tz=UTC", nil)
-			if err != nil {
-				r.t.Fatal(err)
-			}
-			req.Header.Set("Authorization", "Bearer "+key)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				r.t.Fatal(err)
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				r.t.Fatalf("%s: GET %s = %d %s", r.name, q, resp.StatusCode, b)
+			period := "&period=custom&from=" + onceDay.Format(time.DateOnly) + "&to=" + onceDay.AddDate(0, 0, 1).Format(time.DateOnly) + "&tz=UTC"
+			status, b := get(r.t, "http://"+r.public["reporter"]+q+period, map[string]string{"Authorization": "Bearer " + key})
+			if status != http.StatusOK {
+				r.t.Fatalf("%s: GET %s = %d %s", r.name, q, status, b)
 			}
 			o.reports[name+" "+key[len(onceKey):]] = string(b)
 		}

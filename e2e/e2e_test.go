@@ -94,17 +94,8 @@ func newStack(t *testing.T, apiKey string) *stack {
 	}
 	s := &stack{
 		t: t, db: db, bin: buildBinaries(t), dir: dir,
-		env: append(os.Environ(),
-			"ALUMINI_KAFKA_BROKERS="+broker,
-			"ALUMINI_KAFKA_PARTITIONS=3",
-			"ALUMINI_CLIENTS_FILE="+filepath.Join(dir, "clients.yaml"),
-			"ALUMINI_CLICKHOUSE_ADDR="+chtest.Addr(),
-			"ALUMINI_CLICKHOUSE_DATABASE="+database,
-			"ALUMINI_VISITOR_SECRET=e2e-secret-e2e-secret-e2e-secret-e2e",
-			"ALUMINI_COOKIE_SECRET=e2e-cookie-e2e-cookie-e2e-cookie-e2e",
+		env: append(serviceEnv(broker, filepath.Join(dir, "clients.yaml"), database),
 			"ALUMINI_BATCH_MAX_WAIT=200ms",
-			// Tests send X-Forwarded-For to come from other addresses.
-			"ALUMINI_TRUSTED_PROXIES=127.0.0.1/32",
 		),
 		ports: map[string]string{"collector": freeAddr(t), "reporter": freeAddr(t)},
 		admin: map[string]string{},
@@ -120,31 +111,53 @@ func newStack(t *testing.T, apiKey string) *stack {
 	return s
 }
 
+// serviceEnv is the environment every service of a test runs with.
+func serviceEnv(broker, clientsFile, database string) []string {
+	return append(os.Environ(),
+		"ALUMINI_KAFKA_BROKERS="+broker,
+		"ALUMINI_KAFKA_PARTITIONS=3",
+		"ALUMINI_CLIENTS_FILE="+clientsFile,
+		"ALUMINI_CLICKHOUSE_ADDR="+chtest.Addr(),
+		"ALUMINI_CLICKHOUSE_DATABASE="+database,
+		"ALUMINI_VISITOR_SECRET=e2e-secret-e2e-secret-e2e-secret-e2e",
+		"ALUMINI_COOKIE_SECRET=e2e-cookie-e2e-cookie-e2e-cookie-e2e",
+		// Tests send X-Forwarded-For to come from other addresses.
+		"ALUMINI_TRUSTED_PROXIES=127.0.0.1/32",
+	)
+}
+
 func (s *stack) start(name string) {
 	s.t.Helper()
 	args := []string{"-admin-addr", s.admin[name]}
 	if addr, ok := s.ports[name]; ok {
 		args = append(args, "-listen-addr", addr)
 	}
-	cmd := exec.Command(filepath.Join(s.bin, name), args...)
-	cmd.Env = s.env
-	logFile, err := os.Create(filepath.Join(s.dir, name+".log"))
+	s.procs[name] = launch(s.t, filepath.Join(s.bin, name), args, s.env, filepath.Join(s.dir, name+".log"))
+	waitReady(s.t, s.admin[name], name, func() string { return s.log(name) })
+}
+
+// launch starts binary with args and env, its output appended to logPath.
+func launch(t *testing.T, binary string, args, env []string, logPath string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = env
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
-		s.t.Fatalf("starting %s: %v", name, err)
+		t.Fatalf("starting %s: %v", binary, err)
 	}
-	s.procs[name] = cmd
-	s.waitReady(name)
+	return cmd
 }
 
-func (s *stack) waitReady(name string) {
-	s.t.Helper()
+// waitReady waits until the service at admin answers /readyz with 200.
+func waitReady(t *testing.T, admin, name string, log func() string) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + s.admin[name] + "/readyz")
+		resp, err := http.Get("http://" + admin + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -153,11 +166,14 @@ func (s *stack) waitReady(name string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	s.t.Fatalf("%s not ready within 30s; log:\n%s", name, s.log(name))
+	t.Fatalf("%s not ready within 30s; log:\n%s", name, log())
 }
 
-func (s *stack) log(name string) string {
-	b, _ := os.ReadFile(filepath.Join(s.dir, name+".log")) // only for a failure message.
+func (s *stack) log(name string) string { return readLog(s.dir, name) }
+
+// readLog is the output of process name, for a failure message.
+func readLog(dir, name string) string {
+	b, _ := os.ReadFile(filepath.Join(dir, name+".log")) // only for a failure message.
 	return string(b)
 }
 
@@ -169,21 +185,27 @@ func (s *stack) stop(name string) {
 		return
 	}
 	delete(s.procs, name)
+	terminate(s.t, cmd, name, func() string { return s.log(name) })
+}
+
+// terminate sends SIGTERM and checks the process exits cleanly within 40s.
+func terminate(t *testing.T, cmd *exec.Cmd, name string, log func() string) {
+	t.Helper()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		s.t.Errorf("signalling %s: %v", name, err)
+		t.Errorf("signalling %s: %v", name, err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {
 	case err := <-done:
 		if err != nil {
-			s.t.Errorf("%s exited with %v after SIGTERM; want a clean exit. Log:\n%s", name, err, s.log(name))
+			t.Errorf("%s exited with %v after SIGTERM; want a clean exit. Log:\n%s", name, err, log())
 		}
 	case <-time.After(40 * time.Second):
 		if err := cmd.Process.Kill(); err != nil {
-			s.t.Logf("killing %s: %v", name, err)
+			t.Logf("killing %s: %v", name, err)
 		}
-		s.t.Errorf("%s did not stop within 40s of SIGTERM", name)
+		t.Errorf("%s did not stop within 40s of SIGTERM", name)
 	}
 }
 
@@ -237,27 +259,36 @@ type aggregate struct {
 
 func (s *stack) report(key, query string) (int, aggregate, string) {
 	s.t.Helper()
-	req, err := http.NewRequest(http.MethodGet, "http://"+s.ports["reporter"]+"/api/v1/stats/aggregate"+query, nil)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		s.t.Fatal(err)
-	}
+	status, b := get(s.t, "http://"+s.ports["reporter"]+"/api/v1/stats/aggregate"+query, map[string]string{"Authorization": "Bearer " + key})
 	var agg aggregate
-	if resp.StatusCode == http.StatusOK {
+	if status == http.StatusOK {
 		if err := json.Unmarshal(b, &agg); err != nil {
 			s.t.Fatalf("report %s: %v", b, err)
 		}
 	}
-	return resp.StatusCode, agg, string(b)
+	return status, agg, string(b)
+}
+
+// get GETs url with headers and returns the status and the body.
+func get(t *testing.T, url string, headers map[string]string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, b
 }
 
 // waitForCounts polls the reporter until it shows want or the time is up.

@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"io"
-	"net/http"
 	"regexp"
 	"strconv"
 	"testing"
@@ -13,15 +11,7 @@ import (
 // metric reads a counter or gauge of service name ("" when absent).
 func (s *stack) metric(name, series string) float64 {
 	s.t.Helper()
-	resp, err := http.Get("http://" + s.admin[name] + "/metrics")
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		s.t.Fatal(err)
-	}
+	_, b := get(s.t, "http://"+s.admin[name]+"/metrics", nil)
 	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindSubmatch(b)
 	if m == nil {
 		return 0
