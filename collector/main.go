@@ -152,7 +152,18 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 		return err
 	}
 
-	if err := cfg.Kafka.EnsureTopics(ctx, cfg.Kafka.RawTopic); err != nil {
+	// A fresh connection each time: a pooled one or cached metadata kept
+	// reporting ready for seconds after the broker was gone
+	// (TestReadinessFollowsKafka).
+	rt.Health.AddCheck("kafka", cfg.Kafka.Ping)
+	// Services start in any order: a broker that is not up yet is waited
+	// for (with /readyz saying why), not a reason to stop.
+	if err := rt.Dependency("kafka").Retry(ctx, "creating topics", func(ctx context.Context) error {
+		return cfg.Kafka.EnsureTopics(ctx, cfg.Kafka.RawTopic)
+	}); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while waiting for Kafka
+		}
 		return err
 	}
 	pub := publish.New(publish.Config{
@@ -168,11 +179,6 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 			err = errors.Join(err, fmt.Errorf("closing kafka producer: %w", cerr))
 		}
 	}()
-	// A fresh connection each time: a pooled one or cached metadata kept
-	// reporting ready for seconds after the broker was gone
-	// (TestReadinessFollowsKafka).
-	rt.Health.AddCheck("kafka", cfg.Kafka.Ping)
-
 	if cfg.PprofAddr != "" {
 		// Profiles are for operators measuring a live collector; they go on
 		// their own listener so the public port never exposes them.

@@ -20,17 +20,27 @@ command -v npm >/dev/null || need+=(nodejs npm)
 # promtool checks and unit-tests the alert rules in deploy/prometheus; the
 # e2e test runs prometheus itself against the pipeline.
 { command -v promtool && command -v prometheus; } >/dev/null || need+=(prometheus)
+# nginx balances two collectors in the e2e rolling-restart test, which runs
+# its own on free loopback ports; the system service is not used.
+[ -x /usr/sbin/nginx ] || need+=(nginx)
 if ((${#need[@]} > 0)); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo=sudo
-  echo "deps: installing ${need[*]}" >&2
+  echo "deps: missing Debian packages: ${need[*]}" >&2
+  echo "deps: [1/2] apt-get update" >&2
+  start=$SECONDS
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+  echo "deps: [2/2] apt-get install (a minute or two on a fresh machine; each package is named as it is set up)" >&2
+  # dpkg's "Setting up" lines name each package as it lands; the rest of
+  # apt's output is noise here.
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" |
+    { grep --line-buffered -E '^Setting up ' || true; } | sed -u 's/^/deps:     /' >&2
+  echo "deps: Debian packages installed in $((SECONDS - start))s" >&2
 fi
 
 sqlcheck="$(dirname "$0")/sqlcheck"
 if [ ! -d "$sqlcheck/node_modules/chdb" ]; then
-  echo "deps: installing chdb for the current-engine SQL check" >&2
+  echo "deps: npm install in deploy/sqlcheck: chdb, a current ClickHouse engine for checking our SQL (about 550 MB on disk, a minute)" >&2
   # npm install, not npm ci: the lock file lists only the Linux x64 build of
   # chdb's native library, so npm ci calls it out of sync with chdb's other
   # optional platform builds; npm install keeps to the locked versions.

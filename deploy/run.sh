@@ -15,6 +15,14 @@ kafka_addr=${ALUMINI_DEV_KAFKA_ADDR:-127.0.0.1:9092}
 collector_addr=${ALUMINI_DEV_COLLECTOR_ADDR:-127.0.0.1:8080}
 reporter_addr=${ALUMINI_DEV_REPORTER_ADDR:-127.0.0.1:8081}
 
+echo "==> Alumini: make run"
+if [ ! -x "$root/bin/collector" ] || [ ! -f "$data/clients.yaml" ]; then
+  echo "    The first start on a fresh machine takes a few minutes (about 3.5 on 2 cores):"
+  echo "    Debian packages, npm, then building the services; every step is printed below."
+  echo "    Later starts take seconds."
+fi
+
+echo "==> dependencies (deploy/deps.sh)"
 "$root/deploy/deps.sh"
 
 echo "==> ClickHouse"
@@ -25,8 +33,22 @@ fi
 clickhouse_addr=$("$root/deploy/clickhouse/clickhouse.sh" start "$data/clickhouse")
 echo "    $clickhouse_addr"
 
-echo "==> building"
-go build -o "$root/bin/" ./collector ./enricher ./sinker ./reporter ./deploy/devkafka
+echo "==> building into bin/ (the first build compiles every dependency: a minute or two)"
+for target in ./collector ./enricher ./sinker ./reporter ./deploy/devkafka ./enricher/cmd/demo-geodb; do
+  echo "    go build $target"
+  go build -o "$root/bin/" "$target"
+done
+
+# Without a real city database (ALUMINI_GEO_DB), a made-up one places
+# loopback in Germany, so that the reports show countries.
+geo_db=${ALUMINI_GEO_DB:-}
+if [ -z "$geo_db" ]; then
+  geo_db=$data/demo-city.mmdb
+  "$root/bin/demo-geodb" -o "$geo_db"
+  echo "==> geo: made-up demo database $geo_db (loopback = DE); set ALUMINI_GEO_DB to a real .mmdb (docs/enricher.md#geo)"
+else
+  echo "==> geo: $geo_db"
+fi
 
 # The demo client's API key is made on the first run and kept (readable by
 # you only) so later runs can show it again; the registry holds its hash.
@@ -97,7 +119,7 @@ start kafka "$root/bin/devkafka" -addr "$kafka_addr" -data-dir "$data/kafka"
 for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/${kafka_addr%:*}/${kafka_addr##*:}") 2>/dev/null && break; sleep 0.1; done
 start reporter "$root/bin/reporter" -listen-addr "$reporter_addr" -admin-addr 127.0.0.1:9103
 start sinker "$root/bin/sinker" -admin-addr 127.0.0.1:9102
-start enricher "$root/bin/enricher" -admin-addr 127.0.0.1:9101
+start enricher "$root/bin/enricher" -admin-addr 127.0.0.1:9101 -geo-db "$geo_db"
 start collector "$root/bin/collector" -listen-addr "$collector_addr" -admin-addr 127.0.0.1:9100
 wait_ready sinker http://127.0.0.1:9102/readyz
 wait_ready enricher http://127.0.0.1:9101/readyz

@@ -6,8 +6,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -21,9 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/aluminiapp/pipeline/lib/chtest"
 	"github.com/aluminiapp/pipeline/lib/kafkatest"
-	"github.com/aluminiapp/pipeline/lib/registry"
 	"github.com/aluminiapp/pipeline/lib/testclock"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
 )
@@ -91,79 +87,45 @@ func workload(start time.Time) []hit {
 	return hits
 }
 
-// pipelineRun is one collector, sinker and reporter, and any number of
-// enrichers, on topics and a database of their own. All runs share the
-// broker, the salt topic and the clock, so the same hits give the same
-// visitor ids.
+// pipelineRun is one collector, sinker and reporter and three enricher
+// instances (enricher, enricher-b, enricher-c; started as the test needs)
+// on topics and a database of their own. All runs share the broker, the
+// salt topic and the clock, so the same hits give the same visitor ids.
 type pipelineRun struct {
-	t        *testing.T
-	name     string
-	bin, dir string
-	clock    string
-	broker   string
-	db       driver.Conn
-	env      []string
-	public   map[string]string // collector, reporter
-	admin    map[string]string
-	procs    map[string]*exec.Cmd
-	cookies  map[int]*http.Cookie // the simulated browsers' visitor cookies
+	*stack
+	name    string
+	clock   string
+	broker  string
+	cookies map[int]*http.Cookie // the simulated browsers' visitor cookies
 }
 
 const onceKey = "alm_e2e_once_key_0123456789abcdef"
 
-func newRun(t *testing.T, bin, broker, clock, name string, env ...string) *pipelineRun {
+var enrichers = []string{"enricher", "enricher-b", "enricher-c"}
+
+func newRun(t *testing.T, broker, clock, name string, env ...string) *pipelineRun {
 	t.Helper()
-	database, db := chtest.Database(t)
-	dir := t.TempDir()
-	clients := fmt.Sprintf(`clients:
-  - id: shop
-    domains: [shop.example]
-    api_key_hashes: [%q]
-  - id: cookies
-    domains: [cookies.example]
-    cookie_mode: cookie
-    api_key_hashes: [%q]
-`, registry.HashAPIKey(onceKey), registry.HashAPIKey(onceKey+"-cookies"))
-	if err := os.WriteFile(filepath.Join(dir, "clients.yaml"), []byte(clients), 0o600); err != nil {
-		t.Fatal(err)
+	instances := append([]string{"sinker", "reporter"}, enrichers...)
+	instances = append(instances, "collector")
+	args := map[string][]string{}
+	for _, inst := range instances {
+		if b := binary(inst); b == "enricher" || b == "sinker" {
+			args[inst] = []string{"-group-id", name + "-" + b, "-kafka-instance-id", name + "-" + inst}
+		}
 	}
-	r := &pipelineRun{t: t, name: name, bin: bin, dir: dir, clock: clock, broker: broker, db: db,
-		public: map[string]string{"collector": freeAddr(t), "reporter": freeAddr(t)},
-		admin:  map[string]string{}, procs: map[string]*exec.Cmd{}, cookies: map[int]*http.Cookie{}}
-	r.env = append(serviceEnv(broker, filepath.Join(dir, "clients.yaml"), database),
-		"ALUMINI_KAFKA_RAW_TOPIC="+name+".raw",
-		"ALUMINI_KAFKA_ENRICHED_TOPIC="+name+".enriched",
-		"ALUMINI_KAFKA_DEAD_LETTER_TOPIC="+name+".dead-letter",
-		"ALUMINI_SESSION_TOPIC="+name+".sessions",
+	env = append([]string{
+		"ALUMINI_KAFKA_RAW_TOPIC=" + name + ".raw",
+		"ALUMINI_KAFKA_ENRICHED_TOPIC=" + name + ".enriched",
+		"ALUMINI_KAFKA_DEAD_LETTER_TOPIC=" + name + ".dead-letter",
+		"ALUMINI_SESSION_TOPIC=" + name + ".sessions",
 		"ALUMINI_SALT_TOPIC=e2e-once.salts",
 		"ALUMINI_BATCH_MAX_WAIT=100ms",
 		"ALUMINI_KAFKA_SESSION_TIMEOUT=6s",
-		testclock.Env+"="+clock,
-	)
-	r.env = append(r.env, env...)
-	t.Cleanup(r.stopAll)
-	return r
+		testclock.Env + "=" + clock,
+	}, env...)
+	return &pipelineRun{stack: prepareStack(t, testClients(onceKey), broker, instances, args, env...),
+		name: name, clock: clock, broker: broker, cookies: map[int]*http.Cookie{}}
 }
-
-// start runs process name (its binary is the part before any "-").
-func (r *pipelineRun) start(name string) {
-	r.t.Helper()
-	service, _, _ := strings.Cut(name, "-")
-	if r.admin[name] == "" {
-		r.admin[name] = freeAddr(r.t)
-	}
-	args := []string{"-admin-addr", r.admin[name]}
-	if addr, ok := r.public[service]; ok {
-		args = append(args, "-listen-addr", addr)
-	}
-	if service == "enricher" || service == "sinker" {
-		args = append(args, "-group-id", r.name+"-"+service)
-	}
-	r.procs[name] = launch(r.t, filepath.Join(r.bin, service), args, r.env, filepath.Join(r.dir, name+".log"))
-	waitReady(r.t, r.admin[name], r.name+": "+name, func() string { return r.log(name) })
-}
-
-func (r *pipelineRun) log(name string) string { return readLog(r.dir, name) }
 
 // kill SIGKILLs name: no flush, no commit, no leaving the group.
 func (r *pipelineRun) kill(name string) {
@@ -173,36 +135,14 @@ func (r *pipelineRun) kill(name string) {
 	if err := cmd.Process.Kill(); err != nil {
 		r.t.Fatalf("killing %s: %v", name, err)
 	}
-	_ = cmd.Wait() // "signal: killed" is the point
-}
-
-// stop sends SIGTERM and expects a clean exit.
-func (r *pipelineRun) stop(name string) {
-	r.t.Helper()
-	cmd := r.procs[name]
-	if cmd == nil {
-		return
-	}
-	delete(r.procs, name)
-	terminate(r.t, cmd, r.name+": "+name, func() string { return r.log(name) })
-}
-
-func (r *pipelineRun) stopAll() {
-	names := make([]string, 0, len(r.procs))
-	for name := range r.procs {
-		names = append(names, name)
-	}
-	sort.Strings(names) // collector, enricher-*, reporter, sinker
-	for _, name := range names {
-		r.stop(name)
-	}
+	<-r.exited[name] // "signal: killed" is the point
 }
 
 // send posts h at its own time; how is "", "another address" or
 // "no cookie" (a retry that lost its cookie).
 func (r *pipelineRun) send(h hit, how string) {
 	r.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, "http://"+r.public["collector"]+"/api/event", strings.NewReader(h.body()))
+	req, err := http.NewRequest(http.MethodPost, "http://"+r.ports["collector"]+"/api/event", strings.NewReader(h.body()))
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -352,7 +292,7 @@ func (r *pipelineRun) outcome() outcome {
 	} {
 		for _, key := range []string{onceKey, onceKey + "-cookies"} {
 			period := "&period=custom&from=" + onceDay.Format(time.DateOnly) + "&to=" + onceDay.AddDate(0, 0, 1).Format(time.DateOnly) + "&tz=UTC"
-			status, b := get(r.t, "http://"+r.public["reporter"]+q+period, map[string]string{"Authorization": "Bearer " + key})
+			status, b := r.get(key, q+period)
 			if status != http.StatusOK {
 				r.t.Fatalf("%s: GET %s = %d %s", r.name, q, status, b)
 			}
@@ -427,7 +367,6 @@ func TestCountedOnceUnderReplayRetriesAndRebalances(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the services three times")
 	}
-	bin := buildBinaries(t)
 	_, broker := kafkatest.Start(t)
 	clock := filepath.Join(t.TempDir(), "clock")
 	start := onceDay.Add(23 * time.Hour)
@@ -470,13 +409,13 @@ func TestCountedOnceUnderReplayRetriesAndRebalances(t *testing.T) {
 	base := func(r *pipelineRun) {
 		t.Helper()
 		r.setClock(start)
-		for _, name := range []string{"sinker", "reporter", "enricher-0", "collector"} {
+		for _, name := range []string{"sinker", "reporter", "enricher", "collector"} {
 			r.start(name)
 		}
 	}
 
 	// 1. The baseline.
-	one := newRun(t, bin, broker, clock, "once1")
+	one := newRun(t, broker, clock, "once1")
 	base(one)
 	stream(one, nil)
 	one.waitStored(uint64(len(hits)))
@@ -488,17 +427,17 @@ func TestCountedOnceUnderReplayRetriesAndRebalances(t *testing.T) {
 	}
 
 	// 2. Rebalances, kills, resends and a replay.
-	two := newRun(t, bin, broker, clock, "once2")
+	two := newRun(t, broker, clock, "once2")
 	base(two)
 	n := len(hits)
 	stream(two, func(i int) {
 		switch i {
 		case n / 10:
-			two.start("enricher-1")
+			two.start("enricher-b")
 		case n / 4:
-			two.start("enricher-2")
+			two.start("enricher-c")
 		case n * 2 / 5, n * 7 / 10:
-			victim := fmt.Sprintf("enricher-%d", rng.IntN(3))
+			victim := enrichers[rng.IntN(len(enrichers))]
 			two.kill(victim)
 			two.start(victim)
 		}
@@ -507,7 +446,7 @@ func TestCountedOnceUnderReplayRetriesAndRebalances(t *testing.T) {
 	resend(two)
 	two.waitCaughtUp("once2-enricher", "once2.raw")
 	two.waitCaughtUp("once2-sinker", "once2.enriched")
-	for _, name := range []string{"enricher-0", "enricher-1", "enricher-2"} {
+	for _, name := range enrichers {
 		two.stop(name)
 	}
 	adm := two.admClient()
@@ -516,7 +455,7 @@ func TestCountedOnceUnderReplayRetriesAndRebalances(t *testing.T) {
 	if resp, err := adm.CommitOffsets(context.Background(), "once2-enricher", back); err != nil || resp.Error() != nil {
 		t.Fatalf("moving the enricher group back to replay partition 0: %v, %v", err, resp.Error())
 	}
-	two.start("enricher-0")
+	two.start("enricher")
 	two.waitCaughtUp("once2-enricher", "once2.raw")
 	two.waitCaughtUp("once2-sinker", "once2.enriched")
 	got := two.outcome()
@@ -531,7 +470,7 @@ func TestCountedOnceUnderReplayRetriesAndRebalances(t *testing.T) {
 	two.stopAll()
 
 	// 3. The negative control: no copy filter to speak of.
-	three := newRun(t, bin, broker, clock, "once3", "ALUMINI_COPY_WINDOW=1")
+	three := newRun(t, broker, clock, "once3", "ALUMINI_COPY_WINDOW=1")
 	base(three)
 	stream(three, nil)
 	three.waitStored(uint64(n))

@@ -28,13 +28,22 @@ import (
 var services = []string{"reporter", "sinker", "enricher", "collector"}
 
 type stack struct {
-	t        *testing.T
-	db       driver.Conn // the services' ClickHouse database
-	bin, dir string
-	env      []string
-	ports    map[string]string // service -> public address
-	admin    map[string]string // service -> admin address
-	procs    map[string]*exec.Cmd
+	t         *testing.T
+	db        driver.Conn // the services' ClickHouse database
+	bin, dir  string
+	instances []string // in start order; stopped in reverse
+	env       []string
+	ports     map[string]string // instance -> public address
+	admin     map[string]string // instance -> admin address
+	args      map[string][]string
+	procs     map[string]*exec.Cmd
+	exited    map[string]chan error // receives the process's exit, once
+}
+
+// binary is the service an instance runs: "collector-b" runs the collector.
+func binary(instance string) string {
+	name, _, _ := strings.Cut(instance, "-")
+	return name
 }
 
 func freeAddr(t *testing.T) string {
@@ -73,10 +82,14 @@ func buildBinaries(t *testing.T) string {
 
 func newStack(t *testing.T, apiKey string) *stack {
 	t.Helper()
-	database, db := chtest.Database(t)
-	_, broker := kafkatest.Start(t)
-	dir := t.TempDir()
-	clients := fmt.Sprintf(`clients:
+	s, _ := newStackWith(t, testClients(apiKey))
+	return s
+}
+
+// testClients is the registry of the tests' clients, with apiKey (and
+// apiKey-other, apiKey-cookies) as their API keys.
+func testClients(apiKey string) string {
+	return fmt.Sprintf(`clients:
   - id: shop
     domains: [shop.example]
     write_keys: [wk_shop]
@@ -89,75 +102,107 @@ func newStack(t *testing.T, apiKey string) *stack {
     cookie_mode: cookie
     api_key_hashes: [%q]
 `, registry.HashAPIKey(apiKey), registry.HashAPIKey(apiKey+"-other"), registry.HashAPIKey(apiKey+"-cookies"))
-	if err := os.WriteFile(filepath.Join(dir, "clients.yaml"), []byte(clients), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s := &stack{
-		t: t, db: db, bin: buildBinaries(t), dir: dir,
-		env: append(serviceEnv(broker, filepath.Join(dir, "clients.yaml"), database),
-			"ALUMINI_BATCH_MAX_WAIT=200ms",
-		),
-		ports: map[string]string{"collector": freeAddr(t), "reporter": freeAddr(t)},
-		admin: map[string]string{},
-		procs: map[string]*exec.Cmd{},
-	}
-	for _, name := range services {
-		s.admin[name] = freeAddr(t)
-	}
-	t.Cleanup(s.stopAll)
-	for _, name := range services {
+}
+
+// newStackWith starts the services on a registry of clients, with env
+// added to their environment, and returns the stack and its ClickHouse
+// connection.
+func newStackWith(t *testing.T, clients string, env ...string) (*stack, driver.Conn) {
+	t.Helper()
+	s := startStack(t, clients, services, nil, env...)
+	return s, s.db
+}
+
+// startStack runs the instances (a service's name, or its name, a dash and
+// a letter for a second one) in the order given, each with its args, on
+// a fresh database and broker.
+func startStack(t *testing.T, clients string, instances []string, args map[string][]string, env ...string) *stack {
+	t.Helper()
+	_, broker := kafkatest.Start(t)
+	s := prepareStack(t, clients, broker, instances, args, env...)
+	for _, name := range instances {
 		s.start(name)
 	}
 	return s
 }
 
-// serviceEnv is the environment every service of a test runs with.
-func serviceEnv(broker, clientsFile, database string) []string {
-	return append(os.Environ(),
-		"ALUMINI_KAFKA_BROKERS="+broker,
-		"ALUMINI_KAFKA_PARTITIONS=3",
-		"ALUMINI_CLIENTS_FILE="+clientsFile,
-		"ALUMINI_CLICKHOUSE_ADDR="+chtest.Addr(),
-		"ALUMINI_CLICKHOUSE_DATABASE="+database,
-		"ALUMINI_VISITOR_SECRET=e2e-secret-e2e-secret-e2e-secret-e2e",
-		"ALUMINI_COOKIE_SECRET=e2e-cookie-e2e-cookie-e2e-cookie-e2e",
-		// Tests send X-Forwarded-For to come from other addresses.
-		"ALUMINI_TRUSTED_PROXIES=127.0.0.1/32",
-	)
+// prepareStack builds the services and writes their configuration (a
+// registry of clients, brokers, each instance's args, env added to their
+// environment), without starting anything.
+func prepareStack(t *testing.T, clients, brokers string, instances []string, args map[string][]string, env ...string) *stack {
+	t.Helper()
+	database, conn := chtest.Database(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "clients.yaml"), []byte(clients), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := &stack{
+		t: t, db: conn, bin: buildBinaries(t), dir: dir, instances: instances,
+		env: append(os.Environ(),
+			"ALUMINI_KAFKA_BROKERS="+brokers,
+			"ALUMINI_KAFKA_PARTITIONS=3",
+			"ALUMINI_CLIENTS_FILE="+filepath.Join(dir, "clients.yaml"),
+			"ALUMINI_CLICKHOUSE_ADDR="+chtest.Addr(),
+			"ALUMINI_CLICKHOUSE_DATABASE="+database,
+			"ALUMINI_VISITOR_SECRET=e2e-secret-e2e-secret-e2e-secret-e2e",
+			"ALUMINI_COOKIE_SECRET=e2e-cookie-e2e-cookie-e2e-cookie-e2e",
+			"ALUMINI_BATCH_MAX_WAIT=200ms",
+			// Tests send X-Forwarded-For to come from other addresses.
+			"ALUMINI_TRUSTED_PROXIES=127.0.0.1/32",
+		),
+		ports:  map[string]string{},
+		admin:  map[string]string{},
+		args:   args,
+		procs:  map[string]*exec.Cmd{},
+		exited: map[string]chan error{},
+	}
+	for _, name := range instances {
+		s.admin[name] = freeAddr(t)
+		if b := binary(name); b == "collector" || b == "reporter" {
+			s.ports[name] = freeAddr(t)
+		}
+	}
+	s.env = append(s.env, env...)
+	t.Cleanup(s.stopAll)
+	return s
 }
 
 func (s *stack) start(name string) {
+	s.t.Helper()
+	s.launch(name)
+	s.waitReady(name)
+}
+
+// launch starts a service without waiting for it to be ready.
+func (s *stack) launch(name string) {
 	s.t.Helper()
 	args := []string{"-admin-addr", s.admin[name]}
 	if addr, ok := s.ports[name]; ok {
 		args = append(args, "-listen-addr", addr)
 	}
-	s.procs[name] = launch(s.t, filepath.Join(s.bin, name), args, s.env, filepath.Join(s.dir, name+".log"))
-	waitReady(s.t, s.admin[name], name, func() string { return s.log(name) })
-}
-
-// launch starts binary with args and env, its output appended to logPath.
-func launch(t *testing.T, binary string, args, env []string, logPath string) *exec.Cmd {
-	t.Helper()
-	cmd := exec.Command(binary, args...)
-	cmd.Env = env
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	args = append(args, s.args[name]...)
+	cmd := exec.Command(filepath.Join(s.bin, binary(name)), args...)
+	cmd.Env = s.env
+	// Appended to: a service restarted keeps the log of its earlier runs.
+	logFile, err := os.OpenFile(filepath.Join(s.dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		t.Fatal(err)
+		s.t.Fatal(err)
 	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", binary, err)
+		s.t.Fatalf("starting %s: %v", name, err)
 	}
-	return cmd
+	s.procs[name] = cmd
+	exited := make(chan error, 1)
+	s.exited[name] = exited
+	go func() { exited <- cmd.Wait() }()
 }
 
-// waitReady waits until the service at admin answers /readyz with 200.
-func waitReady(t *testing.T, admin, name string, log func() string) {
-	t.Helper()
+func (s *stack) waitReady(name string) {
+	s.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + admin + "/readyz")
+		resp, err := http.Get("http://" + s.admin[name] + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -166,14 +211,11 @@ func waitReady(t *testing.T, admin, name string, log func() string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("%s not ready within 30s; log:\n%s", name, log())
+	s.t.Fatalf("%s not ready within 30s; log:\n%s", name, s.log(name))
 }
 
-func (s *stack) log(name string) string { return readLog(s.dir, name) }
-
-// readLog is the output of process name, for a failure message.
-func readLog(dir, name string) string {
-	b, _ := os.ReadFile(filepath.Join(dir, name+".log")) // only for a failure message.
+func (s *stack) log(name string) string {
+	b, _ := os.ReadFile(filepath.Join(s.dir, name+".log")) // only for a failure message.
 	return string(b)
 }
 
@@ -185,33 +227,27 @@ func (s *stack) stop(name string) {
 		return
 	}
 	delete(s.procs, name)
-	terminate(s.t, cmd, name, func() string { return s.log(name) })
-}
-
-// terminate sends SIGTERM and checks the process exits cleanly within 40s.
-func terminate(t *testing.T, cmd *exec.Cmd, name string, log func() string) {
-	t.Helper()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Errorf("signalling %s: %v", name, err)
+		s.t.Errorf("signalling %s: %v", name, err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	done := s.exited[name]
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Errorf("%s exited with %v after SIGTERM; want a clean exit. Log:\n%s", name, err, log())
+			s.t.Errorf("%s exited with %v after SIGTERM; want a clean exit. Log:\n%s", name, err, s.log(name))
 		}
 	case <-time.After(40 * time.Second):
 		if err := cmd.Process.Kill(); err != nil {
-			t.Logf("killing %s: %v", name, err)
+			s.t.Logf("killing %s: %v", name, err)
 		}
-		t.Errorf("%s did not stop within 40s of SIGTERM", name)
+		s.t.Errorf("%s did not stop within 40s of SIGTERM", name)
 	}
 }
 
+// stopAll stops the instances in the reverse of their start order.
 func (s *stack) stopAll() {
-	for i := len(services) - 1; i >= 0; i-- {
-		s.stop(services[i])
+	for i := len(s.instances) - 1; i >= 0; i-- {
+		s.stop(s.instances[i])
 	}
 }
 
@@ -236,6 +272,9 @@ func (s *stack) postWith(body string, headers map[string]string) (int, string, [
 	// A browser's user agent: the enricher flags Go-http-client as a bot,
 	// and reports leave bots out.
 	req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0")
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		s.t.Fatal(err)
@@ -257,9 +296,29 @@ type aggregate struct {
 	} `json:"results"`
 }
 
+// get asks the reporter for target (path and query) with an API key.
+func (s *stack) get(key, target string) (int, []byte) {
+	s.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://"+s.ports["reporter"]+target, nil)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return resp.StatusCode, b
+}
+
 func (s *stack) report(key, query string) (int, aggregate, string) {
 	s.t.Helper()
-	status, b := get(s.t, "http://"+s.ports["reporter"]+"/api/v1/stats/aggregate"+query, map[string]string{"Authorization": "Bearer " + key})
+	status, b := s.get(key, "/api/v1/stats/aggregate"+query)
 	var agg aggregate
 	if status == http.StatusOK {
 		if err := json.Unmarshal(b, &agg); err != nil {
@@ -267,28 +326,6 @@ func (s *stack) report(key, query string) (int, aggregate, string) {
 		}
 	}
 	return status, agg, string(b)
-}
-
-// get GETs url with headers and returns the status and the body.
-func get(t *testing.T, url string, headers map[string]string) (int, []byte) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range headers {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, b
 }
 
 // waitForCounts polls the reporter until it shows want or the time is up.

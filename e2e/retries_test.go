@@ -2,26 +2,9 @@ package e2e
 
 import (
 	"context"
-	"regexp"
-	"strconv"
 	"testing"
 	"time"
 )
-
-// metric reads a counter or gauge of service name ("" when absent).
-func (s *stack) metric(name, series string) float64 {
-	s.t.Helper()
-	_, b := get(s.t, "http://"+s.admin[name]+"/metrics", nil)
-	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindSubmatch(b)
-	if m == nil {
-		return 0
-	}
-	v, err := strconv.ParseFloat(string(m[1]), 64)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	return v
-}
 
 // waitCopiesDropped waits until the sinker has dropped want later copies.
 func (s *stack) waitCopiesDropped(want float64) {

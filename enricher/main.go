@@ -13,6 +13,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
 
 	"github.com/aluminiapp/pipeline/enricher/internal/enrich"
 	"github.com/aluminiapp/pipeline/enricher/internal/geo"
@@ -22,6 +23,7 @@ import (
 	"github.com/aluminiapp/pipeline/enricher/internal/useragent"
 	"github.com/aluminiapp/pipeline/enricher/internal/visitor"
 	"github.com/aluminiapp/pipeline/lib/kafkaconf"
+	"github.com/aluminiapp/pipeline/lib/outage"
 	"github.com/aluminiapp/pipeline/lib/registry"
 	"github.com/aluminiapp/pipeline/lib/service"
 	"github.com/aluminiapp/pipeline/lib/testclock"
@@ -29,12 +31,15 @@ import (
 
 type config struct {
 	service.Options
-	Kafka         kafkaconf.Config
-	GroupID       string
-	Clients       registry.FileConfig
-	VisitorSecret string
-	MaxBatch      int
-	MaxWait       time.Duration
+	Kafka   kafkaconf.Config
+	GroupID string
+	// KafkaSessionTimeout bounds how long a crashed enricher's partitions wait.
+	KafkaSessionTimeout time.Duration
+	Member              kafkaconf.GroupMember
+	Clients             registry.FileConfig
+	VisitorSecret       string
+	MaxBatch            int
+	MaxWait             time.Duration
 
 	GeoDB       string
 	UACacheSize int
@@ -47,9 +52,6 @@ type config struct {
 	SessionTimeout     time.Duration
 	SessionMaxVisitors int
 	SessionTTL         time.Duration
-
-	// GroupSessionTimeout bounds how long a crashed enricher's partitions wait.
-	GroupSessionTimeout time.Duration
 }
 
 func (c *config) Common() *service.Options { return &c.Options }
@@ -58,7 +60,8 @@ func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	c.Options.RegisterFlags(fs, "127.0.0.1:9101")
 	c.Kafka.RegisterFlags(fs)
 	fs.StringVar(&c.GroupID, "group-id", "alumini-enricher", "Kafka consumer group shared by all enricher instances")
-	fs.DurationVar(&c.GroupSessionTimeout, "kafka-session-timeout", 30*time.Second, "how long the consumer group waits for a silent enricher before moving its partitions to the others (the broker's group.min/max.session.timeout.ms bound it)")
+	c.Member.RegisterFlags(fs)
+	fs.DurationVar(&c.KafkaSessionTimeout, "kafka-session-timeout", 10*time.Second, "how long the consumer group waits for a silent enricher before moving its partitions to the others (the broker's group.min/max.session.timeout.ms bound it; see docs/faults.md)")
 	c.Clients.RegisterFlags(fs)
 	fs.StringVar(&c.VisitorSecret, "visitor-secret", "", "secret key of the visitor-id hash, at least 32 characters (required; set it through the environment, not the command line)")
 	fs.IntVar(&c.MaxBatch, "batch-max-records", 1000, "most raw hits enriched and written as one batch")
@@ -78,9 +81,6 @@ func (c *config) Validate() error {
 	if err := c.Kafka.Validate(); err != nil {
 		return err
 	}
-	if c.GroupSessionTimeout < 100*time.Millisecond || c.GroupSessionTimeout > 30*time.Minute {
-		return fmt.Errorf("kafka-session-timeout %v: want 100ms to 30m", c.GroupSessionTimeout)
-	}
 	if c.GroupID == "" {
 		return errors.New("group-id is required")
 	}
@@ -89,6 +89,12 @@ func (c *config) Validate() error {
 	}
 	if len(c.VisitorSecret) < 32 {
 		return errors.New("visitor-secret must be at least 32 characters (for example: head -c 32 /dev/urandom | base64)")
+	}
+	if err := c.Member.Validate(); err != nil {
+		return err
+	}
+	if c.KafkaSessionTimeout < 100*time.Millisecond || c.KafkaSessionTimeout > 30*time.Minute {
+		return fmt.Errorf("kafka-session-timeout %v: want 100ms to 30m", c.KafkaSessionTimeout)
 	}
 	if c.MaxBatch < 1 || c.MaxWait <= 0 {
 		return errors.New("batch-max-records, batch-max-wait must be positive")
@@ -123,12 +129,29 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := cfg.Kafka.EnsureTopics(ctx, cfg.Kafka.RawTopic, cfg.Kafka.EnrichedTopic, cfg.Kafka.DeadLetterTopic); err != nil {
-		return err
+	// Kafka may not be up yet (services start in any order) or may be
+	// moving: every step that needs it is retried, with /readyz saying
+	// why, until it answers. Only configuration errors stop the enricher.
+	rt.Health.AddCheck("kafka", cfg.Kafka.Ping)
+	kafkaDep := rt.Dependency("kafka")
+	retry := func(what string, op func(ctx context.Context) error) error {
+		return kafkaDep.Retry(ctx, what, func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, startupTryTimeout)
+			defer cancel()
+			return op(ctx)
+		})
 	}
-	partitions, err := rawPartitions(ctx, cfg)
-	if err != nil {
+	if err := retry("creating topics", func(ctx context.Context) error {
+		return cfg.Kafka.EnsureTopics(ctx, cfg.Kafka.RawTopic, cfg.Kafka.EnrichedTopic, cfg.Kafka.DeadLetterTopic)
+	}); err != nil {
+		return stoppedOr(ctx, err)
+	}
+	var partitions int32
+	if err := retry("describing the raw topic", func(ctx context.Context) (err error) {
+		partitions, err = rawPartitions(ctx, cfg)
 		return err
+	}); err != nil {
+		return stoppedOr(ctx, err)
 	}
 
 	var geoDB *geo.DB
@@ -153,31 +176,52 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 
 	// The wall clock, unless an end-to-end test sets it (lib/testclock).
 	now := testclock.FromEnv()
-	salts, err := visitor.OpenSaltStore(ctx, visitor.SaltConfig{
-		Kafka: cfg.Kafka.FranzOpts(), Topic: cfg.SaltTopic, Grace: cfg.SaltGrace,
-		Replication: int16(cfg.Kafka.ReplicationFactor), Now: now,
-	}, rt.Log)
-	if err != nil {
+	var salts *visitor.SaltStore
+	if err := retry("loading salts", func(ctx context.Context) (err error) {
+		salts, err = visitor.OpenSaltStore(ctx, visitor.SaltConfig{
+			Kafka: cfg.Kafka.FranzOpts(), Topic: cfg.SaltTopic, Grace: cfg.SaltGrace,
+			Replication: int16(cfg.Kafka.ReplicationFactor), Now: now,
+		}, rt.Log)
 		return err
+	}); err != nil {
+		return stoppedOr(ctx, err)
 	}
 	defer salts.Close()
-	if err := salts.Rotate(ctx); err != nil {
-		return err
+	if err := retry("rotating salts", salts.Rotate); err != nil {
+		return stoppedOr(ctx, err)
 	}
 	rotateCtx, stopRotate := context.WithCancel(context.Background())
 	rotated := make(chan struct{})
 	go func() { defer close(rotated); salts.Run(rotateCtx, cfg.SaltInterval) }()
 	defer func() { stopRotate(); <-rotated }()
 
-	sessions, err := session.Open(ctx, session.Config{
-		Kafka: cfg.Kafka.FranzOpts(), Topic: cfg.SessionTopic, Timeout: cfg.SessionTimeout,
-		MaxVisitors: cfg.SessionMaxVisitors, TTL: cfg.SessionTTL,
-	}, partitions, int16(cfg.Kafka.ReplicationFactor), rt.Log)
-	if err != nil {
+	var sessions *session.Tracker
+	if err := retry("opening session state", func(ctx context.Context) (err error) {
+		sessions, err = session.Open(ctx, session.Config{
+			Kafka: cfg.Kafka.FranzOpts(), Topic: cfg.SessionTopic, Timeout: cfg.SessionTimeout,
+			MaxVisitors: cfg.SessionMaxVisitors, TTL: cfg.SessionTTL,
+		}, partitions, int16(cfg.Kafka.ReplicationFactor), rt.Log)
+		if errors.Is(err, session.ErrTooFewPartitions) {
+			return outage.Permanent(err)
+		}
 		return err
+	}); err != nil {
+		return stoppedOr(ctx, err)
 	}
 	defer sessions.Close()
 
+	// A crashed predecessor's member would hold the partitions until its
+	// session timed out; best effort, the session timeout still applies.
+	clientID := cfg.Member.ClientID("enricher")
+	evictCtx, cancelEvict := context.WithTimeout(ctx, 10*time.Second)
+	if n, err := cfg.Kafka.EvictPredecessors(evictCtx, cfg.GroupID, clientID); err != nil {
+		rt.Log.Warn("could not remove the group members of an earlier run", zap.Error(err))
+	} else if n > 0 {
+		rt.Log.Info("removed the group members an earlier run left", zap.Int("members", n))
+	}
+	cancelEvict()
+	dialer := cfg.Kafka.Dialer(10 * time.Second)
+	dialer.ClientID = clientID
 	e := enrich.New(enrich.Config{
 		Clients: clients, Visitors: visitor.New([]byte(cfg.VisitorSecret), salts),
 		UserAgents: uas, Referrers: refs, Geo: geoDB, Now: now,
@@ -185,14 +229,15 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 	p := pipeline.New(pipeline.Config{
 		Brokers:         cfg.Kafka.BrokerList(),
 		Transport:       cfg.Kafka.Transport(),
-		Dialer:          cfg.Kafka.Dialer(10 * time.Second),
+		Dialer:          dialer,
 		GroupID:         cfg.GroupID,
-		SessionTimeout:  cfg.GroupSessionTimeout,
 		RawTopic:        cfg.Kafka.RawTopic,
 		EnrichedTopic:   cfg.Kafka.EnrichedTopic,
 		DeadLetterTopic: cfg.Kafka.DeadLetterTopic,
 		MaxBatch:        cfg.MaxBatch,
 		MaxWait:         cfg.MaxWait,
+		Kafka:           kafkaDep,
+		SessionTimeout:  cfg.KafkaSessionTimeout,
 	}, e, sessions, rt.Log, rt.Metrics)
 	defer func() {
 		// After Run returned: the batch in hand is written and committed.
@@ -200,15 +245,28 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 			err = errors.Join(err, fmt.Errorf("closing kafka clients: %w", cerr))
 		}
 	}()
-	rt.Health.AddCheck("kafka", cfg.Kafka.Ping)
+	rt.Health.AddCheck("kafka_pipeline", kafkaDep.Check)
 	rt.Health.Started()
 	return p.Run(ctx)
+}
+
+// startupTryTimeout bounds one try of a startup step, so a broker that
+// accepts connections but does not answer turns into a retry.
+const startupTryTimeout = 30 * time.Second
+
+// stoppedOr is nil when ctx ended (a stop while waiting for Kafka is a
+// clean stop), and err otherwise.
+func stoppedOr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }
 
 // rawPartitions is the raw topic's partition count, which the session
 // state topic must match.
 func rawPartitions(ctx context.Context, cfg *config) (int32, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Kafka.BrokerList()...))
+	cl, err := kgo.NewClient(cfg.Kafka.FranzOpts()...)
 	if err != nil {
 		return 0, fmt.Errorf("connecting to kafka: %w", err)
 	}

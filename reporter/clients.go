@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/aluminiapp/pipeline/lib/registry"
 	"github.com/aluminiapp/pipeline/reporter/internal/clientfile"
@@ -24,11 +23,17 @@ commands:
   issue-key -id ID                   add an API key to a client and print it (shown once)
   rotate-key -id ID                  replace all of a client's API keys by a new one (shown once)
   set -id ID [settings]              change settings
-  hash-key                           make an operator key; prints the key (once) and the
-                                     -operator-key-hash to start the reporter with
+  hash-key                           make a random key; prints it (once) and its hash, for
+                                     -operator-key-hash or a client's -server-key-hashes
 
-settings: -name S -domains a.example,b.example -write-keys k1,k2 -respect-dnt=true|false
-          -cookie-mode cookieless|cookie -retention-days N
+settings (every registry field but the id and the API keys; lists are comma-separated,
+an empty value empties one; see deploy/clients.example.yaml for their meaning):
+  -name S -domains a.example,b.example -write-keys k1,k2 -respect-dnt=true|false
+  -cookie-mode cookieless|cookie -retention-days N -time-zone Europe/Berlin
+  -bots flag|drop -keep-truncated-ip=true|false -rate-limit-per-second X
+  -rate-limit-burst N -server-key-hashes sha256:...,sha256:... -allowed-properties p1,p2
+  -exclude-ip-ranges 192.0.2.0/24,198.51.100.7 -exclude-hostnames staging.example
+  -exclude-paths /admin/* -child-directed=true|false
 `
 
 // clientsCommand runs `reporter clients ...` and returns the exit code.
@@ -51,7 +56,8 @@ func clientsCommand(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, err)
 			return 1
 		}
-		fmt.Fprintf(stdout, "operator key (shown once): %s\nstart the reporter with: -operator-key-hash=%s\n", key, registry.HashAPIKey(key))
+		fmt.Fprintf(stdout, "key (shown once): %s\nhash: %s\nas the operator key, start the reporter with -operator-key-hash=%s;\nas a client's server key, add the hash with: set -id ID -server-key-hashes %s\n",
+			key, registry.HashAPIKey(key), registry.HashAPIKey(key), registry.HashAPIKey(key))
 		return 0
 	}
 	if *path == "" {
@@ -64,41 +70,7 @@ func clientsCommand(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	id := fs.String("id", "", "client id")
 	var s clientfile.Settings
-	str := func(name, usage string, dst **string) {
-		fs.Func(name, usage, func(v string) error { *dst = &v; return nil })
-	}
-	list := func(name, usage string, dst **[]string) {
-		fs.Func(name, usage, func(v string) error {
-			out := []string{}
-			for _, p := range strings.Split(v, ",") {
-				if p = strings.TrimSpace(p); p != "" {
-					out = append(out, p)
-				}
-			}
-			*dst = &out
-			return nil
-		})
-	}
-	str("name", "display name", &s.Name)
-	list("domains", "comma-separated domains", &s.Domains)
-	list("write-keys", "comma-separated public write keys", &s.WriteKeys)
-	str("cookie-mode", "cookieless or cookie", &s.CookieMode)
-	fs.Func("respect-dnt", "drop hits with Do Not Track / GPC", func(v string) error {
-		b := v == "true"
-		if v != "true" && v != "false" {
-			return errors.New("want true or false")
-		}
-		s.RespectDNT = &b
-		return nil
-	})
-	fs.Func("retention-days", "days events are kept; 0 keeps them", func(v string) error {
-		var n int
-		if _, err := fmt.Sscan(v, &n); err != nil {
-			return err
-		}
-		s.RetentionDays = &n
-		return nil
-	})
+	s.Flags(fs)
 	if err := fs.Parse(rest); err != nil {
 		return 2
 	}
@@ -113,18 +85,9 @@ func clientsCommand(args []string, stdout, stderr io.Writer) int {
 		var cs []registry.Client
 		cs, err = f.List()
 		if err == nil {
-			type row struct {
-				ID            string   `json:"id"`
-				Name          string   `json:"name"`
-				Domains       []string `json:"domains"`
-				APIKeys       int      `json:"api_keys"`
-				RespectDNT    bool     `json:"respect_dnt"`
-				CookieMode    string   `json:"cookie_mode"`
-				RetentionDays int      `json:"retention_days"`
-			}
 			enc := json.NewEncoder(stdout)
 			for _, c := range cs {
-				err = errors.Join(err, enc.Encode(row{c.ID, c.Name, c.Domains, len(c.APIKeyHashes), c.RespectDNT, c.CookieMode, c.RetentionDays}))
+				err = errors.Join(err, enc.Encode(clientfile.ViewOf(c)))
 			}
 		}
 	case "add":

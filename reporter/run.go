@@ -32,10 +32,18 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) error {
 	}
 
 	// The sinker's migrations make the tables, but the reporter may start
-	// first, and its own erasure table needs the database.
-	initCtx, cancelInit := context.WithTimeout(ctx, 30*time.Second)
-	defer cancelInit()
-	if err := c.ClickHouse.CreateDatabase(initCtx); err != nil {
+	// first, and its own erasure table needs the database. ClickHouse may
+	// not be up yet either: that is waited for, with /readyz saying why.
+	chDep := rt.Dependency("clickhouse")
+	rt.Health.AddCheck("clickhouse_startup", chDep.Check)
+	if err := chDep.Retry(ctx, "creating the database", func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		return c.ClickHouse.CreateDatabase(ctx)
+	}); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while waiting
+		}
 		return err
 	}
 	conn, err := c.ClickHouse.Open()
@@ -59,8 +67,15 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) error {
 		store.OnCluster(c.ClickHouse.Database, c.ClickHouse.Cluster)
 	}
 	store.SampleAbove(c.SampleAbove)
-	err = store.Init(initCtx)
+	err = chDep.Retry(ctx, "creating the reporter's tables", func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		return store.Init(ctx)
+	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return closeConn()
+		}
 		return errors.Join(err, closeConn())
 	}
 	apiHandler, err := api.New(api.Config{

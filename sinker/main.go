@@ -38,6 +38,7 @@ type config struct {
 	BatchMaxWait  time.Duration
 	// SessionTimeout bounds how long a crashed sinker's partitions wait.
 	SessionTimeout time.Duration
+	Member         kafkaconf.GroupMember
 	// Clients is the registry whose retention_days the cleanup enforces.
 	Clients           registry.FileConfig
 	RetentionInterval time.Duration
@@ -58,7 +59,8 @@ func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.BatchMaxRows, "batch-max-rows", 50000, "records per ClickHouse insert at most")
 	fs.IntVar(&c.BatchMaxBytes, "batch-max-bytes", 64<<20, "record bytes per ClickHouse insert at most; with batch-max-rows it bounds memory")
 	fs.DurationVar(&c.BatchMaxWait, "batch-max-wait", time.Second, "how long a batch may wait for more records after its first; the latency until events are queryable")
-	fs.DurationVar(&c.SessionTimeout, "kafka-session-timeout", 30*time.Second, "how long the consumer group waits for a silent sinker before moving its partitions to the others (the broker's group.min/max.session.timeout.ms bound it)")
+	c.Member.RegisterFlags(fs)
+	fs.DurationVar(&c.SessionTimeout, "kafka-session-timeout", 10*time.Second, "how long the consumer group waits for a silent sinker before moving its partitions to the others (the broker's group.min/max.session.timeout.ms bound it; see docs/faults.md)")
 	c.Clients.RegisterFlags(fs)
 	fs.DurationVar(&c.RetentionInterval, "retention-interval", time.Hour, "how often events older than their client's retention_days are deleted (needs -clients-file; 0 disables)")
 	fs.IntVar(&c.CopyWindow, "copy-window", 500000, "records of each enriched partition, the latest, searched for an earlier copy of an event (same client and event id); only the first copy is stored. About 30 bytes per record in memory; read back from Kafka when the sinker takes a partition over")
@@ -100,6 +102,9 @@ func (c *config) Validate() error {
 	if c.CopyWindow < 1 || c.CopyWindow > 100_000_000 {
 		return fmt.Errorf("copy-window %d: want 1 to 100000000", c.CopyWindow)
 	}
+	if err := c.Member.Validate(); err != nil {
+		return err
+	}
 	if c.SessionTimeout < 100*time.Millisecond || c.SessionTimeout > 30*time.Minute {
 		return fmt.Errorf("kafka-session-timeout %v: want 100ms to 30m", c.SessionTimeout)
 	}
@@ -120,25 +125,41 @@ func main() {
 // the partitions move at once) are closed, the erased-visitor refresh stops,
 // and ClickHouse, which it reads, is closed last (the defers below).
 func (c *config) run(ctx context.Context, rt *service.Runtime) (err error) {
-	if err := c.EnsureTopics(ctx, c.EnrichedTopic, c.DeadLetterTopic); err != nil {
-		return err
+	// Kafka and ClickHouse may not be up yet (services start in any
+	// order): each start step is retried, with /readyz saying why, until
+	// they answer.
+	rt.Health.AddCheck("kafka", c.Ping)
+	kafkaDep, chDep := rt.Dependency("kafka"), rt.Dependency("clickhouse")
+	rt.Health.AddCheck("clickhouse_startup", chDep.Check)
+	if err := kafkaDep.Retry(ctx, "creating topics", func(ctx context.Context) error {
+		return c.EnsureTopics(ctx, c.EnrichedTopic, c.DeadLetterTopic)
+	}); err != nil {
+		return stoppedOr(ctx, err)
 	}
-	st, err := store.Open(ctx, c.ClickHouse)
-	if err != nil {
+	var st *store.Store
+	var target schema.Target
+	if err := chDep.Retry(ctx, "opening and migrating the database", func(ctx context.Context) (err error) {
+		if st == nil {
+			if st, err = store.Open(ctx, c.ClickHouse); err != nil {
+				return err
+			}
+		}
+		if err := schema.Apply(ctx, st.Conn(), rt.Log, c.schemaOptions()...); err != nil {
+			return fmt.Errorf("migrating database %s: %w", c.ClickHouse.Database, err)
+		}
+		target, err = schema.Detect(ctx, st.Conn(), c.ClickHouse.Database, c.ClickHouse.Cluster)
 		return err
+	}); err != nil {
+		if st != nil {
+			err = errors.Join(err, st.Close())
+		}
+		return stoppedOr(ctx, err)
 	}
 	defer func() {
 		if cerr := st.Close(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("closing clickhouse: %w", cerr))
 		}
 	}()
-	if err := schema.Apply(ctx, st.Conn(), rt.Log, c.schemaOptions()...); err != nil {
-		return fmt.Errorf("migrating database %s: %w", c.ClickHouse.Database, err)
-	}
-	target, err := schema.Detect(ctx, st.Conn(), c.ClickHouse.Database, c.ClickHouse.Cluster)
-	if err != nil {
-		return err
-	}
 
 	// The erased visitors are loaded before the first fetch, so a replay
 	// at start cannot store them. A missing table or a failed load does
@@ -157,9 +178,21 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) (err error) {
 		<-erasedDone
 	}()
 
+	// A crashed predecessor's member would hold the partitions until its
+	// session timed out; best effort, the session timeout still applies.
+	clientID := c.Member.ClientID("sinker")
+	evictCtx, cancelEvict := context.WithTimeout(ctx, 10*time.Second)
+	if n, err := c.EvictPredecessors(evictCtx, c.GroupID, clientID); err != nil {
+		rt.Log.Warn("could not remove the group members of an earlier run", zap.Error(err))
+	} else if n > 0 {
+		rt.Log.Info("removed the group members an earlier run left", zap.Int("members", n))
+	}
+	cancelEvict()
+	dialer := c.Dialer(10 * time.Second)
+	dialer.ClientID = clientID
 	reader, err := sink.NewReader(sink.ReaderConfig{
 		Brokers: c.BrokerList(), Topic: c.EnrichedTopic, GroupID: c.GroupID, SessionTimeout: c.SessionTimeout,
-		Dialer: c.Dialer(10 * time.Second),
+		Dialer: dialer, Kafka: kafkaDep,
 	}, rt.Log)
 	if err != nil {
 		return err
@@ -185,6 +218,8 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) (err error) {
 		FlushTimeout: c.ShutdownTimeout * 4 / 5,
 		Erased:       erasedSet,
 		Copies:       copies.New(c.CopyWindow, copies.KafkaLoader(c.Dialer(10*time.Second), c.BrokerList(), c.EnrichedTopic)),
+		ClickHouse:   chDep,
+		Kafka:        kafkaDep,
 	}, reader, dlq, st, rt.Log, rt.Metrics)
 
 	if c.Clients.Path != "" && c.RetentionInterval > 0 {
@@ -206,7 +241,6 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) (err error) {
 		rt.Log.Info("retention cleanup off: no -clients-file or -retention-interval 0")
 	}
 
-	rt.Health.AddCheck("kafka", c.Ping)
 	rt.Health.AddCheck("clickhouse", st.Ping)
 	rt.Health.AddCheck("clickhouse_insert", s.Ready)
 	rt.Health.Started()
@@ -278,4 +312,13 @@ func (c *config) schemaOptions() []schema.Option {
 		return nil
 	}
 	return []schema.Option{schema.OnCluster(c.ClickHouse.Cluster)}
+}
+
+// stoppedOr is nil when ctx ended (a stop while waiting for a dependency is
+// a clean stop), and err otherwise.
+func stoppedOr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }

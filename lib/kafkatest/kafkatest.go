@@ -4,6 +4,9 @@ package kafkatest
 
 import (
 	"context"
+	"net"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -104,4 +107,82 @@ func partitions(t testing.TB, addr, topic string) []kafka.Partition {
 		t.Fatalf("reading partitions of %s: %v", topic, err)
 	}
 	return parts
+}
+
+// Restartable is a kfake cluster on fixed addresses whose topics, records
+// and committed offsets survive Stop and Start, as brokers an operator
+// stops and starts again: clients see connections refused while it is
+// stopped, and the same addresses afterwards.
+type Restartable struct {
+	t     testing.TB
+	ports []int
+	host  string
+	dir   string
+	opts  []kfake.Opt
+
+	mu      sync.Mutex
+	cluster *kfake.Cluster
+}
+
+// NewRestartable returns a cluster of one broker per address in addrs
+// (host:port, all on one host), not yet started; it is stopped when the
+// test ends.
+func NewRestartable(t testing.TB, addrs []string, opts ...kfake.Opt) *Restartable {
+	t.Helper()
+	r := &Restartable{t: t, dir: t.TempDir(), opts: opts}
+	for _, a := range addrs {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil {
+			t.Fatalf("broker address %q: %v", a, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			t.Fatalf("broker address %q: %v", a, err)
+		}
+		r.host = host
+		r.ports = append(r.ports, p)
+	}
+	t.Cleanup(r.Stop)
+	return r
+}
+
+// Start starts the brokers (again), with the data they had when stopped.
+func (r *Restartable) Start() {
+	r.t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cluster != nil {
+		return
+	}
+	host := r.host
+	c, err := kfake.NewCluster(append([]kfake.Opt{
+		kfake.NumBrokers(len(r.ports)),
+		kfake.Ports(r.ports...),
+		kfake.ListenFn(func(network, addr string) (net.Listener, error) {
+			_, port, _ := net.SplitHostPort(addr)
+			return net.Listen(network, net.JoinHostPort(host, port))
+		}),
+		kfake.DataDir(r.dir),
+	}, r.opts...)...)
+	if err != nil {
+		r.t.Fatalf("starting kfake: %v", err)
+	}
+	r.cluster = c
+}
+
+// Stop stops the brokers, keeping their data on disk.
+func (r *Restartable) Stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cluster != nil {
+		r.cluster.Close()
+		r.cluster = nil
+	}
+}
+
+// Cluster is the running cluster, nil while stopped.
+func (r *Restartable) Cluster() *kfake.Cluster {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cluster
 }

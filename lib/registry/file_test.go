@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,6 +96,8 @@ func TestParseRejects(t *testing.T) {
 		{"plain server key", "clients: [{id: a, server_key_hashes: [srv_secret]}]", "server key hash"},
 		{"shared server key", "clients: [{id: a, server_key_hashes: [" + HashAPIKey("s") + "]}, {id: b, server_key_hashes: [" + HashAPIKey("s") + "]}]", "also a server key of client a"},
 		{"server key is an api key", "clients: [{id: a, server_key_hashes: [" + HashAPIKey("s") + "]}, {id: b, api_key_hashes: [" + HashAPIKey("s") + "]}]", "also an api key of client b"},
+		{"child-directed with a cookie", "clients: [{id: a, child_directed: true, cookie_mode: cookie}]", "child_directed sets no cookie"},
+		{"child-directed keeping networks", "clients: [{id: a, child_directed: true, keep_truncated_ip: true}]", "keep_truncated_ip false"},
 		{"empty", "", "no clients"},
 		{"only comments", "# clients: [{id: a}]\n", "no clients"},
 		{"no clients", "clients:\n", "no clients"},
@@ -246,5 +249,59 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 5s")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// The kubelet updates a ConfigMap mounted as a folder by writing the new
+// version into a fresh timestamped folder, pointing the ..data symlink at
+// it with a rename, and deleting the old folder; clients.yaml itself is a
+// symlink to ..data/clients.yaml that never changes. The watcher must see
+// each swap (a watch on the file's inode would not).
+func TestWatchFollowsConfigMapSymlinkSwaps(t *testing.T) {
+	dir := t.TempDir()
+	version := 0
+	swap := func(body string) {
+		t.Helper()
+		version++
+		ts := filepath.Join(dir, fmt.Sprintf("..2026_12_04_18_00_%02d.%d", version, version))
+		if err := os.Mkdir(ts, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeRegistry(t, filepath.Join(ts, "clients.yaml"), body)
+		old, _ := os.Readlink(filepath.Join(dir, "..data")) // none before the first version
+		if err := os.Symlink(filepath.Base(ts), filepath.Join(dir, "..data_tmp")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+			t.Fatal(err)
+		}
+		if old != "" {
+			if err := os.RemoveAll(filepath.Join(dir, old)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	swap("clients: [{id: a}]\n")
+	path := filepath.Join(dir, "clients.yaml")
+	if err := os.Symlink(filepath.Join("..data", "clients.yaml"), path); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go reg.Watch(ctx, 5*time.Millisecond, zap.NewNop())
+
+	swap("clients: [{id: a}, {id: b}]\n")
+	waitFor(t, func() bool { _, err := reg.ByID("b"); return err == nil })
+	swap("clients: [{id: c}]\n")
+	waitFor(t, func() bool { _, err := reg.ByID("c"); return err == nil })
+	if _, err := reg.ByID("a"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("ByID(a) after the second swap = %v; want ErrNotFound", err)
+	}
+	if v := reg.Version(); v != 3 {
+		t.Errorf("Version() after two swaps = %d; want 3", v)
 	}
 }

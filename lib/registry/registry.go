@@ -63,6 +63,11 @@ type Client struct {
 	AllowedProperties []string `yaml:"allowed_properties"`
 	// Exclude leaves out the client's own staff and test traffic.
 	Exclude Exclusions `yaml:"exclude"`
+	// ChildDirected marks a site directed at children: Alumini then keeps
+	// counts only, nothing that identifies a person (no cookie, no
+	// visitor or session tied to a person, no user id, no place finer
+	// than the country, no custom property that is not allow-listed).
+	ChildDirected bool `yaml:"child_directed"`
 }
 
 // Exclusions are hits the client does not want collected.
@@ -159,6 +164,12 @@ func (c *Client) Validate() error {
 	}
 	if c.Bots != BotsFlag && c.Bots != BotsDrop {
 		return fmt.Errorf("client %s: bots %q: want %q or %q", c.ID, c.Bots, BotsFlag, BotsDrop)
+	}
+	if c.ChildDirected && c.CookieMode == CookieModeCookie {
+		return fmt.Errorf("client %s: child_directed sets no cookie: want cookie_mode %q", c.ID, CookieModeCookieless)
+	}
+	if c.ChildDirected && c.KeepTruncatedIP {
+		return fmt.Errorf("client %s: child_directed keeps no place finer than the country: want keep_truncated_ip false", c.ID)
 	}
 	if c.RateLimitPerSecond < 0 || c.RateLimitBurst < 0 {
 		return fmt.Errorf("client %s: rate_limit_per_second and rate_limit_burst must not be negative", c.ID)

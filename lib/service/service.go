@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"sync"
 	"syscall"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/aluminiapp/pipeline/lib/envflag"
+	"github.com/aluminiapp/pipeline/lib/outage"
 )
 
 // Options are the settings every service has.
@@ -74,6 +76,17 @@ type Runtime struct {
 	Log     *zap.Logger
 	Metrics *prometheus.Registry
 	Health  *Health
+
+	depsOnce sync.Once
+	deps     *outage.Monitor
+}
+
+// Dependency returns the outage tracker of a dependency (Kafka,
+// ClickHouse): retries, one log line per change, alumini_dependency_*
+// metrics. Call it once per name.
+func (rt *Runtime) Dependency(name string) *outage.Dependency {
+	rt.depsOnce.Do(func() { rt.deps = outage.NewMonitor(rt.Log, rt.Metrics) })
+	return rt.deps.Dependency(name)
 }
 
 // Main parses cfg from args and the environment, validates it, sets up

@@ -349,7 +349,9 @@ func (h *Handler) accept(ctx *fasthttp.RequestCtx, ep endpoint, ip netip.Addr, r
 			dropped++
 			continue
 		}
-		if it.client.CookieMode == registry.CookieModeCookie {
+		if it.client.ChildDirected {
+			countsOnly(hit)
+		} else if it.client.CookieMode == registry.CookieModeCookie {
 			switch {
 			case it.anonymousID != "":
 				hit.CookieId = it.anonymousID
@@ -360,7 +362,7 @@ func (h *Handler) accept(ctx *fasthttp.RequestCtx, ep endpoint, ip netip.Addr, r
 				hit.CookieId = vid
 			}
 		}
-		if allowed := it.client.AllowedProperties; len(allowed) > 0 {
+		if allowed := it.client.AllowedProperties; len(allowed) > 0 || it.client.ChildDirected {
 			it.props = keepAllowed(it.props, hit.Properties, allowed)
 		}
 		it.produce = true
@@ -459,6 +461,26 @@ func keepAllowed(props []prop, m map[string]string, allowed []string) []prop {
 		}
 	}
 	return kept
+}
+
+// countsOnly strips a child-directed client's hit of what identifies a
+// person before it reaches Kafka: no cookie id (none is read or set for
+// it), no user id, and the IP cut to its /24 (IPv4) or /48 (IPv6)
+// network, which still names the country. Its custom properties go unless
+// allow-listed (see accept).
+func countsOnly(hit *aluminiv1.RawHit) {
+	hit.CookieId, hit.UserId = "", ""
+	keep := 0
+	switch len(hit.Ip) {
+	case 4:
+		keep = 3
+	case 16:
+		keep = 6
+	}
+	// A new slice: the request's address is shared by all its hits.
+	network := make([]byte, len(hit.Ip))
+	copy(network, hit.Ip[:keep])
+	hit.Ip = network
 }
 
 // privacyDrop says why a hit must not be collected, or "".

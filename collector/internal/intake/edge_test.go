@@ -3,6 +3,7 @@ package intake
 import (
 	"bytes"
 	"image/gif"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -117,6 +118,39 @@ func TestOptOutAndOptIn(t *testing.T) {
 	assertEmpty(t, f)
 	if got := testutil.ToFloat64(f.handler.dropped.WithLabelValues("opt_out")); got != 3 {
 		t.Errorf("dropped{reason=opt_out} = %v; want 3", got)
+	}
+}
+
+// TestChildDirectedClientSendsCountsOnly: for a child-directed client the
+// collector reads and sets no visitor cookie, forwards no user id, cuts the
+// IP to its network and keeps only allow-listed properties (none, when the
+// client lists none).
+func TestChildDirectedClientSendsCountsOnly(t *testing.T) {
+	f := start(t)
+	browser := map[string]string{"Origin": "https://kids.example", "Cookie": VisitorCookie + "=0123456789abcdef0123456789abcdef"}
+	for _, body := range []string{
+		`{"write_key":"wk_kids","event_id":"k1","url":"https://kids.example/","user_id":"child-7","properties":{"level":"3","name":"Ann"}}`,
+		`{"client_id":"kids2","event_id":"k2","url":"https://kids.example/","user_id":"child-8","properties":{"level":"3"}}`,
+	} {
+		r := send(t, "POST", f.url+"/api/event", []byte(body), browser)
+		if r.status != 202 || len(r.header.Values("Set-Cookie")) != 0 {
+			t.Errorf("child-directed event = %d, Set-Cookie %q; want 202 and no cookie", r.status, r.header.Values("Set-Cookie"))
+		}
+	}
+	r := send(t, "POST", f.url+"/v1/track", []byte(`{"writeKey":"wk_kids","messageId":"k3","userId":"child-9","anonymousId":"anon-1","event":"Played","properties":{"level":"4","email":"a@b.example"}}`), nil)
+	if r.status != 200 {
+		t.Fatalf("Segment track = %d %s", r.status, r.body)
+	}
+	hits := byEventID(readHits(t, f, 3))
+	want := map[string]map[string]string{"k1": {"level": "3"}, "k2": nil, "k3": {"level": "4"}}
+	for id, props := range want {
+		h := hits[id]
+		if h == nil {
+			t.Fatalf("no hit %s", id)
+		}
+		if h.CookieId != "" || h.UserId != "" || !bytes.Equal(h.Ip, []byte{127, 0, 0, 0}) || !maps.Equal(h.Properties, props) {
+			t.Errorf("hit %s: cookie id %q, user id %q, ip %v, properties %v; want none, none, 127.0.0.0 and %v", id, h.CookieId, h.UserId, h.Ip, h.Properties, props)
+		}
 	}
 }
 

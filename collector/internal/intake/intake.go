@@ -201,6 +201,13 @@ func New(cfg Config) *Handler {
 	for i, l := range endpointLabels {
 		h.durationBy[i] = h.duration.WithLabelValues(l)
 	}
+	// The server-error series the alerts divide by exist at zero from the
+	// start, so that the first 5xx after a start is an increase.
+	for i := range endpointLabels {
+		for _, code := range []int{fasthttp.StatusInternalServerError, fasthttp.StatusServiceUnavailable} {
+			h.requestCount(i, code)
+		}
+	}
 	h.droppedBy = make(map[string]prometheus.Counter, len(dropReasons))
 	for _, r := range dropReasons {
 		h.droppedBy[r] = h.dropped.WithLabelValues(r)

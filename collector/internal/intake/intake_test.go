@@ -49,6 +49,12 @@ clients:
   - id: crm
     write_keys: [wk_crm]
     allowed_properties: [plan]
+  - id: kids
+    write_keys: [wk_kids]
+    child_directed: true
+    allowed_properties: [level]
+  - id: kids2
+    child_directed: true
 `
 
 // clientsYAML is testClients with the hash of serverKey in place.

@@ -1,6 +1,7 @@
 package intake
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -24,6 +25,13 @@ func TestRequestMetrics(t *testing.T) {
 		t.Fatalf("unknown path = %d %s", r.status, r.body)
 	}
 	readHits(t, f, 4)
+	// Every endpoint's server-error series are there from the start, at 0.
+	var zeros []string
+	for _, e := range endpointLabels {
+		for _, code := range []string{"500", "503"} {
+			zeros = append(zeros, fmt.Sprintf("alumini_collector_requests_total{code=%q,endpoint=%q} 0", code, e))
+		}
+	}
 	want := `
 # HELP alumini_collector_events_accepted_total Events acknowledged by Kafka and answered with 2xx.
 # TYPE alumini_collector_events_accepted_total counter
@@ -33,7 +41,7 @@ alumini_collector_events_accepted_total 4
 alumini_collector_requests_total{code="202",endpoint="batch"} 1
 alumini_collector_requests_total{code="202",endpoint="event"} 2
 alumini_collector_requests_total{code="404",endpoint="other"} 1
-`
+` + strings.Join(zeros, "\n") + "\n"
 	if err := testutil.GatherAndCompare(f.metrics, strings.NewReader(want), "alumini_collector_requests_total", "alumini_collector_events_accepted_total"); err != nil {
 		t.Error(err)
 	}
@@ -76,4 +84,16 @@ func histogramCount(t *testing.T, f fixture, series string) uint64 {
 	}
 	t.Fatalf("no series %s", series)
 	return 0
+}
+
+// TestWrongContentTypeCountsAsInvalid: docs/collector.md's table of
+// refusals names the drop reason each one is counted under.
+func TestWrongContentTypeCountsAsInvalid(t *testing.T) {
+	f := start(t)
+	if status, body := post(t, f.url+"/api/event", "application/x-www-form-urlencoded", `client_id=shop`, nil); status != 415 {
+		t.Fatalf("POST with a form Content-Type = %d %s; want 415", status, body)
+	}
+	if got := testutil.ToFloat64(f.handler.dropped.WithLabelValues("invalid")); got != 1 {
+		t.Errorf(`dropped{reason="invalid"} after one wrong Content-Type = %v; want 1`, got)
+	}
 }

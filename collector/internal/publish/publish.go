@@ -55,7 +55,13 @@ const maxBatchBytes = 1 << 20
 // one. Requests still go through kafka-go's Client and Transport, which
 // route them to the partition's leader and carry TLS and SASL.
 type Publisher struct {
-	client     *kafka.Client
+	// client routes requests by its transport's cached metadata; on a
+	// retriable error it is replaced by one with fresh metadata (refresh).
+	client     atomic.Pointer[kafka.Client]
+	addr       net.Addr
+	template   *kafka.Transport // nil: kafka-go's defaults
+	refreshMu  sync.Mutex
+	refreshed  time.Time
 	topic      string
 	linger     time.Duration
 	ackTimeout time.Duration
@@ -81,6 +87,7 @@ type Publisher struct {
 	batches    prometheus.Histogram
 	retries    prometheus.Counter
 	held       prometheus.Counter
+	refreshes  prometheus.Counter
 }
 
 // queued counts the events waiting in every lane; read at scrape time.
@@ -98,20 +105,49 @@ func (p *Publisher) queued() float64 {
 	return float64(n)
 }
 
-func transport(t *kafka.Transport) kafka.RoundTripper {
-	if t == nil {
-		return kafka.DefaultTransport
+// newTransport is a transport with the settings of t (TLS, SASL, dialer),
+// an empty connection pool and no cached metadata. The metadata it asks for
+// is that of topic alone: cheap to fetch again on every refresh.
+func newTransport(t *kafka.Transport, topic string) *kafka.Transport {
+	n := &kafka.Transport{MetadataTopics: []string{topic}}
+	if t != nil {
+		n.Dial, n.DialTimeout, n.IdleTimeout, n.MetadataTTL = t.Dial, t.DialTimeout, t.IdleTimeout, t.MetadataTTL
+		n.ClientID, n.TLS, n.SASL, n.Resolver, n.Context = t.ClientID, t.TLS, t.SASL, t.Resolver, t.Context
 	}
-	return t
+	return n
+}
+
+// minRefreshInterval spaces metadata refreshes while a broker stays away:
+// lanes back off to 500 ms, so an outage costs a few refreshes a second.
+const minRefreshInterval = 10 * time.Millisecond
+
+// refresh replaces failed, the client whose request got a retriable error,
+// by one whose metadata is fetched afresh. kafka-go's transport refreshes
+// its cached metadata only on a timer (a random 0-6 s) and has no call to
+// force it: produce requests kept going to a leader that had moved, and
+// a leader move cost 0.6-4.7 s and sometimes a 503. A new transport asks
+// for metadata before its first request, which then goes to the new
+// leader. Lanes that failed on the same client share one refresh.
+func (p *Publisher) refresh(failed *kafka.Client) {
+	p.refreshMu.Lock()
+	defer p.refreshMu.Unlock()
+	if p.client.Load() != failed || time.Since(p.refreshed) < minRefreshInterval {
+		return // another lane refreshed it already
+	}
+	p.client.Store(&kafka.Client{Addr: p.addr, Transport: newTransport(p.template, p.topic)})
+	p.refreshed = time.Now()
+	p.refreshes.Inc()
+	// Requests in flight keep their connections until they are answered.
+	if t, ok := failed.Transport.(*kafka.Transport); ok {
+		t.CloseIdleConnections()
+	}
 }
 
 // New returns a Publisher whose metrics are registered on reg.
 func New(cfg Config, reg prometheus.Registerer) *Publisher {
 	p := &Publisher{
-		client: &kafka.Client{
-			Addr:      cfg.Addr,
-			Transport: transport(cfg.Transport),
-		},
+		addr:         cfg.Addr,
+		template:     cfg.Transport,
 		topic:        cfg.Topic,
 		linger:       cfg.Linger,
 		ackTimeout:   cfg.AckTimeout,
@@ -141,6 +177,11 @@ func New(cfg Config, reg prometheus.Registerer) *Publisher {
 		Name: "alumini_collector_produce_retries_total",
 		Help: "Produce requests sent again after the broker refused or dropped the connection, or answered with a retriable error.",
 	})
+	p.client.Store(&kafka.Client{Addr: cfg.Addr, Transport: newTransport(cfg.Transport, cfg.Topic)})
+	p.refreshes = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "alumini_collector_metadata_refreshes_total",
+		Help: "Times the producer fetched the cluster's metadata afresh after a retriable error (a leader moved, a broker went away).",
+	})
 	p.held = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "alumini_collector_admission_held_total",
 		Help: "Requests held back before decoding because a full produce request of events was already waiting for Kafka.",
@@ -149,7 +190,7 @@ func New(cfg Config, reg prometheus.Registerer) *Publisher {
 		Name: "alumini_collector_produce_queued_events",
 		Help: "Events waiting for their partition's next produce request (not those in a request in flight).",
 	}, p.queued)
-	reg.MustRegister(p.latency, p.roundTrips, p.failures, p.batches, p.retries, p.held, queued)
+	reg.MustRegister(p.latency, p.roundTrips, p.failures, p.batches, p.retries, p.held, p.refreshes, queued)
 	return p
 }
 
@@ -420,13 +461,20 @@ func (p *Publisher) lanesFor(ctx context.Context, now time.Time) ([]*lane, error
 }
 
 func (p *Publisher) partitions(ctx context.Context) (int, error) {
-	r, err := p.client.Transport.RoundTrip(ctx, p.client.Addr, &metadata.Request{TopicNames: []string{p.topic}})
+	client := p.client.Load()
+	r, err := client.Transport.RoundTrip(ctx, client.Addr, &metadata.Request{TopicNames: []string{p.topic}})
 	if err != nil {
+		if retriable(err) {
+			p.refresh(client)
+		}
 		return 0, err
 	}
 	for _, t := range r.(*metadata.Response).Topics {
 		if t.Name == p.topic {
 			if t.ErrorCode != 0 {
+				// The topic being created or a leader election: the next
+				// call asks again rather than the cache.
+				p.refresh(client)
 				return 0, kafka.Error(t.ErrorCode)
 			}
 			if len(t.Partitions) == 0 {
@@ -435,6 +483,7 @@ func (p *Publisher) partitions(ctx context.Context) (int, error) {
 			return len(t.Partitions), nil
 		}
 	}
+	p.refresh(client)
 	return 0, kafka.UnknownTopicOrPartition
 }
 
@@ -637,7 +686,8 @@ func (p *Publisher) send(l *lane) {
 
 // produce sends one batch, retrying what kafka-go calls temporary (leader
 // moved, broker restarting, connection refused or reset) until the ack
-// timeout.
+// timeout. Each retriable error refreshes the metadata first, so the retry
+// goes to the partition's new leader.
 func (p *Publisher) produce(partition int, batch []entry, records *batchRecords) error {
 	ctx, cancel := context.WithTimeout(context.Background(), p.ackTimeout)
 	defer cancel()
@@ -645,7 +695,8 @@ func (p *Publisher) produce(partition int, batch []entry, records *batchRecords)
 	for {
 		records.reset(batch)
 		start := time.Now()
-		res, err := p.client.Produce(ctx, &kafka.ProduceRequest{
+		client := p.client.Load()
+		res, err := client.Produce(ctx, &kafka.ProduceRequest{
 			Topic:        p.topic,
 			Partition:    partition,
 			RequiredAcks: kafka.RequireAll,
@@ -659,6 +710,7 @@ func (p *Publisher) produce(partition int, batch []entry, records *batchRecords)
 		if err == nil || !retriable(err) {
 			return err
 		}
+		p.refresh(client)
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
@@ -753,5 +805,8 @@ func (p *Publisher) Close() error {
 	}
 	p.mu.Unlock()
 	p.running.Wait()
+	if t, ok := p.client.Load().Transport.(*kafka.Transport); ok {
+		t.CloseIdleConnections()
+	}
 	return nil
 }

@@ -19,6 +19,21 @@ import (
 //go:embed data/crawler-user-agents.json
 var crawlersJSON []byte
 
+// generic are the words and shapes by which crawlers, monitors, scanners
+// and scripts name themselves beyond the crawler list: "bot" as a word or
+// name ending, crawler, spider, scraper, a contact URL, Google's service
+// agents ("Google-BusinessLinkVerification"), monitoring and scanning
+// tools, HTTP libraries, and a user agent of one bare "name/1.0" token
+// without digits in its name ("recon-engine/0.1"), which no browser
+// sends (handsets' own clients put a model number there: "SAMSUNG-GT-P5110/1").
+var generic = regexp.MustCompile(`(?i)(?:bot\b|bot[/_-]|[a-z]bot|crawl|spider|scrape|scanner|\bscan/|` +
+	`https?://|\+https?|www\.|\.com\b|@[a-z][a-z0-9-]*\.[a-z]|` +
+	`\bgoogle-[a-z]|\bgoogleother|-agent\b|monitor|uptime|pingdom|statuscake|site24x7|synthetic|health-?check|probe/|` +
+	`nmap|masscan|zgrab|nuclei|sqlmap|nikto|censys|netcraft|wpscan|httpx|fetcher|preview|validator|checker|` +
+	`^(?:curl|wget|python|java|go-http-client|axios|node-fetch|undici|libwww|lwp|php|ruby|perl|apache-httpclient|` +
+	`guzzle|okhttp/[0-9.]+$|postman|insomnia|httpie|aiohttp|scrapy|reqwest|rest-client|dart)\b|` +
+	`^[a-z._-]+/v?[0-9][0-9a-z._-]*$)`)
+
 // headless are signs of automated browsers that the crawler list does not
 // carry because they also run real people's tests; on a site's traffic they
 // are not people either.
@@ -64,6 +79,11 @@ func New() (*Detector, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newDetector(list)
+}
+
+// newDetector compiles list (the tests build one from part of it).
+func newDetector(list []Crawler) (*Detector, error) {
 	d := &Detector{}
 	for _, c := range list {
 		re, err := regexp.Compile(c.Pattern)
@@ -73,9 +93,6 @@ func New() (*Detector, error) {
 		for _, lit := range literals(c.Pattern) {
 			d.patterns = append(d.patterns, pattern{literal: lit, re: re})
 		}
-	}
-	for _, h := range headless {
-		d.patterns = append(d.patterns, pattern{literal: h, re: regexp.MustCompile(regexp.QuoteMeta(h))})
 	}
 	d.byTrigram = map[uint32][]int{}
 	for i, p := range d.patterns {
@@ -95,6 +112,29 @@ func (d *Detector) IsBot(ua string) bool {
 	if strings.TrimSpace(ua) == "" {
 		return true
 	}
+	masked, listed := listView(ua)
+	if generic.MatchString(masked) {
+		return true
+	}
+	for _, h := range headless {
+		if strings.Contains(ua, h) {
+			return true
+		}
+	}
+	return d.listed(listed)
+}
+
+// InApp reports whether ua is a browser's or WebView's user agent whose
+// only sign of a crawler is in its app tokens or device fields (an in-app
+// browser, a phone named like a crawler): what the crawler list would
+// flag there, IsBot does not.
+func (d *Detector) InApp(ua string) bool {
+	masked, listed := listView(ua)
+	return listed != ua && !generic.MatchString(masked) && !d.listed(listed)
+}
+
+// listed reports whether a pattern of the crawler list matches s.
+func (d *Detector) listed(ua string) bool {
 	for _, i := range d.always {
 		if d.patterns[i].re.MatchString(ua) {
 			return true
@@ -166,3 +206,7 @@ func longestLiteral(re *syntax.Regexp) string {
 	walk(re)
 	return best
 }
+
+// Named reports whether a name (a client family) says bot, crawler,
+// spider, monitor or the like, by the generic rules.
+func Named(family string) bool { return generic.MatchString(family) }

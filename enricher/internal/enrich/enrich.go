@@ -57,7 +57,8 @@ func (e *Enricher) Late() uint64 { return e.late.Load() }
 
 // Enrich builds the event for hit. The result holds no IP address (except
 // its /24 or /48 network, for clients that asked to keep that). Session
-// fields are left to the session tracker.
+// fields are left to the session tracker, except for child-directed
+// clients, whose events come with ids of their own (CountsOnly).
 func (e *Enricher) Enrich(hit *aluminiv1.RawHit) (*aluminiv1.Event, error) {
 	client, err := e.cfg.Clients.ByID(hit.ClientId)
 	if err != nil {
@@ -109,6 +110,10 @@ func (e *Enricher) Enrich(hit *aluminiv1.RawHit) (*aluminiv1.Event, error) {
 	ev.Country, ev.Region, ev.City = loc.Country, loc.Region, loc.City
 	if client.KeepTruncatedIP {
 		ev.IpTruncated = geo.Truncate(hit.Ip)
+	}
+	if client.ChildDirected {
+		keepCountsOnly(ev, client)
+		return ev, nil
 	}
 
 	if client.CookieMode == registry.CookieModeCookie && hit.CookieId != "" {

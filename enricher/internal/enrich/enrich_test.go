@@ -41,6 +41,9 @@ const clientsYAML = `clients:
     cookie_mode: cookie
     bots: drop
   - id: news
+  - id: kids
+    child_directed: true
+    allowed_properties: [level]
 `
 
 func testEnricher(t testing.TB) *Enricher {

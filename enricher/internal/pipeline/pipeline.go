@@ -4,6 +4,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,7 +18,10 @@ import (
 
 	"github.com/aluminiapp/pipeline/enricher/internal/enrich"
 	"github.com/aluminiapp/pipeline/enricher/internal/session"
+	"github.com/aluminiapp/pipeline/lib/kafkaconf"
+	"github.com/aluminiapp/pipeline/lib/outage"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
+	"github.com/aluminiapp/pipeline/proto/redact"
 )
 
 // Config tunes the loop.
@@ -34,10 +38,12 @@ type Config struct {
 	MaxBatch int
 	// MaxWait bounds how long a partial batch waits for more hits.
 	MaxWait time.Duration
-
 	// SessionTimeout is how long the group waits for a silent member
-	// before moving its partitions; 0: kafka-go's default (30s).
+	// before moving its partitions (see kafkaconf.GroupTimings). Default 10s.
 	SessionTimeout time.Duration
+	// Kafka tracks outages (one log line per change, metrics, readiness);
+	// nil: a tracker of its own, unregistered.
+	Kafka *outage.Dependency
 }
 
 // Pipeline is one enricher's consume-enrich-produce loop.
@@ -72,6 +78,14 @@ const (
 	stageCommit  = "commit"
 )
 
+// Reasons of the dropped and dead-letter counters.
+const (
+	dropBot             = "bot"
+	reasonDecode        = "decode_error"
+	reasonUnknownClient = "unknown_client"
+	reasonEnrich        = "enrich_error"
+)
+
 // New connects a pipeline; metrics are registered on reg.
 func New(cfg Config, e *enrich.Enricher, sessions *session.Tracker, log *zap.Logger, reg prometheus.Registerer) *Pipeline {
 	writer := func(topic string) *kafka.Writer {
@@ -89,6 +103,13 @@ func New(cfg Config, e *enrich.Enricher, sessions *session.Tracker, log *zap.Log
 			Compression:  kafka.Lz4,
 		}
 	}
+	if cfg.SessionTimeout <= 0 {
+		cfg.SessionTimeout = 10 * time.Second
+	}
+	if cfg.Kafka == nil {
+		cfg.Kafka = outage.NewMonitor(log, prometheus.NewRegistry()).Dependency("kafka")
+	}
+	heartbeat, rebalance, joinBackoff := kafkaconf.GroupTimings(cfg.SessionTimeout)
 	p := &Pipeline{
 		cfg:      cfg,
 		enricher: e,
@@ -99,13 +120,21 @@ func New(cfg Config, e *enrich.Enricher, sessions *session.Tracker, log *zap.Log
 			Dialer:  cfg.Dialer,
 			GroupID: cfg.GroupID,
 			Topic:   cfg.RawTopic,
-			// A dead instance's partitions wait this long for another.
-			SessionTimeout: cfg.SessionTimeout,
 			// A new group starts at the oldest hit: nothing accepted is skipped.
 			StartOffset: kafka.FirstOffset,
 			// Commits are explicit and synchronous, after the writes.
 			CommitInterval: 0,
 			MaxWait:        250 * time.Millisecond,
+			// See kafkaconf.GroupTimings: a crashed member's partitions move within
+			// the session timeout, a stopped one's at once (Close leaves
+			// the group).
+			SessionTimeout:    cfg.SessionTimeout,
+			HeartbeatInterval: heartbeat,
+			RebalanceTimeout:  rebalance,
+			JoinGroupBackoff:  joinBackoff,
+			// Outages are logged once by Run; kafka-go's own lines, one per
+			// try, go to debug.
+			ErrorLogger: kafka.LoggerFunc(log.Sugar().Named("kafka-reader").Debugf),
 		}),
 		events: writer(cfg.EnrichedTopic),
 		dead:   writer(cfg.DeadLetterTopic),
@@ -139,6 +168,16 @@ func New(cfg Config, e *enrich.Enricher, sessions *session.Tracker, log *zap.Log
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 10),
 		}),
 	}
+	// Every known label exists at zero from the start: an alert on
+	// increase() or a dashboard rate cannot see the first increment of a
+	// series that appears with it.
+	p.dropped.WithLabelValues(dropBot)
+	for _, r := range []string{reasonDecode, reasonUnknownClient, reasonEnrich} {
+		p.deadLetter.WithLabelValues(r)
+	}
+	for _, s := range []string{stageDecode, stageEnrich, stageSession, stageEncode, stageWrite, stageCommit} {
+		p.stageTime.WithLabelValues(s)
+	}
 	uaHits := func() float64 { h, _ := e.UACacheStats(); return float64(h) }
 	uaMisses := func() float64 { _, m := e.UACacheStats(); return float64(m) }
 	reg.MustRegister(p.in, p.out, p.dropped, p.deadLetter, p.retries, p.batchTime, p.stageTime, p.lag, p.commitFailures,
@@ -165,7 +204,10 @@ func New(cfg Config, e *enrich.Enricher, sessions *session.Tracker, log *zap.Log
 }
 
 // Run processes batches until ctx ends, then finishes the batch in hand.
+// Kafka being unreachable is waited out: kafka-go's reader reconnects by
+// itself, and Run keeps asking it, with backoff, until hits come again.
 func (p *Pipeline) Run(ctx context.Context) error {
+	var backoff outage.Backoff
 	for {
 		batch, err := p.fetch(ctx)
 		if len(batch) > 0 {
@@ -175,11 +217,17 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				return perr
 			}
 		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("reading %s: %w", p.cfg.RawTopic, err)
+		if err == nil {
+			p.cfg.Kafka.Succeeded()
+			backoff.Reset()
+			continue
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		p.cfg.Kafka.Failed("reading "+p.cfg.RawTopic, err)
+		if !backoff.Wait(ctx) {
+			return nil
 		}
 	}
 }
@@ -228,25 +276,27 @@ func (p *Pipeline) process(batch []kafka.Message) error {
 		out, err := p.enrichOne(m, clock)
 		switch {
 		case errors.Is(err, enrich.ErrBot):
-			p.dropped.WithLabelValues("bot").Inc()
+			p.dropped.WithLabelValues(dropBot).Inc()
+			p.sessions.Skip(int32(m.Partition), m.Offset)
 			continue
 		case errors.Is(err, errSessionState):
 			// Kafka is unreachable for the state: stop, so that the
 			// batch is replayed rather than sessions guessed.
 			return err
 		case err != nil:
-			reason := "enrich_error"
+			reason := reasonEnrich
 			switch {
 			case errors.Is(err, errDecode):
-				reason = "decode_error"
+				reason = reasonDecode
 			case errors.Is(err, enrich.ErrUnknownClient):
-				reason = "unknown_client"
+				reason = reasonUnknownClient
 			}
 			dl, derr := deadLetter(m, reason, err)
 			if derr != nil {
 				return derr
 			}
 			p.deadLetter.WithLabelValues(reason).Inc()
+			p.sessions.Skip(int32(m.Partition), m.Offset)
 			dead = append(dead, dl)
 			continue
 		}
@@ -296,11 +346,21 @@ func (p *Pipeline) enrichOne(m kafka.Message, clock *stageClock) (kafka.Message,
 	}
 	key := ev.ClientId + ":" + strconv.FormatUint(ev.VisitorId, 16)
 	partition := int32(m.Partition)
-	if err := p.sessions.Prepare(context.Background(), partition, m.Offset); err != nil {
-		return kafka.Message{}, fmt.Errorf("%w: %w", errSessionState, err)
+	if enrich.CountsOnly(ev) {
+		// A child-directed client's event is its own visit: no state is
+		// kept about anyone.
+		p.sessions.Skip(partition, m.Offset)
+	} else {
+		// Loading a partition's state needs Kafka; it is waited for like the
+		// writes, so sessions are never guessed.
+		if err := p.cfg.Kafka.Retry(context.Background(), "loading session state", func(ctx context.Context) error {
+			return p.sessions.Prepare(ctx, partition, m.Offset)
+		}); err != nil {
+			return kafka.Message{}, fmt.Errorf("%w: %w", errSessionState, err)
+		}
+		s := p.sessions.Apply(partition, m.Offset, key, ev.EventId, ev.TimestampMs, enrich.SessionSource(ev))
+		ev.SessionId, ev.IsNewVisitor, ev.PreviousVisitMs = s.SessionID, s.NewVisitor, s.PreviousVisitMs
 	}
-	s := p.sessions.Apply(partition, m.Offset, key, ev.EventId, ev.TimestampMs, enrich.SessionSource(ev))
-	ev.SessionId, ev.IsNewVisitor, ev.PreviousVisitMs = s.SessionID, s.NewVisitor, s.PreviousVisitMs
 	clock.mark(stageSession)
 	value, err := proto.Marshal(ev)
 	clock.mark(stageEncode)
@@ -316,35 +376,24 @@ func (p *Pipeline) enrichOne(m kafka.Message, clock *stageClock) (kafka.Message,
 // flushSessions retries like write: the state must be in Kafka before the
 // offsets move past the hits that changed it.
 func (p *Pipeline) flushSessions() error {
-	backoff := 100 * time.Millisecond
-	for attempt := 0; ; attempt++ {
+	return p.cfg.Kafka.Retry(context.Background(), "writing session state", func(context.Context) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
 		err := p.sessions.Flush(ctx)
-		cancel()
-		if err == nil {
-			return nil
+		if err != nil {
+			p.retries.Inc()
 		}
-		p.retries.Inc()
-		p.log.Warn("writing session state failed; retrying", zap.Int("attempt", attempt+1), zap.Error(err))
-		time.Sleep(backoff)
-		backoff = min(backoff*2, 5*time.Second)
-	}
+		return err
+	})
 }
 
-// deadLetter wraps a record that cannot be enriched. A raw hit that still
-// decodes loses its IP address first: the dead-letter topic is kept longer
-// and read by people.
+// deadLetter wraps a record that cannot be enriched. The raw hit loses its
+// IP address first, whether or not it decodes (the wire format is edited,
+// not the message): the dead-letter topic is kept longer and read by
+// people. Its key keeps only the client: the rest of a raw key is a hash
+// of IP and user agent, and the user agent is in the hit.
 func deadLetter(m kafka.Message, reason string, cause error) (kafka.Message, error) {
-	original := m.Value
-	var hit aluminiv1.RawHit
-	if proto.Unmarshal(m.Value, &hit) == nil && len(hit.Ip) > 0 {
-		hit.Ip = nil
-		b, err := proto.Marshal(&hit)
-		if err != nil {
-			return kafka.Message{}, fmt.Errorf("encoding dead letter: %w", err)
-		}
-		original = b
-	}
+	original, _ := redact.Without(m.Value, rawHitIPField)
 	dl := &aluminiv1.DeadLetter{
 		Reason: reason, Error: cause.Error(), Stage: "enricher",
 		SourceTopic: m.Topic, SourcePartition: int32(m.Partition), SourceOffset: m.Offset,
@@ -354,27 +403,29 @@ func deadLetter(m kafka.Message, reason string, cause error) (kafka.Message, err
 	if err != nil {
 		return kafka.Message{}, fmt.Errorf("encoding dead letter: %w", err)
 	}
-	return kafka.Message{Key: m.Key, Value: b}, nil
+	key, _, _ := bytes.Cut(m.Key, []byte(":"))
+	return kafka.Message{Key: key, Value: b}, nil
 }
+
+// rawHitIPField is RawHit.ip's field number.
+var rawHitIPField = (&aluminiv1.RawHit{}).ProtoReflect().Descriptor().Fields().ByName("ip").Number()
 
 // write retries until Kafka takes msgs. It does not give up on its own:
 // skipping would lose hits, and the consumer group moves the partitions to
 // another instance if this one is stopped.
 func (p *Pipeline) write(w *kafka.Writer, msgs []kafka.Message) error {
-	backoff := 100 * time.Millisecond
-	for attempt := 0; len(msgs) > 0; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := w.WriteMessages(ctx, msgs...)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		p.retries.Inc()
-		p.log.Warn("writing to kafka failed; retrying", zap.String("topic", w.Topic), zap.Int("records", len(msgs)), zap.Int("attempt", attempt+1), zap.Error(err))
-		time.Sleep(backoff)
-		backoff = min(backoff*2, 5*time.Second)
+	if len(msgs) == 0 {
+		return nil
 	}
-	return nil
+	return p.cfg.Kafka.Retry(context.Background(), "writing to "+w.Topic, func(context.Context) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err := w.WriteMessages(ctx, msgs...)
+		if err != nil {
+			p.retries.Inc()
+		}
+		return err
+	})
 }
 
 func (p *Pipeline) commit(batch []kafka.Message) {

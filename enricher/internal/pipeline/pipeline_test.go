@@ -1,9 +1,11 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/aluminiapp/pipeline/enricher/internal/enrich"
@@ -57,7 +60,18 @@ func TestEnrichesCommitsAndDeadLetters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	msgs = append(msgs, kafka.Message{Value: []byte{0xff, 0xff, 0xff}}, kafka.Message{Value: gone}, kafka.Message{Key: []byte("bot"), Value: bot})
+	// Valid wire format that does not decode (its URL is not UTF-8), with
+	// an IP: its dead letter must still lose the IP.
+	secretIP := []byte{198, 51, 100, 231}
+	var badUTF8 []byte
+	badUTF8 = protowire.AppendTag(badUTF8, 1, protowire.BytesType)
+	badUTF8 = protowire.AppendString(badUTF8, "shop")
+	badUTF8 = protowire.AppendTag(badUTF8, 9, protowire.BytesType)
+	badUTF8 = protowire.AppendBytes(badUTF8, secretIP)
+	badUTF8 = protowire.AppendTag(badUTF8, 5, protowire.BytesType)
+	badUTF8 = protowire.AppendBytes(badUTF8, []byte("https://shop.example/\xff"))
+	msgs = append(msgs, kafka.Message{Value: []byte{0xff, 0xff, 0xff}}, kafka.Message{Value: gone}, kafka.Message{Key: []byte("bot"), Value: bot},
+		kafka.Message{Key: []byte("shop:c633b2f0d1a5e7f4"), Value: badUTF8})
 	w := &kafka.Writer{Addr: kcfg.Addr(), Topic: "raw", RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
 	if err := w.WriteMessages(t.Context(), msgs...); err != nil {
 		t.Fatal(err)
@@ -107,7 +121,7 @@ func TestEnrichesCommitsAndDeadLetters(t *testing.T) {
 		}
 	}
 	runUntil(func() bool {
-		return kafkatest.Count(t, addr, "enriched") >= good && kafkatest.Count(t, addr, "dead") >= 2
+		return kafkatest.Count(t, addr, "enriched") >= good && kafkatest.Count(t, addr, "dead") >= 3
 	})
 
 	events := kafkatest.ReadAll(t, addr, "enriched", good, 5*time.Second)
@@ -129,7 +143,15 @@ func TestEnrichesCommitsAndDeadLetters(t *testing.T) {
 		t.Errorf("%d distinct event ids; want %d", len(seen), good)
 	}
 	reasons := map[string]int{}
-	for _, m := range kafkatest.ReadAll(t, addr, "dead", 2, 5*time.Second) {
+	for _, m := range kafkatest.ReadAll(t, addr, "dead", 3, 5*time.Second) {
+		for _, ip := range [][]byte{secretIP, {192, 0, 2, 99}} {
+			if bytes.Contains(m.Value, ip) || bytes.Contains(m.Key, ip) {
+				t.Errorf("dead letter %x (key %q) holds the IP %v", m.Value, m.Key, ip)
+			}
+		}
+		if len(m.Key) > 0 && string(m.Key) != "shop" {
+			t.Errorf("dead letter key = %q; want the client only, without the raw key's hash of IP and user agent", m.Key)
+		}
 		var dl aluminiv1.DeadLetter
 		if err := proto.Unmarshal(m.Value, &dl); err != nil {
 			t.Fatal(err)
@@ -141,15 +163,22 @@ func TestEnrichesCommitsAndDeadLetters(t *testing.T) {
 				t.Errorf("dead letter original = %v (%v); want the hit without its IP", &hit, err)
 			}
 		}
+		if dl.Reason == "decode_error" && len(dl.Original) > 3 {
+			want := slices.Concat(badUTF8[:6], badUTF8[12:]) // the client id, then the URL: the IP field is gone
+			if !bytes.Equal(dl.Original, want) {
+				t.Errorf("dead letter original = %x; want %x (the hit without field 9)", dl.Original, want)
+			}
+		}
 	}
-	if reasons["decode_error"] != 1 || reasons["unknown_client"] != 1 {
-		t.Errorf("dead letters by reason = %v; want one decode_error and one unknown_client", reasons)
+	if reasons["decode_error"] != 2 || reasons["unknown_client"] != 1 {
+		t.Errorf("dead letters by reason = %v; want two decode_error and one unknown_client", reasons)
 	}
 	for metric, want := range map[string]float64{
 		`alumini_enricher_dropped_total{reason="bot"}`:                 1,
-		`alumini_enricher_dead_letters_total{reason="decode_error"}`:   1,
+		`alumini_enricher_dead_letters_total{reason="decode_error"}`:   2,
+		`alumini_enricher_dead_letters_total{reason="enrich_error"}`:   0,
 		`alumini_enricher_dead_letters_total{reason="unknown_client"}`: 1,
-		`alumini_enricher_events_in_total`:                             good + 3,
+		`alumini_enricher_events_in_total`:                             good + 4,
 		`alumini_enricher_events_out_total`:                            good,
 	} {
 		if got := metricValue(t, reg, metric); got != want {

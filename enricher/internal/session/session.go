@@ -89,6 +89,10 @@ type Tracker struct {
 	dirty map[int32]map[string]State
 }
 
+// ErrTooFewPartitions is Open's configuration error: the state topic has
+// fewer partitions than the raw topic. Waiting does not fix it.
+var ErrTooFewPartitions = errors.New("too few partitions")
+
 // Open connects a Tracker and creates the state topic with partitions
 // partitions (as many as the raw topic has) when it is missing.
 func Open(ctx context.Context, cfg Config, partitions int32, replication int16, log *zap.Logger) (*Tracker, error) {
@@ -121,7 +125,7 @@ func Open(ctx context.Context, cfg Config, partitions int32, replication int16, 
 	}
 	if have := len(topics[cfg.Topic].Partitions); have < int(partitions) {
 		cl.Close()
-		return nil, fmt.Errorf("session state topic %s has %d partitions; the raw topic has %d: add partitions to it", cfg.Topic, have, partitions)
+		return nil, fmt.Errorf("%w: session state topic %s has %d partitions; the raw topic has %d: add partitions to it", ErrTooFewPartitions, cfg.Topic, have, partitions)
 	}
 	cache, err := otter.New(&otter.Options[string, State]{MaximumSize: cfg.MaxVisitors})
 	if err != nil {
@@ -222,6 +226,20 @@ func (t *Tracker) Apply(p int32, offset int64, key, eventID string, at int64, so
 	t.next[p] = max(t.next[p], offset+1)
 	t.mu.Unlock()
 	return out
+}
+
+// Skip records that the hit at offset of partition p changed no state (a
+// bot dropped, a dead letter, a child-directed client's event), so that
+// the next hit does not take the offset it left out for a gap, which would
+// reload the partition's state. It moves only a loaded partition's next
+// offset, and only from offset itself: after a real gap, Prepare must
+// still reload.
+func (t *Tracker) Skip(p int32, offset int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if next, ok := t.next[p]; ok && next == offset {
+		t.next[p] = offset + 1
+	}
 }
 
 // sessionID is derived, not random, so a replayed hit gets the session id

@@ -143,6 +143,31 @@ func TestStateRoundTrip(t *testing.T) {
 	}
 }
 
+// TestSkipKeepsOffsetsContiguous: a hit that changes no state (a bot, a
+// dead letter, a child-directed client's event) moves the partition's next
+// offset on, so that the hit after it is not taken for a gap (which reloads
+// the partition); a real gap still is one.
+func TestSkipKeepsOffsetsContiguous(t *testing.T) {
+	_, addr := kafkatest.Start(t)
+	tr := open(t, addr)
+	tr.Skip(0, 0) // not loaded yet: nothing to move
+	if _, ok := tr.next[0]; ok {
+		t.Fatal("Skip on a partition never loaded marked it loaded")
+	}
+	if err := tr.Prepare(t.Context(), 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	tr.Apply(0, 0, "shop:1", "e0", time.Now().UnixMilli(), "")
+	tr.Skip(0, 1)
+	if tr.next[0] != 2 {
+		t.Errorf("after Apply(0) and Skip(1), next offset = %d; want 2", tr.next[0])
+	}
+	tr.Skip(0, 7) // offsets 2-6 went elsewhere: still a gap for Prepare
+	if tr.next[0] != 2 {
+		t.Errorf("Skip past a gap moved the next offset to %d; want 2 kept", tr.next[0])
+	}
+}
+
 // TestReplayGivesTheFirstAnswer is the case: the batch [t0 direct,
 // t0+1 min from Google] replayed after its state was saved (a failed
 // commit), replayed by another instance that loads the saved state (a

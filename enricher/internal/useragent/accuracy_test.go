@@ -132,7 +132,7 @@ func TestNoOrdinaryBrowserIsABot(t *testing.T) {
 		if !mainstream[c.Family] {
 			continue
 		}
-		if p.slow.ParseDevice(c.UA).Family == "Spider" {
+		if _, _, d := p.slow.Parse(c.UA); d.Family == "Spider" {
 			// A crawler that names a browser ("Google Web Preview"
 			// on Chrome 27): uap-core itself calls it a spider.
 			continue
@@ -155,6 +155,9 @@ func TestFastTierAgreesWithUAP(t *testing.T) {
 	cases := append(loadUAP(t, "test_ua.yaml"), loadUAP(t, "test_os.yaml")...)
 	for _, ua := range uamix.Realistic {
 		cases = append(cases, uapCase{UA: ua})
+	}
+	for _, c := range loadIntoli(t) {
+		cases = append(cases, uapCase{UA: c.UA})
 	}
 	for _, ua := range uamix.Realistic {
 		if _, ok := p.parseFast(ua); !ok {
@@ -184,7 +187,7 @@ func TestAppRulesKeepWhatUAPGetsRight(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range loadUAP(t, "test_ua.yaml") {
-		if p.slow.ParseUserAgent(c.UA).Family != c.Family {
+		if u, _, _ := p.slow.Parse(c.UA); u.Family != c.Family {
 			continue
 		}
 		got := p.ParseUncached(c.UA).Browser

@@ -61,9 +61,10 @@ var apps = []appRule{
 	{token: "ADG/", family: "AOL Desktop Gold Browser"},
 	{token: "OpenWave/", family: "Open Wave"},
 	{token: "Sparrow", family: "Sparrow Browser", atEnd: true},
-	{token: "OPX/", family: "Opera GX"},    // Opera GX for phones
-	{token: "OPT/", family: "Opera Touch"}, // Opera Touch for phones
-	{token: "(Brave)", family: "Brave"},    // Brave for iOS's WebKit UA
+	{token: "YaSearchApp/", family: "Yandex Browser"}, // Yandex's search app, as ua-parser names its YaSearchBrowser
+	{token: "OPX/", family: "Opera GX"},               // Opera GX for phones
+	{token: "OPT/", family: "Opera Touch"},            // Opera Touch for phones
+	{token: "(Brave)", family: "Brave"},               // Brave for iOS's WebKit UA
 	{token: "Ladybird/", family: "Ladybird"},
 	{token: "Wolvic/", family: "Wolvic Browser"}, // Igalia's XR browser
 	{token: "Mypal/", family: "Mypal Browser"},   // Firefox fork for old Windows
@@ -197,12 +198,29 @@ func lastAppToken(ua string) (name, version string, ok bool) {
 		tok := ua[i:end]
 		i = end
 		n, v, found := strings.Cut(tok, "/")
-		if !found || v == "" || v[0] < '0' || v[0] > '9' || !isName(n) || engineTokens[n] {
+		if !found || v == "" || v[0] < '0' || v[0] > '9' || !isName(n) || engineTokens[n] || !productName(n) {
 			continue
 		}
 		name, version, ok = n, leadingVersion(v), true
 	}
 	return name, version, ok
+}
+
+// notProducts are words that stand before a version in user agents
+// without naming a product: release dates, version-control revisions.
+var notProducts = map[string]bool{
+	"Release": true, "SVN": true, "Build": true, "Rev": true, "Revision": true, "Profile": true,
+	"Configuration": true, "Language": true, "NetType": true, "Device": true, "Model": true, "Engine": true,
+}
+
+// productName reports whether n can name the embedder: not a word of
+// notProducts and not a short upper-case mark (Yandex's "SA/3", Baidu's
+// "T7/11.20").
+func productName(n string) bool {
+	if notProducts[n] || len(n) < 3 {
+		return false
+	}
+	return len(n) > 3 || strings.ToUpper(n) != n
 }
 
 // isName reports whether s looks like a product name: a letter, then

@@ -24,6 +24,9 @@ func TestAppRules(t *testing.T) {
 		// An embedder's own token, last, names it (general rule).
 		{"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 ExampleApp/2.3.4", "ExampleApp", "2.3"},
 		{"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) CEF/120.1.8 Chrome/120.0.0.0 ExampleGame/1.0 Safari/537.36", "ExampleGame", "1.0"},
+		// Short marks and release words are not products.
+		{"Mozilla/5.0 (Linux; Android 10; SM-G973F) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36 ExampleApp/4.1 SA/3", "ExampleApp", "4.1"},
+		{"Mozilla/5.0 (Linux; Android 10; SM-G973F) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36 Release/08.30.2013", "Chrome Mobile", "120.0"},
 		// A browser uap-go names keeps its name.
 		{"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 OPR/116.0.0.0", "Opera", "116.0"},
 		// An iOS WebView app's token is left alone, as ua-parser does.

@@ -81,7 +81,8 @@ func BenchmarkAppFamily(b *testing.B) {
 	cases := loadUAP(b, "test_ua.yaml")
 	families := make([]string, len(cases))
 	for i, c := range cases {
-		if families[i] = p.slow.ParseUserAgent(c.UA).Family; families[i] == "Other" {
+		u, _, _ := p.slow.Parse(c.UA)
+		if families[i] = u.Family; families[i] == "Other" {
 			families[i] = ""
 		}
 	}

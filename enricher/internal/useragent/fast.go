@@ -44,7 +44,8 @@ func (p *Parser) parseFast(ua string) (Result, bool) {
 	case strings.HasPrefix(comments, "Linux; Android "):
 		r.OS, r.OSVersion = "Android", dotted(comments[len("Linux; Android "):])
 		r.Device = aluminiv1.DeviceType_DEVICE_TYPE_TABLET
-		if strings.Contains(ua, " Mobile") {
+		// Old Galaxy Tabs and Kindle Fires say "Mobile" too.
+		if strings.Contains(ua, " Mobile") && !tabletModel(comments) {
 			r.Device = aluminiv1.DeviceType_DEVICE_TYPE_MOBILE
 		}
 	case strings.HasPrefix(comments, "Android ") && strings.Contains(comments, "; Mobile; rv:"):
@@ -181,4 +182,23 @@ func majorMinor(v string) string {
 		}
 	}
 	return v
+}
+
+// tabletModel reports whether an Android comment ("Linux; Android 13;
+// SM-X710) ...") names a model of a tablet line whose browsers may still
+// say "Mobile": Samsung's SM-T/P/X and GT-P, Amazon's KF*.
+func tabletModel(comments string) bool {
+	end := strings.IndexByte(comments, ')')
+	if end < 0 {
+		return false
+	}
+	for part := range strings.SplitSeq(comments[:end], ";") {
+		part = strings.TrimSpace(part)
+		for _, prefix := range []string{"SM-T", "SM-P", "SM-X", "GT-P", "KF"} {
+			if strings.HasPrefix(part, prefix) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -43,16 +43,35 @@ func applyHints(r Result, h *aluminiv1.ClientHints) Result {
 				r.OSVersion = "10"
 			}
 		}
-	case "macOS":
-		r.OS, r.OSVersion = "Mac OS X", majorMinor(platformVersion)
-	case "Chrome OS", "Chromium OS":
-		r.OS, r.OSVersion = "Chrome OS", majorMinor(platformVersion)
 	default:
-		r.OS, r.OSVersion = platform, majorMinor(platformVersion)
+		r.OS = platform
+		switch platform {
+		case "macOS":
+			r.OS = "Mac OS X"
+		case "Chromium OS":
+			r.OS = "Chrome OS"
+		}
+		if platformVersion != "" {
+			// Sent only when asked for (Accept-CH); the UA's stays.
+			r.OSVersion = majorMinor(platformVersion)
+		}
 	}
-	if name, ver, ok := brand(h.UaFullVersionList); ok {
-		r.Browser, r.BrowserVersion = name, majorMinor(ver)
-	} else if name, ver, ok := brand(h.Ua); ok {
+	name, ver, ok := brand(h.UaFullVersionList)
+	if ok {
+		ver = majorMinor(ver)
+	} else {
+		name, ver, ok = brand(h.Ua)
+	}
+	switch {
+	case !ok:
+	case engineBrands[name] && !genericFamilies[r.Browser]:
+		// The brand list names only the engine ("Chromium",
+		// "Android WebView"), the UA a browser on it (Opera's
+		// "OPR/88"): the UA knows better.
+	case strings.HasPrefix(r.Browser, name):
+		// "Opera" for what ua-parser calls "Opera Mobile".
+		r.BrowserVersion = ver
+	default:
 		r.Browser, r.BrowserVersion = name, ver
 	}
 	if r.Browser == "Chrome" && r.OS == "Android" && r.Device == aluminiv1.DeviceType_DEVICE_TYPE_MOBILE {
@@ -75,8 +94,10 @@ func brand(list string) (name, version string, ok bool) {
 		switch {
 		case strings.Contains(n, "Not") && strings.Contains(n, "Brand"), n == "":
 			continue // GREASE, meant to be ignored
-		case n == "Chromium":
-			engine, engineVersion = n, v
+		case n == "Chromium" || n == "Android WebView":
+			if engine == "" || n == "Android WebView" {
+				engine, engineVersion = brandName(n), v
+			}
 			continue
 		}
 		return brandName(n), v, true
@@ -87,8 +108,13 @@ func brand(list string) (name, version string, ok bool) {
 	return "", "", false
 }
 
+// engineBrands are the brands that name an engine, not a browser.
+var engineBrands = map[string]bool{"Chromium": true, "Chrome Mobile WebView": true}
+
 func brandName(n string) string {
 	switch n {
+	case "Android WebView":
+		return "Chrome Mobile WebView" // ua-parser's name
 	case "Google Chrome":
 		return "Chrome"
 	case "Microsoft Edge":

@@ -38,6 +38,12 @@ func TestClientHintsAndTablets(t *testing.T) {
 			Result{Browser: "Chrome", BrowserVersion: "131.0", OS: "Android", OSVersion: "13", Device: aluminiv1.DeviceType_DEVICE_TYPE_TABLET}},
 		{"Android without Mobile, slow tier", oddTablet, nil,
 			Result{Browser: "Opera", BrowserVersion: "77.0", OS: "Android", OSVersion: "12", Device: aluminiv1.DeviceType_DEVICE_TYPE_TABLET}},
+		{"engine-only brands leave the UA's browser", oddTablet, &aluminiv1.ClientHints{
+			Ua: `"Chromium";v="120", "Not_A Brand";v="24"`, UaMobile: "?0", UaPlatform: `"Android"`, UaPlatformVersion: `"12.0.0"`,
+		}, Result{Browser: "Opera", BrowserVersion: "77.0", OS: "Android", OSVersion: "12.0", Device: aluminiv1.DeviceType_DEVICE_TYPE_TABLET}},
+		{"Android WebView brand on a plain WebView", "Mozilla/5.0 (Linux; Android 13; SM-A146B; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/120.0.0.0 Mobile Safari/537.36", &aluminiv1.ClientHints{
+			Ua: `"Android WebView";v="120", "Chromium";v="120", "Not_A Brand";v="24"`, UaMobile: "?1", UaPlatform: `"Android"`,
+		}, Result{Browser: "Chrome Mobile WebView", BrowserVersion: "120", OS: "Android", OSVersion: "13", Device: aluminiv1.DeviceType_DEVICE_TYPE_MOBILE}},
 		{"headless brand", chromeWin, &aluminiv1.ClientHints{Ua: `"HeadlessChrome";v="131", "Chromium";v="131"`},
 			Result{Browser: "Chrome", BrowserVersion: "131.0", OS: "Windows", OSVersion: "10", Device: aluminiv1.DeviceType_DEVICE_TYPE_BOT, Bot: true}},
 	} {

@@ -12,14 +12,15 @@
 package useragent
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/maypok86/otter/v2"
 	"github.com/maypok86/otter/v2/stats"
 	medama "github.com/medama-io/go-useragent"
-	"github.com/ua-parser/uap-go/uaparser"
 
 	"github.com/aluminiapp/pipeline/enricher/internal/bots"
+	"github.com/aluminiapp/pipeline/enricher/internal/useragent/uaregex"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
 )
 
@@ -36,10 +37,11 @@ type Result struct {
 // Parser parses user agents; safe for concurrent use.
 type Parser struct {
 	fast  *medama.Parser
-	slow  *uaparser.Parser
+	slow  *uaregex.Parser
 	bots  *bots.Detector
 	cache *otter.Cache[string, Result]
 	stats *stats.Counter
+	cases caseRestorer
 }
 
 // New returns a Parser whose cache holds up to cacheSize user agents.
@@ -48,8 +50,7 @@ func New(cacheSize int) (*Parser, error) {
 	if err != nil {
 		return nil, err
 	}
-	// uap-go's own cache is kept minimal: ours sits in front of it.
-	slow, err := uaparser.New(uaparser.WithCacheSize(1))
+	slow, err := uaregex.New()
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +59,7 @@ func New(cacheSize int) (*Parser, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Parser{fast: medama.NewParser(), slow: slow, bots: d, cache: cache, stats: counter}, nil
+	return &Parser{fast: medama.NewParser(), slow: slow, bots: d, cache: cache, stats: counter, cases: newCaseRestorer()}, nil
 }
 
 // Parse returns what ua and the client hints (nil when none were sent) say.
@@ -86,7 +87,7 @@ func (p *Parser) CacheStats() (hits, misses uint64) {
 func (p *Parser) ParseUncached(ua string) Result {
 	r, ok := p.parseFast(ua)
 	if !ok {
-		r = p.parseSlow(ua)
+		r = p.parseSlow(p.cases.restore(ua))
 	}
 	if r.Device != aluminiv1.DeviceType_DEVICE_TYPE_BOT && p.bots.IsBot(ua) {
 		r.Device, r.Bot = aluminiv1.DeviceType_DEVICE_TYPE_BOT, true
@@ -100,12 +101,12 @@ func (p *Parser) ParseUncached(ua string) Result {
 func (p *Parser) ParseSlow(ua string) Result { return p.parseSlow(ua) }
 
 func (p *Parser) parseSlow(ua string) Result {
-	c := p.slow.Parse(ua)
+	agent, os, device := p.slow.Parse(ua)
 	r := Result{
-		Browser:        c.UserAgent.Family,
-		BrowserVersion: version(c.UserAgent.Major, c.UserAgent.Minor),
-		OS:             c.Os.Family,
-		OSVersion:      version(c.Os.Major, c.Os.Minor),
+		Browser:        agent.Family,
+		BrowserVersion: version(agent.Major, agent.Minor),
+		OS:             os.Family,
+		OSVersion:      version(os.Major, os.Minor),
 	}
 	if r.Browser == "Other" {
 		r.Browser = ""
@@ -116,7 +117,18 @@ func (p *Parser) parseSlow(ua string) Result {
 	if r.OS == "Other" {
 		r.OS = ""
 	}
-	r.Device = deviceClass(ua, c.Device.Family, r.OS)
+	if device.Family == "Spider" && p.bots.InApp(ua) && (webView(ua) || !bots.Named(agent.Family)) {
+		// ua-parser's spider list names apps whose in-app browsers
+		// people use (WhatsApp's WebView, Sogou's own browser); a family
+		// ua-parser gives a bot ("WebPageTest.org bot") stays a bot.
+		device.Family = "Other"
+	}
+	r.Device = deviceClass(ua, device, r.OS, os.Major)
+	if r.Device == aluminiv1.DeviceType_DEVICE_TYPE_DESKTOP && r.OS == "iOS" && strings.Contains(ua, "Darwin/") {
+		// CFNetwork apps on a Mac: ua-parser reads the Darwin
+		// version as iOS's, but the device is a Mac.
+		r.OS, r.OSVersion = "Mac OS X", macOSVersion(ua)
+	}
 	r.Bot = r.Device == aluminiv1.DeviceType_DEVICE_TYPE_BOT
 	return r
 }
@@ -145,21 +157,95 @@ var (
 	}
 )
 
-// deviceClass maps uap-core's device family and OS to our coarse classes.
-func deviceClass(ua, family, os string) aluminiv1.DeviceType {
+// webView reports whether ua is an Android WebView's ("; wv)") or an iOS
+// WKWebView's (an iPhone or iPad user agent without Safari's token).
+func webView(ua string) bool {
+	return strings.Contains(ua, "; wv)") ||
+		(strings.Contains(ua, "(iPhone") || strings.Contains(ua, "(iPad")) && !strings.Contains(ua, "Safari/")
+}
+
+// deviceClass maps ua-parser's device and OS to our coarse classes. Only
+// a browser's user agent says "Mobile" on a phone and leaves it out on a
+// tablet; apps and HTTP stacks (Dalvik, okhttp, app tokens) say neither,
+// and run on phones far more often than on tablets.
+func deviceClass(ua string, d uaregex.Device, os, osMajor string) aluminiv1.DeviceType {
+	lower := strings.ToLower(ua)
 	switch {
-	case family == "Spider":
+	case d.Family == "Spider":
 		return aluminiv1.DeviceType_DEVICE_TYPE_BOT
-	case strings.Contains(family, "iPad") || strings.Contains(family, "Tablet") || strings.Contains(family, "Kindle"):
+	case d.Family == "Mac" && os == "iOS" && !strings.Contains(lower, "cfnetwork"):
+		// An iOS-only browser (CriOS, EdgiOS) with a Mac's user
+		// agent: an iPad asking for desktop sites.
 		return aluminiv1.DeviceType_DEVICE_TYPE_TABLET
-	case os == "Android" && !strings.Contains(ua, "Mobile"):
-		// Android phones' browsers say "Mobile"; tablets' do not
-		// (Google's guidance to browser makers).
+	case d.Family == "Mac" || os == "Mac OS X":
+		return aluminiv1.DeviceType_DEVICE_TYPE_DESKTOP
+	case tabletDevice(d) || strings.Contains(lower, "/apad") || strings.Contains(lower, "tablet"):
+		// "/apad" is Yandex's app mark for tablets ("YaSearchApp/23.71/apad").
 		return aluminiv1.DeviceType_DEVICE_TYPE_TABLET
-	case mobileOS[os] || strings.Contains(ua, "Mobile") || strings.Contains(ua, "Mobi"):
+	case strings.Contains(lower, "mobile") || strings.Contains(lower, "mobi") || strings.Contains(lower, "/aphone"):
+		return aluminiv1.DeviceType_DEVICE_TYPE_MOBILE
+	case os == "Android" && strings.Contains(lower, "safari/"):
+		// A browser or WebView without "Mobile" (Google's guidance
+		// to browser makers for tablets).
+		return aluminiv1.DeviceType_DEVICE_TYPE_TABLET
+	case mobileOS[os], os == "Windows" && osMajor == "CE", phoneDevice(d, lower):
 		return aluminiv1.DeviceType_DEVICE_TYPE_MOBILE
 	case desktopOS[os] || strings.HasPrefix(os, "Windows"):
 		return aluminiv1.DeviceType_DEVICE_TYPE_DESKTOP
 	}
 	return aluminiv1.DeviceType_DEVICE_TYPE_OTHER
+}
+
+// tabletDevice reports whether ua-parser's device is a tablet by its
+// name, or by the maker's model numbering: Samsung's Galaxy Tabs are
+// SM-T, SM-P, SM-X and GT-P, Amazon's Fire tablets KF*.
+func tabletDevice(d uaregex.Device) bool {
+	switch {
+	case strings.Contains(d.Family, "iPad"), strings.Contains(d.Family, "Tablet"), strings.Contains(d.Family, "Kindle"),
+		strings.Contains(d.Brand, "Tablet"), strings.Contains(d.Model, "Kindle"):
+		return true
+	case d.Brand == "Samsung":
+		m := strings.ToUpper(d.Model)
+		return strings.HasPrefix(m, "SM-T") || strings.HasPrefix(m, "SM-P") || strings.HasPrefix(m, "SM-X") || strings.HasPrefix(m, "GT-P")
+	case d.Brand == "Amazon":
+		return strings.HasPrefix(d.Model, "KF")
+	}
+	return false
+}
+
+// phoneDevice reports whether ua-parser names a handset: a generic phone
+// family, a phone maker's model (on no known OS), or a Java ME client.
+func phoneDevice(d uaregex.Device, lower string) bool {
+	switch d.Family {
+	case "Generic Smartphone", "Generic Feature Phone", "iPhone", "iPod", "iOS-Device":
+		return true
+	case "Other", "Spider", "Mac", "":
+	default:
+		if d.Brand != "" && d.Brand != "Generic" && !strings.Contains(lower, "tv") {
+			return true
+		}
+	}
+	return strings.Contains(lower, "midp") || strings.Contains(lower, "j2me") || strings.Contains(lower, "cldc")
+}
+
+// macOSVersion is the macOS version of a CFNetwork user agent's Darwin
+// kernel: Darwin 20 is macOS 11, 24 is macOS 15; before 20, Darwin N is
+// Mac OS X 10.(N-4).
+func macOSVersion(ua string) string {
+	_, after, ok := strings.Cut(ua, "Darwin/")
+	if !ok {
+		return ""
+	}
+	end := 0
+	for end < len(after) && after[end] >= '0' && after[end] <= '9' {
+		end++
+	}
+	n, err := strconv.Atoi(after[:end])
+	switch {
+	case err != nil || n < 5:
+		return ""
+	case n >= 20:
+		return strconv.Itoa(n - 9)
+	}
+	return "10." + strconv.Itoa(n-4)
 }

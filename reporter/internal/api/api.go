@@ -11,14 +11,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"net"
 	"net/http"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
@@ -155,8 +159,19 @@ func New(cfg Config) (*Handler, error) {
 		OpTrendsPath: {"operator_trends", get(h.operator(h.serveTrends))},
 		OpenAPIPath:  {"openapi", get(serveOpenAPI)},
 	}
+	// The server-error series the alerts divide by exist at zero from the
+	// start, so that the first 5xx after a start is an increase.
+	for _, rt := range h.routes {
+		for _, code := range serverErrorCodes {
+			h.requests.WithLabelValues(rt.endpoint, code)
+		}
+		h.duration.WithLabelValues(rt.endpoint)
+	}
 	return h, nil
 }
+
+// serverErrorCodes are the 5xx statuses the reporter answers with.
+var serverErrorCodes = []string{"500", "503", "504"}
 
 // Routes lists the paths and methods the handler serves, for the OpenAPI
 // test.
@@ -318,6 +333,11 @@ func (h *Handler) queryFailed(w http.ResponseWriter, r *http.Request, name, clie
 	case r.Context().Err() != nil:
 		h.cfg.Log.Debug("client went away during the query", zap.String("client_id", clientID))
 		return writeError(w, statusClientClosedRequest, "request cancelled")
+	case unreachable(err):
+		// Not the query's fault, and it passes: the client may retry.
+		h.cfg.Log.Warn("clickhouse unreachable", zap.String("query", name), zap.String("client_id", clientID), zap.Error(err))
+		w.Header().Set("Retry-After", "5")
+		return writeError(w, http.StatusServiceUnavailable, "reports are unavailable for a moment: the database does not answer; retry shortly")
 	case errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "TIMEOUT_EXCEEDED") || strings.Contains(err.Error(), "Timeout exceeded"):
 		h.cfg.Log.Warn("query timed out", zap.String("query", name), zap.String("client_id", clientID), zap.Duration("timeout", h.cfg.QueryTimeout), zap.Error(err))
 		return writeError(w, http.StatusGatewayTimeout, "the query took too long; try a shorter range or fewer filters")
@@ -325,6 +345,14 @@ func (h *Handler) queryFailed(w http.ResponseWriter, r *http.Request, name, clie
 		h.cfg.Log.Error("query failed", zap.String("query", name), zap.String("client_id", clientID), zap.Error(err))
 		return writeError(w, http.StatusInternalServerError, "internal error: the query failed")
 	}
+}
+
+// unreachable tells a ClickHouse that does not answer (connections
+// refused, reset or dropped, none to be had) from a query that failed.
+func unreachable(err error) bool {
+	var opErr *net.OpError
+	return errors.As(err, &opErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, clickhouse.ErrAcquireConnTimeout)
 }
 
 // errorResponse is the body of every error answer.

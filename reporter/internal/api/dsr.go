@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -50,6 +51,9 @@ func (h *Handler) serveExport(w http.ResponseWriter, r *http.Request, c *registr
 	}
 	h.cfg.Log.Info("visitor export", zap.String("client_id", c.ID), zap.Uint64("visitor_id", id), zap.Int("events", len(events)), zap.String("format", format))
 	if format == "json" {
+		for _, ev := range events {
+			typeExportJSON(ev)
+		}
 		return writeJSON(w, http.StatusOK, map[string]any{"client_id": c.ID, "visitor_id": strconv.FormatUint(id, 10), "events": events})
 	}
 	var b strings.Builder
@@ -61,6 +65,9 @@ func (h *Handler) serveExport(w http.ResponseWriter, r *http.Request, c *registr
 		for i, col := range cols {
 			switch v := ev[col].(type) {
 			case string:
+				if col == "previous_visit" && noVisit(v) {
+					v = ""
+				}
 				rec[i] = csvSafe(v)
 			case []string:
 				rec[i] = csvSafe(strings.Join(v, "|"))
@@ -75,6 +82,32 @@ func (h *Handler) serveExport(w http.ResponseWriter, r *http.Request, c *registr
 	_, _ = w.Write([]byte(b.String()))
 	return http.StatusOK
 }
+
+// exportNumbers are the export columns whose values are numbers small
+// enough for any JSON reader. The UInt64 ids (visitor_id, session_id) stay
+// strings: JavaScript's numbers hold integers only up to 2^53 exactly, and
+// an id that a reader rounds names another visitor.
+var exportNumbers = map[string]bool{"screen_width": true, "screen_height": true, "is_bot": true, "is_new_visitor": true}
+
+// typeExportJSON turns an export event, read as text, into what JSON readers
+// expect: numbers as numbers and no previous visit as null.
+func typeExportJSON(ev query.Event) {
+	for col, v := range ev {
+		s, ok := v.(string)
+		switch {
+		case !ok:
+		case exportNumbers[col]:
+			ev[col] = json.Number(s)
+		case col == "previous_visit" && noVisit(s):
+			ev[col] = nil
+		}
+	}
+}
+
+// noVisit says whether a previous_visit value is the zero DateTime: "no
+// previous visit". ClickHouse 18.16 writes it as 0000-00-00 00:00:00,
+// newer servers as 1970-01-01 00:00:00.
+func noVisit(v string) bool { return v == "0000-00-00 00:00:00" || v == "1970-01-01 00:00:00" }
 
 // csvSafe defuses values a spreadsheet would run as a formula (CSV
 // injection): the URLs and titles in an export come from the web.

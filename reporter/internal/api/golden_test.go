@@ -90,6 +90,9 @@ var goldenCases = []goldenCase{
 	}},
 	{"export_json", ExportPath + "?visitor_id=2", map[string]any{
 		"events.0.event_id": "s4", "events.1.path": "/blog", "events.1.type": "pageview",
+		// Numbers are JSON numbers, the UInt64 ids strings (beyond 2^53).
+		"events.0.is_new_visitor": 0.0, "events.0.screen_width": 0.0, "events.0.visitor_id": "2", "events.0.session_id": "21",
+		"events.0.previous_visit": nil, // no previous visit: null, not the zero DateTime
 	}},
 	{"erasure_none", ErasurePath + "?visitor_id=2", map[string]any{}},
 	{"openapi_is_served", OpenAPIPath, map[string]any{"openapi": "3.0.3"}},

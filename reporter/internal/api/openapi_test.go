@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aluminiapp/pipeline/lib/registry"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
 )
 
@@ -65,6 +66,20 @@ func TestOperatorClientManagement(t *testing.T) {
 	}
 	if code, _, body := (request{method: http.MethodPatch, target: OpClientsPath + "?id=news", auth: op, body: `{"retention_days":30}`}).do(t, e.h); code != http.StatusOK || !strings.Contains(body, `"retention_days":30`) {
 		t.Errorf("PATCH = %d %s; want 200 with retention 30", code, body)
+	}
+	// Every registry field can be set (TestEverySettingReachesTheFile in
+	// clientfile covers each one); here those the endpoint once refused.
+	patch := `{"bots":"drop","time_zone":"Europe/Berlin","rate_limit_per_second":5,"rate_limit_burst":500,"keep_truncated_ip":false,
+		"server_key_hashes":["` + registry.HashAPIKey("srv") + `"],"exclude":{"paths":["/admin/*"]},"child_directed":true}`
+	code, _, body = request{method: http.MethodPatch, target: OpClientsPath + "?id=news", auth: op, body: patch}.do(t, e.h)
+	for _, want := range []string{`"bots":"drop"`, `"time_zone":"Europe/Berlin"`, `"rate_limit_per_second":5`, `"rate_limit_burst":500`,
+		`"server_keys":1`, `"paths":["/admin/*"]`, `"child_directed":true`, `"retention_days":30`} {
+		if code != http.StatusOK || !strings.Contains(body, want) {
+			t.Errorf("PATCH %s = %d %s; want 200 showing %s", patch, code, body, want)
+		}
+	}
+	if code, _, body := (request{method: http.MethodPatch, target: OpClientsPath + "?id=news", auth: op, body: `{"cookie_mode":"cookie"}`}).do(t, e.h); code != http.StatusBadRequest || !strings.Contains(body, "child_directed") {
+		t.Errorf("cookie mode for a child-directed client = %d %s; want 400 naming child_directed", code, body)
 	}
 	code, _, body = request{method: http.MethodPost, target: OpKeysPath + "?id=news&rotate=true", auth: op}.do(t, e.h)
 	if code != http.StatusCreated || strings.Contains(body, added.APIKey) {

@@ -17,30 +17,6 @@ import (
 	"github.com/aluminiapp/pipeline/reporter/internal/query"
 )
 
-// clientJSON is a client as the operator endpoints show it: key hashes are
-// counted, never shown.
-type clientJSON struct {
-	ID            string   `json:"id"`
-	Name          string   `json:"name"`
-	Domains       []string `json:"domains"`
-	WriteKeys     []string `json:"write_keys"`
-	APIKeys       int      `json:"api_keys"`
-	RespectDNT    bool     `json:"respect_dnt"`
-	CookieMode    string   `json:"cookie_mode"`
-	RetentionDays int      `json:"retention_days"`
-}
-
-func toJSON(c registry.Client) clientJSON {
-	nz := func(s []string) []string {
-		if s == nil {
-			return []string{}
-		}
-		return s
-	}
-	return clientJSON{ID: c.ID, Name: c.Name, Domains: nz(c.Domains), WriteKeys: nz(c.WriteKeys), APIKeys: len(c.APIKeyHashes),
-		RespectDNT: c.RespectDNT, CookieMode: c.CookieMode, RetentionDays: c.RetentionDays}
-}
-
 func (h *Handler) clientsOff(w http.ResponseWriter) int {
 	return writeError(w, http.StatusNotFound, "client management is off: the registry is not a local file")
 }
@@ -57,9 +33,9 @@ func (h *Handler) serveListClients(w http.ResponseWriter, r *http.Request) int {
 		h.cfg.Log.Error("reading client registry", zap.Error(err))
 		return writeError(w, http.StatusInternalServerError, "internal error: reading the client registry failed")
 	}
-	out := make([]clientJSON, len(cs))
+	out := make([]clientfile.View, len(cs))
 	for i, c := range cs {
-		out[i] = toJSON(c)
+		out[i] = clientfile.ViewOf(c)
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"clients": out})
 }
@@ -135,7 +111,7 @@ func (h *Handler) serveUpdateClient(w http.ResponseWriter, r *http.Request) int 
 	}
 	for _, c := range cs {
 		if c.ID == id {
-			return writeJSON(w, http.StatusOK, toJSON(c))
+			return writeJSON(w, http.StatusOK, clientfile.ViewOf(c))
 		}
 	}
 	return h.editFailed(w, clientfile.ErrNotFound)

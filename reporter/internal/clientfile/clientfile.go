@@ -6,10 +6,14 @@ package clientfile
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -154,37 +158,161 @@ func (f *File) IssueKey(id string, rotate bool) (string, error) {
 	return key, nil
 }
 
-// Settings are the client settings an operator may change; nil fields stay
-// as they are.
+// Settings are the client settings an operator may change: every field of
+// registry.Client but its id and API keys (issued with IssueKey). Nil
+// fields stay as they are; a list given replaces the list. The JSON names
+// are the registry's YAML names, and Flags derives the command's flags
+// from them, so the file, the endpoint and the command cannot disagree.
 type Settings struct {
-	Name          *string   `json:"name,omitempty"`
-	Domains       *[]string `json:"domains,omitempty"`
-	WriteKeys     *[]string `json:"write_keys,omitempty"`
-	RespectDNT    *bool     `json:"respect_dnt,omitempty"`
-	CookieMode    *string   `json:"cookie_mode,omitempty"`
-	RetentionDays *int      `json:"retention_days,omitempty"`
+	Name               *string            `json:"name,omitempty"`
+	Domains            *[]string          `json:"domains,omitempty"`
+	WriteKeys          *[]string          `json:"write_keys,omitempty"`
+	RespectDNT         *bool              `json:"respect_dnt,omitempty"`
+	CookieMode         *string            `json:"cookie_mode,omitempty"`
+	RetentionDays      *int               `json:"retention_days,omitempty"`
+	TimeZone           *string            `json:"time_zone,omitempty"`
+	Bots               *string            `json:"bots,omitempty"`
+	KeepTruncatedIP    *bool              `json:"keep_truncated_ip,omitempty"`
+	RateLimitPerSecond *float64           `json:"rate_limit_per_second,omitempty"`
+	RateLimitBurst     *int               `json:"rate_limit_burst,omitempty"`
+	ServerKeyHashes    *[]string          `json:"server_key_hashes,omitempty"`
+	AllowedProperties  *[]string          `json:"allowed_properties,omitempty"`
+	Exclude            *ExclusionSettings `json:"exclude,omitempty"`
+	ChildDirected      *bool              `json:"child_directed,omitempty"`
+}
+
+// ExclusionSettings change a client's exclusion rules; nil lists stay.
+type ExclusionSettings struct {
+	IPRanges  *[]string `json:"ip_ranges,omitempty"`
+	Hostnames *[]string `json:"hostnames,omitempty"`
+	Paths     *[]string `json:"paths,omitempty"`
 }
 
 // Apply sets the given settings on c.
 func (s Settings) Apply(c *registry.Client) {
-	if s.Name != nil {
-		c.Name = *s.Name
+	set(&c.Name, s.Name)
+	set(&c.Domains, s.Domains)
+	set(&c.WriteKeys, s.WriteKeys)
+	set(&c.RespectDNT, s.RespectDNT)
+	set(&c.CookieMode, s.CookieMode)
+	set(&c.RetentionDays, s.RetentionDays)
+	set(&c.TimeZone, s.TimeZone)
+	set(&c.Bots, s.Bots)
+	set(&c.KeepTruncatedIP, s.KeepTruncatedIP)
+	set(&c.RateLimitPerSecond, s.RateLimitPerSecond)
+	set(&c.RateLimitBurst, s.RateLimitBurst)
+	set(&c.ServerKeyHashes, s.ServerKeyHashes)
+	set(&c.AllowedProperties, s.AllowedProperties)
+	if e := s.Exclude; e != nil {
+		set(&c.Exclude.IPRanges, e.IPRanges)
+		set(&c.Exclude.Hostnames, e.Hostnames)
+		set(&c.Exclude.Paths, e.Paths)
 	}
-	if s.Domains != nil {
-		c.Domains = *s.Domains
+	set(&c.ChildDirected, s.ChildDirected)
+}
+
+func set[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
 	}
-	if s.WriteKeys != nil {
-		c.WriteKeys = *s.WriteKeys
+}
+
+// Flags registers one flag per setting on fs, named after its JSON name
+// with '-' for '_' (exclude.ip_ranges is -exclude-ip-ranges); lists are
+// comma-separated, and an empty value empties the list.
+func (s *Settings) Flags(fs *flag.FlagSet) {
+	if s.Exclude == nil {
+		s.Exclude = &ExclusionSettings{}
 	}
-	if s.RespectDNT != nil {
-		c.RespectDNT = *s.RespectDNT
+	addFlags(fs, "", reflect.ValueOf(s).Elem())
+}
+
+func addFlags(fs *flag.FlagSet, prefix string, v reflect.Value) {
+	for i := range v.NumField() {
+		f, field := v.Type().Field(i), v.Field(i)
+		name := prefix + strings.ReplaceAll(strings.TrimSuffix(f.Tag.Get("json"), ",omitempty"), "_", "-")
+		if f.Type.Elem().Kind() == reflect.Struct {
+			addFlags(fs, name+"-", field.Elem())
+			continue
+		}
+		fs.Func(name, "registry field "+strings.ReplaceAll(name, "-", "_"), func(text string) error {
+			val := reflect.New(f.Type.Elem())
+			switch p := val.Interface().(type) {
+			case *string:
+				*p = text
+			case *[]string:
+				*p = []string{}
+				for _, part := range strings.Split(text, ",") {
+					if part = strings.TrimSpace(part); part != "" {
+						*p = append(*p, part)
+					}
+				}
+			case *bool:
+				b, err := strconv.ParseBool(text)
+				if err != nil {
+					return errors.New("want true or false")
+				}
+				*p = b
+			case *int:
+				n, err := strconv.Atoi(text)
+				if err != nil {
+					return errors.New("want a whole number")
+				}
+				*p = n
+			case *float64:
+				x, err := strconv.ParseFloat(text, 64)
+				if err != nil {
+					return errors.New("want a number")
+				}
+				*p = x
+			default:
+				return fmt.Errorf("setting of type %s has no flag form", f.Type)
+			}
+			field.Set(val)
+			return nil
+		})
 	}
-	if s.CookieMode != nil {
-		c.CookieMode = *s.CookieMode
+}
+
+// View is a client as operators see it: every setting, with the API and
+// server key hashes counted, never shown.
+type View struct {
+	ID                 string              `json:"id"`
+	Name               string              `json:"name"`
+	Domains            []string            `json:"domains"`
+	WriteKeys          []string            `json:"write_keys"`
+	APIKeys            int                 `json:"api_keys"`
+	ServerKeys         int                 `json:"server_keys"`
+	RespectDNT         bool                `json:"respect_dnt"`
+	CookieMode         string              `json:"cookie_mode"`
+	RetentionDays      int                 `json:"retention_days"`
+	TimeZone           string              `json:"time_zone"`
+	Bots               string              `json:"bots"`
+	KeepTruncatedIP    bool                `json:"keep_truncated_ip"`
+	RateLimitPerSecond float64             `json:"rate_limit_per_second"`
+	RateLimitBurst     int                 `json:"rate_limit_burst"`
+	AllowedProperties  []string            `json:"allowed_properties"`
+	Exclude            map[string][]string `json:"exclude"`
+	ChildDirected      bool                `json:"child_directed"`
+}
+
+// ViewOf is c as operators see it.
+func ViewOf(c registry.Client) View {
+	nz := func(s []string) []string {
+		if s == nil {
+			return []string{}
+		}
+		return s
 	}
-	if s.RetentionDays != nil {
-		c.RetentionDays = *s.RetentionDays
-	}
+	return View{ID: c.ID, Name: c.Name, Domains: nz(c.Domains), WriteKeys: nz(c.WriteKeys),
+		APIKeys: len(c.APIKeyHashes), ServerKeys: len(c.ServerKeyHashes),
+		RespectDNT: c.RespectDNT, CookieMode: c.CookieMode, RetentionDays: c.RetentionDays, TimeZone: c.TimeZone,
+		Bots: c.Bots, KeepTruncatedIP: c.KeepTruncatedIP, RateLimitPerSecond: c.RateLimitPerSecond,
+		RateLimitBurst: c.RateLimitBurst, AllowedProperties: nz(c.AllowedProperties),
+		Exclude: map[string][]string{
+			"ip_ranges": nz(c.Exclude.IPRanges), "hostnames": nz(c.Exclude.Hostnames), "paths": nz(c.Exclude.Paths),
+		},
+		ChildDirected: c.ChildDirected}
 }
 
 // Update changes a client's settings.

@@ -5,11 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
+
+	"github.com/aluminiapp/pipeline/lib/kafkaconf"
+	"github.com/aluminiapp/pipeline/lib/outage"
 )
 
 // ReaderConfig configures a GroupReader.
@@ -32,6 +37,9 @@ type ReaderConfig struct {
 	// that has no new records. Default 500ms: short keeps shutdown quick
 	// and costs idle round trips only.
 	FetchMaxWait time.Duration
+	// Kafka tracks outages: one log line when the brokers go away and one
+	// when they are back. Nil: a tracker of its own, unregistered.
+	Kafka *outage.Dependency
 	// QueuedFetches is how many fetch results (up to FetchMaxBytes each)
 	// may wait for FetchMessage across all partitions, on top of the one
 	// each partition holds while it waits to hand it over. Default 16.
@@ -56,6 +64,9 @@ func (c ReaderConfig) withDefaults() ReaderConfig {
 	}
 	if c.QueuedFetches <= 0 {
 		c.QueuedFetches = 16
+	}
+	if c.SessionTimeout <= 0 {
+		c.SessionTimeout = 10 * time.Second
 	}
 	return c
 }
@@ -109,19 +120,23 @@ type ReaderStats struct {
 // NewReader joins the consumer group and starts reading its partitions.
 func NewReader(cfg ReaderConfig, log *zap.Logger) (*GroupReader, error) {
 	cfg = cfg.withDefaults()
-	errLog := kafka.LoggerFunc(log.Sugar().Named("kafka-group").Warnf)
+	if cfg.Kafka == nil {
+		cfg.Kafka = outage.NewMonitor(log, prometheus.NewRegistry()).Dependency("kafka")
+	}
+	// Outages are logged once through cfg.Kafka; kafka-go's own lines,
+	// one per try, go to debug.
+	errLog := kafka.LoggerFunc(log.Sugar().Named("kafka-group").Debugf)
+	heartbeat, rebalance, joinBackoff := kafkaconf.GroupTimings(cfg.SessionTimeout)
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:      cfg.GroupID,
 		Brokers: cfg.Brokers,
 		Dialer:  cfg.Dialer,
 		Topics:  []string{cfg.Topic},
-		// Three heartbeats per session timeout, as the Java client does, so
-		// one lost heartbeat does not cost the partitions.
+		// See kafkaconf.GroupTimings.
 		SessionTimeout:    cfg.SessionTimeout,
-		HeartbeatInterval: cfg.SessionTimeout / 3,
-		// Members that are alive rejoin within a heartbeat; waiting longer
-		// than a session for them only delays the rebalance.
-		RebalanceTimeout: cfg.SessionTimeout,
+		HeartbeatInterval: heartbeat,
+		RebalanceTimeout:  rebalance,
+		JoinGroupBackoff:  joinBackoff,
 		// A new group starts at the oldest record, so events the enricher
 		// wrote before the first sinker ever ran are stored too.
 		StartOffset: kafka.FirstOffset,
@@ -157,10 +172,16 @@ func (r *GroupReader) run(ctx context.Context) {
 			if ctx.Err() != nil || errors.Is(err, kafka.ErrGroupClosed) {
 				return
 			}
-			// kafka-go backs off and rejoins by itself.
-			r.log.Warn("consumer group generation failed; rejoining", zap.Error(err))
+			// kafka-go backs off and rejoins by itself. A rebalance is
+			// routine; anything else means the coordinator is out of reach.
+			if errors.Is(err, kafka.RebalanceInProgress) {
+				r.log.Info("consumer group rebalancing; rejoining", zap.Error(err))
+			} else {
+				r.cfg.Kafka.Failed("joining consumer group "+r.cfg.GroupID, err)
+			}
 			continue
 		}
+		r.cfg.Kafka.Succeeded()
 		r.gen.Store(gen)
 		assigned := gen.Assignments[r.cfg.Topic]
 		ids := make([]int, len(assigned))
@@ -194,7 +215,8 @@ func (r *GroupReader) readPartition(ctx context.Context, partition int, offset i
 		if ctx.Err() != nil {
 			return
 		}
-		log.Warn("reading partition failed; reconnecting", zap.Error(err), zap.Int64("offset", offset), zap.Duration("backoff", backoff))
+		r.cfg.Kafka.Failed("reading partition "+strconv.Itoa(partition), err)
+		log.Debug("reading partition failed; reconnecting", zap.Error(err), zap.Int64("offset", offset), zap.Duration("backoff", backoff))
 		t := time.NewTimer(backoff)
 		select {
 		case <-t.C:
@@ -219,6 +241,7 @@ func (r *GroupReader) readConn(ctx context.Context, partition int, offset int64,
 	if offset, err = r.seek(conn, offset); err != nil {
 		return offset, err
 	}
+	r.cfg.Kafka.Succeeded()
 	for ctx.Err() == nil {
 		// The deadline covers the broker's wait and reading the response.
 		if err := conn.SetReadDeadline(time.Now().Add(r.cfg.FetchMaxWait + 30*time.Second)); err != nil {

@@ -52,7 +52,9 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/aluminiapp/pipeline/lib/outage"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
+	"github.com/aluminiapp/pipeline/proto/redact"
 	"github.com/aluminiapp/pipeline/sinker/internal/faultpoint"
 	"github.com/aluminiapp/pipeline/sinker/internal/store"
 	"github.com/aluminiapp/pipeline/sinker/schema"
@@ -125,6 +127,10 @@ type Config struct {
 	// dropped (committed, not stored), so the first copy's fields are the
 	// ones stored and counted.
 	Copies CopyFilter
+	// ClickHouse and Kafka track outages of inserts and dead-letter
+	// writes: one log line when one goes down and one when it is back,
+	// not one per retry. Nil: trackers of their own, unregistered.
+	ClickHouse, Kafka *outage.Dependency
 }
 
 // CopyFilter tells the first copy of an event from later ones (see
@@ -143,7 +149,9 @@ func (c Config) WithDefaults() Config {
 		c.BackoffMin = 100 * time.Millisecond
 	}
 	if c.BackoffMax <= 0 {
-		c.BackoffMax = 10 * time.Second
+		// As outage.MaxBackoff: ClickHouse back means inserting (and
+		// ready) again within seconds.
+		c.BackoffMax = outage.MaxBackoff
 	}
 	if c.AttemptTimeout <= 0 {
 		c.AttemptTimeout = time.Minute
@@ -171,6 +179,15 @@ type Sink struct {
 // New returns a Sink whose metrics are registered on reg. Dead letters are
 // written through dlq.
 func New(cfg Config, reader Reader, dlq Writer, store Store, log *zap.Logger, reg prometheus.Registerer) *Sink {
+	if cfg.ClickHouse == nil || cfg.Kafka == nil {
+		m := outage.NewMonitor(log, prometheus.NewRegistry())
+		if cfg.ClickHouse == nil {
+			cfg.ClickHouse = m.Dependency("clickhouse")
+		}
+		if cfg.Kafka == nil {
+			cfg.Kafka = m.Dependency("kafka")
+		}
+	}
 	return &Sink{cfg: cfg.WithDefaults(), reader: reader, dlq: dlq, store: store, log: log, m: newMetrics(reg),
 		lag: map[int]prometheus.Gauge{}}
 }
@@ -433,10 +450,13 @@ func (s *Sink) deadLetter(b *batch, m kafka.Message, reason string, cause error)
 	return nil
 }
 
-// deadLetterMessage wraps record m in a DeadLetter saying why.
+// deadLetterMessage wraps record m in a DeadLetter saying why. The event
+// loses its truncated IP, decoded or not: dead letters carry no address,
+// not even a network (events hold no raw IP to begin with).
 func (s *Sink) deadLetterMessage(m kafka.Message, reason string, cause error) (kafka.Message, error) {
 	s.log.Warn("dead-lettering record", zap.String("reason", reason), zap.Error(cause),
 		zap.String("topic", m.Topic), zap.Int("partition", m.Partition), zap.Int64("offset", m.Offset))
+	original, _ := redact.Without(m.Value, eventIPTruncatedField)
 	dl := &aluminiv1.DeadLetter{
 		Reason:          reason,
 		Error:           strings.ToValidUTF8(cause.Error(), "?"), // proto3 strings must be UTF-8
@@ -444,7 +464,7 @@ func (s *Sink) deadLetterMessage(m kafka.Message, reason string, cause error) (k
 		SourceTopic:     m.Topic,
 		SourcePartition: int32(m.Partition),
 		SourceOffset:    m.Offset,
-		Original:        m.Value,
+		Original:        original,
 		FailedAtMs:      time.Now().UnixMilli(),
 	}
 	value, err := proto.Marshal(dl)
@@ -461,6 +481,9 @@ func (s *Sink) deadLetterMessage(m kafka.Message, reason string, cause error) (k
 	}, nil
 }
 
+// eventIPTruncatedField is Event.ip_truncated's field number.
+var eventIPTruncatedField = (&aluminiv1.Event{}).ProtoReflect().Descriptor().Fields().ByName("ip_truncated").Number()
+
 // flush writes the dead letters, inserts the events and commits every
 // record of the batch, in that order: offsets are committed only once both
 // destinations hold what the records became. A step that already succeeded
@@ -470,7 +493,7 @@ func (s *Sink) flush(ctx context.Context, b *batch) error {
 		return nil
 	}
 	if len(b.dead) > 0 && !b.deadWritten {
-		err := s.retry(ctx, "dead-letter write", s.m.deadLetterRetries, func(ctx context.Context) error {
+		err := s.retry(ctx, "dead-letter write", s.cfg.Kafka, s.m.deadLetterRetries, func(ctx context.Context) error {
 			return s.dlq.WriteMessages(ctx, b.dead...)
 		})
 		if err != nil {
@@ -509,7 +532,7 @@ func (s *Sink) flush(ctx context.Context, b *batch) error {
 // good rows are never held back by bad ones. b.msgs[recs[i]] is the
 // record of events[i].
 func (s *Sink) insertSplitting(ctx context.Context, b *batch, events []*aluminiv1.Event, recs []int32) error {
-	err := s.retry(ctx, "insert", s.m.insertRetries, func(ctx context.Context) error {
+	err := s.retry(ctx, "insert", s.cfg.ClickHouse, s.m.insertRetries, func(ctx context.Context) error {
 		faultpoint.Arm(faultpoint.DuringInsert)
 		start := time.Now()
 		err := s.store.Insert(ctx, events)
@@ -555,7 +578,7 @@ func (s *Sink) deadLetterNow(ctx context.Context, m kafka.Message, cause error) 
 	if err != nil {
 		return err
 	}
-	err = s.retry(ctx, "dead-letter write", s.m.deadLetterRetries, func(ctx context.Context) error {
+	err = s.retry(ctx, "dead-letter write", s.cfg.Kafka, s.m.deadLetterRetries, func(ctx context.Context) error {
 		return s.dlq.WriteMessages(ctx, dm)
 	})
 	if err != nil {
@@ -569,16 +592,14 @@ func (s *Sink) deadLetterNow(ctx context.Context, m kafka.Message, cause error) 
 // that, ... up to BackoffMax between attempts. Meanwhile Run fills at most
 // one more batch and then waits, which keeps memory bounded while a
 // destination is down.
-func (s *Sink) retry(ctx context.Context, what string, retries prometheus.Counter, op func(context.Context) error) error {
+func (s *Sink) retry(ctx context.Context, what string, dep *outage.Dependency, retries prometheus.Counter, op func(context.Context) error) error {
 	wait := s.cfg.BackoffMin
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, s.cfg.AttemptTimeout)
 		err := op(actx)
 		cancel()
 		if err == nil {
-			if attempt > 1 {
-				s.log.Info(what+" succeeded after retries", zap.Int("attempts", attempt))
-			}
+			dep.Succeeded()
 			return nil
 		}
 		if p, ok := errors.AsType[permanentError](err); ok {
@@ -588,7 +609,8 @@ func (s *Sink) retry(ctx context.Context, what string, retries prometheus.Counte
 			return fmt.Errorf("%s: %w (gave up: %w)", what, err, ctx.Err())
 		}
 		retries.Inc()
-		s.log.Warn(what+" failed; retrying", zap.Error(err), zap.Int("attempt", attempt), zap.Duration("backoff", wait))
+		dep.Failed(what, err)
+		s.log.Debug(what+" failed; retrying", zap.Error(err), zap.Int("attempt", attempt), zap.Duration("backoff", wait))
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:

@@ -1,10 +1,12 @@
 package sink
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -292,6 +294,16 @@ func TestRecordsThatCannotBeStoredAreDeadLettered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A client that keeps truncated IPs: the dead letter still holds none.
+	const network = "203.0.113.0"
+	withIP, err := proto.Marshal(&aluminiv1.Event{ClientId: "shop", Path: "/p", IpTruncated: network})
+	if err != nil {
+		t.Fatal(err)
+	}
+	withIPWant, err := proto.Marshal(&aluminiv1.Event{ClientId: "shop", Path: "/p"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	// proto.Marshal refuses strings that are not UTF-8; a foreign producer
 	// may still send them, and protobuf-go's decoder refuses them too.
 	var notUTF8 []byte
@@ -304,14 +316,20 @@ func TestRecordsThatCannotBeStoredAreDeadLettered(t *testing.T) {
 	if proto.Unmarshal(notUTF8, &aluminiv1.Event{}) == nil {
 		t.Fatal("the record meant to hold a string that is not UTF-8 decodes with protobuf-go")
 	}
+	notUTF8WithIP := protowire.AppendTag(slices.Clone(notUTF8), 39, protowire.BytesType) // ip_truncated
+	notUTF8WithIP = protowire.AppendString(notUTF8WithIP, network)
 	tests := []struct {
 		name   string
 		value  []byte
 		reason string
+		// original is what the dead letter keeps; nil: value unchanged.
+		original []byte
 	}{
-		{"not a proto", []byte{0xff, 0xff, 0xff}, ReasonDecodeError},
-		{"no event id", noID, ReasonInvalidEvent},
-		{"string not UTF-8", notUTF8, ReasonDecodeError},
+		{"not a proto", []byte{0xff, 0xff, 0xff}, ReasonDecodeError, []byte{}},
+		{"no event id", noID, ReasonInvalidEvent, nil},
+		{"string not UTF-8", notUTF8, ReasonDecodeError, nil},
+		{"no event id, truncated IP", withIP, ReasonInvalidEvent, withIPWant},
+		{"string not UTF-8, truncated IP", notUTF8WithIP, ReasonDecodeError, notUTF8},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -328,8 +346,15 @@ func TestRecordsThatCannotBeStoredAreDeadLettered(t *testing.T) {
 			if err := proto.Unmarshal(b.dead[0].Value, &dl); err != nil {
 				t.Fatalf("dead letter does not decode: %v", err)
 			}
-			if dl.Reason != tt.reason || dl.Stage != Stage || dl.SourceTopic != "enriched" || dl.SourcePartition != 2 || dl.SourceOffset != 41 || string(dl.Original) != string(tt.value) || dl.Error == "" {
-				t.Errorf("dead letter = %v; want reason %s from enriched/2@41 with the original bytes and an error", &dl, tt.reason)
+			original := tt.original
+			if original == nil {
+				original = tt.value
+			}
+			if dl.Reason != tt.reason || dl.Stage != Stage || dl.SourceTopic != "enriched" || dl.SourcePartition != 2 || dl.SourceOffset != 41 || string(dl.Original) != string(original) || dl.Error == "" {
+				t.Errorf("dead letter = %v; want reason %s from enriched/2@41 with the original bytes %x and an error", &dl, tt.reason, original)
+			}
+			if bytes.Contains(b.dead[0].Value, []byte(network)) || strings.Contains(dl.Error, network) {
+				t.Errorf("dead letter %x holds the truncated IP %s", b.dead[0].Value, network)
 			}
 			if string(b.dead[0].Key) != "k" {
 				t.Errorf("dead letter key = %q; want the original %q", b.dead[0].Key, "k")

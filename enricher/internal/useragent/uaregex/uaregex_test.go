@@ -1,0 +1,65 @@
+package uaregex
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/ua-parser/uap-go/uaparser"
+	"go.yaml.in/yaml/v3"
+)
+
+func corpus(t testing.TB, name string) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "testdata", "uap-core", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Cases []struct {
+			UA string `yaml:"user_agent_string"`
+		} `yaml:"test_cases"`
+	}
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("parsing %s: %v", name, err)
+	}
+	out := make([]string, len(doc.Cases))
+	for i, c := range doc.Cases {
+		out[i] = c.UA
+	}
+	return out
+}
+
+// TestSameAsUAPGo checks the prefiltered parser against uap-go itself on
+// every user agent of the uap-core corpora: any literal the analysis got
+// wrong would skip a rule uap-go runs and show here.
+func TestSameAsUAPGo(t *testing.T) {
+	ref, err := uaparser.New(uaparser.WithCacheSize(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	uas := append(corpus(t, "test_ua.yaml"), corpus(t, "test_os.yaml")...)
+	device := corpus(t, "test_device.yaml")
+	if testing.Short() {
+		device = device[:len(device)/8]
+	}
+	uas = append(uas, device...)
+	uas = append(uas, "", "mozilla/5.0 (linux; android 9; sm-g960f) applewebkit/537.36 (khtml, like gecko) chrome/120.0 mobile safari/537.36")
+	for _, ua := range uas {
+		u, o, d := p.Parse(ua)
+		if want := ref.ParseUserAgent(ua); u != *want {
+			t.Errorf("Parse(%q) user agent = %+v; uap-go says %+v", ua, u, *want)
+		}
+		if want := ref.ParseOs(ua); o != *want {
+			t.Errorf("Parse(%q) OS = %+v; uap-go says %+v", ua, o, *want)
+		}
+		if want := ref.ParseDevice(ua); d != *want {
+			t.Errorf("Parse(%q) device = %+v; uap-go says %+v", ua, d, *want)
+		}
+	}
+	t.Logf("%d user agents compared", len(uas))
+}
