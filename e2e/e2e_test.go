@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -38,6 +39,9 @@ type stack struct {
 	ch       driver.Conn           // the stack's database, for checks
 }
 
+// handedOut holds the addresses freeAddr returned.
+var handedOut sync.Map
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	// Below the kernel's ephemeral range (32768 and up here): a port the
@@ -48,6 +52,11 @@ func freeAddr(t *testing.T) string {
 	// make test (8080-9103, 18080-19440, 28123 and up).
 	for range 100 {
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(20000+rand.IntN(8000)))
+		// Tests run in parallel, and a port handed out is bound later (or
+		// again, by a broker restarted): never hand it out twice.
+		if _, taken := handedOut.LoadOrStore(addr, true); taken {
+			continue
+		}
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			continue
@@ -130,17 +139,26 @@ func (s *stack) start(name string) {
 	s.waitReady(name)
 }
 
-// launch starts a service without waiting for it to be ready.
+// launch starts a service without waiting for it to be ready. A name
+// "service/instance" is a further instance of service, with that
+// -kafka-instance-id.
 func (s *stack) launch(name string) {
 	s.t.Helper()
+	if s.admin[name] == "" {
+		s.admin[name] = freeAddr(s.t)
+	}
 	args := []string{"-admin-addr", s.admin[name]}
 	if addr, ok := s.ports[name]; ok {
 		args = append(args, "-listen-addr", addr)
 	}
-	cmd := exec.Command(filepath.Join(s.bin, name), args...)
+	bin, instance, found := strings.Cut(name, "/")
+	if found {
+		args = append(args, "-kafka-instance-id", instance)
+	}
+	cmd := exec.Command(filepath.Join(s.bin, bin), args...)
 	cmd.Env = s.env
 	// Appended to: a service restarted keeps the log of its earlier runs.
-	logFile, err := os.OpenFile(filepath.Join(s.dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logFile, err := os.OpenFile(s.logPath(name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -170,8 +188,12 @@ func (s *stack) waitReady(name string) {
 	s.t.Fatalf("%s not ready within 30s; log:\n%s", name, s.log(name))
 }
 
+func (s *stack) logPath(name string) string {
+	return filepath.Join(s.dir, strings.ReplaceAll(name, "/", "-")+".log")
+}
+
 func (s *stack) log(name string) string {
-	b, _ := os.ReadFile(filepath.Join(s.dir, name+".log")) // only for a failure message.
+	b, _ := os.ReadFile(s.logPath(name)) // only for a failure message.
 	return string(b)
 }
 

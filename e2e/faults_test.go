@@ -512,6 +512,38 @@ func (f *faultStack) committed(group, topic string) map[int]int64 {
 	return out
 }
 
+// waitConsumed waits until the committed offset of every partition of
+// each group's topic moved past where it was at since, and returns the
+// longest wait and each partition's, as JSON.
+func (f *faultStack) waitConsumed(groups []struct{ group, topic string }, since time.Time) (time.Duration, string) {
+	t := f.t
+	var base []map[int]int64
+	for _, g := range groups {
+		base = append(base, f.committed(g.group, g.topic))
+	}
+	moved := map[string]time.Duration{}
+	waitFor(t, sessionTimeout+60*time.Second, "every partition consumed again", func() bool {
+		for i, g := range groups {
+			now := f.committed(g.group, g.topic)
+			for p := range 6 {
+				key := fmt.Sprintf("%s/%d", g.topic, p)
+				if _, ok := moved[key]; !ok && now[p] > base[i][p] {
+					moved[key] = time.Since(since).Round(10 * time.Millisecond)
+				}
+			}
+		}
+		return len(moved) == 6*len(groups)
+	})
+	var slowest time.Duration
+	shown := map[string]string{}
+	for p, d := range moved {
+		slowest = max(slowest, d)
+		shown[p] = d.String()
+	}
+	b, _ := json.Marshal(shown) // a map of strings always marshals
+	return slowest, string(b)
+}
+
 // TestConsumersRejoinAfterCrashes kills (SIGKILL) and restarts the
 // enricher and the sinker six times in a row under load: after the last
 // restart every partition of both topics must be consumed again within
@@ -535,40 +567,85 @@ func TestConsumersRejoinAfterCrashes(t *testing.T) {
 	}
 	restarted := time.Now()
 	groups := []struct{ group, topic string }{{"alumini-enricher", "alumini.raw"}, {"alumini-sinker", "alumini.enriched"}}
-	var base []map[int]int64
-	for _, g := range groups {
-		base = append(base, f.committed(g.group, g.topic))
-	}
-	moved := map[string]time.Duration{}
-	waitFor(t, sessionTimeout+60*time.Second, "every partition consumed again", func() bool {
-		for i, g := range groups {
-			now := f.committed(g.group, g.topic)
-			for p := range 6 {
-				key := fmt.Sprintf("%s/%d", g.topic, p)
-				if _, ok := moved[key]; !ok && now[p] > base[i][p] {
-					moved[key] = time.Since(restarted)
-				}
-			}
-		}
-		return len(moved) == 12
-	})
-	var slowest time.Duration
-	for _, d := range moved {
-		slowest = max(slowest, d)
-	}
-	b, _ := json.Marshal(moved) // map of durations always marshals
+	slowest, moved := f.waitConsumed(groups, restarted)
 	t.Logf("after six kills and restarts, every partition consumed again within %v of the last restart (session timeout %v): %s",
-		slowest.Round(10*time.Millisecond), sessionTimeout, b)
+		slowest.Round(10*time.Millisecond), sessionTimeout, moved)
 	if slowest > sessionTimeout+10*time.Second {
-		var assigned []string
-		for line := range strings.Lines(f.log("sinker")) {
-			if strings.Contains(line, "partitions assigned") || strings.Contains(line, "rebalanc") || strings.Contains(line, "starting") {
-				assigned = append(assigned, line)
-			}
-		}
 		t.Errorf("partitions unread for %v after the last restart (%s); want at most the session timeout plus 10 s (%v); the sinkers' group log:\n%s",
-			slowest, restarted.UTC().Format("15:04:05.000"), sessionTimeout+10*time.Second, strings.Join(assigned, ""))
+			slowest, restarted.UTC().Format("15:04:05.000"), sessionTimeout+10*time.Second, groupLog(f.log("sinker")))
 	}
 	f.waitStored(l.halt(), 120*time.Second)
 	f.checkAlive("after the crashes")
+}
+
+// TestCrashedConsumersPartitionsMove runs two enrichers and two sinkers
+// under load and kills (SIGKILL) one of each for good: the survivors must
+// take over every partition within the session timeout plus 10 s.
+func TestCrashedConsumersPartitionsMove(t *testing.T) {
+	t.Parallel()
+	f := newFaultStack(t, true)
+	for _, name := range []string{"enricher/b", "sinker/b"} {
+		f.start(name)
+		t.Cleanup(func() { f.stop(name) })
+	}
+	l := f.startLoad(4, 10*time.Millisecond)
+	groups := []struct{ group, topic string }{{"alumini-enricher", "alumini.raw"}, {"alumini-sinker", "alumini.enriched"}}
+	for _, g := range groups {
+		waitFor(t, 60*time.Second, g.group+" sharing the partitions", func() bool { return len(f.members(g.group)) == 2 })
+	}
+	waitFor(t, 30*time.Second, "events flowing", func() bool { return l.count() >= 200 })
+	for _, name := range []string{"enricher", "sinker"} {
+		if err := f.procs[name].Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		<-f.exited[name]
+		delete(f.procs, name)
+	}
+	killed := time.Now()
+	slowest, moved := f.waitConsumed(groups, killed)
+	t.Logf("after killing one enricher and one sinker of two, every partition consumed again within %v (session timeout %v): %s",
+		slowest.Round(10*time.Millisecond), sessionTimeout, moved)
+	if slowest > sessionTimeout+10*time.Second {
+		t.Errorf("partitions unread for %v after the crash at %s; want at most the session timeout plus 10 s; the surviving sinker's group log:\n%s",
+			slowest, killed.UTC().Format("15:04:05.000"), groupLog(f.log("sinker/b")))
+	}
+	f.waitStored(l.halt(), 120*time.Second)
+	for _, name := range []string{"enricher/b", "sinker/b"} {
+		if len(f.exited[name]) > 0 {
+			t.Errorf("%s exited; log:\n%s", name, f.log(name))
+		}
+	}
+}
+
+// members lists the member ids of group.
+func (f *faultStack) members(group string) []string {
+	client := &kafka.Client{Addr: kafka.TCP(f.brokers...), Timeout: 5 * time.Second}
+	resp, err := client.DescribeGroups(context.Background(), &kafka.DescribeGroupsRequest{GroupIDs: []string{group}})
+	if err != nil {
+		return nil
+	}
+	var ids []string
+	for _, g := range resp.Groups {
+		if g.GroupState != "Stable" {
+			return nil
+		}
+		for _, m := range g.Members {
+			ids = append(ids, m.MemberID)
+		}
+	}
+	return ids
+}
+
+// groupLog is the lines of a sinker's log about its consumer group.
+func groupLog(log string) string {
+	var lines []string
+	for line := range strings.Lines(log) {
+		for _, w := range []string{"partitions assigned", "rebalanc", "starting", "removed the group members", "kafka is"} {
+			if strings.Contains(line, w) {
+				lines = append(lines, line)
+				break
+			}
+		}
+	}
+	return strings.Join(lines, "")
 }
