@@ -555,7 +555,7 @@ func (f *faultStack) waitConsumed(groups []struct{ group, topic string }, since 
 func TestConsumersRejoinAfterCrashes(t *testing.T) {
 	t.Parallel()
 	f := newFaultStack(t, true)
-	l := f.startLoad(4, 10*time.Millisecond)
+	l := f.startLoad(2, 20*time.Millisecond)
 	waitFor(t, 30*time.Second, "events flowing", func() bool { return l.count() >= 200 })
 	for round := range 6 {
 		for _, name := range []string{"enricher", "sinker"} {
@@ -592,7 +592,7 @@ func TestCrashedConsumersPartitionsMove(t *testing.T) {
 		f.start(name)
 		t.Cleanup(func() { f.stop(name) })
 	}
-	l := f.startLoad(4, 10*time.Millisecond)
+	l := f.startLoad(2, 20*time.Millisecond)
 	groups := []struct{ group, topic string }{{"alumini-enricher", "alumini.raw"}, {"alumini-sinker", "alumini.enriched"}}
 	for _, g := range groups {
 		waitFor(t, 60*time.Second, g.group+" sharing the partitions", func() bool { return len(f.members(g.group)) == 2 })
@@ -610,8 +610,8 @@ func TestCrashedConsumersPartitionsMove(t *testing.T) {
 	t.Logf("after killing one enricher and one sinker of two, every partition consumed again within %v (session timeout %v): %s",
 		slowest.Round(10*time.Millisecond), sessionTimeout, moved)
 	if slowest > sessionTimeout+10*time.Second {
-		t.Errorf("partitions unread for %v after the crash at %s; want at most the session timeout plus 10 s; the surviving sinker's group log:\n%s",
-			slowest, killed.UTC().Format("15:04:05.000"), groupLog(f.log("sinker/b")))
+		t.Errorf("partitions unread for %v after the crash at %s; want at most the session timeout plus 10 s; the surviving sinker's group log:\n%s\nits insert metrics:\n%s",
+			slowest, killed.UTC().Format("15:04:05.000"), groupLog(f.log("sinker/b")), f.metricLines("sinker/b", "alumini_sinker_insert_duration_seconds_sum", "alumini_sinker_insert_duration_seconds_count", "alumini_sinker_insert_duration_seconds_bucket", "alumini_sinker_commit_failures_total", "alumini_sinker_rows_inserted_total"))
 	}
 	f.waitStored(l.halt(), 120*time.Second)
 	for _, name := range []string{"enricher/b", "sinker/b"} {
@@ -644,7 +644,7 @@ func (f *faultStack) members(group string) []string {
 func groupLog(log string) string {
 	var lines []string
 	for line := range strings.Lines(log) {
-		for _, w := range []string{"partitions assigned", "rebalanc", "starting", "removed the group members", "kafka is"} {
+		for _, w := range []string{"partitions assigned", "rebalanc", "starting", "removed the group members", " is down", " is back", `"level":"warn"`, `"level":"error"`} {
 			if strings.Contains(line, w) {
 				lines = append(lines, line)
 				break
@@ -652,4 +652,25 @@ func groupLog(log string) string {
 		}
 	}
 	return strings.Join(lines, "")
+}
+
+// metricLines are the lines of a service's /metrics that start with one of
+// prefixes, for failure messages.
+func (s *stack) metricLines(name string, prefixes ...string) string {
+	resp, err := http.Get("http://" + s.admin[name] + "/metrics")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body) // only for a failure message
+	var out []string
+	for line := range strings.Lines(string(b)) {
+		for _, p := range prefixes {
+			if strings.HasPrefix(line, p) {
+				out = append(out, line)
+				break
+			}
+		}
+	}
+	return strings.Join(out, "")
 }

@@ -241,6 +241,7 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 		MaxBatch:        cfg.MaxBatch,
 		MaxWait:         cfg.MaxWait,
 		Kafka:           kafkaDep,
+		Ping:            cfg.Kafka.Ping,
 		SessionTimeout:  cfg.KafkaSessionTimeout,
 	}, e, sessions, rt.Log, rt.Metrics)
 	defer func() {
