@@ -33,14 +33,6 @@ func TestEnrichesCommitsAndDeadLetters(t *testing.T) {
 	if err := kcfg.EnsureTopics(t.Context(), "raw", "enriched", "dead"); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "clients.yaml")
-	if err := os.WriteFile(path, []byte("clients: [{id: shop}, {id: quiet, bots: drop}]\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	clients, err := registry.OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	const good = 25
 	var msgs []kafka.Message
@@ -69,20 +61,7 @@ func TestEnrichesCommitsAndDeadLetters(t *testing.T) {
 	}
 
 	cfg := Config{Brokers: []string{addr}, GroupID: "g", RawTopic: "raw", EnrichedTopic: "enriched", DeadLetterTopic: "dead", MaxBatch: 10, MaxWait: 20 * time.Millisecond}
-	uas, err := useragent.New(100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	refs, err := referrer.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	salts, err := visitor.OpenSaltStore(t.Context(), visitor.SaltConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(addr)}, Topic: "salts", Grace: time.Hour}, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(salts.Close)
-	e := enrich.New(enrich.Config{Clients: clients, Visitors: visitor.New([]byte("0123456789abcdef0123456789abcdef"), salts), UserAgents: uas, Referrers: refs})
+	e := testEnricher(t, addr, "clients: [{id: shop}, {id: quiet, bots: drop}]\n")
 	var reg *prometheus.Registry
 	runUntil := func(cond func() bool) {
 		t.Helper()
@@ -214,33 +193,12 @@ func TestRunRidesOutAnIdleOutage(t *testing.T) {
 	if err := kcfg.EnsureTopics(t.Context(), "raw", "enriched", "dead"); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "clients.yaml")
-	if err := os.WriteFile(path, []byte("clients: [{id: shop}]\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	clients, err := registry.OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	uas, err := useragent.New(100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	refs, err := referrer.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	salts, err := visitor.OpenSaltStore(t.Context(), visitor.SaltConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(addr)}, Topic: "salts", Grace: time.Hour}, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(salts.Close)
+	e := testEnricher(t, addr, "clients: [{id: shop}]\n")
 	sessions, err := session.Open(t.Context(), session.Config{Kafka: []kgo.Opt{kgo.SeedBrokers(addr)}, Topic: "sessions", Timeout: 30 * time.Minute, MaxVisitors: 100, TTL: time.Hour}, 1, 1, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(sessions.Close)
-	e := enrich.New(enrich.Config{Clients: clients, Visitors: visitor.New([]byte("0123456789abcdef0123456789abcdef"), salts), UserAgents: uas, Referrers: refs})
 	dep := outage.NewMonitor(zap.NewNop(), prometheus.NewRegistry()).Dependency("kafka")
 	p := New(Config{Brokers: []string{addr}, GroupID: "g", RawTopic: "raw", EnrichedTopic: "enriched", DeadLetterTopic: "dead",
 		MaxBatch: 10, MaxWait: 20 * time.Millisecond, SessionTimeout: 6 * time.Second, Kafka: dep, Ping: kcfg.Ping}, e, sessions, zap.NewNop(), prometheus.NewRegistry())
@@ -277,4 +235,33 @@ func TestRunRidesOutAnIdleOutage(t *testing.T) {
 	wait("Kafka reported down", func() bool { return dep.Check(t.Context()) != nil })
 	broker.Start()
 	wait("Kafka reported back without a record", func() bool { return dep.Check(t.Context()) == nil })
+}
+
+// testEnricher is an enricher for the clients of clientsYAML, with its
+// salts on the broker at addr.
+func testEnricher(t *testing.T, addr, clientsYAML string) *enrich.Enricher {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "clients.yaml")
+	if err := os.WriteFile(path, []byte(clientsYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	clients, err := registry.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uas, err := useragent.New(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs, err := referrer.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	salts, err := visitor.OpenSaltStore(t.Context(), visitor.SaltConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(addr)}, Topic: "salts", Grace: time.Hour}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(salts.Close)
+	e := enrich.New(enrich.Config{Clients: clients, Visitors: visitor.New([]byte("0123456789abcdef0123456789abcdef"), salts), UserAgents: uas, Referrers: refs})
+	return e
 }
