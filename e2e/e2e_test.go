@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -41,11 +42,17 @@ type stack struct {
 	exited    map[string]chan error // receives the process's exit, once
 }
 
-// binary is the service an instance runs: "collector-b" runs the collector.
+// binary is the service an instance runs: "collector-b" runs the
+// collector, and so does "collector/b", which is also its Kafka instance id.
 func binary(instance string) string {
-	name, _, _ := strings.Cut(instance, "-")
-	return name
+	if i := strings.IndexAny(instance, "-/"); i >= 0 {
+		return instance[:i]
+	}
+	return instance
 }
+
+// handedOut holds the addresses freeAddr returned.
+var handedOut sync.Map
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -57,6 +64,11 @@ func freeAddr(t *testing.T) string {
 	// make test (8080-9103, 18080-19440, 28123 and up).
 	for range 100 {
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(20000+rand.IntN(8000)))
+		// Tests run in parallel, and a port handed out is bound later (or
+		// again, by a broker restarted): never hand it out twice.
+		if _, taken := handedOut.LoadOrStore(addr, true); taken {
+			continue
+		}
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			continue
@@ -178,18 +190,26 @@ func (s *stack) start(name string) {
 	s.waitReady(name)
 }
 
-// launch starts a service without waiting for it to be ready.
+// launch starts a service without waiting for it to be ready. A name
+// "service/instance" is a further instance of service, with that
+// -kafka-instance-id.
 func (s *stack) launch(name string) {
 	s.t.Helper()
+	if s.admin[name] == "" {
+		s.admin[name] = freeAddr(s.t)
+	}
 	args := []string{"-admin-addr", s.admin[name]}
 	if addr, ok := s.ports[name]; ok {
 		args = append(args, "-listen-addr", addr)
+	}
+	if _, instance, found := strings.Cut(name, "/"); found {
+		args = append(args, "-kafka-instance-id", instance)
 	}
 	args = append(args, s.args[name]...)
 	cmd := exec.Command(filepath.Join(s.bin, binary(name)), args...)
 	cmd.Env = s.env
 	// Appended to: a service restarted keeps the log of its earlier runs.
-	logFile, err := os.OpenFile(filepath.Join(s.dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logFile, err := os.OpenFile(s.logPath(name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -219,8 +239,12 @@ func (s *stack) waitReady(name string) {
 	s.t.Fatalf("%s not ready within 30s; log:\n%s", name, s.log(name))
 }
 
+func (s *stack) logPath(name string) string {
+	return filepath.Join(s.dir, strings.ReplaceAll(name, "/", "-")+".log")
+}
+
 func (s *stack) log(name string) string {
-	b, _ := os.ReadFile(filepath.Join(s.dir, name+".log")) // only for a failure message.
+	b, _ := os.ReadFile(s.logPath(name)) // only for a failure message.
 	return string(b)
 }
 

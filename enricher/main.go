@@ -222,13 +222,20 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 	cancelEvict()
 	dialer := cfg.Kafka.Dialer(10 * time.Second)
 	dialer.ClientID = clientID
+	// kafka-go's Writer retries a write refused by a partition's former
+	// leader with the metadata it cached, refreshed only every random
+	// 0-MetadataTTL: after a leader move, writes wait for that refresh.
+	// One small metadata request a second bounds the wait to about a
+	// second (kafka-go's default was up to 6 s).
+	transport := cfg.Kafka.Transport()
+	transport.MetadataTTL = time.Second
 	e := enrich.New(enrich.Config{
 		Clients: clients, Visitors: visitor.New([]byte(cfg.VisitorSecret), salts),
 		UserAgents: uas, Referrers: refs, Geo: geoDB, Now: now,
 	})
 	p := pipeline.New(pipeline.Config{
 		Brokers:         cfg.Kafka.BrokerList(),
-		Transport:       cfg.Kafka.Transport(),
+		Transport:       transport,
 		Dialer:          dialer,
 		GroupID:         cfg.GroupID,
 		RawTopic:        cfg.Kafka.RawTopic,
@@ -237,6 +244,7 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 		MaxBatch:        cfg.MaxBatch,
 		MaxWait:         cfg.MaxWait,
 		Kafka:           kafkaDep,
+		Ping:            cfg.Kafka.Ping,
 		SessionTimeout:  cfg.KafkaSessionTimeout,
 	}, e, sessions, rt.Log, rt.Metrics)
 	defer func() {

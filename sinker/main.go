@@ -130,7 +130,7 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) (err error) {
 	// they answer.
 	rt.Health.AddCheck("kafka", c.Ping)
 	kafkaDep, chDep := rt.Dependency("kafka"), rt.Dependency("clickhouse")
-	rt.Health.AddCheck("clickhouse_startup", chDep.Check)
+	rt.Health.AddCheck("clickhouse_calls", chDep.Check)
 	if err := kafkaDep.Retry(ctx, "creating topics", func(ctx context.Context) error {
 		return c.EnsureTopics(ctx, c.EnrichedTopic, c.DeadLetterTopic)
 	}); err != nil {

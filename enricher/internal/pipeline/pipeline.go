@@ -44,6 +44,10 @@ type Config struct {
 	// Kafka tracks outages (one log line per change, metrics, readiness);
 	// nil: a tracker of its own, unregistered.
 	Kafka *outage.Dependency
+	// Ping asks a broker whether Kafka answers: after a read failed, an
+	// idle topic gives no record to show that Kafka is back. Nil: only a
+	// record does.
+	Ping func(context.Context) error
 }
 
 // Pipeline is one enricher's consume-enrich-produce loop.
@@ -208,8 +212,14 @@ func New(cfg Config, e *enrich.Enricher, sessions *session.Tracker, log *zap.Log
 // itself, and Run keeps asking it, with backoff, until hits come again.
 func (p *Pipeline) Run(ctx context.Context) error {
 	var backoff outage.Backoff
+	down := false
 	for {
-		batch, err := p.fetch(ctx)
+		fetchCtx, cancel := ctx, context.CancelFunc(func() {})
+		if down {
+			fetchCtx, cancel = context.WithTimeout(ctx, downRecheck)
+		}
+		batch, err := p.fetch(fetchCtx)
+		cancel()
 		if len(batch) > 0 {
 			// The batch is finished even when ctx ended meanwhile: its hits
 			// are read, and committing them now saves a replay.
@@ -217,20 +227,29 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				return perr
 			}
 		}
-		if err == nil {
+		switch {
+		case err == nil || (down && fetchCtx.Err() != nil && p.cfg.Ping != nil && p.cfg.Ping(ctx) == nil):
+			// Records came, or none did and a broker answers.
 			p.cfg.Kafka.Succeeded()
 			backoff.Reset()
-			continue
-		}
-		if ctx.Err() != nil {
+			down = false
+		case ctx.Err() != nil:
 			return nil
-		}
-		p.cfg.Kafka.Failed("reading "+p.cfg.RawTopic, err)
-		if !backoff.Wait(ctx) {
-			return nil
+		case down && fetchCtx.Err() != nil:
+			// Quiet, and no broker answers yet: look again.
+		default:
+			down = true
+			p.cfg.Kafka.Failed("reading "+p.cfg.RawTopic, err)
+			if !backoff.Wait(ctx) {
+				return nil
+			}
 		}
 	}
 }
+
+// downRecheck is how often Run looks whether Kafka is back while no
+// record comes.
+const downRecheck = 2 * time.Second
 
 // fetch blocks for the first message, then gathers more for up to MaxWait.
 func (p *Pipeline) fetch(ctx context.Context) ([]kafka.Message, error) {

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -24,6 +25,7 @@ import (
 	"github.com/aluminiapp/pipeline/enricher/internal/visitor"
 	"github.com/aluminiapp/pipeline/lib/kafkaconf"
 	"github.com/aluminiapp/pipeline/lib/kafkatest"
+	"github.com/aluminiapp/pipeline/lib/outage"
 	"github.com/aluminiapp/pipeline/lib/registry"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
 )
@@ -32,14 +34,6 @@ func TestEnrichesCommitsAndDeadLetters(t *testing.T) {
 	_, addr := kafkatest.Start(t)
 	kcfg := kafkaconf.Config{Brokers: addr, RawTopic: "raw", EnrichedTopic: "enriched", DeadLetterTopic: "dead", Partitions: 3, ReplicationFactor: 1}
 	if err := kcfg.EnsureTopics(t.Context(), "raw", "enriched", "dead"); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "clients.yaml")
-	if err := os.WriteFile(path, []byte("clients: [{id: shop}, {id: quiet, bots: drop}]\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	clients, err := registry.OpenFile(path)
-	if err != nil {
 		t.Fatal(err)
 	}
 
@@ -81,20 +75,7 @@ func TestEnrichesCommitsAndDeadLetters(t *testing.T) {
 	}
 
 	cfg := Config{Brokers: []string{addr}, GroupID: "g", RawTopic: "raw", EnrichedTopic: "enriched", DeadLetterTopic: "dead", MaxBatch: 10, MaxWait: 20 * time.Millisecond}
-	uas, err := useragent.New(100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	refs, err := referrer.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	salts, err := visitor.OpenSaltStore(t.Context(), visitor.SaltConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(addr)}, Topic: "salts", Grace: time.Hour}, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(salts.Close)
-	e := enrich.New(enrich.Config{Clients: clients, Visitors: visitor.New([]byte("0123456789abcdef0123456789abcdef"), salts), UserAgents: uas, Referrers: refs})
+	e := testEnricher(t, addr, "clients: [{id: shop}, {id: quiet, bots: drop}]\n")
 	var reg *prometheus.Registry
 	runUntil := func(cond func() bool) {
 		t.Helper()
@@ -223,4 +204,93 @@ func metricValue(t *testing.T, reg *prometheus.Registry, series string) float64 
 		}
 	}
 	return -1
+}
+
+// TestRunRidesOutAnIdleOutage stops the broker under an idle pipeline:
+// Run must not return, must report Kafka down, and must report it back
+// once the broker returns even though no record comes to show it.
+func TestRunRidesOutAnIdleOutage(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	broker := kafkatest.NewRestartable(t, []string{addr})
+	broker.Start()
+	kcfg := kafkaconf.Config{Brokers: addr, RawTopic: "raw", EnrichedTopic: "enriched", DeadLetterTopic: "dead", Partitions: 1, ReplicationFactor: 1}
+	if err := kcfg.EnsureTopics(t.Context(), "raw", "enriched", "dead"); err != nil {
+		t.Fatal(err)
+	}
+	e := testEnricher(t, addr, "clients: [{id: shop}]\n")
+	sessions, err := session.Open(t.Context(), session.Config{Kafka: []kgo.Opt{kgo.SeedBrokers(addr)}, Topic: "sessions", Timeout: 30 * time.Minute, MaxVisitors: 100, TTL: time.Hour}, 1, 1, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sessions.Close)
+	dep := outage.NewMonitor(zap.NewNop(), prometheus.NewRegistry()).Dependency("kafka")
+	p := New(Config{Brokers: []string{addr}, GroupID: "g", RawTopic: "raw", EnrichedTopic: "enriched", DeadLetterTopic: "dead",
+		MaxBatch: 10, MaxWait: 20 * time.Millisecond, SessionTimeout: 6 * time.Second, Kafka: dep, Ping: kcfg.Ping}, e, sessions, zap.NewNop(), prometheus.NewRegistry())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run = %v; want nil after cancel", err)
+		}
+		if err := p.Close(); err != nil {
+			t.Logf("Close = %v", err)
+		}
+	}()
+	wait := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for !cond() {
+			select {
+			case err := <-done:
+				t.Fatalf("Run returned %v while waiting for %s", err, what)
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("waited 60s for %s", what)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	// The group is joined and the topic read: idle from here.
+	wait("the pipeline reading", func() bool { return dep.Check(t.Context()) == nil && len(p.reader.Stats().Topic) > 0 })
+	broker.Stop()
+	wait("Kafka reported down", func() bool { return dep.Check(t.Context()) != nil })
+	broker.Start()
+	wait("Kafka reported back without a record", func() bool { return dep.Check(t.Context()) == nil })
+}
+
+// testEnricher is an enricher for the clients of clientsYAML, with its
+// salts on the broker at addr.
+func testEnricher(t *testing.T, addr, clientsYAML string) *enrich.Enricher {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "clients.yaml")
+	if err := os.WriteFile(path, []byte(clientsYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	clients, err := registry.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uas, err := useragent.New(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs, err := referrer.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	salts, err := visitor.OpenSaltStore(t.Context(), visitor.SaltConfig{Kafka: []kgo.Opt{kgo.SeedBrokers(addr)}, Topic: "salts", Grace: time.Hour}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(salts.Close)
+	e := enrich.New(enrich.Config{Clients: clients, Visitors: visitor.New([]byte("0123456789abcdef0123456789abcdef"), salts), UserAgents: uas, Referrers: refs})
+	return e
 }
