@@ -117,7 +117,7 @@ func (p *Parser) parseSlow(ua string) Result {
 	if r.OS == "Other" {
 		r.OS = ""
 	}
-	if device.Family == "Spider" && p.bots.InApp(ua) && (webView(ua) || !bots.Named(agent.Family)) {
+	if device.Family == "Spider" && p.bots.InApp(ua) && (webView(ua) || !p.bots.Named(agent.Family)) {
 		// ua-parser's spider list names apps whose in-app browsers
 		// people use (WhatsApp's WebView, Sogou's own browser); a family
 		// ua-parser gives a bot ("WebPageTest.org bot") stays a bot.

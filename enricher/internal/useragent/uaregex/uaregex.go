@@ -78,7 +78,8 @@ type Parser struct {
 	ac    ahocorasick.AhoCorasick
 	// owners[i] are the rules (list, index, branch) that literal i
 	// lets run.
-	owners [][]ref
+	owners   [][]ref
+	literals []string
 }
 
 // ref is a rule, and the branch of its cut alternation (-1: none).
@@ -175,6 +176,7 @@ func NewFromYAML(src []byte) (*Parser, error) {
 		DFA:                  true,
 	})
 	p.ac = builder.Build(literals)
+	p.literals = literals
 	return p, nil
 }
 
