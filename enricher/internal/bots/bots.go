@@ -102,11 +102,6 @@ func (d *Detector) IsBot(ua string) bool {
 	if d.generic.match(masked) {
 		return true
 	}
-	for _, h := range headless {
-		if strings.Contains(ua, h) {
-			return true
-		}
-	}
 	return d.listed(listed)
 }
 

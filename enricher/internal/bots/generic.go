@@ -31,6 +31,9 @@ var (
 
 type genericMatcher struct {
 	ac ahocorasick.AhoCorasick
+	// unbounded is the number of words, first in the automaton, that
+	// mean a bot wherever they occur (genericWords and headless).
+	unbounded int
 }
 
 func newGenericMatcher() genericMatcher {
@@ -39,22 +42,23 @@ func newGenericMatcher() genericMatcher {
 		MatchKind:            ahocorasick.StandardMatch,
 		DFA:                  true,
 	})
-	return genericMatcher{ac: b.Build(append(append([]string(nil), genericWords...), boundedWords...))}
+	words := append(append([]string(nil), genericWords...), headless...)
+	return genericMatcher{ac: b.Build(append(words, boundedWords...)), unbounded: len(words)}
 }
 
-// match reports whether ua names itself a bot by the generic rules.
+// match reports whether ua names itself a bot by the generic rules or
+// shows a headless browser's sign.
 func (g genericMatcher) match(ua string) bool {
 	ac := g.ac
 	iter := ac.IterOverlapping(ua)
 	for m := iter.Next(); m != nil; m = iter.Next() {
 		i := m.Pattern()
-		if i < len(genericWords) || boundedHit(ua, boundedWords[i-len(genericWords)], m.Start(), m.End()) {
+		if i < g.unbounded || boundedHit(ua, boundedWords[i-g.unbounded], m.Start(), m.End()) {
 			return true
 		}
 	}
-	lower := strings.ToLower(ua)
 	for _, c := range clients {
-		if strings.HasPrefix(lower, c) && (len(lower) == len(c) || !isLetter(lower[len(c)])) {
+		if len(ua) >= len(c) && strings.EqualFold(ua[:len(c)], c) && (len(ua) == len(c) || !isLetter(ua[len(c)])) {
 			return true
 		}
 	}
