@@ -1,16 +1,14 @@
 package enrich
 
 import (
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 
-	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/aluminiapp/pipeline/enricher/internal/useragent/uacorpus"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
 )
 
@@ -81,28 +79,8 @@ func BenchmarkEnrichStepUnseen(b *testing.B) {
 	}
 }
 
-// longTail are the user agents of uap-core's test_ua.yaml (Apache-2.0,
-// enricher/testdata/uap-core).
-func longTail(b *testing.B) []string {
-	b.Helper()
-	raw, err := os.ReadFile(filepath.Join("..", "..", "testdata", "uap-core", "test_ua.yaml"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	var doc struct {
-		Cases []struct {
-			UA string `yaml:"user_agent_string"`
-		} `yaml:"test_cases"`
-	}
-	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		b.Fatal(err)
-	}
-	out := make([]string, 0, len(doc.Cases))
-	for _, c := range doc.Cases {
-		out = append(out, c.UA)
-	}
-	return out
-}
+// longTail are the user agents of uap-core's test_ua.yaml.
+func longTail(b *testing.B) []string { return uacorpus.UserAgents(b, "test_ua.yaml") }
 
 // numbered makes ua distinct for each k by a build number of its own
 // appended in a comment, which changes no parser's answer about the

@@ -2,36 +2,16 @@ package uaregex
 
 import (
 	"flag"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/ua-parser/uap-go/uaparser"
-	"go.yaml.in/yaml/v3"
+
+	"github.com/aluminiapp/pipeline/enricher/internal/useragent/uacorpus"
 )
 
 var full = flag.Bool("full", false, "compare every uap-core device case, not every fourth")
 
-func corpus(t testing.TB, name string) []string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "..", "testdata", "uap-core", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc struct {
-		Cases []struct {
-			UA string `yaml:"user_agent_string"`
-		} `yaml:"test_cases"`
-	}
-	if err := yaml.Unmarshal(b, &doc); err != nil {
-		t.Fatalf("parsing %s: %v", name, err)
-	}
-	out := make([]string, len(doc.Cases))
-	for i, c := range doc.Cases {
-		out[i] = c.UA
-	}
-	return out
-}
+func corpus(t testing.TB, name string) []string { return uacorpus.UserAgents(t, name) }
 
 // TestSameAsUAPGo checks the prefiltered parser against uap-go itself on
 // every user agent of the uap-core corpora: any literal the analysis got
