@@ -221,11 +221,22 @@ func phoneDevice(d uaregex.Device, lower string) bool {
 		return true
 	case "Other", "Spider", "Mac", "":
 	default:
-		if d.Brand != "" && d.Brand != "Generic" && !strings.Contains(lower, "tv") {
+		if d.Brand != "" && d.Brand != "Generic" && !bigScreen(lower) {
 			return true
 		}
 	}
 	return strings.Contains(lower, "midp") || strings.Contains(lower, "j2me") || strings.Contains(lower, "cldc")
+}
+
+// bigScreen reports whether ua names a TV, console or media box, which
+// ua-parser also names by maker and model.
+func bigScreen(lower string) bool {
+	for _, w := range []string{"tv", "playstation", "xbox", "nintendo", "wii", "roku", "crkey", "netcast", "web0s", "tizen"} {
+		if strings.Contains(lower, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // macOSVersion is the macOS version of a CFNetwork user agent's Darwin
