@@ -157,6 +157,9 @@ func NewFromYAML(src []byte) (*Parser, error) {
 					for _, lit := range lits {
 						add(lit, b)
 					}
+					// Most user agents name one branch (one bot):
+					// those cuts are compiled now, not on first use.
+					f.expr(re, []int{b})
 				}
 				continue
 			}
