@@ -1,5 +1,6 @@
 // Package bots tells crawlers, monitors and headless browsers from people,
-// by the crawler-user-agents list (MIT, embedded) and headless-browser signs.
+// by the crawler-user-agents list (MIT, embedded), generic signs (bot, crawler,
+// URLs, monitors, scanners, HTTP libraries) and headless-browser signs.
 package bots
 
 import (

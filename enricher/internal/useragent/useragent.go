@@ -4,11 +4,13 @@
 // Parsing runs in two tiers behind an LRU cache keyed by the UA string: a
 // trie parser (medama-io/go-useragent, well under a microsecond) answers for
 // user agents made only of the tokens of the mainstream browsers, which is
-// most real traffic; everything else goes to uap-go with the ua-parser
-// project's regular expressions, which knows thousands of rarer clients but
-// costs hundreds of microseconds, then to our apps table (apps.go) for the
-// in-app and vendor browsers those regular expressions predate. Family names
-// follow ua-parser's, so both tiers name a browser alike.
+// most real traffic; everything else goes to the ua-parser project's
+// regular expressions (the set uap-go embeds), which know thousands of
+// rarer clients, run through a literal prefilter (package uaregex) that
+// gives uap-go's answer in microseconds instead of hundreds, then to our
+// apps table (apps.go) for the in-app and vendor browsers those regular
+// expressions predate. Family names follow ua-parser's, so both tiers name
+// a browser alike.
 package useragent
 
 import (
