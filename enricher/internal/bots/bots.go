@@ -1,5 +1,6 @@
 // Package bots tells crawlers, monitors and headless browsers from people,
-// by the crawler-user-agents list (MIT, embedded) and headless-browser signs.
+// by the crawler-user-agents list (MIT, embedded), generic signs (bot, crawler,
+// URLs, monitors, scanners, HTTP libraries) and headless-browser signs.
 package bots
 
 import (
@@ -18,21 +19,6 @@ import (
 //
 //go:embed data/crawler-user-agents.json
 var crawlersJSON []byte
-
-// generic are the words and shapes by which crawlers, monitors, scanners
-// and scripts name themselves beyond the crawler list: "bot" as a word or
-// name ending, crawler, spider, scraper, a contact URL, Google's service
-// agents ("Google-BusinessLinkVerification"), monitoring and scanning
-// tools, HTTP libraries, and a user agent of one bare "name/1.0" token
-// without digits in its name ("recon-engine/0.1"), which no browser
-// sends (handsets' own clients put a model number there: "SAMSUNG-GT-P5110/1").
-var generic = regexp.MustCompile(`(?i)(?:bot\b|bot[/_-]|[a-z]bot|crawl|spider|scrape|scanner|\bscan/|` +
-	`https?://|\+https?|www\.|\.com\b|@[a-z][a-z0-9-]*\.[a-z]|` +
-	`\bgoogle-[a-z]|\bgoogleother|-agent\b|monitor|uptime|pingdom|statuscake|site24x7|synthetic|health-?check|probe/|` +
-	`nmap|masscan|zgrab|nuclei|sqlmap|nikto|censys|netcraft|wpscan|httpx|fetcher|preview|validator|checker|` +
-	`^(?:curl|wget|python|java|go-http-client|axios|node-fetch|undici|libwww|lwp|php|ruby|perl|apache-httpclient|` +
-	`guzzle|okhttp/[0-9.]+$|postman|insomnia|httpie|aiohttp|scrapy|reqwest|rest-client|dart)\b|` +
-	`^[a-z._-]+/v?[0-9][0-9a-z._-]*$)`)
 
 // headless are signs of automated browsers that the crawler list does not
 // carry because they also run real people's tests; on a site's traffic they
@@ -55,7 +41,8 @@ type Detector struct {
 	// testing 1,500 literals one by one.
 	byTrigram map[uint32][]int
 	// always are patterns without a usable literal; they always run.
-	always []int
+	always  []int
+	generic genericMatcher
 }
 
 // Crawler is one entry of the embedded list.
@@ -84,7 +71,7 @@ func New() (*Detector, error) {
 
 // newDetector compiles list (the tests build one from part of it).
 func newDetector(list []Crawler) (*Detector, error) {
-	d := &Detector{}
+	d := &Detector{generic: newGenericMatcher()}
 	for _, c := range list {
 		re, err := regexp.Compile(c.Pattern)
 		if err != nil {
@@ -113,13 +100,8 @@ func (d *Detector) IsBot(ua string) bool {
 		return true
 	}
 	masked, listed := listView(ua)
-	if generic.MatchString(masked) {
+	if d.generic.match(masked) {
 		return true
-	}
-	for _, h := range headless {
-		if strings.Contains(ua, h) {
-			return true
-		}
 	}
 	return d.listed(listed)
 }
@@ -130,7 +112,7 @@ func (d *Detector) IsBot(ua string) bool {
 // flag there, IsBot does not.
 func (d *Detector) InApp(ua string) bool {
 	masked, listed := listView(ua)
-	return listed != ua && !generic.MatchString(masked) && !d.listed(listed)
+	return listed != ua && !d.generic.match(masked) && !d.listed(listed)
 }
 
 // listed reports whether a pattern of the crawler list matches s.
@@ -209,4 +191,4 @@ func longestLiteral(re *syntax.Regexp) string {
 
 // Named reports whether a name (a client family) says bot, crawler,
 // spider, monitor or the like, by the generic rules.
-func Named(family string) bool { return generic.MatchString(family) }
+func (d *Detector) Named(family string) bool { return d.generic.match(family) }

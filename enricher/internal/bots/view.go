@@ -16,6 +16,11 @@ import "strings"
 // masked is ua with only the device fields blanked, what the generic
 // rules read; listed is what the crawler list reads.
 func listView(ua string) (masked, listed string) {
+	if !mobilePlatform(ua) {
+		// Desktop user agents keep everything: no Android comment
+		// to mask, no in-app browsers to spare.
+		return ua, ua
+	}
 	var sb strings.Builder
 	sb.Grow(len(ua))
 	rest := ua

@@ -22,6 +22,7 @@ const (
 	minBrowserFamily        = 0.98
 	minHeldOutBrowserFamily = 0.965
 	minOSFamily             = 0.985
+	minHeldOutOSFamily      = 0.98 // issue 21's target
 	minDeviceClass          = 0.99
 )
 
@@ -68,6 +69,7 @@ func TestAccuracyAgainstUAPCore(t *testing.T) {
 	}
 
 	ok, n = 0, 0
+	heldOK, heldN = 0, 0
 	for _, c := range loadUAP(t, "test_os.yaml") {
 		n++
 		got := p.ParseUncached(c.UA).OS
@@ -77,8 +79,17 @@ func TestAccuracyAgainstUAPCore(t *testing.T) {
 		if got == c.Family {
 			ok++
 		}
+		if heldOut(c.UA) {
+			heldN++
+			if got == c.Family {
+				heldOK++
+			}
+		}
 	}
-	t.Logf("OS family: %d/%d = %.2f%%", ok, n, 100*share(ok, n))
+	t.Logf("OS family: %d/%d = %.2f%%; held-out half %d/%d = %.2f%%", ok, n, 100*share(ok, n), heldOK, heldN, 100*share(heldOK, heldN))
+	if share(heldOK, heldN) < minHeldOutOSFamily {
+		t.Errorf("held-out OS family agreement %.4f; want at least %.3f", share(heldOK, heldN), minHeldOutOSFamily)
+	}
 	if share(ok, n) < minOSFamily {
 		t.Errorf("OS family agreement %.4f; want at least %.3f", share(ok, n), minOSFamily)
 	}

@@ -41,6 +41,8 @@ func TestKindRules(t *testing.T) {
 		{"Mozilla/5.0 (compatible; MSIE 4.01; Windows CE; PPC; 240x320)", "", "Windows", mobile},
 		{"Nokia6300/2.0 (05.00) Profile/MIDP-2.0 Configuration/CLDC-1.1", "", "", mobile},
 		{"SAMSUNG-GT-P5110/101.40202", "", "", tablet},
+		// A console is no phone, though ua-parser names its maker.
+		{"Mozilla/5.0 (PlayStation; PlayStation 5/2.26) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/13.0 Safari/605.1.15", "", "", aluminiv1.DeviceType_DEVICE_TYPE_OTHER},
 		// In-app and vendor browsers whose apps ua-parser's spider
 		// list names, and phones named like listed crawlers.
 		{"Mozilla/5.0 (Linux; Android 13; 23021RAAEG Build/TKQ1.221114.001; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/120.0.6099.193 Mobile Safari/537.36 WhatsApp/2.23.25.76", "", "Android", mobile},

@@ -4,11 +4,13 @@
 // Parsing runs in two tiers behind an LRU cache keyed by the UA string: a
 // trie parser (medama-io/go-useragent, well under a microsecond) answers for
 // user agents made only of the tokens of the mainstream browsers, which is
-// most real traffic; everything else goes to uap-go with the ua-parser
-// project's regular expressions, which knows thousands of rarer clients but
-// costs hundreds of microseconds, then to our apps table (apps.go) for the
-// in-app and vendor browsers those regular expressions predate. Family names
-// follow ua-parser's, so both tiers name a browser alike.
+// most real traffic; everything else goes to the ua-parser project's
+// regular expressions (the set uap-go embeds), which know thousands of
+// rarer clients, run through a literal prefilter (package uaregex) that
+// gives uap-go's answer in microseconds instead of hundreds, then to our
+// apps table (apps.go) for the in-app and vendor browsers those regular
+// expressions predate. Family names follow ua-parser's, so both tiers name
+// a browser alike.
 package useragent
 
 import (
@@ -117,7 +119,7 @@ func (p *Parser) parseSlow(ua string) Result {
 	if r.OS == "Other" {
 		r.OS = ""
 	}
-	if device.Family == "Spider" && p.bots.InApp(ua) && (webView(ua) || !bots.Named(agent.Family)) {
+	if device.Family == "Spider" && p.bots.InApp(ua) && (webView(ua) || !p.bots.Named(agent.Family)) {
 		// ua-parser's spider list names apps whose in-app browsers
 		// people use (WhatsApp's WebView, Sogou's own browser); a family
 		// ua-parser gives a bot ("WebPageTest.org bot") stays a bot.
@@ -221,11 +223,22 @@ func phoneDevice(d uaregex.Device, lower string) bool {
 		return true
 	case "Other", "Spider", "Mac", "":
 	default:
-		if d.Brand != "" && d.Brand != "Generic" && !strings.Contains(lower, "tv") {
+		if d.Brand != "" && d.Brand != "Generic" && !bigScreen(lower) {
 			return true
 		}
 	}
 	return strings.Contains(lower, "midp") || strings.Contains(lower, "j2me") || strings.Contains(lower, "cldc")
+}
+
+// bigScreen reports whether ua names a TV, console or media box, which
+// ua-parser also names by maker and model.
+func bigScreen(lower string) bool {
+	for _, w := range []string{"tv", "playstation", "xbox", "nintendo", "wii", "roku", "crkey", "netcast", "web0s", "tizen"} {
+		if strings.Contains(lower, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // macOSVersion is the macOS version of a CFNetwork user agent's Darwin

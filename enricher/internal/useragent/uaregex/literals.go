@@ -10,7 +10,7 @@ import (
 // expression counts as "anything", which only makes the prefilter let
 // more through, never less.
 const (
-	maxExact   = 16 // strings in a finite language worth expanding
+	maxExact   = 32 // strings in a finite language worth expanding
 	minLiteral = 2  // shorter required strings say too little to filter on
 )
 
@@ -73,7 +73,7 @@ func needConcat(subs []*syntax.Regexp) []string {
 	var best []string
 	consider := func(set []string) {
 		set = nonEmpty(set)
-		if set == nil {
+		if set == nil || minLen(set) < minLiteral {
 			return
 		}
 		if best == nil || commonness(set) < commonness(best) ||
@@ -92,12 +92,67 @@ func needConcat(subs []*syntax.Regexp) []string {
 			run = set
 			continue
 		}
+		// The run goes on into the part's leading strings: "L"
+		// before "(?:-\d+|GL\d+)" (the parser factors alternations
+		// so) requires "l-" or "lgl".
+		if pre, ok := prefixes(sub); ok {
+			if joined, ok := cross(run, pre); ok {
+				consider(joined)
+			}
+		}
 		consider(run)
 		run = []string{""}
 		consider(need(sub))
 	}
 	consider(run)
 	return best
+}
+
+// prefixes returns strings one of which every match of re starts with
+// (lower-cased), or false; "" in the set means no start is known.
+func prefixes(re *syntax.Regexp) ([]string, bool) {
+	if set, ok := exact(re); ok {
+		return set, true
+	}
+	switch re.Op {
+	case syntax.OpCapture, syntax.OpPlus:
+		return prefixes(re.Sub[0])
+	case syntax.OpRepeat:
+		if re.Min >= 1 {
+			return prefixes(re.Sub[0])
+		}
+	case syntax.OpAlternate:
+		var out []string
+		for _, sub := range re.Sub {
+			set, ok := prefixes(sub)
+			if !ok {
+				return nil, false
+			}
+			out = append(out, set...)
+		}
+		if len(out) > maxExact {
+			return nil, false
+		}
+		return dedupe(out), true
+	case syntax.OpConcat:
+		out := []string{""}
+		for _, sub := range re.Sub {
+			set, ok := prefixes(sub)
+			if !ok {
+				return out, true
+			}
+			joined, ok := cross(out, set)
+			if !ok {
+				return out, true // what is known so far still starts every match
+			}
+			out = joined
+			if _, whole := exact(sub); !whole {
+				return out, true
+			}
+		}
+		return out, true
+	}
+	return []string{""}, true
 }
 
 // exact returns the whole (small, finite) language of re, lower-cased.

@@ -29,9 +29,9 @@ import (
 // minBranches is the size from which an alternation is cut per input.
 const minBranches = 8
 
-// maxCut bounds the compiled cut expressions kept, over all rules, so
-// that a stream of made-up user agents cannot grow memory without end.
-const maxCut = 8192
+// maxCut bounds the compiled cut expressions kept per rule, so that a
+// stream of made-up user agents cannot grow memory without end.
+const maxCut = 512
 
 // fast is the rewritten form of one rule.
 type fast struct {
@@ -44,10 +44,8 @@ type fast struct {
 	alt      *syntax.Regexp
 	branches [][]string // required literals of each branch of alt
 	cut      sync.Map   // branch set key → *regexp.Regexp
+	cutCount atomic.Int64
 }
-
-// cutCount is the number of cut expressions compiled and kept.
-var cutCount atomic.Int64
 
 // rewrite works out the fast form of tree (parsed, not simplified), or nil.
 func rewrite(tree *syntax.Regexp, templates []string) *fast {
@@ -179,7 +177,7 @@ func (f *fast) compile(key string, tree *syntax.Regexp, full *regexp.Regexp) *re
 	if err != nil {
 		return full // cannot happen for a tree parsed from a valid expression
 	}
-	if cutCount.Add(1) <= maxCut {
+	if f.cutCount.Add(1) <= maxCut {
 		f.cut.Store(key, re)
 	}
 	return re

@@ -78,7 +78,8 @@ type Parser struct {
 	ac    ahocorasick.AhoCorasick
 	// owners[i] are the rules (list, index, branch) that literal i
 	// lets run.
-	owners [][]ref
+	owners   [][]ref
+	literals []string
 }
 
 // ref is a rule, and the branch of its cut alternation (-1: none).
@@ -156,6 +157,9 @@ func NewFromYAML(src []byte) (*Parser, error) {
 					for _, lit := range lits {
 						add(lit, b)
 					}
+					// Most user agents name one branch (one bot):
+					// those cuts are compiled now, not on first use.
+					f.expr(re, []int{b})
 				}
 				continue
 			}
@@ -175,6 +179,7 @@ func NewFromYAML(src []byte) (*Parser, error) {
 		DFA:                  true,
 	})
 	p.ac = builder.Build(literals)
+	p.literals = literals
 	return p, nil
 }
 
