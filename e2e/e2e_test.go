@@ -80,17 +80,39 @@ func freeAddr(t *testing.T) string {
 	return ""
 }
 
+// built holds the binaries, built once for all the stacks of a run.
+var built struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
 func buildBinaries(t *testing.T) string {
 	t.Helper()
-	bin := t.TempDir()
-	args := []string{"build", "-o", bin + "/"}
-	for _, s := range services {
-		args = append(args, "../"+s)
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "alumini-e2e-bin-"); built.err != nil {
+			return
+		}
+		args := []string{"build", "-o", built.dir + "/"}
+		for _, s := range services {
+			args = append(args, "../"+s)
+		}
+		if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build: %w\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
 	}
-	if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	return built.dir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
 	}
-	return bin
+	os.Exit(code)
 }
 
 func newStack(t *testing.T, apiKey string) *stack {

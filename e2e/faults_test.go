@@ -59,6 +59,9 @@ func newFaultStack(t *testing.T, start bool) *faultStack {
 		"ALUMINI_IP_RATE_LIMIT=0",
 		"ALUMINI_CLIENT_RATE_LIMIT=0",
 		"ALUMINI_KAFKA_SESSION_TIMEOUT="+sessionTimeout.String(),
+		// One insert a second per stack, the sinker's default: the shared
+		// ClickHouse serves every test package at once.
+		"ALUMINI_BATCH_MAX_WAIT=1s",
 	)
 	f := &faultStack{stack: s, kafka: k, brokers: brokers, ch: proxy}
 	if start {
@@ -442,7 +445,7 @@ func (f *faultStack) runOutage(o outage) {
 	t := f.t
 	var l *load
 	if o.underLoad {
-		l = f.startLoad(4, 10*time.Millisecond)
+		l = f.startLoad(2, 20*time.Millisecond)
 		waitFor(t, 30*time.Second, "events accepted before the outage", func() bool { return l.count() >= 200 })
 	} else {
 		l = f.send(50)
