@@ -167,7 +167,9 @@ func (h *Handler) checkOrigin(ctx *fasthttp.RequestCtx, items []*pending) error 
 	credentials := true
 	for _, it := range items {
 		if !originAllowed(it.client, host) {
-			return refuse(fasthttp.StatusForbidden, "forbidden_origin", "origin %q is not one of the sites of client %s", truncate(string(origin)), it.client.ID)
+			r := refuse(fasthttp.StatusForbidden, "forbidden_origin", "origin %q is not one of the sites of client %s", truncate(string(origin)), it.client.ID)
+			r.client = it.client.ID
+			return r
 		}
 		if len(it.client.Domains) == 0 {
 			credentials = false

@@ -2,7 +2,6 @@ package intake
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"net/netip"
 	"strconv"
@@ -56,6 +55,15 @@ type segmentCtx struct {
 	GPC bool `json:"gpc"`
 }
 
+// segmentBatchMessages is the most messages a Segment batch may hold
+// when -max-batch-events is lower. Segment's API limits a batch by size
+// only (500 KB, 32 KB a message), and the SDKs fill batches up to that
+// size when told to send large ones (analytics-node: 480 KB; RudderStack's
+// Node SDK: 450 KB; analytics.js batching: 500 KB). Their smallest
+// messages are about 300 bytes, so 500 KB holds fewer than 1,700; a batch
+// the SDK could make must not meet a 400 it will never retry.
+const segmentBatchMessages = 2500
+
 type segmentBatch struct {
 	Batch    []json.RawMessage `json:"batch"`
 	Context  *segmentCtx       `json:"context"`
@@ -65,20 +73,19 @@ type segmentBatch struct {
 
 // segmentAuth finds the client of a Segment request from HTTP Basic auth
 // (the write key is the user name, the password is empty), falling back to
-// the body's writeKey. A secret server key from the client registry marks
-// the send as server-side, and only such sends may set the visitor's IP.
+// the X-Write-Key header and then to the body's writeKey. A secret server
+// key from the client registry marks the send as server-side, and only
+// such sends may set the visitor's IP.
 func (h *Handler) segmentAuth(ctx *fasthttp.RequestCtx, bodyKey string) (*registry.Client, bool, error) {
 	key := bodyKey
 	if auth := ctx.Request.Header.Peek("Authorization"); len(auth) > 0 {
-		const prefix = "basic "
-		if len(auth) < len(prefix) || !strings.EqualFold(string(auth[:len(prefix)]), prefix) {
+		user, ok := basicUser(auth)
+		if !ok {
 			return nil, false, refuse(fasthttp.StatusUnauthorized, "unknown_client", "Authorization must be HTTP Basic with the write key as user name")
 		}
-		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(auth[len(prefix):])))
-		if err != nil {
-			return nil, false, refuse(fasthttp.StatusUnauthorized, "unknown_client", "Authorization: malformed Basic credentials")
-		}
-		key, _, _ = strings.Cut(string(raw), ":")
+		key = user
+	} else if k := ctx.Request.Header.Peek(writeKeyHeader); len(k) > 0 {
+		key = strings.TrimSpace(string(k))
 	}
 	if key == "" {
 		return nil, false, refuse(fasthttp.StatusUnauthorized, "unknown_client", "write key required: send it as the HTTP Basic user name")
@@ -107,8 +114,8 @@ func (h *Handler) decodeSegment(ctx *fasthttp.RequestCtx, ep endpoint, body []by
 		if len(b.Batch) == 0 {
 			return nil, invalid("batch is empty: send {\"batch\": [...]}")
 		}
-		if len(b.Batch) > h.cfg.MaxBatchEvents {
-			return nil, invalid("batch holds %d messages; the limit is %d", len(b.Batch), h.cfg.MaxBatchEvents)
+		if limit := max(h.cfg.MaxBatchEvents, segmentBatchMessages); len(b.Batch) > limit {
+			return nil, invalid("batch holds %d messages; the limit is %d", len(b.Batch), limit)
 		}
 		raws, shared, bodyKey, batchSentAt = b.Batch, b.Context, b.WriteKey, b.SentAt
 	} else {
@@ -148,9 +155,11 @@ func (h *Handler) decodeSegment(ctx *fasthttp.RequestCtx, ep endpoint, body []by
 		it, err := segmentToPending(m, client, serverSide, received)
 		if err != nil {
 			if ep == epSegBatch {
-				return nil, invalid("message %d: %v", i, err)
+				err = invalid("message %d: %v", i, err)
 			}
-			return nil, err
+			r := refuse(fasthttp.StatusBadRequest, "invalid", "%v", err)
+			r.client = client.ID
+			return nil, r
 		}
 		items[i] = it
 	}
