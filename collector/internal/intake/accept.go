@@ -111,7 +111,7 @@ func (h *Handler) serveIntake(ctx *fasthttp.RequestCtx, ep endpoint) {
 			ctx.Response.Header.Set("WWW-Authenticate", `Basic realm="alumini", charset="UTF-8"`)
 		}
 		h.dropCount(r.reason).Add(float64(max(1, r.events)))
-		h.logRefusal(ctx, ep, r)
+		h.logRefusal(ctx, ep.label(), r)
 		if ep.segment() {
 			writeSegmentError(ctx, r.status, r.msg)
 			return
@@ -524,7 +524,10 @@ next:
 		if c.RateLimitBurst > 0 {
 			burst = max(c.RateLimitBurst, h.cfg.MaxBatchEvents)
 		}
-		if ok, wait := h.clientRL.Allow(c.ID, perSecond, burst, n, now); !ok {
+		// A Segment batch may hold more events than the burst (see
+		// segmentBatchMessages): it takes the whole bucket, so it passes
+		// once the bucket is full rather than never.
+		if ok, wait := h.clientRL.Allow(c.ID, perSecond, burst, min(n, burst), now); !ok {
 			r := refuse(fasthttp.StatusTooManyRequests, "rate_limited", "too many events for client %s; retry after %s", c.ID, roundUp(wait))
 			r.retryAfter, r.events, r.client = wait, len(items), c.ID
 			return r

@@ -330,6 +330,7 @@ func (h *Handler) ServeError(ctx *fasthttp.RequestCtx, err error) {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		status, msg = fasthttp.StatusRequestEntityTooLarge, "request body is larger than the collector accepts"
 		h.dropCount("too_large").Inc()
+		h.logRefusal(ctx, endpointLabels[labelUnreadable], refuse(status, "too_large", "%s", msg))
 	case isTimeout(err):
 		status, msg = fasthttp.StatusRequestTimeout, "request was not received in time"
 	default:

@@ -30,7 +30,7 @@ func refusalLog(l *zap.Logger) *zap.Logger {
 // sender needs to see to fix its request: the answer, and the headers
 // that decide how the body is read. No IP address: a refusal is not a
 // reason to store one.
-func (h *Handler) logRefusal(ctx *fasthttp.RequestCtx, ep endpoint, r *refusal) {
+func (h *Handler) logRefusal(ctx *fasthttp.RequestCtx, endpoint string, r *refusal) {
 	ce := h.refusals.Check(zap.InfoLevel, "request refused: "+r.reason)
 	if ce == nil {
 		return
@@ -41,7 +41,7 @@ func (h *Handler) logRefusal(ctx *fasthttp.RequestCtx, ep endpoint, r *refusal) 
 		zap.Int("status", r.status),
 		zap.String("error", r.msg),
 		zap.String("client", h.refusedClient(ctx, r)),
-		zap.String("endpoint", ep.label()),
+		zap.String("endpoint", endpoint),
 		zap.String("content_type", truncate(string(hd.ContentType()))),
 		zap.String("content_encoding", truncate(string(hd.ContentEncoding()))),
 		zap.String("user_agent", truncate(string(hd.UserAgent()))),

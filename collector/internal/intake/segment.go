@@ -26,7 +26,10 @@ type segmentMsg struct {
 	Properties  map[string]any `json:"properties"`
 	Context     *segmentCtx    `json:"context"`
 	Timestamp   string         `json:"timestamp"`
-	SentAt      string         `json:"sentAt"`
+	// OriginalTimestamp is RudderStack's name for the sender's clock
+	// reading, sent instead of timestamp.
+	OriginalTimestamp string `json:"originalTimestamp"`
+	SentAt            string `json:"sentAt"`
 	// WriteKey in the body is how analytics.js in browsers authenticates
 	// (it sends text/plain without an Authorization header).
 	WriteKey string `json:"writeKey"`
@@ -259,6 +262,9 @@ func segmentToPending(m *segmentMsg, client *registry.Client, serverSide bool, r
 	}
 	// Segment corrects the sender's clock by the gap between sentAt and
 	// the arrival: timestamp + (received - sentAt).
+	if m.Timestamp == "" {
+		m.Timestamp = m.OriginalTimestamp
+	}
 	if m.Timestamp != "" {
 		ts, err := time.Parse(time.RFC3339Nano, m.Timestamp)
 		if err != nil {

@@ -165,3 +165,29 @@ func TestRefusalsAreLogged(t *testing.T) {
 		t.Errorf(`dropped{reason="invalid"} = %v; want 21, every refusal counted`, got)
 	}
 }
+
+// TestSegmentOriginalTimestampAndLargeBatchWithinBurst: RudderStack's
+// originalTimestamp is corrected by sentAt as timestamp is, and a batch
+// larger than the client's burst passes on a full bucket instead of
+// meeting 429 forever.
+func TestSegmentOriginalTimestampAndLargeBatchWithinBurst(t *testing.T) {
+	f := start(t, func(c *Config) { c.MaxBodyBytes, c.ClientRate, c.ClientBurst = 1<<20, 1, 1 })
+	// The sender's clock is an hour behind: its event happened a second
+	// before it sent the batch.
+	sent := time.Now().Add(-time.Hour)
+	body := `{"batch":[{"type":"track","event":"E","userId":"u","messageId":"ot1","originalTimestamp":"` + sent.Add(-time.Second).UTC().Format(time.RFC3339Nano) + `"}`
+	for i := range 20 {
+		body += fmt.Sprintf(`,{"type":"track","event":"E","userId":"u","messageId":"b%d"}`, i)
+	}
+	body += `],"sentAt":"` + sent.UTC().Format(time.RFC3339Nano) + `"}`
+	if r := send(t, "POST", f.url+"/v1/batch", []byte(body), basic("wk_shop")); r.status != 200 {
+		t.Fatalf("batch of 21 over a burst of 10 = %d %s; want 200", r.status, r.body)
+	}
+	h := byEventID(readHits(t, f, 21))["ot1"]
+	if skew := time.Since(time.UnixMilli(h.SentAtMs)); skew < 500*time.Millisecond || skew > 5*time.Second {
+		t.Errorf("originalTimestamp an hour behind, corrected by sentAt = %v ago; want about 1s", skew)
+	}
+	if r := send(t, "POST", f.url+"/v1/batch", []byte(body), basic("wk_shop")); r.status != 429 {
+		t.Errorf("second batch on an empty bucket = %d %s; want 429", r.status, r.body)
+	}
+}
