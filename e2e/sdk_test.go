@@ -32,7 +32,10 @@ type sdkRun struct {
 		Status int    `json:"status"`
 		Body   string `json:"body"`
 	} `json:"answers"`
-	Errors []string `json:"errors"`
+	Errors  []string `json:"errors"`
+	Batches []struct {
+		Messages, Bytes int
+	} `json:"batches"`
 }
 
 func (r sdkRun) String() string {
@@ -81,6 +84,14 @@ func TestOfficialSDKs(t *testing.T) {
 			t.Fatalf("%s: node send.js: %v %v; output %s\ncollector log:\n%s", sdk, err, jerr, out, s.log("collector"))
 		}
 		checkRun(t, run, 602)
+		largest := 0
+		for _, b := range run.Batches {
+			largest = max(largest, b.Messages)
+		}
+		if largest <= 500 {
+			t.Errorf("%s: largest batch %d messages; want the SDK to fill one past 500 (batches %v)", sdk, largest, run.Batches)
+		}
+		t.Logf("%s %s batches (messages, JSON bytes): %v", sdk, run.Version, run.Batches)
 		runs = append(runs, run)
 	}
 	const browserCalls = 20
@@ -261,4 +272,3 @@ func analyticsNext(t *testing.T, collector string, count int) *browserRun {
 	b.r.Version, b.r.IDs, b.r.Errors = out.Version, out.IDs, out.Failed
 	return b
 }
-

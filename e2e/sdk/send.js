@@ -14,7 +14,8 @@ const count = Number(countArg);
 // SDKs' batches up to their own byte limits (analytics-node: 480 KB;
 // RudderStack: 450 KB), past 500 messages.
 const filler = 'x'.repeat(400);
-const out = { sdk, version: '', ids: [], answers: [], errors: [] };
+// batches are the messages and uncompressed JSON bytes of each request.
+const out = { sdk, version: '', ids: [], answers: [], errors: [], batches: [] };
 
 function answer(status, body) {
   out.answers.push({ status, body: typeof body === 'string' ? body : JSON.stringify(body) });
@@ -24,6 +25,7 @@ async function analyticsNode() {
   const { Analytics } = require('@segment/analytics-node');
   out.version = require('@segment/analytics-node/package.json').version;
   const analytics = new Analytics({ writeKey, host: collector, flushAt: 1000, flushInterval: 200, maxRetries: 3 });
+  analytics.on('http_request', (r) => out.batches.push({ messages: JSON.parse(r.body).batch.length, bytes: Buffer.byteLength(r.body) }));
   analytics.on('http_response', (r) => answer(r.status, r.statusText));
   const sent = [];
   const done = (err, ctx) => {
@@ -49,7 +51,9 @@ async function rudder() {
   const axiosInstance = axios.create();
   axiosInstance.interceptors.request.use((cfg) => {
     const raw = Buffer.isBuffer(cfg.data) ? zlib.gunzipSync(cfg.data) : Buffer.from(JSON.stringify(cfg.data));
-    for (const m of JSON.parse(raw).batch) out.ids.push(m.messageId);
+    const { batch } = JSON.parse(raw);
+    for (const m of batch) out.ids.push(m.messageId);
+    out.batches.push({ messages: batch.length, bytes: raw.length });
     return cfg;
   });
   axiosInstance.interceptors.response.use(
