@@ -17,10 +17,12 @@ import (
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+
+	"github.com/aluminiapp/pipeline/lib/chromiumtest"
 )
 
 // sdkDir holds the official SDKs, pinned in package-lock.json and
-// installed by deploy/deps.sh (npm install --prefix e2e/sdk).
+// installed by deploy/deps.sh (npm ci --prefix e2e/sdk).
 const sdkDir = "sdk"
 
 // sdkRun is what one SDK sent and was answered.
@@ -54,11 +56,8 @@ func requireSDKs(t *testing.T) string {
 	}
 	for _, pkg := range []string{"@segment/analytics-node", "@rudderstack/rudder-sdk-node", "@segment/analytics-next"} {
 		if _, err := os.Stat(filepath.Join(sdkDir, "node_modules", pkg, "package.json")); err != nil {
-			t.Fatalf("%s is not installed: run deploy/deps.sh (npm install --prefix e2e/sdk): %v", pkg, err)
+			t.Fatalf("%s is not installed: run deploy/deps.sh (npm ci --prefix e2e/sdk): %v", pkg, err)
 		}
-	}
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("%s is missing (deploy/deps.sh installs chromium): %v", chromiumPath, err)
 	}
 	return node
 }
@@ -178,8 +177,6 @@ func (s *stack) waitForEventIDs(client string, n int, within time.Duration) map[
 	}
 }
 
-const chromiumPath = "/usr/bin/chromium"
-
 // sendAllResult is what the test page's sendAll resolves to.
 type sendAllResult struct {
 	Version string   `json:"version"`
@@ -218,19 +215,9 @@ func analyticsNext(t *testing.T, collector string, count int) *browserRun {
 	}))
 	t.Cleanup(site.Close)
 
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromiumPath), chromedp.Flag("headless", true), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.NoFirstRun, chromedp.UserDataDir(t.TempDir()))
-	ctx, cancel := chromedp.NewContext(alloc)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
 	// The browser stays open until the test ends: the batching instance
 	// sends its last batch after sendAll resolved.
-	t.Cleanup(func() {
-		cancelTimeout()
-		cancel()
-		cancelAlloc()
-	})
+	ctx := chromiumtest.Start(t)
 
 	b := &browserRun{r: sdkRun{SDK: "analytics-next"}}
 	// Listen needs the tab: the first Navigate makes it.

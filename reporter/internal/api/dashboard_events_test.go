@@ -79,7 +79,18 @@ func TestDashboardCustomEventsInChromium(t *testing.T) {
 		Conversions      float64
 		ConversionRate   float64 `json:"conversion_rate"`
 	}
-	var rows struct{ Results struct{ Rows []row } }
+	// breakdown is the API's breakdown as the panels show it: value,
+	// visitors, events.
+	breakdown := func(q url.Values) [][]string {
+		t.Helper()
+		var rows struct{ Results struct{ Rows []row } }
+		apiGet(BreakdownPath, q, &rows)
+		var out [][]string
+		for _, r := range rows.Results.Rows {
+			out = append(out, []string{r.Value, jsonNumber(r.Visitors), jsonNumber(r.Events)})
+		}
+		return out
+	}
 	table := func(sel string) [][]string {
 		t.Helper()
 		cells, err := chromedp.Run(ctx, chromedp.Evaluate[[][]string](fmt.Sprintf(
@@ -116,11 +127,7 @@ func TestDashboardCustomEventsInChromium(t *testing.T) {
 
 	// Custom events: each name with its visitors and events, as the
 	// event_name breakdown answers.
-	apiGet(BreakdownPath, url.Values{"dimension": {"event_name"}, "limit": {"10"}}, &rows)
-	var want [][]string
-	for _, r := range rows.Results.Rows {
-		want = append(want, []string{r.Value, jsonNumber(r.Visitors), jsonNumber(r.Events)})
-	}
+	want := breakdown(url.Values{"dimension": {"event_name"}, "limit": {"10"}})
 	if got := table("#top-events"); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("custom events panel = %v; want %v (from the API)", got, want)
 	}
@@ -193,11 +200,7 @@ func TestDashboardCustomEventsInChromium(t *testing.T) {
 		chromedp.SendKeys(chromedp.ID("prop-key"), "plan"),
 		chromedp.Click(chromedp.CSS(`#prop-form button[type=submit]`)),
 	)
-	apiGet(BreakdownPath, url.Values{"dimension": {"prop:plan"}, "filter": {"event_name:is:signup"}, "limit": {"10"}}, &rows)
-	want = nil
-	for _, r := range rows.Results.Rows {
-		want = append(want, []string{r.Value, jsonNumber(r.Visitors), jsonNumber(r.Events)})
-	}
+	want = breakdown(url.Values{"dimension": {"prop:plan"}, "filter": {"event_name:is:signup"}, "limit": {"10"}})
 	if got := table("#prop-breakdown"); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("signup by plan = %v; want %v (from the API)", got, want)
 	}

@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/aluminiapp/pipeline/lib/chromiumtest"
 	"github.com/aluminiapp/pipeline/reporter/internal/dashboard"
 	"github.com/aluminiapp/pipeline/reporter/internal/query"
 )
@@ -113,10 +113,6 @@ func jsonNumber(f float64) string {
 // in headless Chromium on shop's March 2026 in UTC and returns the tab.
 func dashboardBrowser(t *testing.T, e *env) context.Context {
 	t.Helper()
-	const chromium = "/usr/bin/chromium"
-	if _, err := os.Stat(chromium); err != nil {
-		t.Fatalf("%s is missing (apt-get install chromium): %v", chromium, err)
-	}
 	dash := dashboard.Handler()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/api/") {
@@ -127,19 +123,7 @@ func dashboardBrowser(t *testing.T, e *env) context.Context {
 	}))
 	t.Cleanup(srv.Close)
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:0:0],
-		chromedp.ExecPath(chromium), chromedp.Flag("headless", true), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.NoFirstRun, chromedp.WindowSize(1280, 1400),
-		chromedp.UserDataDir(t.TempDir()))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
-	t.Cleanup(func() {
-		cancelTimeout()
-		cancel()
-		cancelAlloc()
-	})
+	ctx := chromiumtest.Start(t, chromedp.WindowSize(1280, 1400))
 	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/?from=2026-03-01&to=2026-03-31&tz=UTC")); err != nil {
 		t.Fatalf("opening the dashboard: %v", err)
 	}
