@@ -799,9 +799,9 @@ func acceptableContentType(ct []byte) bool {
 
 var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// readBody returns the request body, decompressed when it is gzipped, and
+// readBody returns the request body, decompressed when it is gzip or deflate, and
 // a heldBody to release once the body is no longer used. It accounts the
-// bytes in flight and refuses with 503 once the bound is reached. A gzip
+// bytes in flight and refuses with 503 once the bound is reached. A compressed
 // body reserves the whole decompressed limit up front: its size is unknown
 // until it has been read, and the bound must hold before that.
 func (h *Handler) readBody(ctx *fasthttp.RequestCtx) ([]byte, heldBody, error) {

@@ -88,27 +88,26 @@ const writeKeyHeader = "X-Write-Key"
 // Authorization header is not Basic.
 func headerWriteKey(ctx *fasthttp.RequestCtx) string {
 	if auth := ctx.Request.Header.Peek("Authorization"); len(auth) > 0 {
-		user, ok := basicUser(auth)
-		if ok {
+		if user, err := basicUser(auth); err == nil {
 			return user
 		}
 	}
 	return strings.TrimSpace(string(ctx.Request.Header.Peek(writeKeyHeader)))
 }
 
-// basicUser is the user name of HTTP Basic credentials; ok is false when
-// auth is not well-formed Basic.
-func basicUser(auth []byte) (user string, ok bool) {
+// basicUser is the user name of HTTP Basic credentials, or a refusal
+// saying what is wrong with them.
+func basicUser(auth []byte) (string, error) {
 	const prefix = "basic "
 	if len(auth) < len(prefix) || !strings.EqualFold(string(auth[:len(prefix)]), prefix) {
-		return "", false
+		return "", refuse(fasthttp.StatusUnauthorized, "unknown_client", "Authorization must be HTTP Basic with the write key as user name")
 	}
 	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(auth[len(prefix):])))
 	if err != nil {
-		return "", false
+		return "", refuse(fasthttp.StatusUnauthorized, "unknown_client", "Authorization: malformed Basic credentials")
 	}
-	user, _, _ = strings.Cut(string(raw), ":")
-	return user, true
+	user, _, _ := strings.Cut(string(raw), ":")
+	return user, nil
 }
 
 // writeSegmentError answers a refused Segment-spec request as Segment's

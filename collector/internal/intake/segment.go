@@ -82,9 +82,9 @@ type segmentBatch struct {
 func (h *Handler) segmentAuth(ctx *fasthttp.RequestCtx, bodyKey string) (*registry.Client, bool, error) {
 	key := bodyKey
 	if auth := ctx.Request.Header.Peek("Authorization"); len(auth) > 0 {
-		user, ok := basicUser(auth)
-		if !ok {
-			return nil, false, refuse(fasthttp.StatusUnauthorized, "unknown_client", "Authorization must be HTTP Basic with the write key as user name")
+		user, err := basicUser(auth)
+		if err != nil {
+			return nil, false, err
 		}
 		key = user
 	} else if k := ctx.Request.Header.Peek(writeKeyHeader); len(k) > 0 {

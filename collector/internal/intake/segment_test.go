@@ -132,6 +132,7 @@ func TestSegmentRefusals(t *testing.T) {
 	}{
 		{"no write key", "/v1/track", track, nil, 401, `{"success":false,"error":"write key required: send it as the HTTP Basic user name"}`},
 		{"unknown write key", "/v1/track", track, basic("wk_nobody"), 401, `{"success":false,"error":"unknown write key"}`},
+		{"malformed basic auth", "/v1/track", track, map[string]string{"Authorization": "Basic !!"}, 401, `{"success":false,"error":"Authorization: malformed Basic credentials"}`},
 		{"bearer auth", "/v1/track", track, map[string]string{"Authorization": "Bearer x"}, 401, `{"success":false,"error":"Authorization must be HTTP Basic with the write key as user name"}`},
 		{"track without event", "/v1/track", []byte(`{"userId":"u1"}`), basic("wk_shop"), 400, `{"success":false,"error":"event is required for a track call"}`},
 		{"no user", "/v1/track", []byte(`{"event":"E"}`), basic("wk_shop"), 400, `{"success":false,"error":"userId or anonymousId is required"}`},
