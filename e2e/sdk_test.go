@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -65,16 +68,17 @@ func requireSDKs(t *testing.T) string {
 // TestOfficialSDKs sends events through Segment's and RudderStack's
 // official SDKs, unmodified, from Node and from headless Chromium, to the
 // built collector, and finds every message id each SDK made in ClickHouse
-// exactly once.
+// exactly once. Each SDK's first request meets a 503, as while Kafka is
+// down, and must be retried.
 func TestOfficialSDKs(t *testing.T) {
 	node := requireSDKs(t)
 	s := newStack(t, "alm_e2e_sdk_key_0123456789abcdef")
-	collector := "http://" + s.ports["collector"]
 
 	var runs []sdkRun
 	// 600 messages of ~800 bytes fill the Node SDKs' batches to their byte
 	// limits (480 KB, 450 KB), past 500 messages.
 	for _, sdk := range []string{"analytics-node", "rudder-sdk-node"} {
+		collector := unavailableFirst(t, s.ports["collector"])
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 		out, err := exec.CommandContext(ctx, node, filepath.Join(sdkDir, "send.js"), sdk, collector, "wk_sdk", "600").Output()
 		cancel()
@@ -94,12 +98,12 @@ func TestOfficialSDKs(t *testing.T) {
 		runs = append(runs, run)
 	}
 	const browserCalls = 20
-	browser := analyticsNext(t, collector, browserCalls)
+	browser := analyticsNext(t, unavailableFirst(t, s.ports["collector"]), browserCalls)
 	runs = append(runs, browser.run()) // its ids; the answers are checked below
 
 	total := 0
 	for _, r := range runs {
-		total += len(r.IDs)
+		total += len(distinct(r.IDs))
 	}
 	got := s.waitForEventIDs("sdk", total, 60*time.Second)
 	sent := map[string]bool{}
@@ -133,19 +137,56 @@ func TestOfficialSDKs(t *testing.T) {
 	}
 }
 
+func distinct(ids []string) []string { return slices.Compact(slices.Sorted(slices.Values(ids))) }
+
 // checkRun fails the test unless the SDK made n distinct message ids, had
-// no errors and was answered 200 every time.
+// no errors, and was answered 200 every time but once (the 503 of
+// unavailableFirst, which it retried).
 func checkRun(t *testing.T, r sdkRun, n int) {
 	t.Helper()
-	distinct := slices.Compact(slices.Sorted(slices.Values(r.IDs)))
-	if len(distinct) != n || len(r.Errors) > 0 || len(r.Answers) == 0 {
-		t.Errorf("%s: %d distinct message ids; want %d, no errors and answers", r, len(distinct), n)
+	if d := distinct(r.IDs); len(d) != n || len(r.Errors) > 0 || len(r.Answers) < 2 {
+		t.Errorf("%s: %d distinct message ids; want %d, no errors, a 503 and a retry", r, len(d), n)
+		return
 	}
+	unavailable := 0
 	for _, a := range r.Answers {
-		if a.Status != http.StatusOK {
+		switch a.Status {
+		case http.StatusOK:
+		case http.StatusServiceUnavailable:
+			unavailable++
+		default:
 			t.Errorf("%s: the collector answered %d %s; want 200", r, a.Status, a.Body)
 		}
 	}
+	if unavailable != 1 {
+		t.Errorf("%s: %d answers were 503; want exactly the one the test made", r, unavailable)
+	}
+}
+
+// unavailableFirst is a proxy to the collector at addr that answers the
+// first POST itself with the collector's 503 (as while Kafka is down,
+// with Retry-After and, for browsers, CORS headers) and passes on
+// everything else. It returns the proxy's URL.
+func unavailableFirst(t *testing.T, addr string) string {
+	t.Helper()
+	target := &url.URL{Scheme: "http", Host: addr}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var failed atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && failed.CompareAndSwap(false, true) {
+			if o := r.Header.Get("Origin"); o != "" {
+				w.Header().Set("Access-Control-Allow-Origin", o)
+			}
+			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprint(w, `{"success":false,"error":"the events could not be stored right now; retry with the same event_id"}`)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
 }
 
 // waitForEventIDs polls ClickHouse until the client has n distinct event

@@ -197,3 +197,18 @@ type stoppedClock struct{ t time.Time }
 
 func (c stoppedClock) Now() time.Time                         { return c.t }
 func (c stoppedClock) NewTicker(d time.Duration) *time.Ticker { return time.NewTicker(d) }
+
+// TestSegmentPreflightAllowsSDKHeaders: analytics.js sends Authorization,
+// and X-Retry-Count on a retry; a preflight that refused either would
+// lose the request in the browser.
+func TestSegmentPreflightAllowsSDKHeaders(t *testing.T) {
+	f := start(t)
+	r := send(t, "OPTIONS", f.url+"/v1/t", nil, map[string]string{"Origin": "https://shop.example",
+		"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type,x-retry-count"})
+	allowed := strings.ToLower(r.header.Get("Access-Control-Allow-Headers"))
+	for _, h := range []string{"authorization", "content-type", "x-retry-count", "x-write-key"} {
+		if r.status != 204 || !strings.Contains(allowed, h) {
+			t.Errorf("preflight of /v1/t = %d, Access-Control-Allow-Headers %q; want 204 allowing %s", r.status, allowed, h)
+		}
+	}
+}
