@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-
 	"github.com/aluminiapp/pipeline/lib/chtest"
 	"github.com/aluminiapp/pipeline/lib/kafkatest"
 	"github.com/aluminiapp/pipeline/lib/registry"
@@ -34,7 +32,6 @@ type stack struct {
 	ports    map[string]string // service -> public address
 	admin    map[string]string // service -> admin address
 	procs    map[string]*exec.Cmd
-	ch       driver.Conn // the stack's ClickHouse database
 }
 
 func freeAddr(t *testing.T) string {
@@ -73,7 +70,7 @@ func buildBinaries(t *testing.T) string {
 
 func newStack(t *testing.T, apiKey string) *stack {
 	t.Helper()
-	database, ch := chtest.Database(t)
+	database, _ := chtest.Database(t)
 	_, broker := kafkatest.Start(t)
 	dir := t.TempDir()
 	clients := fmt.Sprintf(`clients:
@@ -84,8 +81,6 @@ func newStack(t *testing.T, apiKey string) *stack {
     respect_dnt: true
   - id: other
     api_key_hashes: [%q]
-  - id: sdk
-    write_keys: [wk_sdk]
 `, registry.HashAPIKey(apiKey), registry.HashAPIKey(apiKey+"-other"))
 	if err := os.WriteFile(filepath.Join(dir, "clients.yaml"), []byte(clients), 0o600); err != nil {
 		t.Fatal(err)
@@ -104,7 +99,6 @@ func newStack(t *testing.T, apiKey string) *stack {
 		ports: map[string]string{"collector": freeAddr(t), "reporter": freeAddr(t)},
 		admin: map[string]string{},
 		procs: map[string]*exec.Cmd{},
-		ch:    ch,
 	}
 	for _, name := range services {
 		s.admin[name] = freeAddr(t)

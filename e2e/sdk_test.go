@@ -18,10 +18,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/aluminiapp/pipeline/lib/chromiumtest"
+	"github.com/aluminiapp/pipeline/lib/chtest"
 )
 
 // sdkDir holds the official SDKs, pinned in package-lock.json and
@@ -80,7 +82,7 @@ func TestOfficialSDKs(t *testing.T) {
 	for _, sdk := range []string{"analytics-node", "rudder-sdk-node"} {
 		collector := unavailableFirst(t, s.ports["collector"])
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-		out, err := exec.CommandContext(ctx, node, filepath.Join(sdkDir, "send.js"), sdk, collector, "wk_sdk", "600").Output()
+		out, err := exec.CommandContext(ctx, node, filepath.Join(sdkDir, "send.js"), sdk, collector, "wk_shop", "600").Output()
 		cancel()
 		var run sdkRun
 		if jerr := json.Unmarshal(out, &run); err != nil || jerr != nil {
@@ -105,7 +107,7 @@ func TestOfficialSDKs(t *testing.T) {
 	for _, r := range runs {
 		total += len(distinct(r.IDs))
 	}
-	got := s.waitForEventIDs("sdk", total, 60*time.Second)
+	got := waitForEventIDs(t, s, "shop", total, 60*time.Second)
 	sent := map[string]bool{}
 	for _, r := range runs {
 		var wrong []string
@@ -189,27 +191,42 @@ func unavailableFirst(t *testing.T, addr string) string {
 	return srv.URL
 }
 
-// waitForEventIDs polls ClickHouse until the client has n distinct event
-// ids (or the time is up) and returns the rows per id.
-func (s *stack) waitForEventIDs(client string, n int, within time.Duration) map[string]int {
-	s.t.Helper()
+// waitForEventIDs polls the stack's ClickHouse database until the client
+// has n distinct event ids (or the time is up) and returns the rows per id.
+func waitForEventIDs(t *testing.T, s *stack, client string, n int, within time.Duration) map[string]int {
+	t.Helper()
+	var database string
+	for _, kv := range s.env {
+		if v, ok := strings.CutPrefix(kv, "ALUMINI_CLICKHOUSE_DATABASE="); ok {
+			database = v
+		}
+	}
+	ch, err := clickhouse.Open(&clickhouse.Options{Addr: []string{chtest.Addr()}, Auth: clickhouse.Auth{Database: database}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := ch.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
 	deadline := time.Now().Add(within)
 	for {
-		rows, err := s.ch.Query(context.Background(), "SELECT event_id, count() FROM events WHERE client_id = ? GROUP BY event_id", client)
+		rows, err := ch.Query(context.Background(), "SELECT event_id, count() FROM events WHERE client_id = ? GROUP BY event_id", client)
 		if err != nil {
-			s.t.Fatal(err)
+			t.Fatal(err)
 		}
 		got := map[string]int{}
 		for rows.Next() {
 			var id string
 			var c uint64
 			if err := rows.Scan(&id, &c); err != nil {
-				s.t.Fatal(err)
+				t.Fatal(err)
 			}
 			got[id] = int(c)
 		}
 		if err := rows.Err(); err != nil {
-			s.t.Fatal(err)
+			t.Fatal(err)
 		}
 		if len(got) >= n || time.Now().After(deadline) {
 			return got
@@ -255,10 +272,15 @@ func analyticsNext(t *testing.T, collector string, count int) *browserRun {
 		http.ServeFile(w, r, filepath.Join(sdkDir, "analytics-next.html"))
 	}))
 	t.Cleanup(site.Close)
+	// The page is served as shop's own site, http://shop.example:<port>,
+	// so the collector's check of shop's domains and CORS with
+	// credentials are part of the test.
+	page := strings.Replace(site.URL, "127.0.0.1", "shop.example", 1)
 
 	// The browser stays open until the test ends: the batching instance
 	// sends its last batch after sendAll resolved.
-	ctx := chromiumtest.Start(t)
+	ctx := chromiumtest.Start(t, chromedp.Flag("host-resolver-rules", "MAP shop.example 127.0.0.1"),
+		chromedp.Flag("disable-features", "HttpsUpgrades"))
 
 	b := &browserRun{r: sdkRun{SDK: "analytics-next"}}
 	// Listen needs the tab: the first Navigate makes it.
@@ -272,7 +294,7 @@ func analyticsNext(t *testing.T, collector string, count int) *browserRun {
 		case *network.EventRequestWillBeSent:
 			// Everything must stay on the test page and the collector: no
 			// settings or code from Segment's CDN.
-			if u := ev.Request.URL; !strings.HasPrefix(u, site.URL) && !strings.HasPrefix(u, collector) && !strings.HasPrefix(u, "data:") {
+			if u := ev.Request.URL; !strings.HasPrefix(u, page) && !strings.HasPrefix(u, collector) && !strings.HasPrefix(u, "data:") {
 				b.outside = append(b.outside, u)
 			}
 		case *network.EventResponseReceived:
@@ -288,10 +310,10 @@ func analyticsNext(t *testing.T, collector string, count int) *browserRun {
 		t.Fatal(err)
 	}
 	host := strings.TrimPrefix(collector, "http://")
-	if err := chromedp.Do(ctx, chromedp.Navigate(site.URL+"/")); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Navigate(page+"/")); err != nil {
 		t.Fatalf("analytics-next test page: %v", err)
 	}
-	out, err := chromedp.Run(ctx, chromedp.Evaluate[sendAllResult](fmt.Sprintf(`sendAll(%q, "wk_sdk", %d)`, host, count), chromedp.EvalAwaitPromise))
+	out, err := chromedp.Run(ctx, chromedp.Evaluate[sendAllResult](fmt.Sprintf(`sendAll(%q, "wk_shop", %d)`, host, count), chromedp.EvalAwaitPromise))
 	if err != nil {
 		t.Fatalf("analytics-next in chromium: %v", err)
 	}
