@@ -182,7 +182,7 @@ func unavailableFirst(t *testing.T, addr string) string {
 			w.Header().Set("Retry-After", "1")
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprint(w, `{"success":false,"error":"the events could not be stored right now; retry with the same event_id"}`)
+			fmt.Fprint(w, `{"error":"the events could not be stored right now; retry with the same event_id"}`)
 			return
 		}
 		proxy.ServeHTTP(w, r)

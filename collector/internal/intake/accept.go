@@ -112,10 +112,6 @@ func (h *Handler) serveIntake(ctx *fasthttp.RequestCtx, ep endpoint) {
 		}
 		h.dropCount(r.reason).Add(float64(max(1, r.events)))
 		h.logRefusal(ctx, ep.label(), r)
-		if ep.segment() {
-			writeSegmentError(ctx, r.status, r.msg)
-			return
-		}
 		writeError(ctx, r.status, r.msg)
 	}
 }

@@ -109,14 +109,3 @@ func basicUser(auth []byte) (string, error) {
 	user, _, _ := strings.Cut(string(raw), ":")
 	return user, nil
 }
-
-// writeSegmentError answers a refused Segment-spec request as Segment's
-// API does, {"success":false,...}, with the collector's usual "error"
-// message beside it. SDKs decide on retrying by the status alone: 429 and
-// 5xx are retried, other 4xx are not.
-func writeSegmentError(ctx *fasthttp.RequestCtx, status int, msg string) {
-	ctx.SetStatusCode(status)
-	ctx.SetContentType("application/json")
-	body := append([]byte(`{"success":false,"error":`), appendJSONString(nil, msg)...)
-	ctx.SetBody(append(body, '}'))
-}

@@ -59,12 +59,11 @@ type segmentCtx struct {
 }
 
 // segmentBatchMessages is the most messages a Segment batch may hold
-// when -max-batch-events is lower. Segment's API limits a batch by size
-// only (500 KB, 32 KB a message), and the SDKs fill batches up to that
-// size when told to send large ones (analytics-node: 480 KB; RudderStack's
-// Node SDK: 450 KB; analytics.js batching: 500 KB). Their smallest
-// messages are about 300 bytes, so 500 KB holds fewer than 1,700; a batch
-// the SDK could make must not meet a 400 it will never retry.
+// when -max-batch-events is lower: Segment's own limit (2,500 events and
+// 500 KB a batch). The SDKs fill batches up to their byte limits when told
+// to send large ones (analytics-node: 480 KB; RudderStack's Node SDK:
+// 450 KB; analytics.js batching: 500 KB), about 1,600 messages of 300
+// bytes; a batch Segment takes must not meet a 400 the SDK never retries.
 const segmentBatchMessages = 2500
 
 type segmentBatch struct {

@@ -212,3 +212,12 @@ func TestSegmentPreflightAllowsSDKHeaders(t *testing.T) {
 		}
 	}
 }
+
+// TestSegmentMalformedBasic: a malformed Basic header says so.
+func TestSegmentMalformedBasic(t *testing.T) {
+	f := start(t)
+	r := send(t, "POST", f.url+"/v1/track", []byte(`{"userId":"u1","event":"E"}`), map[string]string{"Authorization": "Basic !!"})
+	if want := `{"error":"Authorization: malformed Basic credentials"}`; r.status != 401 || r.body != want {
+		t.Errorf("malformed Basic header = %d %s; want 401 %s", r.status, r.body, want)
+	}
+}

@@ -130,16 +130,15 @@ func TestSegmentRefusals(t *testing.T) {
 		status     int
 		message    string
 	}{
-		{"no write key", "/v1/track", track, nil, 401, `{"success":false,"error":"write key required: send it as the HTTP Basic user name"}`},
-		{"unknown write key", "/v1/track", track, basic("wk_nobody"), 401, `{"success":false,"error":"unknown write key"}`},
-		{"malformed basic auth", "/v1/track", track, map[string]string{"Authorization": "Basic !!"}, 401, `{"success":false,"error":"Authorization: malformed Basic credentials"}`},
-		{"bearer auth", "/v1/track", track, map[string]string{"Authorization": "Bearer x"}, 401, `{"success":false,"error":"Authorization must be HTTP Basic with the write key as user name"}`},
-		{"track without event", "/v1/track", []byte(`{"userId":"u1"}`), basic("wk_shop"), 400, `{"success":false,"error":"event is required for a track call"}`},
-		{"no user", "/v1/track", []byte(`{"event":"E"}`), basic("wk_shop"), 400, `{"success":false,"error":"userId or anonymousId is required"}`},
-		{"identify anonymous", "/v1/identify", []byte(`{"anonymousId":"a1"}`), basic("wk_shop"), 400, `{"success":false,"error":"userId is required for an identify call"}`},
+		{"no write key", "/v1/track", track, nil, 401, `{"error":"write key required: send it as the HTTP Basic user name"}`},
+		{"unknown write key", "/v1/track", track, basic("wk_nobody"), 401, `{"error":"unknown write key"}`},
+		{"bearer auth", "/v1/track", track, map[string]string{"Authorization": "Bearer x"}, 401, `{"error":"Authorization must be HTTP Basic with the write key as user name"}`},
+		{"track without event", "/v1/track", []byte(`{"userId":"u1"}`), basic("wk_shop"), 400, `{"error":"event is required for a track call"}`},
+		{"no user", "/v1/track", []byte(`{"event":"E"}`), basic("wk_shop"), 400, `{"error":"userId or anonymousId is required"}`},
+		{"identify anonymous", "/v1/identify", []byte(`{"anonymousId":"a1"}`), basic("wk_shop"), 400, `{"error":"userId is required for an identify call"}`},
 		{"documented 2012 timestamp", "/v1/page", mustRead(t, "page.json"), basic("wk_shop"), 400, `behind the server's clock`},
-		{"batch names the message", "/v1/batch", []byte(`{"batch":[{"type":"track","userId":"u","event":"E"},{"type":"track","userId":"u"}]}`), basic("wk_shop"), 400, `{"success":false,"error":"message 1: event is required for a track call"}`},
-		{"long user agent", "/v1/track", []byte(`{"userId":"u","event":"E","context":{"userAgent":"` + strings.Repeat("u", 3000) + `"}}`), basic("wk_shop"), 400, `{"success":false,"error":"context.userAgent is 3000 bytes long; the limit is 2048"}`},
+		{"batch names the message", "/v1/batch", []byte(`{"batch":[{"type":"track","userId":"u","event":"E"},{"type":"track","userId":"u"}]}`), basic("wk_shop"), 400, `{"error":"message 1: event is required for a track call"}`},
+		{"long user agent", "/v1/track", []byte(`{"userId":"u","event":"E","context":{"userAgent":"` + strings.Repeat("u", 3000) + `"}}`), basic("wk_shop"), 400, `{"error":"context.userAgent is 3000 bytes long; the limit is 2048"}`},
 	} {
 		r := send(t, "POST", f.url+tc.path, tc.body, tc.headers)
 		if r.status != tc.status || !strings.Contains(r.body, tc.message) {
