@@ -46,3 +46,9 @@ if [ ! -d "$sqlcheck/node_modules/chdb" ]; then
   # optional platform builds; npm install keeps to the locked versions.
   npm install --prefix "$sqlcheck" --no-audit --no-fund --loglevel=error >/dev/null
 fi
+
+sdks="$(dirname "$0")/../e2e/sdk"
+if [ ! -d "$sdks/node_modules/@segment/analytics-next" ] || [ ! -d "$sdks/node_modules/@rudderstack/rudder-sdk-node" ] || [ ! -d "$sdks/node_modules/@segment/analytics-node" ]; then
+  echo "deps: installing the official Segment-spec SDKs the e2e test sends through" >&2
+  npm ci --prefix "$sdks" --no-audit --no-fund --loglevel=error >/dev/null
+fi

@@ -21,7 +21,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/klauspost/compress/gzip"
 	"github.com/segmentio/kafka-go"
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
@@ -43,12 +42,14 @@ const (
 	epSegScreen
 	epSegIdentify
 	epSegBatch
+	// epSegOther is Segment's group and alias calls: answered, not stored.
+	epSegOther
 )
 
 func (e endpoint) segment() bool { return e >= epSegTrack }
 
 func (e endpoint) label() string {
-	return [...]string{"event", "batch", "pixel", "segment_track", "segment_page", "segment_screen", "segment_identify", "segment_batch"}[e]
+	return [...]string{"event", "batch", "pixel", "segment_track", "segment_page", "segment_screen", "segment_identify", "segment_batch", "segment_other"}[e]
 }
 
 // pending is one decoded and validated hit on its way to Kafka.
@@ -81,6 +82,9 @@ type refusal struct {
 	retryAfter time.Duration
 	// events is how many events the refusal drops, when known (1 if not).
 	events int
+	// client is the id of the client the request was for, when known:
+	// the refusal's log line names it.
+	client string
 }
 
 func (r *refusal) Error() string { return r.msg }
@@ -109,6 +113,7 @@ func (h *Handler) serveIntake(ctx *fasthttp.RequestCtx, ep endpoint) {
 			ctx.Response.Header.Set("WWW-Authenticate", `Basic realm="alumini", charset="UTF-8"`)
 		}
 		h.dropCount(r.reason).Add(float64(max(1, r.events)))
+		h.logRefusal(ctx, ep.label(), r)
 		writeError(ctx, r.status, r.msg)
 	}
 }
@@ -156,7 +161,10 @@ func (h *Handler) intake(ctx *fasthttp.RequestCtx, ep endpoint) error {
 		}
 		items = []*pending{p}
 	} else {
-		if !acceptableContentType(ctx.Request.Header.ContentType()) {
+		// Segment SDKs label their JSON as they please (RudderStack's Node
+		// SDK: application/x-www-form-urlencoded), and Segment's API reads
+		// it whatever the label; a body that is not JSON is a 400 there.
+		if !ep.segment() && !acceptableContentType(ctx.Request.Header.ContentType()) {
 			return refuse(fasthttp.StatusUnsupportedMediaType, "invalid", "Content-Type must be application/json (or text/plain, as navigator.sendBeacon sends)")
 		}
 		body, held, err := h.readBody(ctx)
@@ -292,7 +300,9 @@ func (d *nativeHits) add(i int, ev *eventJSON) error {
 	b := d.b
 	sl := &b.slots[len(b.items)]
 	if err := ev.fillRawHit(&sl.hit, &sl.consent, d.received, false); err != nil {
-		return refuse(fasthttp.StatusBadRequest, "invalid", "%s%v", d.prefix(i), err)
+		r := refuse(fasthttp.StatusBadRequest, "invalid", "%s%v", d.prefix(i), err)
+		r.client = client.ID
+		return r
 	}
 	sl.p = pending{client: client, hit: &sl.hit, props: ev.props}
 	b.items = append(b.items, &sl.p)
@@ -534,9 +544,12 @@ next:
 		if c.RateLimitBurst > 0 {
 			burst = max(c.RateLimitBurst, h.cfg.MaxBatchEvents)
 		}
-		if ok, wait := h.clientRL.Allow(c.ID, perSecond, burst, n, now); !ok {
+		// A Segment batch may hold more events than the burst (see
+		// segmentBatchMessages): it takes the whole bucket, so it passes
+		// once the bucket is full rather than never.
+		if ok, wait := h.clientRL.Allow(c.ID, perSecond, burst, min(n, burst), now); !ok {
 			r := refuse(fasthttp.StatusTooManyRequests, "rate_limited", "too many events for client %s; retry after %s", c.ID, roundUp(wait))
-			r.retryAfter, r.events = wait, len(items)
+			r.retryAfter, r.events, r.client = wait, len(items), c.ID
 			return r
 		}
 	}
@@ -804,14 +817,11 @@ func acceptableContentType(ct []byte) bool {
 	return mt == "application/json" || mt == "text/plain" || mt == "application/x-ndjson"
 }
 
-var (
-	gzipReaders sync.Pool // *gzip.Reader
-	bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-)
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// readBody returns the request body, decompressed when it is gzipped, and
+// readBody returns the request body, decompressed when it is gzip or deflate, and
 // a heldBody to release once the body is no longer used. It accounts the
-// bytes in flight and refuses with 503 once the bound is reached. A gzip
+// bytes in flight and refuses with 503 once the bound is reached. A compressed
 // body reserves the whole decompressed limit up front: its size is unknown
 // until it has been read, and the bound must hold before that.
 func (h *Handler) readBody(ctx *fasthttp.RequestCtx) ([]byte, heldBody, error) {
@@ -820,10 +830,10 @@ func (h *Handler) readBody(ctx *fasthttp.RequestCtx) ([]byte, heldBody, error) {
 	reserve := int64(len(raw))
 	switch enc {
 	case "", "identity":
-	case "gzip", "x-gzip":
+	case "gzip", "x-gzip", "deflate":
 		reserve += int64(h.cfg.MaxBodyBytes)
 	default:
-		return nil, heldBody{}, refuse(fasthttp.StatusUnsupportedMediaType, "invalid", "Content-Encoding %q is not supported; send gzip or none", truncate(enc))
+		return nil, heldBody{}, refuse(fasthttp.StatusUnsupportedMediaType, "invalid", "Content-Encoding %q is not supported; send gzip, deflate or none", truncate(enc))
 	}
 	if h.inflight.Add(reserve) > h.cfg.MaxInflightBytes {
 		h.inflight.Add(-reserve)
@@ -835,16 +845,10 @@ func (h *Handler) readBody(ctx *fasthttp.RequestCtx) ([]byte, heldBody, error) {
 	if enc == "" || enc == "identity" {
 		return raw, held, nil
 	}
-	zr, _ := gzipReaders.Get().(*gzip.Reader)
-	var err error
-	if zr == nil {
-		zr, err = gzip.NewReader(bytes.NewReader(raw))
-	} else {
-		err = zr.Reset(bytes.NewReader(raw))
-	}
+	zr, done, err := decompressor(enc, raw)
 	if err != nil {
 		held.release()
-		return nil, heldBody{}, refuse(fasthttp.StatusBadRequest, "invalid", "malformed gzip body: %v", err)
+		return nil, heldBody{}, refuse(fasthttp.StatusBadRequest, "invalid", "malformed %s body: %v", enc, err)
 	}
 	buf := bodyBuffers.Get().(*bytes.Buffer)
 	buf.Reset()
@@ -852,11 +856,11 @@ func (h *Handler) readBody(ctx *fasthttp.RequestCtx) ([]byte, heldBody, error) {
 	// Read at most one byte past the limit: enough to know it was passed,
 	// so a gzip bomb costs MaxBodyBytes of memory and no more.
 	_, err = io.Copy(buf, io.LimitReader(zr, int64(h.cfg.MaxBodyBytes)+1))
-	gzipReaders.Put(zr)
+	done()
 	switch {
 	case err != nil:
 		held.release()
-		return nil, heldBody{}, refuse(fasthttp.StatusBadRequest, "invalid", "malformed gzip body: %v", err)
+		return nil, heldBody{}, refuse(fasthttp.StatusBadRequest, "invalid", "malformed %s body: %v", enc, err)
 	case buf.Len() > h.cfg.MaxBodyBytes:
 		held.release()
 		return nil, heldBody{}, refuse(fasthttp.StatusRequestEntityTooLarge, "too_large", "decompressed request body is larger than %d bytes", h.cfg.MaxBodyBytes)

@@ -78,7 +78,7 @@ func TestBatchIsAllOrNothing(t *testing.T) {
 		{"empty", []byte(`[]`), nil, 400, `{"error":"empty batch: send a JSON array or newline-delimited JSON objects"}`},
 		{"gzip bomb", bomb, map[string]string{"Content-Encoding": "gzip"}, 413, `{"error":"decompressed request body is larger than 4096 bytes"}`},
 		{"not gzip", []byte("plain"), map[string]string{"Content-Encoding": "gzip"}, 400, `malformed gzip body`},
-		{"unknown encoding", []byte("[]"), map[string]string{"Content-Encoding": "br"}, 415, `{"error":"Content-Encoding \"br\" is not supported; send gzip or none"}`},
+		{"unknown encoding", []byte("[]"), map[string]string{"Content-Encoding": "br"}, 415, `{"error":"Content-Encoding \"br\" is not supported; send gzip, deflate or none"}`},
 		{"compressed body too large", bytes.Repeat([]byte("x"), 5000), nil, 413, `{"error":"request body is larger than the collector accepts"}`},
 		{"wrong content type", []byte(`[]`), map[string]string{"Content-Type": "multipart/form-data"}, 415, `{"error":"Content-Type must be application/json (or text/plain, as navigator.sendBeacon sends)"}`},
 	} {

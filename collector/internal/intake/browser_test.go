@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,41 +16,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/valyala/fasthttp"
 
+	"github.com/aluminiapp/pipeline/lib/chromiumtest"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
 )
-
-const chromiumPath = "/usr/bin/chromium"
-
-// browser starts headless Chromium for one test; every tab it opens shares
-// one cookie jar.
-func browser(t *testing.T) context.Context {
-	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is missing (apt-get install chromium): %v", chromiumPath, err)
-		}
-		t.Skipf("%s is missing (apt-get install chromium)", chromiumPath)
-	}
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Flag("headless", true),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.NoFirstRun,
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	ctx, cancel := chromedp.NewContext(alloc)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
-	t.Cleanup(func() {
-		cancelTimeout()
-		cancel()
-		cancelAlloc()
-	})
-	return ctx
-}
 
 // sitePage serves a client's page that loads t.js from the collector.
 func sitePage(t *testing.T, collectorURL string) string {
@@ -99,7 +66,7 @@ func TestTrackerInHeadlessChromium(t *testing.T) {
 	// The first page view meets a 503 and must be retried with its id.
 	collector, seen := failingFirst(t, f.handler, 1)
 	site := sitePage(t, collector)
-	ctx := browser(t)
+	ctx := chromiumtest.Start(t)
 	if err := chromedp.Do(ctx,
 		chromedp.Navigate(site+"/"),
 		chromedp.Evaluate[chromedp.Void](`history.pushState({}, '', '/pricing')`),
@@ -163,7 +130,7 @@ func TestTrackerHonoursOptOutAndGPCInTheBrowser(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := start(t)
 			site := sitePage(t, f.url)
-			ctx := browser(t)
+			ctx := chromiumtest.Start(t)
 			if err := tc.setup(ctx, f.url); err != nil {
 				t.Fatal(err)
 			}

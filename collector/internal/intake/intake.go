@@ -116,6 +116,8 @@ type Handler struct {
 	droppedBy    map[string]prometheus.Counter
 	batchSize    prometheus.Histogram
 	inflightGage prometheus.GaugeFunc
+	// refusals logs refused requests, a few a second per reason.
+	refusals *zap.Logger
 }
 
 // New returns a Handler whose metrics are registered on cfg.Metrics.
@@ -167,6 +169,7 @@ func New(cfg Config) *Handler {
 		clientRL: ratelimit.New(100_000),
 		ipRL:     ratelimit.New(1_000_000),
 		excluded: exclusion.NewCache(cfg.Clients),
+		refusals: refusalLog(cfg.Log),
 		script:   newScriptAsset(cfg.Script),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alumini_collector_requests_total",
@@ -218,7 +221,7 @@ func New(cfg Config) *Handler {
 // Endpoint labels of alumini_collector_requests_total; route returns an
 // index into this list.
 var endpointLabels = [...]string{"event", "batch", "segment_track", "segment_page", "segment_screen", "segment_identify", "segment_batch",
-	"pixel", "script", "optout", "optin", "healthz", "readyz", "other", "unreadable"}
+	"pixel", "script", "optout", "optin", "healthz", "readyz", "other", "unreadable", "segment_other"}
 
 const (
 	labelEvent = iota
@@ -236,6 +239,7 @@ const (
 	labelReadyz
 	labelOther
 	labelUnreadable
+	labelSegOther
 )
 
 // dropReasons are the reasons of alumini_collector_events_dropped_total
@@ -287,21 +291,24 @@ func (h *Handler) route(ctx *fasthttp.RequestCtx) int {
 	case p.Batch:
 		h.serveIntake(ctx, epBatch)
 		return labelBatch
-	case "/v1/track":
+	case "/v1/track", "/v1/t": // analytics.js posts to the short paths
 		h.serveIntake(ctx, epSegTrack)
 		return labelSegTrack
-	case "/v1/page":
+	case "/v1/page", "/v1/p":
 		h.serveIntake(ctx, epSegPage)
 		return labelSegPage
-	case "/v1/screen":
+	case "/v1/screen", "/v1/s":
 		h.serveIntake(ctx, epSegScreen)
 		return labelSegScreen
-	case "/v1/identify":
+	case "/v1/identify", "/v1/i":
 		h.serveIntake(ctx, epSegIdentify)
 		return labelSegIdentify
-	case "/v1/batch":
+	case "/v1/batch", "/v1/b", "/v1/import":
 		h.serveIntake(ctx, epSegBatch)
 		return labelSegBatch
+	case "/v1/group", "/v1/g", "/v1/alias", "/v1/a":
+		h.serveIntake(ctx, epSegOther)
+		return labelSegOther
 	case p.Pixel:
 		h.serveIntake(ctx, epPixel)
 		return labelPixel
@@ -339,6 +346,7 @@ func (h *Handler) ServeError(ctx *fasthttp.RequestCtx, err error) {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		status, msg = fasthttp.StatusRequestEntityTooLarge, "request body is larger than the collector accepts"
 		h.dropCount("too_large").Inc()
+		h.logRefusal(ctx, endpointLabels[labelUnreadable], refuse(status, "too_large", "%s", msg))
 	case isTimeout(err):
 		status, msg = fasthttp.StatusRequestTimeout, "request was not received in time"
 	default:

@@ -167,7 +167,9 @@ func (h *Handler) checkOrigin(ctx *fasthttp.RequestCtx, items []*pending) error 
 	credentials := true
 	for _, it := range items {
 		if !originAllowed(it.client, host) {
-			return refuse(fasthttp.StatusForbidden, "forbidden_origin", "origin %q is not one of the sites of client %s", truncate(string(origin)), it.client.ID)
+			r := refuse(fasthttp.StatusForbidden, "forbidden_origin", "origin %q is not one of the sites of client %s", truncate(string(origin)), it.client.ID)
+			r.client = it.client.ID
+			return r
 		}
 		if len(it.client.Domains) == 0 {
 			credentials = false
@@ -225,7 +227,9 @@ func (h *Handler) preflight(ctx *fasthttp.RequestCtx, ep endpoint) {
 	setCORS(ctx, origin, credentials)
 	hd := &ctx.Response.Header
 	hd.Set("Access-Control-Allow-Methods", method+", OPTIONS")
-	hd.Set("Access-Control-Allow-Headers", "Content-Type, Content-Encoding, Authorization")
+	// X-Write-Key is a Segment write key; X-Retry-Count marks an
+	// analytics.js retry, whose preflight must pass for the retry to.
+	hd.Set("Access-Control-Allow-Headers", "Content-Type, Content-Encoding, Authorization, X-Write-Key, X-Retry-Count")
 	hd.Set("Access-Control-Max-Age", "600")
 	ctx.SetStatusCode(fasthttp.StatusNoContent)
 }

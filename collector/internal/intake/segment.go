@@ -2,7 +2,6 @@ package intake
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/netip"
@@ -29,7 +28,10 @@ type segmentMsg struct {
 	Properties  map[string]any `json:"properties"`
 	Context     *segmentCtx    `json:"context"`
 	Timestamp   string         `json:"timestamp"`
-	SentAt      string         `json:"sentAt"`
+	// OriginalTimestamp is RudderStack's name for the sender's clock
+	// reading, sent instead of timestamp.
+	OriginalTimestamp string `json:"originalTimestamp"`
+	SentAt            string `json:"sentAt"`
 	// WriteKey in the body is how analytics.js in browsers authenticates
 	// (it sends text/plain without an Authorization header).
 	WriteKey string `json:"writeKey"`
@@ -58,6 +60,14 @@ type segmentCtx struct {
 	GPC bool `json:"gpc"`
 }
 
+// segmentBatchMessages is the most messages a Segment batch may hold
+// when -max-batch-events is lower: Segment's own limit (2,500 events and
+// 500 KB a batch). The SDKs fill batches up to their byte limits when told
+// to send large ones (analytics-node: 480 KB; RudderStack's Node SDK:
+// 450 KB; analytics.js batching: 500 KB), about 1,600 messages of 300
+// bytes; a batch Segment takes must not meet a 400 the SDK never retries.
+const segmentBatchMessages = 2500
+
 type segmentBatch struct {
 	Batch    []json.RawMessage `json:"batch"`
 	Context  *segmentCtx       `json:"context"`
@@ -67,20 +77,19 @@ type segmentBatch struct {
 
 // segmentAuth finds the client of a Segment request from HTTP Basic auth
 // (the write key is the user name, the password is empty), falling back to
-// the body's writeKey. A secret server key from the client registry marks
-// the send as server-side, and only such sends may set the visitor's IP.
+// the X-Write-Key header and then to the body's writeKey. A secret server
+// key from the client registry marks the send as server-side, and only
+// such sends may set the visitor's IP.
 func (h *Handler) segmentAuth(ctx *fasthttp.RequestCtx, bodyKey string) (*registry.Client, bool, error) {
 	key := bodyKey
 	if auth := ctx.Request.Header.Peek("Authorization"); len(auth) > 0 {
-		const prefix = "basic "
-		if len(auth) < len(prefix) || !strings.EqualFold(string(auth[:len(prefix)]), prefix) {
-			return nil, false, refuse(fasthttp.StatusUnauthorized, "unknown_client", "Authorization must be HTTP Basic with the write key as user name")
-		}
-		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(auth[len(prefix):])))
+		user, err := basicUser(auth)
 		if err != nil {
-			return nil, false, refuse(fasthttp.StatusUnauthorized, "unknown_client", "Authorization: malformed Basic credentials")
+			return nil, false, err
 		}
-		key, _, _ = strings.Cut(string(raw), ":")
+		key = user
+	} else if k := ctx.Request.Header.Peek(writeKeyHeader); len(k) > 0 {
+		key = strings.TrimSpace(string(k))
 	}
 	if key == "" {
 		return nil, false, refuse(fasthttp.StatusUnauthorized, "unknown_client", "write key required: send it as the HTTP Basic user name")
@@ -112,8 +121,8 @@ func (h *Handler) decodeSegment(ctx *fasthttp.RequestCtx, ep endpoint, body []by
 		if len(b.Batch) == 0 {
 			return nil, invalid("batch is empty: send {\"batch\": [...]}")
 		}
-		if len(b.Batch) > h.cfg.MaxBatchEvents {
-			return nil, invalid("batch holds %d messages; the limit is %d", len(b.Batch), h.cfg.MaxBatchEvents)
+		if limit := max(h.cfg.MaxBatchEvents, segmentBatchMessages); len(b.Batch) > limit {
+			return nil, invalid("batch holds %d messages; the limit is %d", len(b.Batch), limit)
 		}
 		raws, shared, bodyKey, batchSentAt = b.Batch, b.Context, b.WriteKey, b.SentAt
 	} else {
@@ -153,9 +162,11 @@ func (h *Handler) decodeSegment(ctx *fasthttp.RequestCtx, ep endpoint, body []by
 		it, err := segmentToPending(m, client, serverSide, received)
 		if err != nil {
 			if ep == epSegBatch {
-				return nil, invalid("message %d: %v", i, err)
+				err = invalid("message %d: %v", i, err)
 			}
-			return nil, err
+			r := refuse(fasthttp.StatusBadRequest, "invalid", "%v", err)
+			r.client = client.ID
+			return nil, r
 		}
 		items[i] = it
 	}
@@ -255,6 +266,9 @@ func segmentToPending(m *segmentMsg, client *registry.Client, serverSide bool, r
 	}
 	// Segment corrects the sender's clock by the gap between sentAt and
 	// the arrival: timestamp + (received - sentAt).
+	if m.Timestamp == "" {
+		m.Timestamp = m.OriginalTimestamp
+	}
 	if m.Timestamp != "" {
 		ts, err := time.Parse(time.RFC3339Nano, m.Timestamp)
 		if err != nil {

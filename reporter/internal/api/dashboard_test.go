@@ -5,14 +5,13 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/aluminiapp/pipeline/lib/chromiumtest"
 	"github.com/aluminiapp/pipeline/reporter/internal/dashboard"
 	"github.com/aluminiapp/pipeline/reporter/internal/query"
 )
@@ -23,37 +22,10 @@ import (
 // saves a screenshot to $ALUMINI_ARTIFACTS_DIR (default: the system temp
 // directory) as reporter-dashboard.jpg.
 func TestDashboardInChromium(t *testing.T) {
-	const chromium = "/usr/bin/chromium"
-	if _, err := os.Stat(chromium); err != nil {
-		t.Fatalf("%s is missing (apt-get install chromium): %v", chromium, err)
-	}
 	var store *query.Store
 	e := newEnv(t, func(c *Config) { store = c.Store })
-	dash := dashboard.Handler()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/api/") {
-			e.h.ServeHTTP(w, r)
-			return
-		}
-		dash.ServeHTTP(w, r)
-	}))
-	defer srv.Close()
-
-	opts := append(chromedp.DefaultExecAllocatorOptions[:0:0],
-		chromedp.ExecPath(chromium), chromedp.Flag("headless", true), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.NoFirstRun, chromedp.WindowSize(1280, 1400),
-		chromedp.UserDataDir(t.TempDir()))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
-	defer cancelTimeout()
-
-	page := srv.URL + "/?from=2026-03-01&to=2026-03-31&tz=UTC"
+	ctx := dashboardBrowser(t, e)
 	err := chromedp.Do(ctx,
-		chromedp.Navigate(page),
 		chromedp.WaitVisible(chromedp.ID("apikey")),
 		chromedp.SendKeys(chromedp.ID("apikey"), shopKey),
 		chromedp.Click(chromedp.CSS(`#login-form button[type=submit]`)),
@@ -78,10 +50,7 @@ func TestDashboardInChromium(t *testing.T) {
 	visitors, pageviews, bounce := text("#visitors"), text("#pageviews"), text("#bounce_rate")
 	firstPage := text("#top-page tbody tr:first-child td:first-child")
 	firstPageVisitors := text("#top-page tbody tr:first-child td:nth-child(2)")
-	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
-	if err != nil {
-		t.Fatalf("screenshot: %v", err)
-	}
+	screenshot(t, ctx, "reporter-dashboard.jpg")
 	// The same numbers from the API.
 	_, _, body := request{target: AggregatePath + "?from=2026-03-01&to=2026-03-31&tz=UTC", auth: "Bearer " + shopKey}.do(t, e.h)
 	var agg struct {
@@ -133,19 +102,30 @@ func TestDashboardInChromium(t *testing.T) {
 	if err != nil {
 		t.Errorf("waiting for the sampling note: %v (it says %q)", err, text("#sampled"))
 	}
-
-	dir := os.Getenv("ALUMINI_ARTIFACTS_DIR")
-	if dir == "" {
-		dir = os.TempDir()
-	}
-	path := filepath.Join(dir, "reporter-dashboard.jpg")
-	if err := os.WriteFile(path, shot, 0o644); err != nil {
-		t.Fatalf("saving the screenshot: %v", err)
-	}
-	t.Logf("dashboard screenshot: %s", path)
 }
 
 func jsonNumber(f float64) string {
 	b, _ := json.Marshal(f)
 	return string(b)
+}
+
+// dashboardBrowser serves the dashboard and e's API on one origin, opens it
+// in headless Chromium on shop's March 2026 in UTC and returns the tab.
+func dashboardBrowser(t *testing.T, e *env) context.Context {
+	t.Helper()
+	dash := dashboard.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			e.h.ServeHTTP(w, r)
+			return
+		}
+		dash.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+
+	ctx := chromiumtest.Start(t, chromedp.WindowSize(1280, 1400))
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/?from=2026-03-01&to=2026-03-31&tz=UTC")); err != nil {
+		t.Fatalf("opening the dashboard: %v", err)
+	}
+	return ctx
 }

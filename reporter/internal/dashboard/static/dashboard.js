@@ -1,5 +1,6 @@
 // Alumini dashboard: reads the API with the API key kept in sessionStorage
-// (gone when the tab closes), draws headline numbers, a chart and top lists.
+// (gone when the tab closes), draws headline numbers, a chart, top lists,
+// custom events with their goals and properties, and a funnel.
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
@@ -9,7 +10,12 @@
     ["utm_campaign", "Campaigns"], ["browser", "Browsers"], ["os", "Operating systems"],
     ["device", "Devices"], ["country", "Countries"],
   ];
-  const state = { filters: [], timer: null, chart: null };
+  // event is the custom event chosen in the events panel, prop the property
+  // its values are broken down by, funnel the steps last drawn.
+  const state = { filters: [], timer: null, chart: null, event: "", prop: "", funnel: null };
+  // GOALS is how many of the top custom events the goals panel shows, each
+  // one aggregate request: a refresh stays within the API's rate burst.
+  const GOALS = 5;
   const params = new URLSearchParams(location.search);
   // Without ?tz= the API answers in the client's own time zone (the
   // registry's time_zone), which the chart then uses too.
@@ -115,10 +121,11 @@
     renderFilters();
     const q = rangeQuery();
     try {
-      const [agg, ts, rt, ...tables] = await Promise.all([
+      const [agg, ts, rt, events, ...tables] = await Promise.all([
         api("/api/v1/stats/aggregate", q.concat([["compare", "previous_period"]])),
         api("/api/v1/stats/timeseries", q),
         api("/api/v1/stats/realtime", []),
+        api("/api/v1/stats/breakdown", q.concat([["dimension", "event_name"], ["limit", "10"]])),
         ...TABLES.map(([d]) => api("/api/v1/stats/breakdown", q.concat([["dimension", d], ["limit", "10"]]))),
       ]);
       $("client").textContent = "Site: " + agg.client_id;
@@ -128,12 +135,109 @@
       $("realtime").textContent = rt.results.current_visitors + " current visitors";
       const box = $("tables"); box.textContent = "";
       TABLES.forEach(([d, title], i) => box.appendChild(renderTable(d, title, tables[i].results.rows)));
+      renderEvents(events.results.rows);
+      await Promise.all([renderGoals(q, events.results.rows), renderProps(), renderFunnel()]);
       document.body.dataset.loaded = String(Date.now());
     } catch (e) {
       if (e.status === 401) { logout(e.message); return; }
       $("error").textContent = e.message;
     }
   }
+
+  // rowsInto replaces a table's body with rows of cells; a cell is text, or
+  // [text, onclick] for a button that filters.
+  function rowsInto(table, rows, empty) {
+    const body = table.tBodies[0]; body.textContent = "";
+    if (!rows.length) { const c = body.insertRow().insertCell(); c.colSpan = table.tHead.rows[0].cells.length; c.textContent = empty; }
+    for (const cells of rows) {
+      const tr = body.insertRow();
+      cells.forEach((cell, i) => {
+        const td = tr.insertCell();
+        if (i > 0) td.className = "num";
+        if (!Array.isArray(cell)) { td.textContent = cell; return; }
+        const b = document.createElement("button"); b.type = "button";
+        b.textContent = cell[0]; b.title = cell[2]; b.addEventListener("click", cell[1]);
+        td.appendChild(b);
+      });
+    }
+    return body;
+  }
+  const num = (v) => Number(v).toLocaleString("en-US");
+
+  // chooseEvent filters the report to one custom event and makes it the
+  // event whose properties the properties panel breaks down.
+  function chooseEvent(name) {
+    state.event = name;
+    if (!state.filters.some((f) => f.dim === "event_name" && f.value === name)) state.filters.push({ dim: "event_name", value: name });
+    refresh();
+  }
+
+  function renderEvents(rows) {
+    const body = rowsInto($("top-events"), rows.map((r) => [[r.value, () => chooseEvent(r.value), "Filter by this event"], num(r.visitors), num(r.events)]), "No custom events");
+    [...body.rows].forEach((tr, i) => tr.classList.toggle("chosen", rows[i] !== undefined && rows[i].value === state.event));
+  }
+
+  // A goal is a custom event: its conversions are the visitors who sent
+  // it, its rate their share of all visitors (the API's goal=).
+  async function renderGoals(q, events) {
+    const names = events.slice(0, GOALS).map((r) => r.value);
+    const aggs = await Promise.all(names.map((n) => api("/api/v1/stats/aggregate", q.concat([["goal", n]]))));
+    rowsInto($("goals"), names.map((n, i) => [[n, () => chooseEvent(n), "Filter by this goal"],
+      num(aggs[i].results.conversions), aggs[i].results.conversion_rate + "%"]), "No goals: send custom events");
+  }
+
+  async function renderProps() {
+    $("chosen-event").textContent = state.event || "an event";
+    $("prop-hint").hidden = state.event !== "";
+    if (!state.event || !state.prop) { rowsInto($("prop-breakdown"), [], state.event ? "Name a property" : "No event chosen"); return; }
+    const q = rangeQuery();
+    if (!state.filters.some((f) => f.dim === "event_name" && f.value === state.event)) q.push(["filter", "event_name:is:" + state.event]);
+    const dim = "prop:" + state.prop;
+    const res = await api("/api/v1/stats/breakdown", q.concat([["dimension", dim], ["limit", "10"]]));
+    rowsInto($("prop-breakdown"), res.results.rows.map((r) => [[r.value === "" ? "(none)" : r.value,
+      () => { state.filters.push({ dim, value: r.value }); refresh(); }, "Filter by this value"], num(r.visitors), num(r.events)]),
+    "No " + state.event + " event has " + state.prop);
+  }
+
+  async function renderFunnel() {
+    const box = $("funnel"); box.textContent = "";
+    if (!state.funnel) return;
+    // Event and property filters keep only the rows of one event, which
+    // would leave a funnel's page steps empty; its steps name the events.
+    const q = rangeQuery().filter(([k, v]) => !(k === "filter" && (v.startsWith("event_name:") || v.startsWith("prop:"))))
+      .concat(state.funnel.steps.map((st) => ["step", st]), [["window", state.funnel.window]]);
+    const res = await api("/api/v1/stats/funnel", q);
+    res.results.steps.forEach((st, i) => {
+      const li = document.createElement("li");
+      li.dataset.visitors = st.visitors; li.dataset.rate = st.conversion_rate;
+      const name = document.createElement("span"); name.className = "step";
+      name.textContent = (i + 1) + ". " + st.kind + ": " + st.value; name.title = name.textContent;
+      const track = document.createElement("div"); track.className = "track";
+      const bar = document.createElement("div"); bar.className = "bar";
+      bar.style.width = Math.min(100, st.conversion_rate) + "%";
+      track.appendChild(bar);
+      const figs = document.createElement("span"); figs.className = "figures";
+      figs.textContent = num(st.visitors) + " visitors · " + st.conversion_rate + "%" +
+        (i > 0 ? " · −" + num(st.drop_off) + " (" + st.drop_off_rate + "%)" : "");
+      li.append(name, track, figs);
+      box.appendChild(li);
+    });
+  }
+
+  // onSubmit runs a panel's form without reloading the page, showing the
+  // API's error (a bad funnel step) where the report shows errors.
+  function onSubmit(form, fn) {
+    $(form).addEventListener("submit", async (ev) => {
+      ev.preventDefault(); $("error").textContent = "";
+      try { await fn(); document.body.dataset.loaded = String(Date.now()); } catch (e) { $("error").textContent = e.message; }
+    });
+  }
+  onSubmit("prop-form", () => { state.prop = $("prop-key").value.trim(); return renderProps(); });
+  onSubmit("funnel-form", () => {
+    const steps = $("funnel-steps").value.split(",").map((x) => x.trim()).filter(Boolean);
+    state.funnel = { steps, window: $("funnel-window").value };
+    return renderFunnel();
+  });
 
   function schedule() {
     clearInterval(state.timer);
