@@ -218,7 +218,7 @@ func New(cfg Config) *Handler {
 // Endpoint labels of alumini_collector_requests_total; route returns an
 // index into this list.
 var endpointLabels = [...]string{"event", "batch", "segment_track", "segment_page", "segment_screen", "segment_identify", "segment_batch",
-	"pixel", "script", "optout", "optin", "healthz", "readyz", "other", "unreadable"}
+	"pixel", "script", "optout", "optin", "healthz", "readyz", "other", "unreadable", "umami"}
 
 const (
 	labelEvent = iota
@@ -236,6 +236,7 @@ const (
 	labelReadyz
 	labelOther
 	labelUnreadable
+	labelUmami
 )
 
 // dropReasons are the reasons of alumini_collector_events_dropped_total
@@ -302,6 +303,9 @@ func (h *Handler) route(ctx *fasthttp.RequestCtx) int {
 	case "/v1/batch":
 		h.serveIntake(ctx, epSegBatch)
 		return labelSegBatch
+	case "/api/send":
+		h.serveIntake(ctx, epUmami)
+		return labelUmami
 	case p.Pixel:
 		h.serveIntake(ctx, epPixel)
 		return labelPixel

@@ -225,7 +225,12 @@ func (h *Handler) preflight(ctx *fasthttp.RequestCtx, ep endpoint) {
 	setCORS(ctx, origin, credentials)
 	hd := &ctx.Response.Header
 	hd.Set("Access-Control-Allow-Methods", method+", OPTIONS")
-	hd.Set("Access-Control-Allow-Headers", "Content-Type, Content-Encoding, Authorization")
+	if ep == epUmami {
+		// Umami's script sends back the cache token of its last answer.
+		hd.Set("Access-Control-Allow-Headers", "Content-Type, Content-Encoding, Authorization, X-Umami-Cache")
+	} else {
+		hd.Set("Access-Control-Allow-Headers", "Content-Type, Content-Encoding, Authorization")
+	}
 	hd.Set("Access-Control-Max-Age", "600")
 	ctx.SetStatusCode(fasthttp.StatusNoContent)
 }
