@@ -46,3 +46,10 @@ if [ ! -d "$sqlcheck/node_modules/chdb" ]; then
   # optional platform builds; npm install keeps to the locked versions.
   npm install --prefix "$sqlcheck" --no-audit --no-fund --loglevel=error >/dev/null
 fi
+
+compat="$(dirname "$0")/../e2e/compat"
+if [ ! -d "$compat/node_modules/@plausible-analytics/tracker" ] || [ ! -f "$compat/node_modules/umami-tracker/index.js" ]; then
+  echo "deps: npm ci in e2e/compat: Plausible's and Umami's trackers for the compatibility test (under 1 MB)" >&2
+  npm ci --prefix "$compat" --no-audit --no-fund --loglevel=error >/dev/null
+  "$compat/fetch-umami-tracker.sh"
+fi

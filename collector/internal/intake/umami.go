@@ -75,6 +75,13 @@ func (h *Handler) decodeUmami(body []byte, received time.Time) ([]*pending, erro
 	if err != nil {
 		return nil, err
 	}
+	if strings.HasPrefix(ev.Referrer, "/") && ev.URL != "" {
+		// The script's referrer after a client-side navigation is the
+		// previous path: a page of the same site.
+		if u, err := url.Parse(ev.URL); err == nil {
+			ev.Referrer = u.Scheme + "://" + u.Host + ev.Referrer
+		}
+	}
 	if p.Name != "" {
 		ev.Type, ev.Name = "custom", p.Name
 		ev.Properties = flattenData(p.Data)
