@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -297,6 +298,30 @@ for (const send of [
 	// Plausible's numbers through the reporter as through ClickHouse: the
 	// custom event and two page views of one visitor.
 	s.waitForCounts(compatKeys, 2, 1, 3, 15*time.Second)
+	// And through Plausible's Stats API, the site named by its domain.
+	req, err := http.NewRequest(http.MethodPost, "http://"+s.ports["reporter"]+"/api/v2/query", strings.NewReader(
+		`{"site_id": "plausible.example", "metrics": ["visitors", "pageviews", "events"], "date_range": "7d", "dimensions": ["event:name"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+compatKeys)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var answer struct {
+		Results []struct {
+			Metrics    []int    `json:"metrics"`
+			Dimensions []string `json:"dimensions"`
+		} `json:"results"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /api/v2/query = %d, %v", resp.StatusCode, err)
+	}
+	if len(answer.Results) != 1 || answer.Results[0].Dimensions[0] != "Signup" || fmt.Sprint(answer.Results[0].Metrics) != "[1 0 1]" {
+		t.Errorf("Stats API v2 by event name = %+v; want Signup with 1 visitor, 0 page views, 1 event", answer.Results)
+	}
 }
 
 // The pages are ready once their tracker is.

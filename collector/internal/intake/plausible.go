@@ -68,14 +68,9 @@ func isPlausible(body []byte) bool {
 // unsupported_type: Alumini keeps no such measure, and a custom event per
 // page view would double the events counted.
 func (h *Handler) decodePlausible(body []byte, received time.Time) ([]*pending, error) {
-	if err := duplicateNames(body); err != nil {
-		return nil, err
-	}
 	var pe plausibleEvent
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := dec.Decode(&pe); err != nil {
-		return nil, invalid("malformed JSON: %v", err)
+	if err := decodeJSON(body, &pe); err != nil {
+		return nil, err
 	}
 	client, err := h.plausibleClient(firstNonEmpty(pe.D, pe.Domain))
 	if err != nil {
@@ -141,6 +136,20 @@ func (h *Handler) plausibleClient(domains string) (*registry.Client, error) {
 	return nil, refuse(fasthttp.StatusBadRequest, "unknown_client", "no client lists the domain %q in its domains", truncate(domains))
 }
 
+// decodeJSON decodes a compatibility payload: a name twice in one object
+// is refused (see duplicateNames), numbers stay as sent.
+func decodeJSON(body []byte, v any) error {
+	if err := duplicateNames(body); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return invalid("malformed JSON: %v", err)
+	}
+	return nil
+}
+
 func firstRaw(raws ...json.RawMessage) json.RawMessage {
 	for _, r := range raws {
 		if len(r) > 0 && string(r) != "null" {
@@ -161,16 +170,11 @@ func plausibleProps(raw json.RawMessage) (map[string]any, error) {
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return nil, invalid("malformed JSON: p: %v", err)
 		}
-		if err := duplicateNames([]byte(s)); err != nil {
-			return nil, err
-		}
 		raw = json.RawMessage(s)
 	}
 	var props map[string]any
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	if err := dec.Decode(&props); err != nil {
-		return nil, invalid("p (the custom properties): want an object of strings, numbers and booleans")
+	if err := decodeJSON(raw, &props); err != nil {
+		return nil, invalid("p (the custom properties): want an object of strings, numbers and booleans: %v", err)
 	}
 	return props, nil
 }

@@ -1,7 +1,6 @@
 package intake
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/url"
 	"strconv"
@@ -40,14 +39,9 @@ type umamiPayload struct {
 // describe a person, which Alumini does not collect by accident (as
 // Segment's traits).
 func (h *Handler) decodeUmami(body []byte, received time.Time) ([]*pending, error) {
-	if err := duplicateNames(body); err != nil {
-		return nil, err
-	}
 	var s umamiSend
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := dec.Decode(&s); err != nil {
-		return nil, invalid("malformed JSON: %v", err)
+	if err := decodeJSON(body, &s); err != nil {
+		return nil, err
 	}
 	if s.Payload == nil {
 		return nil, invalid(`payload is required: send {"type": "event", "payload": {"website": ...}}`)
