@@ -174,13 +174,16 @@ func (h *Handler) intake(ctx *fasthttp.RequestCtx, ep endpoint) error {
 			items, err = h.decodeSegment(ctx, ep, body, received)
 		case ep == epUmami:
 			items, err = h.decodeUmami(body, received)
-		case ep == epEvent && isPlausible(body):
-			ep = epPlausible
-			items, err = h.decodePlausible(body, received)
 		default:
 			// Room for the body's strings and one collector-made event id.
 			dec.a = newArena(len(body) + 64)
 			items, dec.slots, err = h.decodeNative(ep, body, received, dec.a)
+			// Only a body the native decoder refused may be Plausible's
+			// (see isPlausible): the native path pays nothing for it.
+			if err != nil && ep == epEvent && isPlausible(body) {
+				ep = epPlausible
+				items, err = h.decodePlausible(body, received)
+			}
 		}
 		if err != nil {
 			return err
