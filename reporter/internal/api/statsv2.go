@@ -64,14 +64,17 @@ func v2Errorf(format string, args ...any) error { return v2Error(fmt.Sprintf(for
 
 // v2Plan is a parsed query: what to run and how to shape the answer.
 type v2Plan struct {
-	q        v2Query
-	params   query.Params
-	goal     string
-	dim      string // Plausible's name; "" for none
-	breakBy  query.Dimension
-	interval query.Interval
-	limit    int
-	offset   int
+	q      v2Query
+	params query.Params
+	// unfiltered is params without the goal's filter: the visitors a
+	// conversion rate is a share of.
+	unfiltered query.Params
+	goal       string
+	dim        string // Plausible's name; "" for none
+	breakBy    query.Dimension
+	interval   query.Interval
+	limit      int
+	offset     int
 }
 
 func (h *Handler) serveStatsV2(w http.ResponseWriter, r *http.Request, c *registry.Client, s query.Scope) int {
@@ -170,6 +173,19 @@ func parseV2(q v2Query, now time.Time, loc *time.Location, maxRows int) (*v2Plan
 		return nil, err
 	}
 	plan.params.Where, plan.goal = where, goal
+	plan.unfiltered = plan.params
+	if goal != "" {
+		// Counts under a goal are of the goal's events, as Plausible's.
+		d, err := query.ParseDimension("event_name")
+		if err != nil {
+			return nil, err
+		}
+		f, err := query.NewFilter(d, query.OpIs, []string{goal})
+		if err != nil {
+			return nil, v2Errorf("Invalid goal filter: %v", err)
+		}
+		plan.params.Filters = []query.Filter{f}
+	}
 	switch len(q.Dimensions) {
 	case 0:
 	case 1:
@@ -515,16 +531,7 @@ func (h *Handler) runV2(ctx context.Context, s query.Scope, plan *v2Plan) ([]v2R
 // of the goal's events and the conversion rate is of all visitors, as
 // Plausible reports them.
 func (h *Handler) v2Totals(ctx context.Context, s query.Scope, plan *v2Plan) (map[string]float64, error) {
-	p := plan.params
-	if plan.goal != "" {
-		d, _ := query.ParseDimension("event_name") // a known name
-		f, err := query.NewFilter(d, query.OpIs, []string{plan.goal})
-		if err != nil {
-			return nil, v2Errorf("Invalid goal filter: %v", err)
-		}
-		p.Filters = append(slices.Clip(p.Filters), f)
-	}
-	m, err := h.cfg.Store.Aggregate(ctx, s, p)
+	m, err := h.cfg.Store.Aggregate(ctx, s, plan.params)
 	if err != nil {
 		return nil, err
 	}
@@ -533,8 +540,8 @@ func (h *Handler) v2Totals(ctx context.Context, s query.Scope, plan *v2Plan) (ma
 		"views_per_visit": m.ViewsPerVisit, "bounce_rate": m.BounceRate, "visit_duration": m.VisitDuration,
 	}
 	if plan.goal != "" {
-		gp := plan.params
-		gp.Goal = plan.goal
+		gp := plan.unfiltered
+		gp.Goal, gp.Sample = plan.goal, plan.params.Sample
 		g, err := h.cfg.Store.Aggregate(ctx, s, gp)
 		if err != nil {
 			return nil, err

@@ -157,6 +157,7 @@ func TestStatsV2AgainstV1(t *testing.T) {
 		{"and", `"metrics": ["visitors", "events"], "filters": [["and", [["is", "visit:country", ["DE"]], ["is", "visit:browser", ["Firefox"]]]]]`, aggregate(filter("country:is:DE", "browser:is:Firefox"))},
 		{"or", `"metrics": ["visitors", "pageviews"], "filters": [["or", [["is", "event:page", ["/"]], ["is", "event:page", ["/blog"]]]]]`, aggregate(filter(`page:in:["/","/blog"]`))},
 		{"goal", `"metrics": ["visitors", "events", "conversion_rate"], "filters": [["is", "event:goal", ["signup"]]]`, goal},
+		{"goal by source", `"metrics": ["visitors", "events"], "dimensions": ["visit:source"], "filters": [["is", "event:goal", ["signup"]]]`, breakdown("source", filter("event_name:is:signup"), nil)},
 		{"preset 7d", `"metrics": ["visitors", "pageviews"], "date_range": "7d"`, aggregate(url.Values{"period": {"7d"}})},
 		{"event:page", `"metrics": [` + counts + `], "dimensions": ["event:page"]`, breakdown("page", url.Values{}, nil)},
 		{"event:name", `"metrics": ["visitors", "events"], "dimensions": ["event:name"]`, breakdown("event_name", url.Values{}, nil)},
