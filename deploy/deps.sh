@@ -52,3 +52,10 @@ if [ ! -d "$sdks/node_modules/@segment/analytics-next" ] || [ ! -d "$sdks/node_m
   echo "deps: installing the official Segment-spec SDKs the e2e test sends through" >&2
   npm ci --prefix "$sdks" --no-audit --no-fund --loglevel=error >/dev/null
 fi
+
+compat="$(dirname "$0")/../e2e/compat"
+if [ ! -d "$compat/node_modules/@plausible-analytics/tracker" ] || [ ! -f "$compat/node_modules/umami-tracker/index.js" ]; then
+  echo "deps: npm ci in e2e/compat: Plausible's and Umami's trackers for the compatibility test (under 1 MB)" >&2
+  npm ci --prefix "$compat" --no-audit --no-fund --loglevel=error >/dev/null
+  "$compat/fetch-umami-tracker.sh"
+fi

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -167,6 +168,27 @@ func (f *File) ByServerKey(key string) (*Client, error) {
 		return nil, ErrNotFound
 	}
 	if c, ok := f.current.Load().byServerKey[HashAPIKey(key)]; ok {
+		return c, nil
+	}
+	return nil, ErrNotFound
+}
+
+// ByDomain returns the one client whose domains list domain,
+// case-insensitively.
+func (f *File) ByDomain(domain string) (*Client, error) {
+	c, ok := f.current.Load().byDomain[strings.ToLower(domain)]
+	switch {
+	case !ok:
+		return nil, ErrNotFound
+	case c == nil:
+		return nil, ErrAmbiguous
+	}
+	return c, nil
+}
+
+// ByUmamiWebsite returns the client of an Umami website id.
+func (f *File) ByUmamiWebsite(id string) (*Client, error) {
+	if c, ok := f.current.Load().byUmami[id]; ok {
 		return c, nil
 	}
 	return nil, ErrNotFound

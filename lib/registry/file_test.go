@@ -305,3 +305,44 @@ func TestWatchFollowsConfigMapSymlinkSwaps(t *testing.T) {
 		t.Errorf("Version() after two swaps = %d; want 3", v)
 	}
 }
+
+func TestByDomainAndUmamiWebsite(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "clients.yaml")
+	writeRegistry(t, path, `
+clients:
+  - id: shop
+    domains: [Shop.example, shared.example]
+    umami_website_ids: [6a1b1f0c-0b5e-4c39-a5e9-3d8ea6c5d001]
+  - id: kids
+    domains: [kids.example, shared.example]
+`)
+	reg, err := OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		domain, want string
+		err          error
+	}{
+		{"shop.example", "shop", nil}, {"SHOP.EXAMPLE", "shop", nil}, {"kids.example", "kids", nil},
+		{"shared.example", "", ErrAmbiguous}, {"other.example", "", ErrNotFound},
+	} {
+		c, err := reg.ByDomain(tc.domain)
+		if tc.err != nil {
+			if !errors.Is(err, tc.err) {
+				t.Errorf("ByDomain(%q) = %v, %v; want %v", tc.domain, c, err, tc.err)
+			}
+		} else if err != nil || c.ID != tc.want {
+			t.Errorf("ByDomain(%q) = %v, %v; want %s", tc.domain, c, err, tc.want)
+		}
+	}
+	if c, err := reg.ByUmamiWebsite("6a1b1f0c-0b5e-4c39-a5e9-3d8ea6c5d001"); err != nil || c.ID != "shop" {
+		t.Errorf("ByUmamiWebsite = %v, %v; want shop", c, err)
+	}
+	if _, err := reg.ByUmamiWebsite("unknown"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("ByUmamiWebsite(unknown) = %v; want ErrNotFound", err)
+	}
+	if _, err := Parse([]byte("clients: [{id: a, umami_website_ids: [w]}, {id: b, umami_website_ids: [w]}]")); err == nil || !strings.Contains(err.Error(), "umami website id") {
+		t.Errorf("Parse(shared umami website id) = %v; want it refused", err)
+	}
+}

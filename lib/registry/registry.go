@@ -68,6 +68,10 @@ type Client struct {
 	// visitor or session tied to a person, no user id, no place finer
 	// than the country, no custom property that is not allow-listed).
 	ChildDirected bool `yaml:"child_directed"`
+	// UmamiWebsiteIDs are the website ids of Umami's trackers whose events
+	// (POST /api/send, payload.website) are this client's: a site moving
+	// from Umami keeps its snippet and changes only the host.
+	UmamiWebsiteIDs []string `yaml:"umami_website_ids"`
 }
 
 // Exclusions are hits the client does not want collected.
@@ -92,6 +96,10 @@ const (
 // ErrNotFound is returned when no client matches an id or key.
 var ErrNotFound = errors.New("client not found")
 
+// ErrAmbiguous is returned by ByDomain for a domain more than one client
+// lists: events naming only the domain cannot be filed under either.
+var ErrAmbiguous = errors.New("more than one client lists this domain")
+
 // Registry looks clients up. The YAML file implementation is the default;
 // a database-backed one can replace it behind this interface.
 //
@@ -104,6 +112,11 @@ type Registry interface {
 	ByAPIKey(key string) (*Client, error)
 	// ByServerKey returns the client owning a secret server key.
 	ByServerKey(key string) (*Client, error)
+	// ByDomain returns the one client whose domains list a host name
+	// (Plausible's payload names its site so); ErrAmbiguous when several do.
+	ByDomain(domain string) (*Client, error)
+	// ByUmamiWebsite returns the client of an Umami website id.
+	ByUmamiWebsite(id string) (*Client, error)
 	// Version changes whenever the set of clients changes.
 	Version() uint64
 }
@@ -197,6 +210,11 @@ func (c *Client) Validate() error {
 			return fmt.Errorf("client %s: domain %q: want a bare host name such as example.com", c.ID, d)
 		}
 	}
+	for _, w := range c.UmamiWebsiteIDs {
+		if strings.TrimSpace(w) == "" || len(w) > 128 {
+			return fmt.Errorf("client %s: umami_website_ids: each must be 1-128 characters", c.ID)
+		}
+	}
 	return nil
 }
 
@@ -245,6 +263,10 @@ type index struct {
 	byWriteKey  map[string]*Client
 	byAPIHash   map[string]*Client
 	byServerKey map[string]*Client
+	// byDomain maps a lowercased domain to its client, or to nil when
+	// several clients list it.
+	byDomain map[string]*Client
+	byUmami  map[string]*Client
 }
 
 func newIndex(clients []Client) (*index, error) {
@@ -253,6 +275,8 @@ func newIndex(clients []Client) (*index, error) {
 		byWriteKey:  make(map[string]*Client),
 		byAPIHash:   make(map[string]*Client),
 		byServerKey: make(map[string]*Client),
+		byDomain:    make(map[string]*Client),
+		byUmami:     make(map[string]*Client),
 		clients:     clients,
 	}
 	for i := range clients {
@@ -290,6 +314,22 @@ func newIndex(clients []Client) (*index, error) {
 				return nil, fmt.Errorf("a server key of client %s is also a server key of client %s", c.ID, other.ID)
 			}
 			ix.byServerKey[h] = c
+		}
+		for _, w := range c.UmamiWebsiteIDs {
+			if other, dup := ix.byUmami[w]; dup {
+				return nil, fmt.Errorf("umami website id %s of client %s is also one of client %s", w, c.ID, other.ID)
+			}
+			ix.byUmami[w] = c
+		}
+		// Two clients may share a domain (a site and its child-directed
+		// section): only a lookup by domain alone is then ambiguous.
+		for _, d := range c.Domains {
+			d = strings.ToLower(d)
+			if other, dup := ix.byDomain[d]; dup && other != c {
+				ix.byDomain[d] = nil
+			} else if !dup {
+				ix.byDomain[d] = c
+			}
 		}
 	}
 	// A secret is one kind of credential only: a server key that is also

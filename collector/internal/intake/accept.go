@@ -44,12 +44,17 @@ const (
 	epSegBatch
 	// epSegOther is Segment's group and alias calls: answered, not stored.
 	epSegOther
+	// epPlausible is a Plausible event posted to the event path (see
+	// isPlausible); epUmami is Umami's /api/send.
+	epPlausible
+	epUmami
 )
 
-func (e endpoint) segment() bool { return e >= epSegTrack }
+func (e endpoint) segment() bool { return e >= epSegTrack && e <= epSegOther }
 
 func (e endpoint) label() string {
-	return [...]string{"event", "batch", "pixel", "segment_track", "segment_page", "segment_screen", "segment_identify", "segment_batch", "segment_other"}[e]
+	return [...]string{"event", "batch", "pixel", "segment_track", "segment_page", "segment_screen", "segment_identify", "segment_batch",
+		"segment_other", "plausible", "umami"}[e]
 }
 
 // pending is one decoded and validated hit on its way to Kafka.
@@ -172,12 +177,21 @@ func (h *Handler) intake(ctx *fasthttp.RequestCtx, ep endpoint) error {
 			return err
 		}
 		defer held.release()
-		if ep.segment() {
+		switch {
+		case ep.segment():
 			items, err = h.decodeSegment(ctx, ep, body, received)
-		} else {
+		case ep == epUmami:
+			items, err = h.decodeUmami(body, received)
+		default:
 			// Room for the body's strings and one collector-made event id.
 			dec.a = newArena(len(body) + 64)
 			items, dec.slots, err = h.decodeNative(ep, body, received, dec.a)
+			// Only a body the native decoder refused may be Plausible's
+			// (see isPlausible): the native path pays nothing for it.
+			if err != nil && ep == epEvent && isPlausible(body) {
+				ep = epPlausible
+				items, err = h.decodePlausible(body, received)
+			}
 		}
 		if err != nil {
 			return err
@@ -708,6 +722,10 @@ func (h *Handler) answerDropped(ctx *fasthttp.RequestCtx, ep endpoint, reason st
 		writePixel(ctx)
 	case ep.segment():
 		writeSegmentSuccess(ctx)
+	case ep == epPlausible:
+		writePlausibleOK(ctx, true)
+	case ep == epUmami:
+		writeUmamiOK(ctx)
 	default:
 		ctx.SetStatusCode(fasthttp.StatusNoContent)
 	}
@@ -720,6 +738,12 @@ func (h *Handler) answerAccepted(ctx *fasthttp.RequestCtx, ep endpoint, items []
 		return
 	case ep.segment():
 		writeSegmentSuccess(ctx)
+		return
+	case ep == epPlausible:
+		writePlausibleOK(ctx, false)
+		return
+	case ep == epUmami:
+		writeUmamiOK(ctx)
 		return
 	}
 	// Written by hand, as encoding/json would, into the response's own

@@ -221,7 +221,7 @@ func New(cfg Config) *Handler {
 // Endpoint labels of alumini_collector_requests_total; route returns an
 // index into this list.
 var endpointLabels = [...]string{"event", "batch", "segment_track", "segment_page", "segment_screen", "segment_identify", "segment_batch",
-	"pixel", "script", "optout", "optin", "healthz", "readyz", "other", "unreadable", "segment_other"}
+	"pixel", "script", "optout", "optin", "healthz", "readyz", "other", "unreadable", "segment_other", "umami"}
 
 const (
 	labelEvent = iota
@@ -240,6 +240,7 @@ const (
 	labelOther
 	labelUnreadable
 	labelSegOther
+	labelUmami
 )
 
 // dropReasons are the reasons of alumini_collector_events_dropped_total
@@ -309,6 +310,9 @@ func (h *Handler) route(ctx *fasthttp.RequestCtx) int {
 	case "/v1/group", "/v1/g", "/v1/alias", "/v1/a":
 		h.serveIntake(ctx, epSegOther)
 		return labelSegOther
+	case "/api/send":
+		h.serveIntake(ctx, epUmami)
+		return labelUmami
 	case p.Pixel:
 		h.serveIntake(ctx, epPixel)
 		return labelPixel

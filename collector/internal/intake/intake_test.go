@@ -38,6 +38,7 @@ clients:
       hostnames: [staging.shop.example]
       paths: [/admin/*]
     server_key_hashes: ["SERVER_KEY_HASH"]
+    umami_website_ids: [umami-shop]
   - id: blog
     respect_dnt: false
   - id: app
@@ -55,6 +56,8 @@ clients:
     allowed_properties: [level]
   - id: kids2
     child_directed: true
+    domains: [kids.example]
+    umami_website_ids: [umami-kids]
 `
 
 // clientsYAML is testClients with the hash of serverKey in place.

@@ -227,9 +227,14 @@ func (h *Handler) preflight(ctx *fasthttp.RequestCtx, ep endpoint) {
 	setCORS(ctx, origin, credentials)
 	hd := &ctx.Response.Header
 	hd.Set("Access-Control-Allow-Methods", method+", OPTIONS")
-	// X-Write-Key is a Segment write key; X-Retry-Count marks an
-	// analytics.js retry, whose preflight must pass for the retry to.
-	hd.Set("Access-Control-Allow-Headers", "Content-Type, Content-Encoding, Authorization, X-Write-Key, X-Retry-Count")
+	if ep == epUmami {
+		// Umami's script sends back the cache token of its last answer.
+		hd.Set("Access-Control-Allow-Headers", "Content-Type, Content-Encoding, Authorization, X-Umami-Cache")
+	} else {
+		// X-Write-Key is a Segment write key; X-Retry-Count marks an
+		// analytics.js retry, whose preflight must pass for the retry to.
+		hd.Set("Access-Control-Allow-Headers", "Content-Type, Content-Encoding, Authorization, X-Write-Key, X-Retry-Count")
+	}
 	hd.Set("Access-Control-Max-Age", "600")
 	ctx.SetStatusCode(fasthttp.StatusNoContent)
 }

@@ -158,6 +158,7 @@ func New(cfg Config) (*Handler, error) {
 		OpKeysPath:   {"operator_keys", map[string]fn{http.MethodPost: h.operator(h.serveIssueKey)}},
 		OpTrendsPath: {"operator_trends", get(h.operator(h.serveTrends))},
 		OpenAPIPath:  {"openapi", get(serveOpenAPI)},
+		StatsV2Path:  {"stats_v2", map[string]fn{http.MethodPost: h.client(h.serveStatsV2)}},
 	}
 	// The server-error series the alerts divide by exist at zero from the
 	// start, so that the first 5xx after a start is an increase.

@@ -179,6 +179,7 @@ type Settings struct {
 	AllowedProperties  *[]string          `json:"allowed_properties,omitempty"`
 	Exclude            *ExclusionSettings `json:"exclude,omitempty"`
 	ChildDirected      *bool              `json:"child_directed,omitempty"`
+	UmamiWebsiteIDs    *[]string          `json:"umami_website_ids,omitempty"`
 }
 
 // ExclusionSettings change a client's exclusion rules; nil lists stay.
@@ -209,6 +210,7 @@ func (s Settings) Apply(c *registry.Client) {
 		set(&c.Exclude.Paths, e.Paths)
 	}
 	set(&c.ChildDirected, s.ChildDirected)
+	set(&c.UmamiWebsiteIDs, s.UmamiWebsiteIDs)
 }
 
 func set[T any](dst *T, v *T) {
@@ -294,6 +296,7 @@ type View struct {
 	AllowedProperties  []string            `json:"allowed_properties"`
 	Exclude            map[string][]string `json:"exclude"`
 	ChildDirected      bool                `json:"child_directed"`
+	UmamiWebsiteIDs    []string            `json:"umami_website_ids"`
 }
 
 // ViewOf is c as operators see it.
@@ -312,7 +315,7 @@ func ViewOf(c registry.Client) View {
 		Exclude: map[string][]string{
 			"ip_ranges": nz(c.Exclude.IPRanges), "hostnames": nz(c.Exclude.Hostnames), "paths": nz(c.Exclude.Paths),
 		},
-		ChildDirected: c.ChildDirected}
+		ChildDirected: c.ChildDirected, UmamiWebsiteIDs: nz(c.UmamiWebsiteIDs)}
 }
 
 // Update changes a client's settings.

@@ -65,18 +65,19 @@ func TestEverySettingReachesTheFile(t *testing.T) {
 		"-respect-dnt", "true", "-cookie-mode", "cookieless", "-retention-days", "30", "-time-zone", "Europe/Berlin",
 		"-bots", "drop", "-keep-truncated-ip=false", "-rate-limit-per-second", "12.5", "-rate-limit-burst", "600",
 		"-server-key-hashes", hash, "-allowed-properties", "plan,size", "-exclude-ip-ranges", "192.0.2.0/24",
-		"-exclude-hostnames", "staging.news.example", "-exclude-paths", "/admin/*", "-child-directed=true"}
+		"-exclude-hostnames", "staging.news.example", "-exclude-paths", "/admin/*", "-child-directed=true",
+		"-umami-website-ids", "6a1b1f0c-0b5e-4c39-a5e9-3d8ea6c5d001"}
 	body := `{"name":"News","domains":["news.example","www.news.example"],"write_keys":["wk_news"],"respect_dnt":true,
 		"cookie_mode":"cookieless","retention_days":30,"time_zone":"Europe/Berlin","bots":"drop","keep_truncated_ip":false,
 		"rate_limit_per_second":12.5,"rate_limit_burst":600,"server_key_hashes":["` + hash + `"],
 		"allowed_properties":["plan","size"],"exclude":{"ip_ranges":["192.0.2.0/24"],"hostnames":["staging.news.example"],
-		"paths":["/admin/*"]},"child_directed":true}`
+		"paths":["/admin/*"]},"child_directed":true,"umami_website_ids":["6a1b1f0c-0b5e-4c39-a5e9-3d8ea6c5d001"]}`
 	want := registry.Client{ID: "news", Name: "News", Domains: []string{"news.example", "www.news.example"},
 		WriteKeys: []string{"wk_news"}, APIKeyHashes: []string{}, RespectDNT: true, CookieMode: "cookieless", RetentionDays: 30,
 		TimeZone: "Europe/Berlin", Bots: "drop", RateLimitPerSecond: 12.5, RateLimitBurst: 600,
 		ServerKeyHashes: []string{hash}, AllowedProperties: []string{"plan", "size"},
 		Exclude:       registry.Exclusions{IPRanges: []string{"192.0.2.0/24"}, Hostnames: []string{"staging.news.example"}, Paths: []string{"/admin/*"}},
-		ChildDirected: true}
+		ChildDirected: true, UmamiWebsiteIDs: []string{"6a1b1f0c-0b5e-4c39-a5e9-3d8ea6c5d001"}}
 
 	fromFlags := func(t *testing.T) Settings {
 		var s Settings

@@ -2,6 +2,7 @@ package query
 
 import (
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -132,6 +133,8 @@ const (
 	OpIsNot    Op = "is_not"
 	OpContains Op = "contains"
 	OpIn       Op = "in"
+	// OpMatches tests a regular expression (RE2, as ClickHouse's match).
+	OpMatches Op = "matches"
 )
 
 // maxInValues bounds the values of one "in" filter.
@@ -149,7 +152,7 @@ type Filter struct {
 // for in.
 func NewFilter(d Dimension, op Op, values []string) (Filter, error) {
 	switch op {
-	case OpIs, OpIsNot, OpContains:
+	case OpIs, OpIsNot, OpContains, OpMatches:
 		if len(values) != 1 {
 			return Filter{}, fmt.Errorf("%w: filter %s %s takes one value", ErrBadParam, d, op)
 		}
@@ -158,7 +161,14 @@ func NewFilter(d Dimension, op Op, values []string) (Filter, error) {
 			return Filter{}, fmt.Errorf("%w: filter %s in takes 1-%d values", ErrBadParam, d, maxInValues)
 		}
 	default:
-		return Filter{}, fmt.Errorf("%w: unknown filter operator %q; want is, is_not, contains or in", ErrBadParam, truncate(string(op)))
+		return Filter{}, fmt.Errorf("%w: unknown filter operator %q; want is, is_not, contains, matches or in", ErrBadParam, truncate(string(op)))
+	}
+	if op == OpMatches {
+		// ClickHouse's match is RE2, as Go's regexp: what compiles here
+		// compiles there, and a bad pattern is the caller's 400.
+		if _, err := regexp.Compile(values[0]); err != nil {
+			return Filter{}, fmt.Errorf("%w: filter %s matches: %q is not a regular expression (RE2 syntax)", ErrBadParam, d, truncate(values[0]))
+		}
 	}
 	for _, v := range values {
 		if len(v) > maxValueLen || !utf8.ValidString(v) {
@@ -183,6 +193,10 @@ func (f Filter) match(b *stmt, lhs func(*stmt)) {
 		b.sql("positionCaseInsensitiveUTF8(")
 		lhs(b)
 		b.sql(", ").bind(f.Values[0]).sql(") > 0")
+	case OpMatches:
+		b.sql("match(")
+		lhs(b)
+		b.sql(", ").bind(f.Values[0]).sql(")")
 	case OpIn:
 		lhs(b)
 		b.sql(" IN (")
@@ -243,4 +257,48 @@ func truncate(s string) string {
 		}
 	}
 	return ""
+}
+
+// Condition combines filters with and, or and not (Plausible's filter
+// language): a leaf holds one Filter, an inner node its Op ("and", "or",
+// "not") over Of (one operand for not).
+type Condition struct {
+	Filter *Filter
+	Op     string
+	Of     []Condition
+}
+
+// maxConditionDepth bounds the nesting of a condition.
+const maxConditionDepth = 8
+
+// write writes the condition, each filter as Filter.write does.
+func (c Condition) write(b *stmt, s Scope, p Params, depth int) error {
+	if depth > maxConditionDepth {
+		return fmt.Errorf("%w: filters nested deeper than %d levels", ErrBadParam, maxConditionDepth)
+	}
+	if c.Filter != nil {
+		return c.Filter.write(b, s, p)
+	}
+	switch {
+	case c.Op == "not" && len(c.Of) == 1:
+		b.sql("NOT (")
+		if err := c.Of[0].write(b, s, p, depth+1); err != nil {
+			return err
+		}
+		b.sql(")")
+		return nil
+	case (c.Op == "and" || c.Op == "or") && len(c.Of) > 0:
+		b.sql("(")
+		for i, o := range c.Of {
+			if i > 0 {
+				b.sql(" " + strings.ToUpper(c.Op) + " ")
+			}
+			if err := o.write(b, s, p, depth+1); err != nil {
+				return err
+			}
+		}
+		b.sql(")")
+		return nil
+	}
+	return fmt.Errorf("%w: a condition is a filter, not of one condition, or and/or of one or more", ErrBadParam)
 }

@@ -31,7 +31,7 @@ func builders(t *testing.T, s Scope) map[string]func() (Query, error) {
 		if err != nil {
 			t.Fatalf("ParseDimension(%q) = %v", name, err)
 		}
-		for _, op := range []Op{OpIs, OpIsNot, OpContains, OpIn} {
+		for _, op := range []Op{OpIs, OpIsNot, OpContains, OpMatches, OpIn} {
 			vals := []string{marker}
 			if op == OpIn {
 				vals = []string{marker, marker + "2"}
@@ -44,7 +44,12 @@ func builders(t *testing.T, s Scope) map[string]func() (Query, error) {
 		}
 	}
 	loc, _ := time.LoadLocation("Europe/Berlin")
-	p := Params{Range: march, Location: loc, Filters: filters, Goal: marker}
+	// The same filters once more as and/or/not (Plausible's language).
+	where := &Condition{Op: "or", Of: []Condition{
+		{Op: "not", Of: []Condition{{Filter: &filters[0]}}},
+		{Op: "and", Of: []Condition{{Filter: &filters[len(filters)-1]}, {Filter: &filters[3]}}},
+	}}
+	p := Params{Range: march, Location: loc, Filters: filters, Goal: marker, Where: where}
 	m := map[string]func() (Query, error){
 		"aggregate":        func() (Query, error) { return s.Aggregate(p) },
 		"current visitors": func() (Query, error) { return s.CurrentVisitors(march.From, march.To) },

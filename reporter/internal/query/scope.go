@@ -71,6 +71,9 @@ type Params struct {
 	Filters     []Filter
 	IncludeBots bool
 	Goal        string
+	// Where, when set, is a further condition the rows must meet, beside
+	// Filters: and/or/not of filters.
+	Where *Condition
 	// Sample, above 1, makes the aggregate, time series and breakdowns read
 	// one in Sample of the visitors (SAMPLE 1/Sample over the events
 	// table's sampling key, a hash of the visitor) and scale their counts
@@ -167,6 +170,12 @@ func (b *stmt) scopedOn(final bool, s Scope, p Params) error {
 	for _, f := range p.Filters {
 		b.sql(" AND ")
 		if err := f.write(b, s, p); err != nil {
+			return err
+		}
+	}
+	if p.Where != nil {
+		b.sql(" AND ")
+		if err := p.Where.write(b, s, p, 0); err != nil {
 			return err
 		}
 	}
