@@ -15,6 +15,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/aluminiapp/pipeline/lib/eventually"
 	"github.com/aluminiapp/pipeline/lib/registry"
 )
 
@@ -235,14 +236,13 @@ func columns(row map[string]any) []string {
 // FINAL) and returns them by client, ordered by event id.
 func waitForRows(t *testing.T, conn driver.Conn, want int) map[string][]map[string]any {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		out, n := readRows(t, conn)
-		if n >= want || time.Now().After(deadline) {
-			return out
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	var out map[string][]map[string]any
+	eventually.Within(20*time.Second, func() bool {
+		var n int
+		out, n = readRows(t, conn)
+		return n >= want
+	})
+	return out
 }
 
 func readRows(t *testing.T, conn driver.Conn) (map[string][]map[string]any, int) {

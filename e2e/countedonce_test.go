@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/aluminiapp/pipeline/lib/eventually"
 	"github.com/aluminiapp/pipeline/lib/kafkatest"
 	"github.com/aluminiapp/pipeline/lib/testclock"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
@@ -184,16 +185,14 @@ func (r *pipelineRun) setClock(at time.Time) {
 // waitStored waits until the events table holds n event ids.
 func (r *pipelineRun) waitStored(n uint64) {
 	r.t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
 	var got uint64
-	for time.Now().Before(deadline) {
+	if eventually.Within(90*time.Second, func() bool {
 		if err := r.db.QueryRow(context.Background(), "SELECT uniqExact(event_id) FROM events").Scan(&got); err != nil {
 			r.t.Fatal(err)
 		}
-		if got == n {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
+		return got == n
+	}) {
+		return
 	}
 	r.t.Fatalf("%s: %d event ids stored within 90s; want %d. Sinker log:\n%s", r.name, got, n, r.log("sinker"))
 }
@@ -202,26 +201,25 @@ func (r *pipelineRun) waitStored(n uint64) {
 func (r *pipelineRun) waitCaughtUp(group, topic string) {
 	r.t.Helper()
 	adm := r.admClient()
-	deadline := time.Now().Add(90 * time.Second)
-	for time.Now().Before(deadline) {
+	if eventually.Within(90*time.Second, func() bool {
 		ends, err := adm.ListEndOffsets(context.Background(), topic)
 		if err != nil {
 			r.t.Fatal(err)
 		}
 		committed, err := adm.FetchOffsets(context.Background(), group)
-		if err == nil {
-			behind := false
-			ends.Each(func(o kadm.ListedOffset) {
-				c, ok := committed.Lookup(topic, o.Partition)
-				if o.Offset > 0 && (!ok || c.At < o.Offset) {
-					behind = true
-				}
-			})
-			if !behind {
-				return
-			}
+		if err != nil {
+			return false
 		}
-		time.Sleep(100 * time.Millisecond)
+		behind := false
+		ends.Each(func(o kadm.ListedOffset) {
+			c, ok := committed.Lookup(topic, o.Partition)
+			if o.Offset > 0 && (!ok || c.At < o.Offset) {
+				behind = true
+			}
+		})
+		return !behind
+	}) {
+		return
 	}
 	r.t.Fatalf("%s: group %s did not catch up with %s within 90s", r.name, group, topic)
 }

@@ -4,20 +4,22 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/aluminiapp/pipeline/lib/eventually"
 )
 
 // waitCopiesDropped waits until the sinker has dropped want later copies.
 func (s *stack) waitCopiesDropped(want float64) {
 	s.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		if got := s.metric("sinker", `alumini_sinker_dropped_total{reason="copy"}`); got >= want {
-			if got > want {
-				s.t.Fatalf("sinker dropped %v copies; want %v", got, want)
-			}
-			return
+	var got float64
+	if eventually.Within(15*time.Second, func() bool {
+		got = s.metric("sinker", `alumini_sinker_dropped_total{reason="copy"}`)
+		return got >= want
+	}) {
+		if got > want {
+			s.t.Fatalf("sinker dropped %v copies; want %v", got, want)
 		}
-		time.Sleep(100 * time.Millisecond)
+		return
 	}
 	s.t.Fatalf("sinker did not drop %v copies within 15s; log:\n%s", want, s.log("sinker"))
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/aluminiapp/pipeline/lib/chromiumtest"
 	"github.com/aluminiapp/pipeline/lib/chtest"
+	"github.com/aluminiapp/pipeline/lib/eventually"
 )
 
 // sdkDir holds the official SDKs, pinned in package-lock.json and
@@ -210,13 +211,13 @@ func waitForEventIDs(t *testing.T, s *stack, client string, n int, within time.D
 			t.Error(err)
 		}
 	}()
-	deadline := time.Now().Add(within)
-	for {
+	var got map[string]int
+	eventually.Within(within, func() bool {
 		rows, err := ch.Query(context.Background(), "SELECT event_id, count() FROM events WHERE client_id = ? GROUP BY event_id", client)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := map[string]int{}
+		got = map[string]int{}
 		for rows.Next() {
 			var id string
 			var c uint64
@@ -228,11 +229,9 @@ func waitForEventIDs(t *testing.T, s *stack, client string, n int, within time.D
 		if err := rows.Err(); err != nil {
 			t.Fatal(err)
 		}
-		if len(got) >= n || time.Now().After(deadline) {
-			return got
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+		return len(got) >= n
+	})
+	return got
 }
 
 // sendAllResult is what the test page's sendAll resolves to.
