@@ -15,11 +15,11 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/aluminiapp/pipeline/lib/chromiumtest"
 	"github.com/aluminiapp/pipeline/lib/registry"
 )
 
 const (
-	chromiumPath = "/usr/bin/chromium"
 	// compatDir holds the trackers, unmodified, at the versions its
 	// package-lock.json pins (deploy/deps.sh installs them).
 	compatDir  = "compat"
@@ -32,8 +32,8 @@ const (
 // deploy/deps.sh does on a fresh machine.
 func compatTrackers(t *testing.T) {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("%s is missing (deploy/deps.sh installs it): %v", chromiumPath, err)
+	if _, err := os.Stat(chromiumtest.Path); err != nil {
+		t.Fatalf("%s is missing (deploy/deps.sh installs it): %v", chromiumtest.Path, err)
 	}
 	if _, err := os.Stat(filepath.Join(compatDir, "node_modules", "umami-tracker", "index.js")); err == nil {
 		return
@@ -63,27 +63,13 @@ func compatBrowser(t *testing.T, dnt bool) context.Context {
 			t.Fatal(err)
 		}
 	}
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Flag("headless", true),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
+	// The profile folder is set again after chromiumtest's own: the later
+	// flag wins, and this one holds the Do Not Track preference.
+	return chromiumtest.Start(t,
 		chromedp.Flag("host-resolver-rules", "MAP plausible.example 127.0.0.1, MAP umami.example 127.0.0.1"),
-		chromedp.NoFirstRun,
 		chromedp.UserAgent(desktopUA),
 		chromedp.UserDataDir(dir),
 	)
-	ctx, cancel := chromedp.NewContext(alloc)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
-	t.Cleanup(func() {
-		cancelTimeout()
-		cancel()
-		cancelAlloc()
-	})
-	return ctx
 }
 
 // compatSites serves the pages of plausible.example (Plausible's npm
