@@ -107,6 +107,7 @@ func (h *Handler) serveIntake(ctx *fasthttp.RequestCtx, ep endpoint) {
 			ctx.Response.Header.Set("WWW-Authenticate", `Basic realm="alumini", charset="UTF-8"`)
 		}
 		h.dropCount(r.reason).Add(float64(max(1, r.events)))
+		h.refusals.refused(h.now(), r.reason, r.status, ctx.Path(), r.msg)
 		writeError(ctx, r.status, r.msg)
 	}
 }
@@ -364,6 +365,13 @@ func (h *Handler) accept(ctx *fasthttp.RequestCtx, ep endpoint, ip netip.Addr, r
 		it.produce = true
 		size += partitionKeySize(hit) + rawHitSizeHint(hit, it.props)
 	}
+	// The encoded events wait for Kafka: their bytes count against the
+	// in-flight budget too.
+	produced, err := h.reserve(int64(size))
+	if err != nil {
+		return err
+	}
+	defer produced.release()
 	pb := produceBufs.Get().(*produceBuf)
 	msgs, buf := pb.msgs[:0], pb.buf[:0]
 	if cap(buf) < size {
@@ -787,32 +795,28 @@ var (
 
 // readBody returns the request body, decompressed when it is gzipped, and
 // a heldBody to release once the body is no longer used. It accounts the
-// bytes in flight and refuses with 503 once the bound is reached. A gzip
-// body reserves the whole decompressed limit up front: its size is unknown
-// until it has been read, and the bound must hold before that.
+// bytes in flight and refuses with 503 once the bound is reached (see
+// readRaw). A gzip body reserves the whole decompressed limit twice up
+// front (inflated, and decoded): its size is unknown until it has been
+// read, and the bound must hold before that.
 func (h *Handler) readBody(ctx *fasthttp.RequestCtx) ([]byte, heldBody, error) {
-	raw := ctx.PostBody()
 	enc := strings.ToLower(strings.TrimSpace(string(ctx.Request.Header.ContentEncoding())))
-	reserve := int64(len(raw))
+	var inflated int64
 	switch enc {
 	case "", "identity":
 	case "gzip", "x-gzip":
-		reserve += int64(h.cfg.MaxBodyBytes)
+		inflated = 2 * int64(h.cfg.MaxBodyBytes)
 	default:
 		return nil, heldBody{}, refuse(fasthttp.StatusUnsupportedMediaType, "invalid", "Content-Encoding %q is not supported; send gzip or none", truncate(enc))
 	}
-	if h.inflight.Add(reserve) > h.cfg.MaxInflightBytes {
-		h.inflight.Add(-reserve)
-		r := refuse(fasthttp.StatusServiceUnavailable, "overloaded", "the collector is busy; retry later with the same event_id")
-		r.retryAfter = time.Second
-		return nil, heldBody{}, r
+	raw, held, err := h.readRaw(ctx, inflated)
+	if err != nil {
+		return nil, heldBody{}, err
 	}
-	held := heldBody{h: h, reserved: reserve}
 	if enc == "" || enc == "identity" {
 		return raw, held, nil
 	}
 	zr, _ := gzipReaders.Get().(*gzip.Reader)
-	var err error
 	if zr == nil {
 		zr, err = gzip.NewReader(bytes.NewReader(raw))
 	} else {
@@ -840,18 +844,20 @@ func (h *Handler) readBody(ctx *fasthttp.RequestCtx) ([]byte, heldBody, error) {
 	return buf.Bytes(), held, nil
 }
 
-// heldBody is a request body's share of -max-inflight-bytes and, for a
-// decompressed body, its pooled buffer. A value, not a closure: releasing
-// costs no allocation.
+// heldBody is a request body's share of -max-inflight-bytes and its
+// pooled buffers: the body as read (raw) and, for a decompressed body, as
+// inflated (buf). A value, not a closure: releasing costs no allocation.
 type heldBody struct {
 	h        *Handler
 	reserved int64
-	buf      *bytes.Buffer
+	raw, buf *bytes.Buffer
 }
 
 func (b heldBody) release() {
-	if b.buf != nil && b.buf.Cap() <= 4*b.h.cfg.MaxBodyBytes {
-		bodyBuffers.Put(b.buf)
+	for _, buf := range []*bytes.Buffer{b.raw, b.buf} {
+		if buf != nil && buf.Cap() <= 4*b.h.cfg.MaxBodyBytes {
+			bodyBuffers.Put(buf)
+		}
 	}
 	b.h.inflight.Add(-b.reserved)
 }

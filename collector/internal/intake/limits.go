@@ -1,0 +1,164 @@
+package intake
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+)
+
+// refusalLog writes one log line per refused request, at most one a
+// second for each reason; the next line of a reason says how many of it
+// went unlogged meanwhile. A flood of bad requests must not become a
+// flood of log lines (disk, log shipping), and the metric counts them all.
+type refusalLog struct {
+	log   *zap.Logger
+	every time.Duration
+	slots map[string]*refusalSlot // a fixed set: dropReasons, made in New
+}
+
+type refusalSlot struct {
+	next       atomic.Int64 // unix nanoseconds before which this reason is not logged
+	suppressed atomic.Int64
+}
+
+func newRefusalLog(log *zap.Logger, reasons []string) *refusalLog {
+	l := &refusalLog{log: log, every: time.Second, slots: make(map[string]*refusalSlot, len(reasons))}
+	for _, r := range reasons {
+		l.slots[r] = new(refusalSlot)
+	}
+	return l
+}
+
+// refused logs a refused request unless its reason was logged within the
+// last second. Nothing identifying the visitor is logged: no address, no
+// header value, only what was wrong.
+func (l *refusalLog) refused(now time.Time, reason string, status int, path []byte, msg string) {
+	s := l.slots[reason]
+	if s == nil {
+		return // only the fixed reasons are logged; all are counted
+	}
+	next := s.next.Load()
+	if now.UnixNano() < next || !s.next.CompareAndSwap(next, now.Add(l.every).UnixNano()) {
+		s.suppressed.Add(1)
+		return
+	}
+	l.log.Info("request refused", zap.String("reason", reason), zap.Int("status", status),
+		zap.ByteString("path", path[:min(len(path), 128)]), zap.String("error", msg),
+		zap.Int64("unlogged_since_last", s.suppressed.Swap(0)))
+}
+
+// conflictingFraming reports whether a request has both Content-Length
+// and Transfer-Encoding. fasthttp reads such a request by its
+// Transfer-Encoding, as RFC 9112 says, but a proxy in front may have read
+// it by its Content-Length: the bytes between are another request to one
+// of them (request smuggling). Refused rather than guessed.
+func conflictingFraming(h *fasthttp.RequestHeader) bool {
+	if h.ContentLength() != -1 {
+		// Transfer-Encoding wins when both are sent, so a request with a
+		// length has none; and chunked requests are rare.
+		return false
+	}
+	for k := range h.AllInOrder() { // the headers as received
+		if bytes.EqualFold(k, []byte("Content-Length")) {
+			return true
+		}
+	}
+	return false
+}
+
+// reservation is a share of -max-inflight-bytes, given back by release.
+type reservation struct {
+	h *Handler
+	n int64
+}
+
+// reserve takes n bytes of the in-flight budget, or refuses with 503 when
+// they would pass it.
+func (h *Handler) reserve(n int64) (reservation, error) {
+	if h.inflight.Add(n) > h.cfg.MaxInflightBytes {
+		h.inflight.Add(-n)
+		r := refuse(fasthttp.StatusServiceUnavailable, "overloaded", "the collector is busy; retry later with the same event_id")
+		r.retryAfter = time.Second
+		return reservation{}, r
+	}
+	return reservation{h: h, n: n}, nil
+}
+
+func (r reservation) release() {
+	if r.h != nil {
+		r.h.inflight.Add(-r.n)
+	}
+}
+
+// readRaw reads a request body as sent (still compressed), after admitting
+// it against -max-inflight-bytes. The server streams bodies
+// (StreamRequestBody), so nothing past the first 8 KiB has been read when
+// this is called: a body over the limit or over the budget is refused
+// before it costs memory. The reservation is the body twice (as read, and
+// as decoded into the request's hits) plus decoded, the room a compressed
+// body inflates into; a body of unknown length (chunked) reserves the
+// limit.
+func (h *Handler) readRaw(ctx *fasthttp.RequestCtx, decoded int64) ([]byte, heldBody, error) {
+	limit := h.cfg.MaxBodyBytes
+	cl := ctx.Request.Header.ContentLength()
+	if cl > limit {
+		// The client is still sending what will not be read.
+		ctx.SetConnectionClose()
+		return nil, heldBody{}, refuse(fasthttp.StatusRequestEntityTooLarge, "too_large", "request body is larger than the collector accepts")
+	}
+	size := cl
+	if cl < 0 {
+		size = limit
+	}
+	res, err := h.reserve(2*int64(size) + decoded)
+	if err != nil {
+		ctx.SetConnectionClose()
+		return nil, heldBody{}, err
+	}
+	held := heldBody{h: h, reserved: res.n}
+	stream := ctx.RequestBodyStream()
+	if stream == nil {
+		// A server that read the whole body already (not NewServer's),
+		// within its MaxRequestBodySize.
+		return ctx.PostBody(), held, nil
+	}
+	buf := bodyBuffers.Get().(*bytes.Buffer)
+	buf.Reset()
+	held.raw = buf
+	if cl >= 0 {
+		buf.Grow(cl)
+		b := buf.AvailableBuffer()[:cl]
+		if _, err := io.ReadFull(stream, b); err != nil {
+			held.release()
+			return nil, heldBody{}, bodyReadError(err)
+		}
+		return b, held, nil
+	}
+	if _, err := buf.ReadFrom(io.LimitReader(stream, int64(limit)+1)); err != nil {
+		held.release()
+		return nil, heldBody{}, bodyReadError(err)
+	}
+	if buf.Len() > limit {
+		held.release()
+		ctx.SetConnectionClose()
+		return nil, heldBody{}, refuse(fasthttp.StatusRequestEntityTooLarge, "too_large", "request body is larger than the collector accepts")
+	}
+	return buf.Bytes(), held, nil
+}
+
+// bodyReadError is the answer to a body that could not be read to its end;
+// the client will most likely not read it, but the reason is counted.
+func bodyReadError(err error) error {
+	if isTimeout(err) {
+		return refuse(fasthttp.StatusRequestTimeout, "read_timeout", "request body was not received in time")
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return refuse(fasthttp.StatusBadRequest, "malformed_request", "request body ended before its Content-Length")
+	}
+	return refuse(fasthttp.StatusBadRequest, "malformed_request", "malformed request body: %v", err)
+}
