@@ -107,7 +107,6 @@ func (h *Handler) serveIntake(ctx *fasthttp.RequestCtx, ep endpoint) {
 			ctx.Response.Header.Set("WWW-Authenticate", `Basic realm="alumini", charset="UTF-8"`)
 		}
 		h.dropCount(r.reason).Add(float64(max(1, r.events)))
-		h.refusals.refused(h.now(), r.reason, r.status, ctx.Path(), r.msg)
 		writeError(ctx, r.status, r.msg)
 	}
 }
@@ -801,22 +800,23 @@ var (
 // read, and the bound must hold before that.
 func (h *Handler) readBody(ctx *fasthttp.RequestCtx) ([]byte, heldBody, error) {
 	enc := strings.ToLower(strings.TrimSpace(string(ctx.Request.Header.ContentEncoding())))
-	var inflated int64
+	var reserve int64
 	switch enc {
 	case "", "identity":
 	case "gzip", "x-gzip":
-		inflated = 2 * int64(h.cfg.MaxBodyBytes)
+		reserve += int64(h.cfg.MaxBodyBytes)
 	default:
 		return nil, heldBody{}, refuse(fasthttp.StatusUnsupportedMediaType, "invalid", "Content-Encoding %q is not supported; send gzip or none", truncate(enc))
 	}
-	raw, held, err := h.readRaw(ctx, inflated)
-	if err != nil {
-		return nil, heldBody{}, err
+	raw, held, rerr := h.readRaw(ctx, reserve)
+	if rerr != nil {
+		return nil, heldBody{}, rerr
 	}
 	if enc == "" || enc == "identity" {
 		return raw, held, nil
 	}
 	zr, _ := gzipReaders.Get().(*gzip.Reader)
+	var err error
 	if zr == nil {
 		zr, err = gzip.NewReader(bytes.NewReader(raw))
 	} else {

@@ -98,7 +98,9 @@ type Handler struct {
 	ipRL     *ratelimit.Keyed
 	excluded *exclusion.Cache
 	inflight atomic.Int64
-	refusals *refusalLog
+	// unreadable logs requests refused before the handler, a few a
+	// second per reason.
+	unreadable *zap.Logger
 	// maxHeaderBytes is the server's read buffer, the largest head it
 	// reads (set by NewServer).
 	maxHeaderBytes int
@@ -163,7 +165,6 @@ func New(cfg Config) *Handler {
 		clientRL: ratelimit.New(100_000),
 		ipRL:     ratelimit.New(1_000_000),
 		excluded: exclusion.NewCache(cfg.Clients),
-		refusals: newRefusalLog(cfg.Log, dropReasons),
 		script:   newScriptAsset(cfg.Script),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alumini_collector_requests_total",
@@ -190,6 +191,7 @@ func New(cfg Config) *Handler {
 			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000},
 		}),
 	}
+	h.unreadable = unreadableLog(cfg.Log)
 	h.inflightGage = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "alumini_collector_inflight_bytes",
 		Help: "Request bytes held by requests being handled (bounded by -max-inflight-bytes).",
@@ -347,7 +349,8 @@ func (h *Handler) ServeError(ctx *fasthttp.RequestCtx, err error) {
 	ctx.SetConnectionClose()
 	writeError(ctx, status, msg)
 	h.dropCount(reason).Inc()
-	h.refusals.refused(time.Now(), reason, status, ctx.Path(), msg)
+	// What was wrong, not the request's bytes (cookies) nor its address.
+	h.unreadable.Info("request refused: "+reason, zap.String("reason", reason), zap.Int("status", status), zap.String("error", msg))
 	h.requestCount(labelUnreadable, status).Inc()
 }
 

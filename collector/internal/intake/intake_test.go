@@ -101,7 +101,7 @@ func start(t testing.TB, opts ...func(*Config)) fixture {
 		t.Fatal(err)
 	}
 	srv := NewServer(h, ServerConfig{}) // as main.go serves it
-	go func() { _ = srv.Serve(ln) }() // returns when the listener closes at cleanup.
+	go func() { _ = srv.Serve(ln) }()   // returns when the listener closes at cleanup.
 	t.Cleanup(func() {
 		if err := srv.Shutdown(); err != nil {
 			t.Logf("shutdown: %v", err)

@@ -4,52 +4,22 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
-// refusalLog writes one log line per refused request, at most one a
-// second for each reason; the next line of a reason says how many of it
-// went unlogged meanwhile. A flood of bad requests must not become a
-// flood of log lines (disk, log shipping), and the metric counts them all.
-type refusalLog struct {
-	log   *zap.Logger
-	every time.Duration
-	slots map[string]*refusalSlot // a fixed set: dropReasons, made in New
-}
-
-type refusalSlot struct {
-	next       atomic.Int64 // unix nanoseconds before which this reason is not logged
-	suppressed atomic.Int64
-}
-
-func newRefusalLog(log *zap.Logger, reasons []string) *refusalLog {
-	l := &refusalLog{log: log, every: time.Second, slots: make(map[string]*refusalSlot, len(reasons))}
-	for _, r := range reasons {
-		l.slots[r] = new(refusalSlot)
-	}
-	return l
-}
-
-// refused logs a refused request unless its reason was logged within the
-// last second. Nothing identifying the visitor is logged: no address, no
-// header value, only what was wrong.
-func (l *refusalLog) refused(now time.Time, reason string, status int, path []byte, msg string) {
-	s := l.slots[reason]
-	if s == nil {
-		return // only the fixed reasons are logged; all are counted
-	}
-	next := s.next.Load()
-	if now.UnixNano() < next || !s.next.CompareAndSwap(next, now.Add(l.every).UnixNano()) {
-		s.suppressed.Add(1)
-		return
-	}
-	l.log.Info("request refused", zap.String("reason", reason), zap.Int("status", status),
-		zap.ByteString("path", path[:min(len(path), 128)]), zap.String("error", msg),
-		zap.Int64("unlogged_since_last", s.suppressed.Swap(0)))
+// unreadableLog is the logger of requests refused before the handler
+// (ServeError): zap's sampler keeps the first few entries of each message
+// (one per reason) in every second and drops the rest, which the metric
+// still counts. A flood of bad requests must not become a flood of log
+// lines.
+func unreadableLog(l *zap.Logger) *zap.Logger {
+	return l.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
+		return zapcore.NewSamplerWithOptions(c, time.Second, 5, 0)
+	}))
 }
 
 // conflictingFraming reports whether a request has both Content-Length
@@ -99,11 +69,11 @@ func (r reservation) release() {
 // it against -max-inflight-bytes. The server streams bodies
 // (StreamRequestBody), so nothing past the first 8 KiB has been read when
 // this is called: a body over the limit or over the budget is refused
-// before it costs memory. The reservation is the body twice (as read, and
-// as decoded into the request's hits) plus decoded, the room a compressed
-// body inflates into; a body of unknown length (chunked) reserves the
-// limit.
-func (h *Handler) readRaw(ctx *fasthttp.RequestCtx, decoded int64) ([]byte, heldBody, error) {
+// before it costs memory. What a body becomes is reserved twice: as read
+// (or inflated, up to the inflated limit of a compressed body) and as
+// decoded into the request's hits. A body of unknown length (chunked)
+// reserves the body limit.
+func (h *Handler) readRaw(ctx *fasthttp.RequestCtx, inflated int64) ([]byte, heldBody, error) {
 	limit := h.cfg.MaxBodyBytes
 	cl := ctx.Request.Header.ContentLength()
 	if cl > limit {
@@ -115,7 +85,7 @@ func (h *Handler) readRaw(ctx *fasthttp.RequestCtx, decoded int64) ([]byte, held
 	if cl < 0 {
 		size = limit
 	}
-	res, err := h.reserve(2*int64(size) + decoded)
+	res, err := h.reserve(2 * (int64(size) + inflated))
 	if err != nil {
 		ctx.SetConnectionClose()
 		return nil, heldBody{}, err
