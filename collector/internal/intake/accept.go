@@ -162,6 +162,7 @@ func (h *Handler) intake(ctx *fasthttp.RequestCtx, ep endpoint) error {
 			return err
 		}
 		defer held.release()
+		body = cleanJSONText(body)
 		if ep.segment() {
 			items, err = h.decodeSegment(ctx, ep, body, received)
 		} else {
