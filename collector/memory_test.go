@@ -29,7 +29,7 @@ import (
 // whatever clients send.
 const (
 	rssBase      = 48 << 20
-	rssPerBudget = 3 // the budget's bytes, the garbage the GC lets grow beside them (GOGC=200)
+	rssPerBudget = 3        // the budget's bytes, the garbage the GC lets grow beside them (GOGC=200)
 	rssPerConn   = 32 << 10 // a 16 KiB read buffer, a 4 KiB write buffer, up to 8 KiB of body read before admission, the goroutine
 )
 

@@ -15,7 +15,7 @@ func TestCleanJSONText(t *testing.T) {
 		{`{"a":"\uDC00x"}`, `{"a":"\ufffdx"}`},
 		{`{"a":"\ud800\u0041"}`, `{"a":"\ufffd\u0041"}`},
 		{`{"a":"\ud800\u0000"}`, `{"a":"\ufffd"}`},
-		{`{"a":"\ud83d\ude00"}`, `{"a":"\ud83d\ude00"}`}, // a pair: 😀
+		{`{"a":"\ud83d\ude00"}`, `{"a":"\ud83d\ude00"}`},       // a pair: 😀
 		{`{"a":"\\u0000 \\ud800"}`, `{"a":"\\u0000 \\ud800"}`}, // backslashes, then text
 		{`{"a":"\\\u0000"}`, `{"a":"\\"}`},
 		{`{"a":"\/\n\"\ud800`, `{"a":"\/\n\"\ufffd`}, // cut short: left to the parser
