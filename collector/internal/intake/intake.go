@@ -194,7 +194,7 @@ func New(cfg Config) *Handler {
 	h.unreadable = unreadableLog(cfg.Log)
 	h.inflightGage = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "alumini_collector_inflight_bytes",
-		Help: "Request bytes held by requests being handled (bounded by -max-inflight-bytes).",
+		Help: "Bytes reserved by requests in progress: bodies being read and decoded, events waiting for Kafka (bounded by -max-inflight-bytes).",
 	}, func() float64 { return float64(h.inflight.Load()) })
 	cfg.Metrics.MustRegister(h.requests, h.accepted, h.dropped, h.duration, h.batchSize, h.inflightGage)
 	for i, l := range endpointLabels {
