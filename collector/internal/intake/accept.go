@@ -163,6 +163,11 @@ func (h *Handler) intake(ctx *fasthttp.RequestCtx, ep endpoint) error {
 		}
 		defer held.release()
 		body = cleanJSONText(body)
+		decoding, err := h.reserveDecoding(ep, len(body))
+		if err != nil {
+			return err
+		}
+		defer decoding.release()
 		if ep.segment() {
 			items, err = h.decodeSegment(ctx, ep, body, received)
 		} else {

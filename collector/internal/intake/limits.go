@@ -65,6 +65,22 @@ func (r reservation) release() {
 	}
 }
 
+// segmentDecodeFactor is how many bytes decoding a Segment body takes per
+// byte of it, beyond the one readRaw reserves: encoding/json's maps and
+// boxed values of a 1 MB batch of track calls are 5.2 MB
+// (docs/collector.md, limits and abuse). The native decoder copies each
+// string once into a pooled arena, which readRaw's reservation covers.
+const segmentDecodeFactor = 4
+
+// reserveDecoding reserves what decoding a body of n bytes takes beyond
+// readRaw's reservation: nothing for native bodies, more for Segment's.
+func (h *Handler) reserveDecoding(ep endpoint, n int) (reservation, error) {
+	if !ep.segment() {
+		return reservation{}, nil
+	}
+	return h.reserve(segmentDecodeFactor * int64(n))
+}
+
 // readRaw reads a request body as sent (still compressed), after admitting
 // it against -max-inflight-bytes. The server streams bodies
 // (StreamRequestBody), so nothing past the first 8 KiB has been read when
