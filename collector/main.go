@@ -96,8 +96,8 @@ func (c *config) Validate() error {
 	if c.MaxHeaderBytes < 4096 || c.MaxHeaderBytes > 1<<20 {
 		return errors.New("max-header-bytes must be between 4096 and 1048576")
 	}
-	if c.MaxInflightBytes < int64(4*c.MaxBodyBytes) {
-		return errors.New("max-inflight-bytes must be at least four times max-body-bytes: the largest gzipped request reserves its body, its decompressed limit twice (inflated and decoded) and its encoded events")
+	if c.MaxInflightBytes < int64(8*c.MaxBodyBytes) {
+		return errors.New("max-inflight-bytes must be at least eight times max-body-bytes: the largest gzipped Segment batch reserves its body, its decompressed limit (inflated), five times that (decoded) and its encoded events")
 	}
 	if c.ClientRate < 0 || c.IPRate < 0 || c.ClientBurst < 0 || c.IPBurst < 0 {
 		return errors.New("rate limits and bursts must not be negative")
