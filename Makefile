@@ -5,7 +5,7 @@ MODULES := $(shell sed -n 's|^[[:space:]]*\./\(.*\)|\1|p' go.work)
 PKGS    := $(addsuffix /...,$(addprefix ./,$(MODULES)))
 DATA    ?= $(CURDIR)/.data
 
-.PHONY: run test test-short build vet fmt fmt-check lint proto deps clickhouse clickhouse-stop bench clean
+.PHONY: run test test-short build vet fmt fmt-check lint proto deps clickhouse clickhouse-stop bench fuzz clean
 
 run: ## start the whole pipeline on embedded defaults
 	deploy/run.sh
@@ -55,6 +55,11 @@ clickhouse-stop: ## stop the local ClickHouse servers (and the test cluster's Zo
 
 bench:
 	go test -run '^$$' -bench . -benchmem $(PKGS)
+
+# Every Go fuzz target (parsers of outside input) for FUZZTIME each.
+FUZZTIME ?= 30s
+fuzz: ## run every fuzz target for FUZZTIME (default 30s) each
+	FUZZTIME=$(FUZZTIME) deploy/fuzz.sh
 
 clean:
 	rm -rf bin

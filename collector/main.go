@@ -15,7 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
 	"github.com/aluminiapp/pipeline/collector/internal/clientip"
@@ -34,6 +33,7 @@ type config struct {
 	ListenAddr       string
 	Clients          registry.FileConfig
 	MaxBodyBytes     int
+	MaxHeaderBytes   int
 	MaxBatchEvents   int
 	MaxInflightBytes int64
 	MaxConcurrency   int
@@ -58,8 +58,9 @@ func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ListenAddr, "listen-addr", "127.0.0.1:8080", "address of the public intake endpoints")
 	c.Clients.RegisterFlags(fs)
 	fs.IntVar(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest request body accepted, before and after gzip decompression; larger ones get 413")
+	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", intake.DefaultMaxHeaderBytes, "largest request head (request line, headers, cookies) read; larger ones get 431. Each connection holds a read buffer of this size")
 	fs.IntVar(&c.MaxBatchEvents, "max-batch-events", 500, "most events in one batch request; more get 400")
-	fs.Int64Var(&c.MaxInflightBytes, "max-inflight-bytes", 64<<20, "request bytes held by requests in progress (mostly waiting for Kafka); past it new requests get 503, so memory stays bounded while Kafka is slow")
+	fs.Int64Var(&c.MaxInflightBytes, "max-inflight-bytes", 64<<20, "bytes of requests in progress: bodies being read and decoded, and events waiting for Kafka; past it new requests get 503, so memory stays bounded whatever clients send (docs/collector.md, limits and abuse)")
 	fs.IntVar(&c.MaxConcurrency, "max-concurrency", 10000, "most connections served at once; more are refused by the server")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs of load balancers and proxies whose X-Forwarded-For / X-Real-IP are believed")
 	fs.StringVar(&c.CookieSecret, "cookie-secret", "", "key of new visitor cookies in cookie mode, at least 32 characters, the same on every collector (set it through the environment): a new visitor's cookie id is then derived from the client and the event id, so a retry without the cookie after a 503 gets the same visitor; empty: random cookie ids")
@@ -95,8 +96,11 @@ func (c *config) Validate() error {
 	if c.MaxBatchEvents < 1 || c.MaxConcurrency < 1 {
 		return errors.New("max-batch-events and max-concurrency must be at least 1")
 	}
-	if c.MaxInflightBytes < int64(2*c.MaxBodyBytes) {
-		return errors.New("max-inflight-bytes must be at least twice max-body-bytes: a gzipped request reserves its body and its decompressed limit")
+	if c.MaxHeaderBytes < 4096 || c.MaxHeaderBytes > 1<<20 {
+		return errors.New("max-header-bytes must be between 4096 and 1048576")
+	}
+	if c.MaxInflightBytes < int64(8*c.MaxBodyBytes) {
+		return errors.New("max-inflight-bytes must be at least eight times max-body-bytes: the largest gzipped Segment batch reserves its body, its decompressed limit (inflated), five times that (decoded) and its encoded events")
 	}
 	if c.ClientRate < 0 || c.IPRate < 0 || c.ClientBurst < 0 || c.IPBurst < 0 {
 		return errors.New("rate limits and bursts must not be negative")
@@ -220,18 +224,12 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 		// The wall clock, unless an end-to-end test sets it (lib/testclock).
 		Now: testclock.FromEnv(),
 	})
-	srv := &fasthttp.Server{
-		Handler:            h.Serve,
-		ErrorHandler:       h.ServeError,
-		Name:               "alumini",
-		Concurrency:        cfg.MaxConcurrency,
-		MaxRequestBodySize: cfg.MaxBodyBytes,
-		ReadTimeout:        cfg.ReadTimeout,
-		WriteTimeout:       cfg.AckTimeout + 5*time.Second,
-		IdleTimeout:        60 * time.Second,
-		NoDefaultDate:      true,
-		Logger:             zap.NewStdLog(rt.Log),
-	}
+	srv := intake.NewServer(h, intake.ServerConfig{
+		MaxHeaderBytes: cfg.MaxHeaderBytes,
+		MaxConcurrency: cfg.MaxConcurrency,
+		ReadTimeout:    cfg.ReadTimeout,
+		WriteTimeout:   cfg.AckTimeout + 5*time.Second,
+	})
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.ListenAddr, err)

@@ -177,6 +177,12 @@ func (h *Handler) intake(ctx *fasthttp.RequestCtx, ep endpoint) error {
 			return err
 		}
 		defer held.release()
+		body = cleanJSONText(body)
+		decoding, err := h.reserveDecoding(ep, len(body))
+		if err != nil {
+			return err
+		}
+		defer decoding.release()
 		switch {
 		case ep.segment():
 			items, err = h.decodeSegment(ctx, ep, body, received)
@@ -392,6 +398,13 @@ func (h *Handler) accept(ctx *fasthttp.RequestCtx, ep endpoint, ip netip.Addr, r
 		it.produce = true
 		size += partitionKeySize(hit) + rawHitSizeHint(hit, it.props)
 	}
+	// The encoded events wait for Kafka: their bytes count against the
+	// in-flight budget too.
+	produced, err := h.reserve(int64(size))
+	if err != nil {
+		return err
+	}
+	defer produced.release()
 	pb := produceBufs.Get().(*produceBuf)
 	msgs, buf := pb.msgs[:0], pb.buf[:0]
 	if cap(buf) < size {
@@ -845,13 +858,13 @@ var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // readBody returns the request body, decompressed when it is gzip or deflate, and
 // a heldBody to release once the body is no longer used. It accounts the
-// bytes in flight and refuses with 503 once the bound is reached. A compressed
-// body reserves the whole decompressed limit up front: its size is unknown
-// until it has been read, and the bound must hold before that.
+// bytes in flight and refuses with 503 once the bound is reached (see
+// readRaw). A gzip or deflate body reserves the whole decompressed limit
+// twice up front (inflated, and decoded): its size is unknown until it has
+// been read, and the bound must hold before that.
 func (h *Handler) readBody(ctx *fasthttp.RequestCtx) ([]byte, heldBody, error) {
-	raw := ctx.PostBody()
 	enc := strings.ToLower(strings.TrimSpace(string(ctx.Request.Header.ContentEncoding())))
-	reserve := int64(len(raw))
+	var reserve int64
 	switch enc {
 	case "", "identity":
 	case "gzip", "x-gzip", "deflate":
@@ -859,13 +872,10 @@ func (h *Handler) readBody(ctx *fasthttp.RequestCtx) ([]byte, heldBody, error) {
 	default:
 		return nil, heldBody{}, refuse(fasthttp.StatusUnsupportedMediaType, "invalid", "Content-Encoding %q is not supported; send gzip, deflate or none", truncate(enc))
 	}
-	if h.inflight.Add(reserve) > h.cfg.MaxInflightBytes {
-		h.inflight.Add(-reserve)
-		r := refuse(fasthttp.StatusServiceUnavailable, "overloaded", "the collector is busy; retry later with the same event_id")
-		r.retryAfter = time.Second
-		return nil, heldBody{}, r
+	raw, held, rerr := h.readRaw(ctx, reserve)
+	if rerr != nil {
+		return nil, heldBody{}, rerr
 	}
-	held := heldBody{h: h, reserved: reserve}
 	if enc == "" || enc == "identity" {
 		return raw, held, nil
 	}
@@ -892,18 +902,20 @@ func (h *Handler) readBody(ctx *fasthttp.RequestCtx) ([]byte, heldBody, error) {
 	return buf.Bytes(), held, nil
 }
 
-// heldBody is a request body's share of -max-inflight-bytes and, for a
-// decompressed body, its pooled buffer. A value, not a closure: releasing
-// costs no allocation.
+// heldBody is a request body's share of -max-inflight-bytes and its
+// pooled buffers: the body as read (raw) and, for a decompressed body, as
+// inflated (buf). A value, not a closure: releasing costs no allocation.
 type heldBody struct {
 	h        *Handler
 	reserved int64
-	buf      *bytes.Buffer
+	raw, buf *bytes.Buffer
 }
 
 func (b heldBody) release() {
-	if b.buf != nil && b.buf.Cap() <= 4*b.h.cfg.MaxBodyBytes {
-		bodyBuffers.Put(b.buf)
+	for _, buf := range []*bytes.Buffer{b.raw, b.buf} {
+		if buf != nil && buf.Cap() <= 4*b.h.cfg.MaxBodyBytes {
+			bodyBuffers.Put(buf)
+		}
 	}
 	b.h.inflight.Add(-b.reserved)
 }

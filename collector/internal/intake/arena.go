@@ -1,6 +1,7 @@
 package intake
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -98,18 +99,19 @@ func (a *arena) bytes(b []byte) []byte {
 	return a.buf[start:len(a.buf):len(a.buf)]
 }
 
-// header copies a header value into a raw-hit field: cut to max bytes and
+// header copies a header value into a raw-hit field: cut to max bytes,
 // made valid UTF-8, which protobuf strings must be (a consumer's decoder
-// refuses anything else). Headers are the visitor's to send, so they are
-// repaired rather than refused.
+// refuses anything else), and without NUL characters (see cleanJSONText).
+// Headers are the visitor's to send, so they are repaired rather than
+// refused.
 func (a *arena) header(b []byte, max int) string {
 	if len(b) > max {
 		b = b[:max]
 	}
-	if utf8.Valid(b) {
+	if utf8.Valid(b) && bytes.IndexByte(b, 0) < 0 {
 		return a.str(b)
 	}
-	return strings.ToValidUTF8(string(b), "\uFFFD")
+	return withoutNUL(strings.ToValidUTF8(string(b), "\uFFFD"))
 }
 
 // number copies a JSON number's text as it was sent.

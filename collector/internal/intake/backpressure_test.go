@@ -70,7 +70,9 @@ func TestRateLimits(t *testing.T) {
 // one, which would pass the in-flight bound, is refused with 503 at once.
 func TestInflightBytesBound(t *testing.T) {
 	body := []byte(`{"client_id":"blog","event_id":"first","url":"https://blog.example/a-long-enough-path-for-the-test"}`)
-	f := start(t, func(c *Config) { c.MaxInflightBytes = int64(len(body)) + 10 })
+	// Room for the first request (its body twice, as read and as decoded,
+	// and its encoded event) but not for a second one beside it.
+	f := start(t, func(c *Config) { c.MaxInflightBytes = 5 * int64(len(body)) })
 	release := make(chan struct{})
 	var held atomic.Bool
 	f.cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
@@ -103,7 +104,13 @@ type Handler struct {
 	ipRL     *ratelimit.Keyed
 	excluded *exclusion.Cache
 	inflight atomic.Int64
-	script   scriptAsset
+	// unreadable logs requests refused before the handler, a few a
+	// second per reason.
+	unreadable *zap.Logger
+	// maxHeaderBytes is the server's read buffer, the largest head it
+	// reads (set by NewServer).
+	maxHeaderBytes int
+	script         scriptAsset
 
 	requests *prometheus.CounterVec
 	accepted prometheus.Counter
@@ -183,7 +190,7 @@ func New(cfg Config) *Handler {
 		}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alumini_collector_events_dropped_total",
-			Help: "Events not sent to Kafka, by reason (opt_out, dnt, gpc, excluded_ip, excluded_hostname, excluded_path, unsupported_type, invalid, unknown_client, forbidden_origin, rate_limited, too_large, overloaded, unavailable).",
+			Help: "Events not sent to Kafka, by reason (opt_out, dnt, gpc, excluded_ip, excluded_hostname, excluded_path, unsupported_type, invalid, unknown_client, forbidden_origin, rate_limited, too_large, overloaded, unavailable, header_too_large, malformed_request, read_timeout).",
 		}, []string{"reason"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "alumini_collector_request_duration_seconds",
@@ -196,9 +203,10 @@ func New(cfg Config) *Handler {
 			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000},
 		}),
 	}
+	h.unreadable = unreadableLog(cfg.Log)
 	h.inflightGage = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "alumini_collector_inflight_bytes",
-		Help: "Request bytes held by requests being handled (bounded by -max-inflight-bytes).",
+		Help: "Bytes reserved by requests in progress: bodies being read and decoded, events waiting for Kafka (bounded by -max-inflight-bytes).",
 	}, func() float64 { return float64(h.inflight.Load()) })
 	cfg.Metrics.MustRegister(h.requests, h.accepted, h.dropped, h.duration, h.batchSize, h.inflightGage)
 	for i, l := range endpointLabels {
@@ -246,7 +254,8 @@ const (
 // dropReasons are the reasons of alumini_collector_events_dropped_total
 // the collector gives.
 var dropReasons = []string{"opt_out", "dnt", "gpc", "excluded_ip", "excluded_hostname", "excluded_path", "unsupported_type",
-	"invalid", "unknown_client", "forbidden_origin", "rate_limited", "too_large", "overloaded", "unavailable"}
+	"invalid", "unknown_client", "forbidden_origin", "rate_limited", "too_large", "overloaded", "unavailable",
+	"header_too_large", "malformed_request", "read_timeout"}
 
 // dropCount is the dropped counter of a reason.
 func (h *Handler) dropCount(reason string) prometheus.Counter {
@@ -276,6 +285,10 @@ func (h *Handler) requestCount(label, status int) prometheus.Counter {
 
 // Serve routes a request. It is the fasthttp server's handler.
 func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
+	if conflictingFraming(&ctx.Request.Header) {
+		h.ServeError(ctx, errConflictingFraming)
+		return
+	}
 	label := h.route(ctx)
 	h.requestCount(label, ctx.Response.StatusCode()).Inc()
 	// ctx.Time is when fasthttp began serving the request.
@@ -342,23 +355,33 @@ func (h *Handler) route(ctx *fasthttp.RequestCtx) int {
 }
 
 // ServeError answers requests fasthttp could not read, as the server's
-// ErrorHandler: without it an oversized body would get a bare 400.
+// ErrorHandler: without it an oversized body or head would get a bare 400.
 func (h *Handler) ServeError(ctx *fasthttp.RequestCtx, err error) {
 	var status int
-	var msg string
+	var reason, msg string
+	var small *fasthttp.ErrSmallBuffer
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		status, msg = fasthttp.StatusRequestEntityTooLarge, "request body is larger than the collector accepts"
-		h.dropCount("too_large").Inc()
-		h.logRefusal(ctx, endpointLabels[labelUnreadable], refuse(status, "too_large", "%s", msg))
+		status, reason, msg = fasthttp.StatusRequestEntityTooLarge, "too_large", "request body is larger than the collector accepts"
+	case errors.As(err, &small):
+		status, reason = fasthttp.StatusRequestHeaderFieldsTooLarge, "header_too_large"
+		msg = fmt.Sprintf("request line and headers are larger than the %d bytes the collector reads; send fewer or smaller cookies", h.maxHeaderBytes)
 	case isTimeout(err):
-		status, msg = fasthttp.StatusRequestTimeout, "request was not received in time"
+		status, reason, msg = fasthttp.StatusRequestTimeout, "read_timeout", "request was not received in time"
+	case errors.Is(err, errConflictingFraming):
+		status, reason, msg = fasthttp.StatusBadRequest, "malformed_request", err.Error()
 	default:
-		status, msg = fasthttp.StatusBadRequest, "malformed HTTP request"
+		status, reason, msg = fasthttp.StatusBadRequest, "malformed_request", "malformed HTTP request: "+err.Error()
 	}
+	ctx.SetConnectionClose()
 	writeError(ctx, status, msg)
+	h.dropCount(reason).Inc()
+	// What was wrong, not the request's bytes (cookies) nor its address.
+	h.unreadable.Info("request refused: "+reason, zap.String("reason", reason), zap.Int("status", status), zap.String("error", msg))
 	h.requestCount(labelUnreadable, status).Inc()
 }
+
+var errConflictingFraming = errors.New("request has both Content-Length and Transfer-Encoding")
 
 func isTimeout(err error) bool {
 	var ne net.Error

@@ -109,8 +109,8 @@ func start(t testing.TB, opts ...func(*Config)) fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &fasthttp.Server{Handler: h.Serve, ErrorHandler: h.ServeError, MaxRequestBodySize: cfg.MaxBodyBytes}
-	go func() { _ = srv.Serve(ln) }() // returns when the listener closes at cleanup.
+	srv := NewServer(h, ServerConfig{}) // as main.go serves it
+	go func() { _ = srv.Serve(ln) }()   // returns when the listener closes at cleanup.
 	t.Cleanup(func() {
 		if err := srv.Shutdown(); err != nil {
 			t.Logf("shutdown: %v", err)

@@ -30,8 +30,9 @@ func (h *Handler) decodePixel(ctx *fasthttp.RequestCtx, received time.Time) (*pe
 	args := ctx.QueryArgs()
 	ev := &eventJSON{Properties: map[string]any{}}
 	for k, v := range args.All() {
-		val := string(v)
-		switch key := string(k); key {
+		// NUL characters go, as from JSON bodies (cleanJSONText).
+		val := withoutNUL(string(v))
+		switch key := withoutNUL(string(k)); key {
 		case "client_id":
 			ev.ClientID = val
 		case "write_key":
@@ -77,7 +78,7 @@ func (h *Handler) decodePixel(ctx *fasthttp.RequestCtx, received time.Time) (*pe
 		}
 	}
 	if ev.URL == "" {
-		ev.URL = string(ctx.Request.Header.Referer())
+		ev.URL = withoutNUL(string(ctx.Request.Header.Referer()))
 	}
 	client, err := h.lookupClient(ev)
 	if err != nil {

@@ -234,7 +234,9 @@ func parseCampaign(rawQuery string) campaign {
 			continue
 		}
 		if v, err := url.QueryUnescape(value); err == nil {
-			*dst = v
+			// %ff unescapes to a byte that is not UTF-8, which the enriched
+			// event's protobuf strings may not hold (FuzzParseCampaign).
+			*dst = strings.ToValidUTF8(v, "\uFFFD")
 		}
 	}
 	return c

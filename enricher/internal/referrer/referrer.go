@@ -120,7 +120,9 @@ func (p *Parser) LookupURL(u *url.URL) Attribution {
 		q := u.Query()
 		for _, name := range termParams {
 			if v := q.Get(name); strings.TrimSpace(v) != "" {
-				a.Term = v
+				// q=%ff unescapes to a byte that is not UTF-8, which the
+				// enriched event's protobuf strings may not hold (FuzzLookup).
+				a.Term = strings.ToValidUTF8(v, "\uFFFD")
 				break
 			}
 		}
