@@ -615,7 +615,7 @@ func TestLeaderMovesCostMilliseconds(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := int(sent.Load())
-	got := kafkatest.ReadAll(t, addr, "raw", n, 20*time.Second)
+	got := kafkatest.ReadAll(t, addr, "raw", n, 90*time.Second)
 	seen := map[string]int{}
 	for _, m := range got {
 		seen[string(m.Value)]++
@@ -636,11 +636,13 @@ func TestLeaderMovesCostMilliseconds(t *testing.T) {
 	if refreshes == 0 {
 		t.Errorf("no metadata refresh counted; the moves went unnoticed")
 	}
-	// The target is 250 ms (BENCHMARKS.md measures it); the bound here is
-	// loose so that a loaded CI machine does not fail it, and still far
-	// below the seconds that stale metadata cost.
-	if slowest := time.Duration(slowest.Load()); slowest > time.Second {
-		t.Errorf("slowest publish during the moves took %v; want well under a second", slowest)
+	// The target is 250 ms (BENCHMARKS.md measures it). The machine's own
+	// stalls show in the slowest publish before the moves, so the bound
+	// allows for three of them on top: still far below the seconds that
+	// stale metadata cost, and loose enough for a loaded machine or -race.
+	bound := 250*time.Millisecond + 3*time.Duration(steady.Load())
+	if slowest := time.Duration(slowest.Load()); slowest > bound {
+		t.Errorf("slowest publish during the moves took %v; want under %v (250 ms plus three times the slowest before them)", slowest, bound)
 	}
 }
 
