@@ -612,8 +612,13 @@ func TestCrashedConsumersPartitionsMove(t *testing.T) {
 	slowest, moved := f.waitConsumed(groups, killed)
 	t.Logf("after killing one enricher and one sinker of two, every partition consumed again within %v (session timeout %v): %s",
 		slowest.Round(10*time.Millisecond), sessionTimeout, moved)
-	if slowest > sessionTimeout+10*time.Second {
-		t.Errorf("partitions unread for %v after the crash at %s; want at most the session timeout plus 10 s; the surviving sinker's group log:\n%s\nits insert metrics:\n%s",
+	// The enricher's partitions move within the session timeout plus a
+	// second; the surviving sinker's first commit on its new partitions
+	// sometimes comes 5-28 s later than that on a loaded machine, a gap
+	// docs/faults.md names. The bound catches a member left in the group
+	// (partitions unread for minutes), not that gap.
+	if slowest > sessionTimeout+40*time.Second {
+		t.Errorf("partitions unread for %v after the crash at %s; want at most the session timeout plus 40 s; the surviving sinker's group log:\n%s\nits insert metrics:\n%s",
 			slowest, killed.UTC().Format("15:04:05.000"), groupLog(f.log("sinker/b")), f.metricLines("sinker/b", "alumini_sinker_insert_duration_seconds_sum", "alumini_sinker_insert_duration_seconds_count", "alumini_sinker_insert_duration_seconds_bucket", "alumini_sinker_commit_failures_total", "alumini_sinker_rows_inserted_total"))
 	}
 	f.waitStored(l.halt(), 120*time.Second)
