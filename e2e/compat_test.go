@@ -16,6 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/aluminiapp/pipeline/lib/chromiumtest"
+	"github.com/aluminiapp/pipeline/lib/eventually"
 	"github.com/aluminiapp/pipeline/lib/registry"
 )
 
@@ -168,13 +169,13 @@ func TestPlausibleAndUmamiTrackers(t *testing.T) {
 	if status["status"] != float64(202) {
 		t.Errorf("Plausible's callback saw %v; want status 202", status)
 	}
-	waitFor(t, 20*time.Second, "the Plausible page's three events", func() bool {
+	eventually.True(t, 20*time.Second, "the Plausible page's three events", func() bool {
 		return s.metric("collector", "alumini_collector_events_accepted_total") >= 3
 	})
 	if err := chromedp.Do(ctx, chromedp.Navigate(plausiblePage+"/admin/settings"), plausibleReady); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "the excluded page view", func() bool {
+	eventually.True(t, 20*time.Second, "the excluded page view", func() bool {
 		return s.metric("collector", `alumini_collector_events_dropped_total{reason="excluded_path"}`) >= 1
 	})
 
@@ -189,7 +190,7 @@ func TestPlausibleAndUmamiTrackers(t *testing.T) {
 	); err != nil {
 		t.Fatalf("driving the Umami page: %v", err)
 	}
-	waitFor(t, 20*time.Second, "the Umami page's three events", func() bool {
+	eventually.True(t, 20*time.Second, "the Umami page's three events", func() bool {
 		return s.metric("collector", "alumini_collector_events_accepted_total") >= 6
 	})
 
@@ -225,7 +226,7 @@ for (const send of [
 	); err != nil {
 		t.Fatalf("driving the pages with Do Not Track: %v", err)
 	}
-	waitFor(t, 20*time.Second, "the Do Not Track events to be dropped", func() bool {
+	eventually.True(t, 20*time.Second, "the Do Not Track events to be dropped", func() bool {
 		return s.metric("collector", `alumini_collector_events_dropped_total{reason="dnt"}`) >= 4
 	})
 

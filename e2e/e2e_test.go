@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/aluminiapp/pipeline/lib/chtest"
+	"github.com/aluminiapp/pipeline/lib/eventually"
 	"github.com/aluminiapp/pipeline/lib/kafkatest"
 	"github.com/aluminiapp/pipeline/lib/registry"
 )
@@ -247,16 +248,15 @@ func (s *stack) launch(name string) {
 
 func (s *stack) waitReady(name string) {
 	s.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	if eventually.Within(30*time.Second, func() bool {
 		resp, err := http.Get("http://" + s.admin[name] + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+		if err != nil {
+			return false
 		}
-		time.Sleep(100 * time.Millisecond)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}) {
+		return
 	}
 	s.t.Fatalf("%s not ready within 30s; log:\n%s", name, s.log(name))
 }
@@ -382,15 +382,13 @@ func (s *stack) report(key, query string) (int, aggregate, string) {
 // waitForCounts polls the reporter until it shows want or the time is up.
 func (s *stack) waitForCounts(key string, pageviews, visitors, events int64, within time.Duration) {
 	s.t.Helper()
-	deadline := time.Now().Add(within)
 	var last string
-	for time.Now().Before(deadline) {
+	if eventually.Within(within, func() bool {
 		status, agg, body := s.report(key, "")
 		last = fmt.Sprintf("%d %s", status, body)
-		if status == 200 && agg.Results.Pageviews == pageviews && agg.Results.Visitors == visitors && agg.Results.Events == events {
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
+		return status == 200 && agg.Results.Pageviews == pageviews && agg.Results.Visitors == visitors && agg.Results.Events == events
+	}) {
+		return
 	}
 	s.t.Fatalf("reporter did not show pageviews=%d visitors=%d events=%d within %v; last answer: %s\nsinker log:\n%s",
 		pageviews, visitors, events, within, last, s.log("sinker"))

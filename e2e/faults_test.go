@@ -17,6 +17,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/aluminiapp/pipeline/lib/chtest"
+	"github.com/aluminiapp/pipeline/lib/eventually"
 	"github.com/aluminiapp/pipeline/lib/kafkatest"
 )
 
@@ -93,24 +94,11 @@ func (s *stack) checkAlive(when string) {
 	}
 }
 
-// waitFor polls cond every 50 ms until it holds, failing the test after
-// within.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s", within, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // waitStatus waits until each named service's /readyz answers status.
 func (s *stack) waitStatus(within time.Duration, status int, names ...string) {
 	s.t.Helper()
 	for _, name := range names {
-		waitFor(s.t, within, fmt.Sprintf("%s /readyz %d", name, status), func() bool { return s.readyz(name) == status })
+		eventually.True(s.t, within, fmt.Sprintf("%s /readyz %d", name, status), func() bool { return s.readyz(name) == status })
 	}
 }
 
@@ -232,8 +220,7 @@ func (s *stack) waitStored(accepted []string, within time.Duration) {
 	}
 	var missing int
 	var last error
-	deadline := time.Now().Add(within)
-	for {
+	if eventually.Within(within, func() bool {
 		missing, last = len(want), nil
 		rows, err := s.db.Query(context.Background(), "SELECT event_id, count() FROM events FINAL WHERE event_id LIKE ? GROUP BY event_id", s.t.Name()+"-%")
 		if err == nil {
@@ -253,14 +240,11 @@ func (s *stack) waitStored(accepted []string, within time.Duration) {
 			err = errors.Join(rows.Err(), rows.Close())
 		}
 		last = err
-		if missing == 0 && err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("%d of %d accepted events not stored within %v (last error: %v); sinker log:\n%s", missing, len(want), within, last, s.log("sinker"))
-		}
-		time.Sleep(200 * time.Millisecond)
+		return missing == 0 && err == nil
+	}) {
+		return
 	}
+	s.t.Fatalf("%d of %d accepted events not stored within %v (last error: %v); sinker log:\n%s", missing, len(want), within, last, s.log("sinker"))
 }
 
 // cutProxy forwards TCP connections to a server until it is cut: then it
@@ -390,7 +374,7 @@ func TestServicesStartBeforeTheirDependencies(t *testing.T) {
 			dep = "clickhouse"
 		}
 		sample := fmt.Sprintf(`alumini_dependency_failures_total{dependency=%q}`, dep)
-		waitFor(t, 30*time.Second, name+" retrying "+dep, func() bool { return f.metric(name, sample) >= 2 })
+		eventually.True(t, 30*time.Second, name+" retrying "+dep, func() bool { return f.metric(name, sample) >= 2 })
 		if got := f.readyz(name); got != http.StatusServiceUnavailable {
 			t.Errorf("%s /readyz = %d while %s is missing; want 503", name, got, dep)
 		}
@@ -446,7 +430,7 @@ func (f *faultStack) runOutage(o outage) {
 	var l *load
 	if o.underLoad {
 		l = f.startLoad(2, 20*time.Millisecond)
-		waitFor(t, 30*time.Second, "events accepted before the outage", func() bool { return l.count() >= 200 })
+		eventually.True(t, 30*time.Second, "events accepted before the outage", func() bool { return l.count() >= 200 })
 	} else {
 		l = f.send(50)
 	}
@@ -484,7 +468,7 @@ func (f *faultStack) runOutage(o outage) {
 	ready := time.Since(up)
 	var accepting time.Duration
 	if o.underLoad {
-		waitFor(t, 60*time.Second, "events accepted after the outage", func() bool { return l.lastOK.Load() > up.UnixNano() && l.count() >= before+during+200 })
+		eventually.True(t, 60*time.Second, "events accepted after the outage", func() bool { return l.lastOK.Load() > up.UnixNano() && l.count() >= before+during+200 })
 		accepting = l.firstAfter(up)
 	}
 	accepted := l.halt()
@@ -529,7 +513,7 @@ func (f *faultStack) waitConsumed(groups []struct{ group, topic string }, since 
 		base = append(base, f.committed(g.group, g.topic))
 	}
 	moved := map[string]time.Duration{}
-	waitFor(t, sessionTimeout+60*time.Second, "every partition consumed again", func() bool {
+	eventually.True(t, sessionTimeout+60*time.Second, "every partition consumed again", func() bool {
 		for i, g := range groups {
 			now := f.committed(g.group, g.topic)
 			for p := range 6 {
@@ -559,7 +543,7 @@ func TestConsumersRejoinAfterCrashes(t *testing.T) {
 	t.Parallel()
 	f := newFaultStack(t, true)
 	l := f.startLoad(2, 20*time.Millisecond)
-	waitFor(t, 30*time.Second, "events flowing", func() bool { return l.count() >= 200 })
+	eventually.True(t, 30*time.Second, "events flowing", func() bool { return l.count() >= 200 })
 	for round := range 6 {
 		for _, name := range []string{"enricher", "sinker"} {
 			cmd := f.procs[name]
@@ -598,9 +582,9 @@ func TestCrashedConsumersPartitionsMove(t *testing.T) {
 	l := f.startLoad(2, 20*time.Millisecond)
 	groups := []struct{ group, topic string }{{"alumini-enricher", "alumini.raw"}, {"alumini-sinker", "alumini.enriched"}}
 	for _, g := range groups {
-		waitFor(t, 60*time.Second, g.group+" sharing the partitions", func() bool { return len(f.members(g.group)) == 2 })
+		eventually.True(t, 60*time.Second, g.group+" sharing the partitions", func() bool { return len(f.members(g.group)) == 2 })
 	}
-	waitFor(t, 30*time.Second, "events flowing", func() bool { return l.count() >= 200 })
+	eventually.True(t, 30*time.Second, "events flowing", func() bool { return l.count() >= 200 })
 	for _, name := range []string{"enricher", "sinker"} {
 		if err := f.procs[name].Process.Kill(); err != nil {
 			t.Fatal(err)

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/aluminiapp/pipeline/lib/eventually"
 )
 
 // Loopback addresses: the kernel routes all of 127.0.0.0/8 to lo, so the
@@ -107,7 +109,7 @@ func startNginx(t *testing.T, collectors ...string) string {
 			t.Logf("nginx error log:\n%s", log)
 		}
 	})
-	waitFor(t, 10*time.Second, "nginx to listen on "+listen, func() bool {
+	eventually.True(t, 10*time.Second, "nginx to listen on "+listen, func() bool {
 		c, err := net.Dial("tcp", listen)
 		if err == nil {
 			c.Close()
@@ -218,13 +220,13 @@ func TestRollingRestartBehindNginx(t *testing.T) {
 	// a new pod to be ready and in the endpoints. (nginx takes a server
 	// that failed back after fail_timeout; stopping the other one before
 	// then leaves it no server at all: "no live upstreams", 502.)
-	waitFor(t, 10*time.Second, "the stream to start", func() bool { return sentSoFar() >= 100 })
+	eventually.True(t, 10*time.Second, "the stream to start", func() bool { return sentSoFar() >= 100 })
 	for _, c := range []string{"collector-a", "collector-b"} {
 		s.stop(c)
 		before := sentSoFar()
-		waitFor(t, 10*time.Second, "requests while "+c+" is down", func() bool { return sentSoFar() >= before+100 })
+		eventually.True(t, 10*time.Second, "requests while "+c+" is down", func() bool { return sentSoFar() >= before+100 })
 		s.start(c)
-		waitFor(t, 20*time.Second, "nginx to send to "+c+" again", func() bool {
+		eventually.True(t, 20*time.Second, "nginx to send to "+c+" again", func() bool {
 			return metricValue(t, s.admin[c], "alumini_collector_events_accepted_total") >= 50
 		})
 	}
@@ -258,7 +260,7 @@ func TestRollingRestartBehindNginx(t *testing.T) {
 		want[id] = true
 	}
 	var got map[string]uint64
-	waitFor(t, 60*time.Second, fmt.Sprintf("%d events in ClickHouse", len(sent)), func() bool {
+	eventually.True(t, 60*time.Second, fmt.Sprintf("%d events in ClickHouse", len(sent)), func() bool {
 		got = storedEvents(t, s)
 		return len(got) >= len(sent)
 	})
@@ -336,5 +338,5 @@ func TestPipelineOnSASLKafka(t *testing.T) {
 	if status, err := sendEvent(http.DefaultClient, s.ports["collector"], "sasl-1", ""); err != nil || status != http.StatusAccepted {
 		t.Fatalf("POST = %d, %v; want 202", status, err)
 	}
-	waitFor(t, 30*time.Second, "the event in ClickHouse", func() bool { return storedEvents(t, s)["sasl-1"] == 1 })
+	eventually.True(t, 30*time.Second, "the event in ClickHouse", func() bool { return storedEvents(t, s)["sasl-1"] == 1 })
 }

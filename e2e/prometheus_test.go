@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aluminiapp/pipeline/lib/eventually"
 )
 
 // TestPrometheusAlerts checks what ops load into Prometheus from
@@ -155,20 +157,14 @@ func TestPrometheusScrapesThePipeline(t *testing.T) {
 	})
 	// Until it loaded its configuration and storage, Prometheus answers
 	// queries with 503 and a text body.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	eventually.True(t, 30*time.Second, "prometheus to be ready", func() bool {
 		resp, err := http.Get("http://" + addr + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("prometheus not ready within 30s: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 	query := func(q string) []json.RawMessage {
 		t.Helper()
 		resp, err := http.Get("http://" + addr + "/api/v1/query?query=" + url.QueryEscape(q))
@@ -186,12 +182,8 @@ func TestPrometheusScrapesThePipeline(t *testing.T) {
 		return r.Data.Result
 	}
 	// Every target up, scraped for a few seconds so rates have two points.
-	deadline = time.Now().Add(30 * time.Second)
-	for len(query(`up{job=~"alumini-.*"} == 1`)) < len(services) {
-		if time.Now().After(deadline) {
-			t.Fatalf("not every service is scraped within 30s: up = %s", query(`up`))
-		}
-		time.Sleep(200 * time.Millisecond)
+	if !eventually.Within(30*time.Second, func() bool { return len(query(`up{job=~"alumini-.*"} == 1`)) >= len(services) }) {
+		t.Fatalf("not every service is scraped within 30s: up = %s", query(`up`))
 	}
 	time.Sleep(5 * time.Second)
 
