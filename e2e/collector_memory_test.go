@@ -45,10 +45,7 @@ func TestMemoryIsBoundedUnderLargeBodies(t *testing.T) {
 		budget   = 32 << 20
 		maxConns = 1000
 	)
-	bin := t.TempDir()
-	if out, err := exec.Command("go", "build", "-o", bin+"/", "../collector").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinaries(t)
 	_, broker := kafkatest.Start(t)
 	dir := t.TempDir()
 	clients := filepath.Join(dir, "clients.yaml")
@@ -60,9 +57,11 @@ func TestMemoryIsBoundedUnderLargeBodies(t *testing.T) {
 		env: []string{"ALUMINI_KAFKA_BROKERS=" + broker, "ALUMINI_KAFKA_PARTITIONS=3", "ALUMINI_CLIENTS_FILE=" + clients,
 			"ALUMINI_MAX_INFLIGHT_BYTES=" + strconv.Itoa(budget), "ALUMINI_MAX_CONCURRENCY=" + strconv.Itoa(maxConns),
 			"ALUMINI_IP_RATE_LIMIT=0", "ALUMINI_CLIENT_RATE_LIMIT=0", "ALUMINI_LOG_LEVEL=warn"},
-		ports: map[string]string{"collector": freeAddr(t)},
-		admin: map[string]string{"collector": freeAddr(t)},
-		procs: map[string]*exec.Cmd{},
+		ports:     map[string]string{"collector": freeAddr(t)},
+		admin:     map[string]string{"collector": freeAddr(t)},
+		procs:     map[string]*exec.Cmd{},
+		exited:    map[string]chan error{},
+		instances: []string{"collector"},
 	}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "GOGC=") && !strings.HasPrefix(kv, "GOMEMLIMIT=") && !strings.HasPrefix(kv, "ALUMINI_") {
