@@ -109,7 +109,7 @@ func newLimits(cfg *Config) *limits {
 	if cfg.ErasureBurst < 1 {
 		cfg.ErasureBurst = DefaultErasureBurst
 	}
-	return &limits{
+	l := &limits{
 		keys:         newBuckets(cfg.RateLimit, cfg.RateBurst, cfg.LimiterEntries),
 		authFailures: newBuckets(cfg.AuthFailureRate, cfg.AuthFailureBurst, cfg.LimiterEntries),
 		erasures:     newBuckets(cfg.ErasureRate, cfg.ErasureBurst, cfg.LimiterEntries),
@@ -118,6 +118,12 @@ func newLimits(cfg *Config) *limits {
 			Help: "API requests refused with 429, by limit: key (the key's request rate), auth_failures (the address failed to authenticate too often), erasures (the client's erasure requests).",
 		}, []string{"limit"}),
 	}
+	// Each limit's series exists from the start, at 0: a rate() over it
+	// then answers 0 rather than nothing.
+	for _, name := range []string{limitKey, limitAuthFailures, limitErasures} {
+		l.limited.WithLabelValues(name)
+	}
+	return l
 }
 
 // Labels of alumini_reporter_rate_limited_total.
