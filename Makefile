@@ -11,9 +11,9 @@ DATA    ?= $(CURDIR)/.data
 export GOTOOLCHAIN := auto
 
 # Packages whose goroutines share state, tested under the race detector.
-RACE_PKGS := ./collector/internal/publish/... ./collector/internal/ratelimit/... \
+RACE_PKGS := ./collector/internal/intake/... ./collector/internal/publish/... ./collector/internal/ratelimit/... \
 	./enricher/internal/pipeline/... ./enricher/internal/session/... ./enricher/internal/visitor/... \
-	./sinker/internal/erased/... ./sinker/internal/store/... ./sinker/internal/retention/... \
+	./sinker/internal/sink/... ./sinker/internal/erased/... ./sinker/internal/store/... ./sinker/internal/retention/... \
 	./lib/registry/... ./lib/periodic/... ./lib/service/...
 
 # WITH_CLICKHOUSE starts the test servers (or reuses running ones) and
