@@ -5,7 +5,27 @@ MODULES := $(shell sed -n 's|^[[:space:]]*\./\(.*\)|\1|p' go.work)
 PKGS    := $(addsuffix /...,$(addprefix ./,$(MODULES)))
 DATA    ?= $(CURDIR)/.data
 
-.PHONY: run test test-short build vet fmt fmt-check lint proto deps clickhouse clickhouse-stop bench fuzz clean
+# The toolchain of go.work's toolchain line (fetched through the module
+# proxy when the installed go is older): its standard library has the
+# fixes the vulnerability scan asks for.
+export GOTOOLCHAIN := auto
+
+# Packages whose goroutines share state, tested under the race detector.
+RACE_PKGS := ./collector/internal/intake/... ./collector/internal/publish/... ./collector/internal/ratelimit/... \
+	./enricher/internal/pipeline/... ./enricher/internal/session/... ./enricher/internal/visitor/... \
+	./sinker/internal/sink/... ./sinker/internal/erased/... ./sinker/internal/store/... ./sinker/internal/retention/... \
+	./lib/registry/... ./lib/periodic/... ./lib/service/...
+
+# WITH_CLICKHOUSE starts the test servers (or reuses running ones) and
+# exports their addresses to the command that follows it.
+WITH_CLICKHOUSE = addr=$$(deploy/clickhouse/clickhouse.sh start $(DATA)/clickhouse) && \
+	cluster=$$(deploy/clickhouse/cluster.sh start $(DATA)/cluster) && \
+	if [ -z "$$CLICKHOUSE_ADDR" ] && [ -f $(DATA)/clickhouse/tls/cert.pem ]; then \
+		export CLICKHOUSE_TLS_ADDR=127.0.0.1:$${ALUMINI_CLICKHOUSE_TCP_PORT_SECURE:-19440} \
+			CLICKHOUSE_TLS_CA_FILE=$(DATA)/clickhouse/tls/cert.pem; fi && \
+	CLICKHOUSE_ADDR=$$addr CLICKHOUSE_CLUSTER_ADDR=$$cluster
+
+.PHONY: run test test-race vulncheck test-short build vet fmt fmt-check lint proto deps clickhouse clickhouse-stop bench fuzz clean
 
 run: ## start the whole pipeline on embedded defaults
 	deploy/run.sh
@@ -16,12 +36,13 @@ run: ## start the whole pipeline on embedded defaults
 # The cluster-mode tests use a two-shard cluster of two more servers and a
 # ZooKeeper (deploy/clickhouse/cluster.sh; or CLICKHOUSE_CLUSTER_ADDR).
 test: deps ## every module's tests, with real ClickHouse and an in-process Kafka-protocol broker
-	addr=$$(deploy/clickhouse/clickhouse.sh start $(DATA)/clickhouse) && \
-	cluster=$$(deploy/clickhouse/cluster.sh start $(DATA)/cluster) && \
-	if [ -z "$$CLICKHOUSE_ADDR" ] && [ -f $(DATA)/clickhouse/tls/cert.pem ]; then \
-		export CLICKHOUSE_TLS_ADDR=127.0.0.1:$${ALUMINI_CLICKHOUSE_TCP_PORT_SECURE:-19440} \
-			CLICKHOUSE_TLS_CA_FILE=$(DATA)/clickhouse/tls/cert.pem; fi && \
-	CLICKHOUSE_ADDR=$$addr CLICKHOUSE_CLUSTER_ADDR=$$cluster go test -count=1 -timeout 20m $(PKGS)
+	$(WITH_CLICKHOUSE) go test -count=1 -timeout 20m $(PKGS)
+
+test-race: deps ## the concurrent packages' tests under the race detector
+	$(WITH_CLICKHOUSE) go test -race -count=1 -timeout 20m $(RACE_PKGS)
+
+vulncheck: ## govulncheck over every module, against a database built offline from golang.org/x/vulndb
+	deploy/vulncheck.sh $(DATA)/vulndb $(addprefix ../,$(PKGS:./%=%))
 
 build:
 	go build -o bin/ ./collector ./enricher ./sinker ./reporter ./deploy/devkafka

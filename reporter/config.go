@@ -10,6 +10,7 @@ import (
 	"github.com/aluminiapp/pipeline/lib/chconf"
 	"github.com/aluminiapp/pipeline/lib/registry"
 	"github.com/aluminiapp/pipeline/lib/service"
+	"github.com/aluminiapp/pipeline/reporter/internal/api"
 	"github.com/aluminiapp/pipeline/reporter/internal/query"
 )
 
@@ -25,6 +26,12 @@ type config struct {
 	OperatorKeyHash  string
 	RateLimit        float64
 	RateBurst        int
+	AuthFailureRate  float64
+	AuthFailureBurst int
+	ErasureRate      float64
+	ErasureBurst     int
+	LimiterEntries   int
+	ErasureInterval  time.Duration
 	MaxRows          int
 	MaxExport        int
 	TrendsMinClients int
@@ -41,6 +48,12 @@ func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.OperatorKeyHash, "operator-key-hash", "", "sha256:<hex> hash of the operator key (`reporter clients hash-key` prints it); empty turns the operator endpoints off")
 	fs.Float64Var(&c.RateLimit, "rate-limit", 10, "requests per second one API key may make on average")
 	fs.IntVar(&c.RateBurst, "rate-burst", 30, "requests one API key may make at once (the dashboard makes 11 per refresh)")
+	fs.Float64Var(&c.AuthFailureRate, "auth-failure-rate", api.DefaultAuthFailureRate, "failed authentications per second one client address (TCP peer; IPv6 by /64) may make on average; over it every request of the address gets 429")
+	fs.IntVar(&c.AuthFailureBurst, "auth-failure-burst", api.DefaultAuthFailureBurst, "failed authentications one client address may make at once")
+	fs.Float64Var(&c.ErasureRate, "erasure-rate", api.DefaultErasureRate, "erasure requests per second one client may make on average")
+	fs.IntVar(&c.ErasureBurst, "erasure-burst", api.DefaultErasureBurst, "erasure requests one client may make at once")
+	fs.IntVar(&c.LimiterEntries, "limiter-entries", api.DefaultLimiterEntries, "most keys, addresses and clients each rate limiter table tracks; the least used are forgotten beyond it")
+	fs.DurationVar(&c.ErasureInterval, "erasure-interval", query.DefaultErasureInterval, "how often pending erasures are carried out: one DELETE mutation per table covers every erasure requested meanwhile")
 	fs.IntVar(&c.MaxRows, "max-rows", 1000, "most rows a breakdown may return")
 	fs.IntVar(&c.MaxExport, "max-export-events", 100000, "most events one visitor export may return")
 	fs.IntVar(&c.TrendsMinClients, "trends-min-clients", 5, "fewest clients a cross-client trends row may describe")
@@ -70,6 +83,10 @@ func (c *config) Validate() error {
 		return fmt.Errorf("operator-key-hash: want sha256:<64 hex digits>, the hash of the key, never the key")
 	case c.RateLimit <= 0 || c.RateBurst < 1:
 		return fmt.Errorf("rate-limit and rate-burst must be positive")
+	case c.AuthFailureRate <= 0 || c.AuthFailureBurst < 1 || c.ErasureRate <= 0 || c.ErasureBurst < 1 || c.LimiterEntries < 1:
+		return fmt.Errorf("auth-failure-rate, auth-failure-burst, erasure-rate, erasure-burst and limiter-entries must be positive")
+	case c.ErasureInterval < time.Second:
+		return fmt.Errorf("erasure-interval %s: must be at least 1s", c.ErasureInterval)
 	case c.MaxRows < 1 || c.MaxExport < 1:
 		return fmt.Errorf("max-rows and max-export-events must be positive")
 	case c.TrendsMinClients < 2:

@@ -88,6 +88,11 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) error {
 		QueryTimeout:     c.QueryTimeout,
 		RateLimit:        c.RateLimit,
 		RateBurst:        c.RateBurst,
+		AuthFailureRate:  c.AuthFailureRate,
+		AuthFailureBurst: c.AuthFailureBurst,
+		ErasureRate:      c.ErasureRate,
+		ErasureBurst:     c.ErasureBurst,
+		LimiterEntries:   c.LimiterEntries,
 		MaxRows:          c.MaxRows,
 		MaxExport:        c.MaxExport,
 		TrendsMinClients: c.TrendsMinClients,
@@ -120,7 +125,7 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) error {
 	erasuresDone := make(chan struct{})
 	go func() {
 		defer close(erasuresDone)
-		finishErasures(erasuresCtx, store, c.QueryTimeout, rt.Log)
+		finishErasures(erasuresCtx, store, c.ErasureInterval, c.QueryTimeout, rt.Log)
 	}()
 	rt.Health.Started()
 	rt.Log.Info("serving the API", zap.String("listen_addr", ln.Addr().String()),
@@ -159,13 +164,10 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) error {
 	return errors.Join(errs...)
 }
 
-// erasureInterval is how often pending erasures are moved on.
-const erasureInterval = 30 * time.Second
-
-// finishErasures calls store.FinishErasures every erasureInterval until
-// ctx ends.
-func finishErasures(ctx context.Context, store *query.Store, timeout time.Duration, log *zap.Logger) {
-	periodic.Run(ctx, erasureInterval, func() {
+// finishErasures calls store.FinishErasures every interval until ctx
+// ends: each run starts at most one mutation per table.
+func finishErasures(ctx context.Context, store *query.Store, interval, timeout time.Duration, log *zap.Logger) {
+	periodic.Run(ctx, interval, func() {
 		// Rebuilding views re-aggregates whole days: give it more than a
 		// report query.
 		runCtx, cancel := context.WithTimeout(ctx, 6*timeout)

@@ -1,6 +1,7 @@
 package intake
 
 import (
+	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"hash/fnv"
@@ -73,6 +74,11 @@ func TestPlainPageURLIsASubset(t *testing.T) {
 func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
 	for _, s := range []string{"", "plain-id", `quo"te\back`, "<a>&b", "tab\tnl\ncr\r\x00\x1f", "€ \u2028\u2029 ok", "bad \xff utf8 \xc3", "\x7f"} {
 		want, _ := json.Marshal(s)
+		// encoding/json writes an invalid byte as \ufffd up to Go 1.26 and
+		// as the replacement character itself from Go 1.27 (the workspace's
+		// toolchain); both decode the same, and the fast path keeps the
+		// escape. The corpus holds no valid U+FFFD.
+		want = bytes.ReplaceAll(want, []byte("\uFFFD"), []byte(`\ufffd`))
 		if got := appendJSONString(nil, s); string(got) != string(want) {
 			t.Errorf("appendJSONString(%q) = %s; want %s", s, got, want)
 		}

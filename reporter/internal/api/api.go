@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"sort"
@@ -25,7 +24,6 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
-	"golang.org/x/time/rate"
 
 	"github.com/aluminiapp/pipeline/lib/registry"
 	"github.com/aluminiapp/pipeline/reporter/internal/clientfile"
@@ -53,6 +51,15 @@ type Config struct {
 	// RateBurst how many it may make at once.
 	RateLimit float64
 	RateBurst int
+	// AuthFailureRate and AuthFailureBurst limit the failed
+	// authentications of one client address; ErasureRate and ErasureBurst
+	// the erasure requests of one client; LimiterEntries bounds each of
+	// these tables. Zero means the Default of each.
+	AuthFailureRate  float64
+	AuthFailureBurst int
+	ErasureRate      float64
+	ErasureBurst     int
+	LimiterEntries   int
 	// MaxRows bounds the rows of a breakdown, MaxExport the events of an
 	// export.
 	MaxRows, MaxExport int
@@ -68,11 +75,10 @@ type Handler struct {
 	cfg      Config
 	now      func() time.Time
 	routes   map[string]route
-	limiters sync.Map // key hash -> *rate.Limiter
+	limits   *limits
 	zones    sync.Map // IANA name -> *time.Location of the clients' zones
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
-	limited  prometheus.Counter
 }
 
 // route is one endpoint: its metric label, the methods it accepts and the
@@ -124,15 +130,12 @@ func New(cfg Config) (*Handler, error) {
 			Help:    "Time taken to answer an API request, by endpoint.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"endpoint"}),
-		limited: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "alumini_reporter_rate_limited_total",
-			Help: "API requests refused with 429 because their key exceeded its rate.",
-		}),
 	}
+	h.limits = newLimits(&h.cfg)
 	if h.now == nil {
 		h.now = time.Now
 	}
-	for _, c := range []prometheus.Collector{h.requests, h.duration, h.limited} {
+	for _, c := range []prometheus.Collector{h.requests, h.duration, h.limits.limited} {
 		if err := cfg.Metrics.Register(c); err != nil {
 			return nil, fmt.Errorf("registering api metrics: %w", err)
 		}
@@ -237,12 +240,13 @@ func (h *Handler) client(serve func(w http.ResponseWriter, r *http.Request, c *r
 		if !ok {
 			return writeUnauthorized(w, msgMissingKey)
 		}
-		if status, limited := h.limit(w, key); limited {
+		if status, blocked := h.authBlocked(w, r); blocked {
 			return status
 		}
 		client, err := h.cfg.Registry.ByAPIKey(key)
 		switch {
 		case errors.Is(err, registry.ErrNotFound):
+			h.authFailed(r)
 			h.cfg.Log.Debug("unknown API key", zap.String("remote_addr", r.RemoteAddr))
 			return writeUnauthorized(w, msgInvalidKey)
 		case err != nil:
@@ -250,8 +254,12 @@ func (h *Handler) client(serve func(w http.ResponseWriter, r *http.Request, c *r
 			return writeError(w, http.StatusInternalServerError, "internal error: looking up the API key failed")
 		}
 		if ids, asked := r.URL.Query()["client_id"]; asked && (len(ids) != 1 || ids[0] != client.ID) {
+			h.authFailed(r)
 			h.cfg.Log.Info("API key used for another client", zap.String("client_id", client.ID), zap.String("remote_addr", r.RemoteAddr))
 			return writeUnauthorized(w, msgInvalidKey)
+		}
+		if status, limited := h.limit(w, key); limited {
+			return status
 		}
 		scope, err := query.ScopeOf(client)
 		if err != nil {
@@ -272,32 +280,27 @@ func (h *Handler) operator(serve func(w http.ResponseWriter, r *http.Request) in
 		if !ok {
 			return writeUnauthorized(w, msgMissingKey)
 		}
-		if status, limited := h.limit(w, key); limited {
+		if status, blocked := h.authBlocked(w, r); blocked {
 			return status
 		}
 		if subtle.ConstantTimeCompare([]byte(registry.HashAPIKey(key)), []byte(h.cfg.OperatorKeyHash)) != 1 {
+			h.authFailed(r)
 			return writeUnauthorized(w, "invalid operator key")
+		}
+		if status, limited := h.limit(w, key); limited {
+			return status
 		}
 		return serve(w, r)
 	}
 }
 
 // limit applies the per-key token bucket; it answers 429 with Retry-After
-// itself when the key is over its rate. Limiters are keyed by the key's
-// hash, before the key is known valid, so a flood of bad keys is limited
-// too; the map only grows with distinct keys tried, each a few bytes.
+// itself when the key is over its rate. It runs once the key is known
+// valid, so the table holds the keys in use; wrong keys are limited per
+// address (authBlocked).
 func (h *Handler) limit(w http.ResponseWriter, key string) (int, bool) {
-	id := registry.HashAPIKey(key)
-	v, ok := h.limiters.Load(id)
-	if !ok {
-		v, _ = h.limiters.LoadOrStore(id, rate.NewLimiter(rate.Limit(h.cfg.RateLimit), h.cfg.RateBurst))
-	}
-	res := v.(*rate.Limiter).ReserveN(h.now(), 1)
-	if d := res.DelayFrom(h.now()); d > 0 {
-		res.CancelAt(h.now())
-		h.limited.Inc()
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
-		return writeError(w, http.StatusTooManyRequests, fmt.Sprintf("rate limit of %g requests per second exceeded; retry after %s", h.cfg.RateLimit, d.Round(time.Millisecond))), true
+	if d, ok := h.limits.keys.take(registry.HashAPIKey(key), h.now()); !ok {
+		return h.limits.tooMany(w, limitKey, d, fmt.Sprintf("rate limit of %g requests per second exceeded", h.cfg.RateLimit)), true
 	}
 	return 0, false
 }

@@ -119,11 +119,18 @@ func csvSafe(v string) string {
 }
 
 // serveErase answers an erasure request: the visitor is hidden at once and
-// DELETE mutations start; the answer is 202 with their state.
+// the next batch deletes their rows; the answer is 202 with the state
+// (200 when nothing was stored). Requests are limited per client.
 func (h *Handler) serveErase(w http.ResponseWriter, r *http.Request, c *registry.Client, s query.Scope) int {
 	id, status := visitorParam(w, r, paramSet{"client_id": false, "visitor_id": false})
 	if status != 0 {
 		return status
+	}
+	if d, ok := h.limits.erasures.take(c.ID, h.now()); !ok {
+		h.cfg.Log.Info("audit: visitor erasure refused: over the client's erasure rate",
+			zap.String("client_id", c.ID), zap.Uint64("visitor_id", id),
+			zap.String("key_hash_prefix", keyHashPrefix(r)), zap.String("remote_addr", r.RemoteAddr))
+		return h.limits.tooMany(w, limitErasures, d, fmt.Sprintf("erasure rate limit of %g requests per second exceeded", h.cfg.ErasureRate))
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.QueryTimeout)
 	defer cancel()
@@ -132,7 +139,7 @@ func (h *Handler) serveErase(w http.ResponseWriter, r *http.Request, c *registry
 	h.cfg.Log.Info("audit: visitor erasure requested",
 		zap.String("client_id", c.ID), zap.Uint64("visitor_id", id),
 		zap.String("key_hash_prefix", keyHashPrefix(r)), zap.String("remote_addr", r.RemoteAddr),
-		zap.Bool("ok", err == nil), zap.Any("mutations", e.Mutations), zap.Error(err))
+		zap.Bool("ok", err == nil), zap.String("state", e.State), zap.Error(err))
 	if errors.Is(err, query.ErrLayoutMismatch) {
 		// The operator's to fix; the request can be repeated then.
 		return writeError(w, http.StatusServiceUnavailable, "erasure is unavailable: the reporter's cluster setting does not match the database's layout (operators: set -clickhouse-cluster as for the sinker)")

@@ -133,6 +133,10 @@ func waitErasureDone(t *testing.T, e *env, auth, visitor string) string {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
+		// The reporter's background loop, run as often as the test polls.
+		if _, err := e.h.cfg.Store.FinishErasures(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 		code, _, body := request{target: ErasurePath + "?visitor_id=" + visitor, auth: auth}.do(t, e.h)
 		var status struct{ Done bool }
 		if code == http.StatusOK && json.Unmarshal([]byte(body), &status) == nil && status.Done {

@@ -158,16 +158,17 @@ func TestCurrentEngineRunsEveryQuery(t *testing.T) {
 	q, err = OperatorScope().Trends(march, Dimension{name: "browser"}, 2, 10)
 	add("trends", q, err)
 
-	// Erasure, in the order Store.Erase runs it.
+	// Erasure, in the order Store.Erase and FinishErasures run it.
 	stmts = append(stmts,
 		sqlcheck.Statement{Name: "events engine", SQL: eventsEngineSQL},
 		sqlcheck.Statement{Name: "erasure targets", SQL: erasureColumnsSQL},
 		sqlcheck.Statement{Name: "visitor sessions", SQL: visitorSessionsSQL, Params: []any{"shop", 2}},
 		sqlcheck.Statement{Name: "record erasure", SQL: recordErasureSQL + " VALUES ('shop', 2, '2026-03-12 10:00:00', [], '2026-03-05', '2026-03-12', 0)"},
 	)
-	q, err = sc.Erase(schema.Target{}, "events", 2)
+	stmts = append(stmts, sqlcheck.Statement{Name: "pending erasures", SQL: pendingErasuresSQL})
+	q, err = batchDelete(schema.Target{}, "events", "visitor_id", []string{"blog", "shop"}, map[string][]uint64{"blog": {7}, "shop": {2, 9}})
 	add("erase events", q, err)
-	q, err = sc.EraseSessions(schema.Target{}, "sessions_daily_v2", []any{uint64(21), uint64(22)})
+	q, err = batchDelete(schema.Target{}, "sessions_daily_v2", "session_id", []string{"shop"}, map[string][]uint64{"shop": {21, 22}})
 	add("erase sessions", q, err)
 	stmts = append(stmts,
 		sqlcheck.Statement{Name: "latest mutation", SQL: latestMutationSQL, Params: []any{"events", quoteLiteral("shop")}},

@@ -1,7 +1,6 @@
 package query
 
 import (
-	"errors"
 	"fmt"
 	"regexp"
 
@@ -48,48 +47,6 @@ func (s Scope) Export(visitorID uint64, limit int) (Query, error) {
 // tableName accepts the names ClickHouse reports for the tables erasure
 // covers: plain identifiers and the ".inner." tables of materialized views.
 var tableName = regexp.MustCompile(`^\.?[A-Za-z0-9_.]+$`)
-
-// Erase is the mutation deleting one visitor of the scope's client from
-// table, laid out as l says. table comes from system.columns, never from a
-// request; it is still checked, as it is written into the statement.
-func (s Scope) Erase(l schema.Target, table string, visitorID uint64) (Query, error) {
-	if err := s.check(); err != nil {
-		return Query{}, err
-	}
-	target, err := alterTarget(l, table)
-	if err != nil {
-		return Query{}, err
-	}
-	var b stmt
-	b.sql("ALTER TABLE " + target + " DELETE WHERE client_id = ").bind(s.clientID).sql(" AND visitor_id = ").bind(visitorID)
-	return b.query(), nil
-}
-
-// EraseSessions is the mutation deleting the scope's client's rows of the
-// given sessions from table: for tables that hold visitors only as
-// aggregate states but keep one row per session.
-func (s Scope) EraseSessions(l schema.Target, table string, sessions []any) (Query, error) {
-	if err := s.check(); err != nil {
-		return Query{}, err
-	}
-	if len(sessions) == 0 {
-		return Query{}, errors.New("erase: no sessions")
-	}
-	target, err := alterTarget(l, table)
-	if err != nil {
-		return Query{}, err
-	}
-	var b stmt
-	b.sql("ALTER TABLE " + target + " DELETE WHERE client_id = ").bind(s.clientID).sql(" AND session_id IN (")
-	for i, id := range sessions {
-		if i > 0 {
-			b.sql(", ")
-		}
-		b.bind(id)
-	}
-	b.sql(")")
-	return b.query(), nil
-}
 
 // alterTarget is how a mutation names table: quoted, and on a cluster as
 // the schema's statements for every node name it (schema.Target.Everywhere),

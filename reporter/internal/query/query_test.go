@@ -64,13 +64,6 @@ func builders(t *testing.T, s Scope) map[string]func() (Query, error) {
 			return s.Aggregate(sp)
 		},
 		"export": func() (Query, error) { return s.Export(42, 10) },
-		"erase":  func() (Query, error) { return s.Erase(schema.Target{}, "events", 42) },
-		"erase sessions": func() (Query, error) {
-			q, err := s.EraseSessions(schema.Target{}, "sessions_daily_v2", []any{uint64(7)})
-			// Written against the session table: check it as a read of events.
-			q.SQL = strings.Replace(q.SQL, "TABLE `sessions_daily_v2`", "TABLE `events`", 1)
-			return q, err
-		},
 	}
 	for _, iv := range []Interval{Hour, Day, Week, Month} {
 		m["timeseries "+string(iv)] = func() (Query, error) { return s.Timeseries(p, iv) }
@@ -144,9 +137,14 @@ func TestBuildersRefuse(t *testing.T) {
 		{"bad interval", func() (Query, error) { return s.Timeseries(Params{Range: march}, "minute") }, ErrBadParam},
 		{"zero limit", func() (Query, error) { return s.Breakdown(Params{Range: march}, page, 0) }, ErrBadParam},
 		{"one step", func() (Query, error) { return s.Funnel(Params{Range: march}, []Step{{StepPage, "/"}}, time.Hour) }, ErrBadParam},
-		{"bad table", func() (Query, error) { return s.Erase(schema.Target{}, "events; DROP", 1) }, nil},
+		{"bad table", func() (Query, error) {
+			return batchDelete(schema.Target{}, "events; DROP", "visitor_id", []string{"shop"}, map[string][]uint64{"shop": {1}})
+		}, nil},
 		{"bad cluster", func() (Query, error) {
-			return s.Erase(schema.Target{Database: "alumini", Cluster: "c` DELETE"}, "events_local", 1)
+			return batchDelete(schema.Target{Database: "alumini", Cluster: "c` DELETE"}, "events_local", "visitor_id", []string{"shop"}, map[string][]uint64{"shop": {1}})
+		}, nil},
+		{"no client", func() (Query, error) {
+			return batchDelete(schema.Target{}, "events", "visitor_id", []string{""}, map[string][]uint64{"": {1}})
 		}, nil},
 	} {
 		_, err := tc.q()
@@ -167,18 +165,15 @@ func TestBuildersRefuse(t *testing.T) {
 	}
 }
 
-// TestEraseOnCluster: on a cluster the mutation names the local table with
-// its database and runs ON CLUSTER, so that it reaches every shard.
+// TestEraseOnCluster: on a cluster the batch's mutation names the local
+// table with its database and runs ON CLUSTER, so that it reaches every
+// shard; each visitor id is bound under its own client.
 func TestEraseOnCluster(t *testing.T) {
-	s, _ := ScopeOf(&registry.Client{ID: "shop"})
 	l := schema.Target{Database: "alumini", Cluster: "analytics"}
-	q, err := s.Erase(l, "events_local", 42)
-	if want := "ALTER TABLE `alumini`.`events_local` ON CLUSTER `analytics` DELETE WHERE client_id = ? AND visitor_id = ?"; err != nil || q.SQL != want {
-		t.Errorf("Erase on a cluster = %q, %v; want %q", q.SQL, err, want)
-	}
-	q, err = s.EraseSessions(l, "sessions_daily_v2_local", []any{uint64(7)})
-	if want := "ALTER TABLE `alumini`.`sessions_daily_v2_local` ON CLUSTER `analytics` DELETE WHERE client_id = ? AND session_id IN (?)"; err != nil || q.SQL != want {
-		t.Errorf("EraseSessions on a cluster = %q, %v; want %q", q.SQL, err, want)
+	q, err := batchDelete(l, "events_local", "visitor_id", []string{"shop", "blog"}, map[string][]uint64{"shop": {42, 43}, "blog": {42}})
+	want := "ALTER TABLE `alumini`.`events_local` ON CLUSTER `analytics` DELETE WHERE (client_id = ? AND visitor_id IN (?, ?)) OR (client_id = ? AND visitor_id IN (?))"
+	if err != nil || q.SQL != want || fmt.Sprint(q.Args) != "[shop 42 43 blog 42]" {
+		t.Errorf("batch erase on a cluster = %q %v, %v; want %q [shop 42 43 blog 42]", q.SQL, q.Args, err, want)
 	}
 }
 

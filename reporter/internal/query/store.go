@@ -602,6 +602,9 @@ type Erasure struct {
 	ClientID    string `json:"client_id"`
 	VisitorID   uint64 `json:"visitor_id"`
 	RequestedAt string `json:"requested_at"`
+	// State is pending (waiting for the next batch of mutations),
+	// running (mutations or the views' rebuild not done) or done.
+	State string `json:"state"`
 	// Done is true once every mutation is done and the aggregate views
 	// were rebuilt without the visitor (ViewsRebuilt) and those rebuilds'
 	// own mutations are done too.
@@ -704,22 +707,13 @@ func (s *Store) Erase(ctx context.Context, sc Scope, visitorID uint64, now time.
 	if err := sc.check(); err != nil {
 		return Erasure{}, err
 	}
-	var engine string
-	if err := s.rows(ctx, "erase_engine", Query{SQL: eventsEngineSQL}, func(r driver.Rows) error { return r.Scan(&engine) }); err != nil {
+	if err := s.checkLayout(ctx); err != nil {
 		return Erasure{}, err
 	}
-	if (engine == "Distributed") != (s.layout.Cluster != "") {
-		return Erasure{}, fmt.Errorf("%w: events is a %s table, the reporter runs with -clickhouse-cluster=%q", ErrLayoutMismatch, engine, s.layout.Cluster)
-	}
-	targets, err := s.erasureTargets(ctx)
-	if err != nil {
-		return Erasure{}, err
-	}
-	// The visitor's sessions and days, read before the events go: the
-	// session tables are erased by them, the views rebuilt for those days.
-	var sessions []any
+	// The visitor's days, read before the events go: the views are
+	// rebuilt for those days.
 	rec := erasureRecord{requestedAt: now.UTC().Truncate(time.Second)}
-	err = s.rows(ctx, "erase_sessions", Query{
+	err := s.rows(ctx, "erase_sessions", Query{
 		SQL:  visitorSessionsSQL,
 		Args: []any{sc.clientID, visitorID},
 	}, func(r driver.Rows) error {
@@ -739,7 +733,6 @@ func (s *Store) Erase(ctx context.Context, sc Scope, visitorID uint64, now time.
 		if l.After(rec.lastDay) {
 			rec.lastDay = l
 		}
-		sessions = append(sessions, id)
 		return nil
 	})
 	if err != nil {
@@ -756,30 +749,11 @@ func (s *Store) Erase(ctx context.Context, sc Scope, visitorID uint64, now time.
 	case !rec.requestedAt.After(prev.requestedAt):
 		rec.requestedAt = prev.requestedAt.Add(time.Second)
 	}
-	// The tombstone first: even if a mutation fails, the visitor is
-	// already hidden and the request can be repeated.
-	if err := s.recordErasure(ctx, sc, visitorID, rec); err != nil {
-		return Erasure{}, err
-	}
-	for _, t := range targets {
-		var q Query
-		if t.bySession {
-			if len(sessions) == 0 {
-				continue
-			}
-			q, err = sc.EraseSessions(s.layout, t.table, sessions)
-		} else {
-			q, err = sc.Erase(s.layout, t.table, visitorID)
-		}
-		if err != nil {
-			return Erasure{}, err
-		}
-		id, err := s.mutate(ctx, sc, t.table, q)
-		if err != nil {
-			return Erasure{}, fmt.Errorf("erasing visitor from %s: %w", t.table, err)
-		}
-		rec.mutations = append(rec.mutations, t.table+"\x00"+id)
-	}
+	// The tombstone hides the visitor from every read at once; the
+	// mutations follow in the next batch (FinishErasures). A visitor with
+	// no stored events needs none: the erasure is done as recorded, and
+	// the sinker drops their events from now on.
+	rec.viewsRebuilt = rec.firstDay.IsZero()
 	if err := s.recordErasure(ctx, sc, visitorID, rec); err != nil {
 		return Erasure{}, err
 	}
@@ -840,20 +814,7 @@ func (s *Store) recordErasure(ctx context.Context, sc Scope, visitorID uint64, r
 	if err != nil {
 		return fmt.Errorf("recording erasure: %w", err)
 	}
-	mutations := rec.mutations
-	if mutations == nil {
-		mutations = []string{}
-	}
-	var rebuilt uint8
-	if rec.viewsRebuilt {
-		rebuilt = 1
-	}
-	// Date columns take the zero time as 1970-01-01: "no events".
-	first, last := rec.firstDay, rec.lastDay
-	if first.IsZero() {
-		first, last = time.Unix(0, 0).UTC(), time.Unix(0, 0).UTC()
-	}
-	if err := batch.Append(sc.clientID, visitorID, rec.requestedAt, mutations, first, last, rebuilt); err != nil {
+	if err := batch.Append(erasureRow(sc.clientID, visitorID, rec)...); err != nil {
 		return errors.Join(fmt.Errorf("recording erasure: %w", err), batch.Abort())
 	}
 	if err := batch.Send(); err != nil {
@@ -872,61 +833,6 @@ const eventsEngineSQL = "SELECT engine FROM system.tables WHERE database = curre
 
 // ErrNoErasure is returned for the status of a visitor never erased.
 var ErrNoErasure = errors.New("no erasure requested for this visitor")
-
-// ErasureStatus reports the state of a visitor's latest erasure, from
-// system.mutations, and moves it on: once the mutations of the visitor's
-// rows are done, it rebuilds the aggregate views (which hold the visitor
-// inside aggregate states no DELETE reaches) for the client's days the
-// visitor had events, records that, and reports done when the rebuild's
-// own mutations are done too. A mutation ClickHouse no longer lists (it
-// forgets finished ones after a while) counts as done. Rebuilding twice
-// (two callers at once) is harmless: the views' aggregates are idempotent.
-func (s *Store) ErasureStatus(ctx context.Context, sc Scope, visitorID uint64) (Erasure, error) {
-	if err := sc.check(); err != nil {
-		return Erasure{}, err
-	}
-	rec, err := s.erasureRecord(ctx, sc, visitorID)
-	if err != nil {
-		return Erasure{}, err
-	}
-	e, err := s.erasureState(ctx, sc, visitorID, rec)
-	if err != nil || !e.Done || rec.viewsRebuilt {
-		return e, err
-	}
-	if len(rec.mutations) == 0 && !rec.firstDay.IsZero() {
-		// Only the tombstone was recorded: the request failed before its
-		// mutations started, and repeating it will start them.
-		e.Done = false
-		return e, nil
-	}
-	// Every row mutation is done: rebuild the views of the visitor's days.
-	if !rec.firstDay.IsZero() {
-		before := map[string]string{}
-		for _, v := range schema.ViewNames {
-			id, err := s.latestMutation(ctx, sc, s.layout.Local(v))
-			if err != nil {
-				return Erasure{}, err
-			}
-			before[v] = id
-		}
-		if err := schema.RebuildViews(ctx, s.conn, s.layout, sc.clientID, rec.firstDay, rec.lastDay); err != nil {
-			return Erasure{}, fmt.Errorf("rebuilding the views after an erasure: %w", err)
-		}
-		for _, v := range schema.ViewNames {
-			table := s.layout.Local(v)
-			id, err := s.newMutation(ctx, sc, table, before[v])
-			if err != nil {
-				return Erasure{}, err
-			}
-			rec.mutations = append(rec.mutations, table+"\x00"+id)
-		}
-	}
-	rec.viewsRebuilt = true
-	if err := s.recordErasure(ctx, sc, visitorID, rec); err != nil {
-		return Erasure{}, err
-	}
-	return s.erasureState(ctx, sc, visitorID, rec)
-}
 
 // ReplayWindow is how long after an erasure its visitor's events may come
 // back: a Kafka replay (an offset reset, a new consumer group) re-inserts
@@ -991,33 +897,6 @@ func (s *Store) visitors(ctx context.Context, name string, q Query) ([]erasedVis
 		return err
 	})
 	return list, err
-}
-
-// pendingErasuresSQL lists the erasures whose views were not rebuilt yet:
-// the latest request of each visitor has no record with views_rebuilt.
-const pendingErasuresSQL = `SELECT client_id, visitor_id FROM ` + erasedTable + `
-GROUP BY client_id, visitor_id HAVING maxIf(requested_at, views_rebuilt = 1) < max(requested_at)`
-
-// FinishErasures moves every pending erasure on (see ErasureStatus), so
-// the views are rebuilt even when nobody asks for the status. It returns
-// how many erasures are still pending.
-func (s *Store) FinishErasures(ctx context.Context) (int, error) {
-	list, err := s.visitors(ctx, "pending_erasures", Query{SQL: pendingErasuresSQL})
-	if err != nil {
-		return 0, err
-	}
-	left := 0
-	var errs []error
-	for _, p := range list {
-		e, err := s.ErasureStatus(ctx, Scope{clientID: p.client}, p.visitor)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("client %s visitor %d: %w", p.client, p.visitor, err))
-		}
-		if !e.ViewsRebuilt {
-			left++
-		}
-	}
-	return left, errors.Join(errs...)
 }
 
 func (s *Store) erasureRecord(ctx context.Context, sc Scope, visitorID uint64) (erasureRecord, error) {
