@@ -22,7 +22,7 @@ var knownLabels = map[string][]string{
 	"collector": append(
 		labelled("alumini_collector_events_dropped_total", "reason", "opt_out", "dnt", "gpc", "excluded_ip", "excluded_hostname",
 			"excluded_path", "unsupported_type", "invalid", "unknown_client", "forbidden_origin", "rate_limited", "too_large",
-			"overloaded", "unavailable"),
+			"overloaded", "unavailable", "header_too_large", "malformed_request", "read_timeout"),
 		crossed("alumini_collector_requests_total", []string{"500", "503"}, "event", "batch", "segment_track", "segment_page",
 			"segment_screen", "segment_identify", "segment_batch", "segment_other", "umami", "pixel", "script", "optout", "optin")...),
 	"enricher": slices.Concat(
