@@ -413,9 +413,9 @@ func TestOutages(t *testing.T) {
 		{name: "kafka-10s-load", kafka: true, length: 10 * time.Second, underLoad: true, notReadyOf: kafkaUsers},
 		{name: "clickhouse-10s-idle", ch: true, length: 10 * time.Second, notReadyOf: chUsers},
 		{name: "clickhouse-10s-load", ch: true, length: 10 * time.Second, underLoad: true, notReadyOf: chUsers},
-		// One 60 s outage of everything covers the long variants of both,
-		// under load (the idle ones differ from the 10 s idle ones only in
-		// length, and would cost another minute of CI).
+		// One 60 s outage of everything, idle and under load, covers the
+		// long variants of both dependencies.
+		{name: "all-60s-idle", kafka: true, ch: true, length: 60 * time.Second, notReadyOf: services},
 		{name: "all-60s-load", kafka: true, ch: true, length: 60 * time.Second, underLoad: true, notReadyOf: services},
 	} {
 		t.Run(o.name, func(t *testing.T) {
