@@ -99,8 +99,8 @@ func (c *config) Validate() error {
 	if c.MaxHeaderBytes < 4096 || c.MaxHeaderBytes > 1<<20 {
 		return errors.New("max-header-bytes must be between 4096 and 1048576")
 	}
-	if c.MaxInflightBytes < int64(8*c.MaxBodyBytes) {
-		return errors.New("max-inflight-bytes must be at least eight times max-body-bytes: the largest gzipped Segment batch reserves its body, its decompressed limit (inflated), five times that (decoded) and its encoded events")
+	if c.MaxInflightBytes < int64(9*c.MaxBodyBytes) {
+		return errors.New("max-inflight-bytes must be at least nine times max-body-bytes: the largest gzipped Segment batch reserves its body, its decompressed limit (inflated), six times that (decoded) and its encoded events")
 	}
 	if c.ClientRate < 0 || c.IPRate < 0 || c.ClientBurst < 0 || c.IPBurst < 0 {
 		return errors.New("rate limits and bursts must not be negative")
@@ -150,6 +150,13 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 		// request of its 10-15 ms. Peak RSS: 103-109 MiB after 256 batch
 		// connections (docs/bench/collector.md, sixth round).
 		debug.SetGCPercent(200)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// The sizing rule's bound less one budget of headroom, as a soft
+		// limit: collections come sooner as memory nears it, so the
+		// garbage GOGC=200 lets grow cannot take the process past the
+		// documented bound (docs/collector.md, limits and abuse).
+		debug.SetMemoryLimit(memoryLimit(cfg.MaxInflightBytes, cfg.MaxConcurrency))
 	}
 	clients, err := cfg.Clients.Open(ctx, rt.Log)
 	if err != nil {
@@ -252,4 +259,11 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 		return fmt.Errorf("stopping intake server: %w", err)
 	}
 	return nil
+}
+
+// memoryLimit is the collector's default soft memory limit: a base for
+// the runtime, pools and metrics, twice the in-flight budget (its bytes,
+// and the garbage they leave), and each connection's buffers.
+func memoryLimit(inflight int64, conns int) int64 {
+	return 48<<20 + 2*inflight + int64(conns)*32<<10
 }

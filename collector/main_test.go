@@ -31,7 +31,7 @@ func TestValidate(t *testing.T) {
 		{[]string{"-path-event", "/api/batch"}, "are both"},
 		{[]string{"-path-script", "t.js"}, "starting with /"},
 		{[]string{"-path-pixel", "/v1/p.gif"}, "not /v1/"},
-		{[]string{"-max-inflight-bytes", "8000000"}, "eight times max-body-bytes"},
+		{[]string{"-max-inflight-bytes", "8000000"}, "nine times max-body-bytes"},
 		{[]string{"-max-header-bytes", "1024"}, "max-header-bytes"},
 		{[]string{"-ip-rate-limit", "5", "-ip-rate-burst", "0"}, "ip-rate-burst"},
 		{[]string{"-max-batch-events", "0"}, "max-batch-events"},

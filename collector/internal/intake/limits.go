@@ -67,10 +67,11 @@ func (r reservation) release() {
 
 // segmentDecodeFactor is how many bytes decoding a Segment body takes per
 // byte of it, beyond the one readRaw reserves: encoding/json's maps and
-// boxed values of a 1 MB batch of track calls are 5.2 MB
-// (docs/collector.md, limits and abuse). The native decoder copies each
-// string once into a pooled arena, which readRaw's reservation covers.
-const segmentDecodeFactor = 4
+// boxed values of a batch of track calls take five to six bytes per byte,
+// more with the workspace's toolchain than with go1.26 (docs/collector.md,
+// limits and abuse). The native decoder copies each string once into a
+// pooled arena, which readRaw's reservation covers.
+const segmentDecodeFactor = 5
 
 // reserveDecoding reserves what decoding a body of n bytes takes beyond
 // readRaw's reservation: nothing for native bodies, more for Segment's.
