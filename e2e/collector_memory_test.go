@@ -34,7 +34,7 @@ const (
 // TestMemoryIsBoundedUnderLargeBodies runs the built collector, as an
 // operator does, and has 500 connections each post a 1 MB batch at once:
 // the bodies alone are 500 MB, which the collector held in full before it
-// admitted them against -max-inflight-bytes (peak RSS 367 MiB here). Its peak RSS,
+// admitted them against -max-inflight-bytes (figures in docs/collector.md). Its peak RSS,
 // read from /proc, must stay under the documented bound.
 func TestMemoryIsBoundedUnderLargeBodies(t *testing.T) {
 	if testing.Short() {

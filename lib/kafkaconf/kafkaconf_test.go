@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/aluminiapp/pipeline/lib/eventually"
 	"github.com/aluminiapp/pipeline/lib/kafkatest"
 	"github.com/aluminiapp/pipeline/lib/outage"
 )
@@ -117,12 +118,8 @@ func TestEvictPredecessorsRemovesOnlyItsOwnMembers(t *testing.T) {
 		slices.Sort(ids)
 		return ids
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for len(members()) != 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("group members %v; want two", members())
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !eventually.Within(20*time.Second, func() bool { return len(members()) == 2 }) {
+		t.Fatalf("group members %v; want two", members())
 	}
 	n, err := cfg.EvictPredecessors(t.Context(), "g", member.ClientID("sinker"))
 	if err != nil || n != 1 {

@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/aluminiapp/pipeline/lib/eventually"
 	"github.com/aluminiapp/pipeline/lib/kafkaconf"
 	"github.com/aluminiapp/pipeline/lib/kafkatest"
 )
@@ -189,9 +190,7 @@ func TestTimedOutEventsLeaveTheQueue(t *testing.T) {
 	}()
 	first := make(chan error, 1)
 	go func() { first <- p.Publish(context.Background(), kafka.Message{Value: []byte("held")}) }()
-	for !held.Load() {
-		time.Sleep(time.Millisecond)
-	}
+	eventually.True(t, 10*time.Second, "the first produce request held", held.Load)
 	var wg sync.WaitGroup
 	for i := range 50 {
 		wg.Go(func() {

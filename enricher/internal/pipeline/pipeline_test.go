@@ -23,6 +23,7 @@ import (
 	"github.com/aluminiapp/pipeline/enricher/internal/session"
 	"github.com/aluminiapp/pipeline/enricher/internal/useragent"
 	"github.com/aluminiapp/pipeline/enricher/internal/visitor"
+	"github.com/aluminiapp/pipeline/lib/eventually"
 	"github.com/aluminiapp/pipeline/lib/kafkaconf"
 	"github.com/aluminiapp/pipeline/lib/kafkatest"
 	"github.com/aluminiapp/pipeline/lib/outage"
@@ -89,10 +90,7 @@ func TestEnrichesCommitsAndDeadLetters(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- p.Run(ctx) }()
-		deadline := time.Now().Add(20 * time.Second)
-		for !cond() && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
+		eventually.Within(20*time.Second, cond)
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Run = %v; want nil after cancel", err)
