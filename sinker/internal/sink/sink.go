@@ -540,7 +540,7 @@ func (s *Sink) insertSplitting(ctx context.Context, b *batch, events []*aluminiv
 		if errors.Is(err, store.ErrRejected) {
 			// The server is fine; the data is not. Readiness stays true.
 			s.setInsertErr(nil)
-			return permanentError{err}
+			return outage.Permanent(err)
 		}
 		s.setInsertErr(err)
 		return err
@@ -602,8 +602,8 @@ func (s *Sink) retry(ctx context.Context, what string, dep *outage.Dependency, r
 			dep.Succeeded()
 			return nil
 		}
-		if p, ok := errors.AsType[permanentError](err); ok {
-			return p.err
+		if outage.IsPermanent(err) {
+			return errors.Unwrap(err) // the error outage.Permanent marked
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: %w (gave up: %w)", what, err, ctx.Err())
@@ -621,9 +621,3 @@ func (s *Sink) retry(ctx context.Context, what string, dep *outage.Dependency, r
 		wait = min(2*wait, s.cfg.BackoffMax)
 	}
 }
-
-// permanentError stops retry: trying the same again cannot help.
-type permanentError struct{ err error }
-
-func (e permanentError) Error() string { return e.err.Error() }
-func (e permanentError) Unwrap() error { return e.err }
