@@ -1,7 +1,6 @@
 package intake
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -10,16 +9,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	mrand "math/rand/v2"
 	"net/netip"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/segmentio/kafka-go"
 	"github.com/valyala/fasthttp"
@@ -723,202 +719,6 @@ func appendPartitionKey(b []byte, hit *aluminiv1.RawHit) []byte {
 }
 
 func partitionKeySize(hit *aluminiv1.RawHit) int { return len(hit.ClientId) + 1 + 16 }
-
-// answerDropped answers a request none of whose hits is collected, the way
-// each kind of sender takes as success without retrying.
-func (h *Handler) answerDropped(ctx *fasthttp.RequestCtx, ep endpoint, reason string, n int) {
-	if reason != "" {
-		h.dropCount(reason).Add(float64(n))
-	}
-	switch {
-	case ep == epPixel:
-		writePixel(ctx)
-	case ep.segment():
-		writeSegmentSuccess(ctx)
-	case ep == epPlausible:
-		writePlausibleOK(ctx, true)
-	case ep == epUmami:
-		writeUmamiOK(ctx)
-	default:
-		ctx.SetStatusCode(fasthttp.StatusNoContent)
-	}
-}
-
-func (h *Handler) answerAccepted(ctx *fasthttp.RequestCtx, ep endpoint, items []*pending, accepted, dropped int) {
-	switch {
-	case ep == epPixel:
-		writePixel(ctx)
-		return
-	case ep.segment():
-		writeSegmentSuccess(ctx)
-		return
-	case ep == epPlausible:
-		writePlausibleOK(ctx, false)
-		return
-	case ep == epUmami:
-		writeUmamiOK(ctx)
-		return
-	}
-	// Written by hand, as encoding/json would, into the response's own
-	// (pooled) body buffer: encoding/json was a tenth of the single-event
-	// path's allocations.
-	body := ctx.Response.SwapBody(nil)[:0]
-	if ep == epEvent {
-		body = append(body, `{"status":"accepted","event_id":`...)
-		body = appendJSONString(body, answeredID(items[0]))
-	} else {
-		body = append(body, `{"status":"accepted","accepted":`...)
-		body = strconv.AppendInt(body, int64(accepted), 10)
-		body = append(body, `,"dropped":`...)
-		body = strconv.AppendInt(body, int64(dropped), 10)
-		body = append(body, `,"event_ids":[`...)
-		for i, it := range items {
-			if i > 0 {
-				body = append(body, ',')
-			}
-			body = appendJSONString(body, answeredID(it))
-		}
-		body = append(body, ']')
-	}
-	body = append(body, '}')
-	ctx.SetStatusCode(fasthttp.StatusAccepted)
-	ctx.SetContentType("application/json")
-	ctx.Response.SwapBody(body)
-}
-
-// answeredID is the event id a 2xx answer lists for it, in the request's
-// order: the sender's or the collector's, also for events dropped by
-// privacy rules; empty for those refused before their id was settled.
-func answeredID(it *pending) string {
-	if it.skip != "" {
-		return ""
-	}
-	return it.hit.EventId
-}
-
-// appendJSONString appends s as a JSON string exactly as encoding/json
-// writes it: HTML-sensitive characters, control characters, U+2028 and
-// U+2029 escaped, invalid UTF-8 replaced by U+FFFD.
-func appendJSONString(b []byte, s string) []byte {
-	const hexDigits = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
-
-func acceptableContentType(ct []byte) bool {
-	mt, _, _ := strings.Cut(string(ct), ";")
-	mt = strings.ToLower(strings.TrimSpace(mt))
-	return mt == "application/json" || mt == "text/plain" || mt == "application/x-ndjson"
-}
-
-var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-// readBody returns the request body, decompressed when it is gzip or deflate, and
-// a heldBody to release once the body is no longer used. It accounts the
-// bytes in flight and refuses with 503 once the bound is reached (see
-// readRaw). A gzip or deflate body reserves the whole decompressed limit
-// twice up front (inflated, and decoded): its size is unknown until it has
-// been read, and the bound must hold before that.
-func (h *Handler) readBody(ctx *fasthttp.RequestCtx) ([]byte, heldBody, error) {
-	enc := strings.ToLower(strings.TrimSpace(string(ctx.Request.Header.ContentEncoding())))
-	var reserve int64
-	switch enc {
-	case "", "identity":
-	case "gzip", "x-gzip", "deflate":
-		reserve += int64(h.cfg.MaxBodyBytes)
-	default:
-		return nil, heldBody{}, refuse(fasthttp.StatusUnsupportedMediaType, "invalid", "Content-Encoding %q is not supported; send gzip, deflate or none", truncate(enc))
-	}
-	raw, held, rerr := h.readRaw(ctx, reserve)
-	if rerr != nil {
-		return nil, heldBody{}, rerr
-	}
-	if enc == "" || enc == "identity" {
-		return raw, held, nil
-	}
-	zr, done, err := decompressor(enc, raw)
-	if err != nil {
-		held.release()
-		return nil, heldBody{}, refuse(fasthttp.StatusBadRequest, "invalid", "malformed %s body: %v", enc, err)
-	}
-	buf := bodyBuffers.Get().(*bytes.Buffer)
-	buf.Reset()
-	held.buf = buf
-	// Read at most one byte past the limit: enough to know it was passed,
-	// so a gzip bomb costs MaxBodyBytes of memory and no more.
-	_, err = io.Copy(buf, io.LimitReader(zr, int64(h.cfg.MaxBodyBytes)+1))
-	done()
-	switch {
-	case err != nil:
-		held.release()
-		return nil, heldBody{}, refuse(fasthttp.StatusBadRequest, "invalid", "malformed %s body: %v", enc, err)
-	case buf.Len() > h.cfg.MaxBodyBytes:
-		held.release()
-		return nil, heldBody{}, refuse(fasthttp.StatusRequestEntityTooLarge, "too_large", "decompressed request body is larger than %d bytes", h.cfg.MaxBodyBytes)
-	}
-	return buf.Bytes(), held, nil
-}
-
-// heldBody is a request body's share of -max-inflight-bytes and its
-// pooled buffers: the body as read (raw) and, for a decompressed body, as
-// inflated (buf). A value, not a closure: releasing costs no allocation.
-type heldBody struct {
-	h        *Handler
-	reserved int64
-	raw, buf *bytes.Buffer
-}
-
-func (b heldBody) release() {
-	for _, buf := range []*bytes.Buffer{b.raw, b.buf} {
-		if buf != nil && buf.Cap() <= 4*b.h.cfg.MaxBodyBytes {
-			bodyBuffers.Put(buf)
-		}
-	}
-	b.h.inflight.Add(-b.reserved)
-}
 
 // visitorID is the visitor cookie's id. A browser without one (or with a
 // malformed one) gets a new id, to be set as its cookie. Browsers
