@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/aluminiapp/pipeline/lib/chtest"
+	"github.com/aluminiapp/pipeline/lib/eventually"
 	"github.com/aluminiapp/pipeline/lib/service"
 )
 
@@ -76,21 +77,18 @@ func TestRunBecomesReadyAndStops(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- c.run(ctx, rt) }()
 
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		failures := rt.Health.Ready(context.Background())
-		if len(failures) == 0 {
-			break
-		}
+	var failures map[string]string
+	ready := eventually.Within(10*time.Second, func() bool {
 		select {
 		case err := <-done:
 			t.Fatalf("run returned before it was ready: %v", err)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not ready after 10s: %v", failures)
-		}
-		time.Sleep(20 * time.Millisecond)
+		failures = rt.Health.Ready(context.Background())
+		return len(failures) == 0
+	})
+	if !ready {
+		t.Fatalf("not ready after 10s: %v", failures)
 	}
 	cancel()
 	select {

@@ -5,11 +5,14 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/aluminiapp/pipeline/lib/eventually"
 	"github.com/aluminiapp/pipeline/lib/registry"
 )
 
@@ -107,7 +110,8 @@ func TestCacheFollowsRegistryVersions(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go reg.Watch(ctx, 5*time.Millisecond, zap.NewNop())
+	core, logs := observer.New(zap.ErrorLevel)
+	go reg.Watch(ctx, 5*time.Millisecond, zap.New(core))
 	write := func(doc string) {
 		t.Helper()
 		if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
@@ -118,13 +122,7 @@ func TestCacheFollowsRegistryVersions(t *testing.T) {
 		return cache.For(client(t, reg, "a")).Excluded(netip.Addr{}, "https://a.example"+p) == "path"
 	}
 	write("clients: [{id: a, exclude: {paths: [/two]}}]\n")
-	deadline := time.Now().Add(5 * time.Second)
-	for !excludes("/two") {
-		if time.Now().After(deadline) {
-			t.Fatal("exclusions did not follow the registry reload within 5s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	eventually.True(t, 5*time.Second, "exclusions to follow the registry reload", func() bool { return excludes("/two") })
 	if excludes("/one") {
 		t.Error("after the reload /one is still excluded; want the new version only")
 	}
@@ -133,8 +131,9 @@ func TestCacheFollowsRegistryVersions(t *testing.T) {
 		"", // truncated mid-write
 		"clients:\n",
 	} {
+		refused := logs.Len()
 		write(bad)
-		time.Sleep(50 * time.Millisecond)
+		eventually.True(t, 5*time.Second, "the registry watcher to refuse "+strconv.Quote(bad), func() bool { return logs.Len() > refused })
 		if !excludes("/two") {
 			t.Fatalf("after writing %q, /two is no longer excluded; want the last good version", bad)
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/aluminiapp/pipeline/lib/eventually"
 	"github.com/aluminiapp/pipeline/lib/kafkaconf"
 	"github.com/aluminiapp/pipeline/lib/kafkatest"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
@@ -83,10 +84,7 @@ func TestInflightBytesBound(t *testing.T) {
 	})
 	first := make(chan response, 1)
 	go func() { first <- send(t, "POST", f.url+"/api/event", body, nil) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for f.handler.inflight.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	eventually.True(t, 5*time.Second, "the first request in flight", func() bool { return f.handler.inflight.Load() > 0 })
 	r := send(t, "POST", f.url+"/api/event", []byte(`{"client_id":"blog","event_id":"second","url":"https://blog.example/"}`), nil)
 	if r.status != 503 || r.body != `{"error":"the collector is busy; retry later with the same event_id"}` || r.header.Get("Retry-After") != "1" {
 		t.Errorf("request past the in-flight bound = %d %s (Retry-After %q); want 503 with Retry-After: 1", r.status, r.body, r.header.Get("Retry-After"))
@@ -213,11 +211,10 @@ func TestReadinessFollowsKafka(t *testing.T) {
 	}
 	f.cluster.Close()
 	var r response
-	for deadline := time.Now().Add(8 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		if r = send(t, "GET", f.url+"/readyz", nil, nil); r.status == 503 {
-			break
-		}
-	}
+	eventually.Within(8*time.Second, func() bool {
+		r = send(t, "GET", f.url+"/readyz", nil, nil)
+		return r.status == 503
+	})
 	if r.status != 503 || !strings.Contains(r.body, `"kafka"`) {
 		t.Errorf("/readyz with Kafka down = %d %s; want 503 naming kafka", r.status, r.body)
 	}

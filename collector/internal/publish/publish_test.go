@@ -205,9 +205,7 @@ func TestTimedOutEventsLeaveTheQueue(t *testing.T) {
 		})
 	}
 	// The queue metric shows them waiting while the first request is held.
-	for deadline := time.Now().Add(200 * time.Millisecond); p.queued() < 50 && time.Now().Before(deadline); {
-		time.Sleep(time.Millisecond)
-	}
+	eventually.Within(200*time.Millisecond, func() bool { return p.queued() >= 50 })
 	if n := p.queued(); n != 50 {
 		t.Errorf("queued events while the broker holds the first request = %v; want 50", n)
 	}
@@ -246,9 +244,7 @@ func TestAdmitHoldsWhileAFullRequestWaits(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	for !held.Load() {
-		time.Sleep(time.Millisecond)
-	}
+	eventually.True(t, 10*time.Second, "the first produce request held", held.Load)
 	if err := p.Admit(); err != nil {
 		t.Fatalf("Admit with one small request in flight = %v; want nil at once", err)
 	}
@@ -261,9 +257,7 @@ func TestAdmitHoldsWhileAFullRequestWaits(t *testing.T) {
 			}
 		})
 	}
-	for p.backlog.Load() < 1200<<10 {
-		time.Sleep(time.Millisecond)
-	}
+	eventually.True(t, 10*time.Second, "both 600 KB events in the lane's backlog", func() bool { return p.backlog.Load() >= 1200<<10 })
 	admitted := make(chan error, 1)
 	go func() { admitted <- p.Admit() }()
 	select {
@@ -368,9 +362,11 @@ func TestAdmitLeavesNoOneWaiting(t *testing.T) {
 // answered with success is in Kafka, and nothing is taken afterwards.
 func TestCloseFlushes(t *testing.T) {
 	cluster, addr := broker(t, 2)
+	var produces atomic.Int64
 	cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
 		cluster.KeepControl()
-		time.Sleep(50 * time.Millisecond)
+		produces.Add(1)
+		time.Sleep(50 * time.Millisecond) // a slow broker, so that Close finds events in flight
 		return nil, nil, false
 	})
 	p := New(Config{Addr: kafka.TCP(addr), Topic: "raw", AckTimeout: 5 * time.Second}, prometheus.NewRegistry())
@@ -381,10 +377,7 @@ func TestCloseFlushes(t *testing.T) {
 			errs <- p.Publish(context.Background(), kafka.Message{Key: fmt.Appendf(nil, "k%d", i), Value: []byte("v")})
 		}()
 	}
-	for p.lanes.Load() == nil {
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(10 * time.Millisecond)
+	eventually.True(t, 10*time.Second, "a produce request at the broker", func() bool { return produces.Load() > 0 })
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -476,21 +469,17 @@ func TestPartitionsAddedAreUsed(t *testing.T) {
 		}
 	}
 	want := murmur2Partition(key, 4)
-	deadline := time.Now().Add(20 * time.Second)
 	var last string
-	for n := 0; ; n++ {
+	n := 0
+	eventually.True(t, 20*time.Second, "the producer to see the added partitions", func() bool {
 		last = fmt.Sprintf("after-%d", n)
+		n++
 		if err := p.Publish(context.Background(), kafka.Message{Key: key, Value: []byte(last)}); err != nil {
 			t.Fatal(err)
 		}
-		if s := p.lanes.Load(); s != nil && len(s.lanes) == 4 {
-			break // this publish already chose among 4
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the producer did not see the added partitions within 20s")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		s := p.lanes.Load()
+		return s != nil && len(s.lanes) == 4 // this publish already chose among 4
+	})
 	found := false
 	for _, m := range kafkatest.ReadAll(t, addr, "raw", int(kafkatest.Count(t, addr, "raw")), 5*time.Second) {
 		if string(m.Value) == last {
@@ -648,11 +637,7 @@ func TestLeaderMovesCostMilliseconds(t *testing.T) {
 // waitForCount waits until n reaches want.
 func waitForCount(t *testing.T, n *atomic.Int64, want int64) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for n.Load() < want {
-		if time.Now().After(deadline) {
-			t.Fatalf("stream stalled at %d events, waiting for %d", n.Load(), want)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !eventually.Within(30*time.Second, func() bool { return n.Load() >= want }) {
+		t.Fatalf("stream stalled at %d events, waiting for %d", n.Load(), want)
 	}
 }
