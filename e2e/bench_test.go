@@ -324,10 +324,10 @@ func (a *acceptedSet) has(seq uint64) bool { return a.words[seq/64].Load()&(1<<(
 
 // sample is the pipeline's state at one moment of the run.
 type sample struct {
-	at                        time.Duration // since the load started
-	sent, accepted, stored    int64
-	rawLag, enrichedLag       int64
-	cpu                       map[string]time.Duration
+	at                     time.Duration // since the load started
+	sent, accepted, stored int64
+	rawLag, enrichedLag    int64
+	cpu                    map[string]time.Duration
 }
 
 type marker struct {

@@ -133,7 +133,17 @@ func (b *benchRun) offer(corpus *traffic.Corpus) *benchResult {
 
 	b.drain(res, int64(mk.acceptedCount()))
 	res.cpuEnd = b.cpu()
-	b.readCounters(res, 1)
+	// A sinker counts its rows once the insert returned, a moment after
+	// they became visible: read the counters once every stage counted all.
+	want := res.acceptedEvents + int64(mk.acceptedCount())
+	eventually.Within(5*time.Second, func() bool {
+		b.readCounters(res, 1)
+		done := map[string]float64{}
+		for name, c := range res.counters {
+			done[b.stageOf[name]] += c[1] - c[0]
+		}
+		return done["collector"] >= float64(want) && done["enricher"] >= float64(want) && done["sinker"] >= float64(want)
+	})
 	res.partitions = map[string]map[string]int{}
 	for _, stage := range []string{"enricher", "sinker"} {
 		res.partitions[stage] = b.assignment("alumini-" + stage)

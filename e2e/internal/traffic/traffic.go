@@ -93,6 +93,7 @@ type Generator struct {
 	corpus   *Corpus
 	rng      *rand.Rand
 	visitors []visitor
+	seed     uint64
 	fresh    uint64 // new visitors made so far
 	pages    []string
 	buf      []byte
@@ -101,7 +102,7 @@ type Generator struct {
 // NewGenerator makes a generator; generators with the same seed make the
 // same traffic.
 func NewGenerator(cfg Config, corpus *Corpus, seed uint64) *Generator {
-	g := &Generator{cfg: cfg, corpus: corpus, rng: rand.New(rand.NewPCG(seed, 2026))}
+	g := &Generator{cfg: cfg, corpus: corpus, rng: rand.New(rand.NewPCG(seed, 2026)), seed: seed}
 	// The same visitors for every generator: a returning visitor keeps
 	// their address and browser whichever sender carries them. Browsers
 	// are drawn with a Zipf law over the corpus: a few dominate, most are
@@ -195,28 +196,28 @@ func (g *Generator) visitor() visitor {
 	}
 	g.fresh++
 	ua := g.corpus.UserAgents[g.rng.IntN(len(g.corpus.UserAgents))]
-	return visitor{ip: ipv4(uint32(g.rng.Uint64N(1 << 24))), ua: unseen(ua, g.rng.Uint32())}
+	// Numbered by generator and count: unique across the senders.
+	return visitor{ip: ipv4(uint32(g.rng.Uint64N(1 << 24))), ua: unseen(ua, g.seed*1_000_000_000+g.fresh)}
 }
 
-// unseen makes ua a build never seen: the last dotted number of its first
-// version (Chrome/148.0.0.0, Version/26.6.1) becomes n, or, without one, a
-// build token is added.
-func unseen(ua string, n uint32) string {
-	slash := strings.IndexByte(ua, '/')
-	for slash >= 0 && slash+1 < len(ua) {
+// unseen makes ua a build never seen: the last dotted number of the first
+// version after the platform's parentheses (Chrome/148.0.0.0, AppleWebKit/605.1.15)
+// becomes n, or, without one, a build token is added.
+func unseen(ua string, n uint64) string {
+	from := strings.IndexByte(ua, ')') + 1
+	slash := strings.IndexByte(ua[from:], '/')
+	for slash >= 0 {
+		slash += from
 		rest := ua[slash+1:]
 		end := strings.IndexAny(rest, " ;)")
 		if end < 0 {
 			end = len(rest)
 		}
 		if dot := strings.LastIndexByte(rest[:end], '.'); dot > 0 {
-			return ua[:slash+1] + rest[:dot+1] + strconv.FormatUint(uint64(n), 10) + rest[end:]
+			return ua[:slash+1] + rest[:dot+1] + strconv.FormatUint(n, 10) + rest[end:]
 		}
-		next := strings.IndexByte(rest, '/')
-		if next < 0 {
-			break
-		}
-		slash += 1 + next
+		from = slash + 1
+		slash = strings.IndexByte(ua[from:], '/')
 	}
-	return ua + " Build/" + strconv.FormatUint(uint64(n), 10)
+	return ua + " Build/" + strconv.FormatUint(n, 10)
 }
