@@ -64,7 +64,7 @@ func TestPipelineBenchmark(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	b := &benchRun{t: t, pins: pins, pids: map[string]int{}}
+	b := &benchRun{t: t, pins: pins, pids: map[string]int{}, counts: counts}
 	b.startBroker()
 	b.startServices(counts)
 	b.waitForGroups(counts)
@@ -136,6 +136,7 @@ type benchRun struct {
 	broker     string
 	brokerCmd  *exec.Cmd
 	pins       map[string][]int
+	counts     map[string]int // instances of each service
 	pids       map[string]int // process -> pid; "load" is this process
 	stageOf    map[string]string
 	instances  []string
@@ -353,4 +354,5 @@ type benchResult struct {
 	missing, unknown, doubled   int64
 	partitions                  map[string]map[string]int // group -> member -> partitions
 	counters                    map[string][2]float64     // instance -> its throughput counter at start and end
+	gomaxprocs                  map[string]int
 }

@@ -22,7 +22,7 @@ func (b *benchRun) report(res *benchResult) {
 	p("")
 	p("== Alumini end-to-end benchmark, %s ==", time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	p("machine: %d cores, %s, load average before the run: %s", runtime.NumCPU(), runtime.Version(), strings.Join(strings.Fields(string(load))[:3], " "))
-	p("instances: %s; %d partitions per topic; broker: kfake (deploy/devkafka) in its own process; ClickHouse at %s", *benchInstances, *benchPartitions, chtest.Addr())
+	p("instances: collector=%d, enricher=%d, sinker=%d; %d partitions per topic; broker: kfake (deploy/devkafka) in its own process; ClickHouse at %s", b.counts["collector"], b.counts["enricher"], b.counts["sinker"], *benchPartitions, chtest.Addr())
 	pins := "none (every process may use every core)"
 	if len(b.pins) > 0 {
 		var parts []string
@@ -54,6 +54,9 @@ func (b *benchRun) report(res *benchResult) {
 		num(float64(res.distinct)), res.storedEnd.Sub(res.sendEnd).Seconds(), num(float64(atSendEnd)), num(float64(atSendEnd)/sendFor.Seconds()))
 	sustained := float64(res.acceptedEvents) / storeFor.Seconds()
 	p("sustained: %s events/s stored (every accepted event over the time from the first sent to the last stored, %.1f s)", num(sustained), storeFor.Seconds())
+	if res.storedEnd.Sub(res.sendEnd) < 2*time.Second {
+		p("           the pipeline kept up with the offered rate: its capacity is higher; offer more (-rate) to measure it")
+	}
 
 	var fresh []time.Duration
 	for _, m := range res.markers {
@@ -147,14 +150,18 @@ func (b *benchRun) reportCPU(p func(string, ...any), res *benchResult, sustained
 func (b *benchRun) reportInstances(p func(string, ...any), res *benchResult) {
 	wall := res.storedEnd.Sub(res.start).Seconds()
 	p("instances (partitions held at the end; events counted by the instance's own %s metric):", "throughput")
-	p("  %-13s %10s %12s %12s", "instance", "partitions", "events", "events/s")
+	p("  %-13s %10s %12s %12s %11s", "instance", "partitions", "events", "events/s", "GOMAXPROCS")
 	for _, name := range b.instances {
 		parts := "-"
 		if stage := b.stageOf[name]; stage != "collector" {
 			parts = fmt.Sprint(res.partitions[stage]["alumini-"+name]) // the member's client id
 		}
 		c := res.counters[name]
-		p("  %-13s %10s %12s %12s   (%s)", name, parts, num(c[1]-c[0]), num((c[1]-c[0])/wall), throughputCounter[b.stageOf[name]])
+		procs := "-"
+		if n, ok := res.gomaxprocs[name]; ok {
+			procs = fmt.Sprint(n)
+		}
+		p("  %-13s %10s %12s %12s %11s   (%s)", name, parts, num(c[1]-c[0]), num((c[1]-c[0])/wall), procs, throughputCounter[b.stageOf[name]])
 	}
 	p("")
 }
@@ -207,9 +214,17 @@ func (b *benchRun) reportTimeline(p func(string, ...any), res *benchResult) {
 	sort.Strings(stages)
 	for _, stage := range stages {
 		g := growing[stage]
-		p("while its input lag grew (%.0f s of samples), the %s used %.2f cores on average", g[1], stage, g[0]/g[1])
+		p("while its input lag grew (%.0f s of samples), the %s used %.2f cores on average, of %d it may use", g[1], stage, g[0]/g[1], b.cores(stage))
 	}
 	p("")
+}
+
+// cores is how many cores a stage may run on.
+func (b *benchRun) cores(stage string) int {
+	if c, ok := b.pins[stage]; ok {
+		return len(c)
+	}
+	return runtime.NumCPU()
 }
 
 // storedAt is what was stored by the first sample at or after at.

@@ -144,6 +144,13 @@ func (b *benchRun) offer(corpus *traffic.Corpus) *benchResult {
 		}
 		return done["collector"] >= float64(want) && done["enricher"] >= float64(want) && done["sinker"] >= float64(want)
 	})
+	// The Go runtime's own view of its cores, which pinning lowers.
+	res.gomaxprocs = map[string]int{}
+	for _, name := range b.instances {
+		if n, err := scrapeSum("http://"+b.s.admin[name]+"/metrics", "go_sched_gomaxprocs_threads"); err == nil && n > 0 {
+			res.gomaxprocs[name] = int(n)
+		}
+	}
 	res.partitions = map[string]map[string]int{}
 	for _, stage := range []string{"enricher", "sinker"} {
 		res.partitions[stage] = b.assignment("alumini-" + stage)
