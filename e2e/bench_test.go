@@ -308,9 +308,13 @@ func (b *benchRun) stage(proc string) string {
 	return proc
 }
 
-// cpu is each process's CPU time now.
+// cpu is each process's CPU time now, and under "machine" the whole
+// machine's.
 func (b *benchRun) cpu() map[string]time.Duration {
 	out := map[string]time.Duration{}
+	if d, err := procstat.MachineBusy(); err == nil {
+		out["machine"] = d
+	}
 	for proc, pid := range b.pids {
 		if d, err := procstat.CPUTime(pid); err == nil {
 			out[proc] = d

@@ -124,6 +124,15 @@ func (b *benchRun) reportCPU(p func(string, ...any), res *benchResult, sustained
 		}
 		p("  %-11s %10.1f %12.1f %12.2f %19.2f%s", stage, perEvent, aboveIdle, used.Seconds()/wall.Seconds(), idleRate, note)
 	}
+	machine := (res.cpuEnd["machine"] - res.cpuStart["machine"]).Seconds() / wall.Seconds()
+	ours := 0.0
+	for proc, d := range res.cpuEnd {
+		if proc != "machine" {
+			ours += (d - res.cpuStart[proc]).Seconds() / wall.Seconds()
+		}
+	}
+	p("  the whole machine (/proc/stat): %.2f of %d cores busy, %.2f of them outside this benchmark's processes (at idle before: %.2f)",
+		machine, runtime.NumCPU(), max(0, machine-ours), res.idleCPU["machine"].Seconds()/res.idleFor.Seconds())
 	cores := runtime.NumCPU()
 	if len(b.pins) > 0 {
 		all := map[int]bool{}
@@ -175,7 +184,7 @@ func (b *benchRun) reportTimeline(p func(string, ...any), res *benchResult) {
 	}
 	p("over time (lag: records behind in the consumer group's committed offsets; cores busy since the row before):")
 	head := fmt.Sprintf("  %6s %10s %10s %10s %9s %9s", "t s", "sent", "2xx", "stored", "raw lag", "enr. lag")
-	for _, stage := range benchStages {
+	for _, stage := range append(benchStages, "machine") {
 		head += fmt.Sprintf(" %10s", stage)
 	}
 	p("%s", head)
@@ -200,7 +209,7 @@ func (b *benchRun) reportTimeline(p func(string, ...any), res *benchResult) {
 		}
 		if i%step == 0 || i == len(res.samples)-1 {
 			line := fmt.Sprintf("  %6.1f %10d %10d %10d %9d %9d", s.at.Seconds(), s.sent, s.accepted, s.stored, s.rawLag, s.enrichedLag)
-			for _, stage := range benchStages {
+			for _, stage := range append(benchStages, "machine") {
 				line += fmt.Sprintf(" %10.2f", busy[stage])
 			}
 			p("%s", line)

@@ -140,3 +140,30 @@ func Listener(port int) (int, error) {
 	}
 	return 0, fmt.Errorf("port %d: listening socket found, its process not (not root?)", port)
 }
+
+// MachineBusy is the time all cores of the machine have spent on anything
+// but idling and waiting for I/O since boot (the first line of /proc/stat).
+func MachineBusy() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, fmt.Errorf("machine cpu: %w", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	fields := strings.Fields(line)
+	if len(fields) < 9 || fields[0] != "cpu" {
+		return 0, fmt.Errorf("machine cpu: first line of /proc/stat %q", line)
+	}
+	var ticks int64
+	// user nice system idle iowait irq softirq steal: all but idle and iowait.
+	for i, f := range fields[1:9] {
+		if i == 3 || i == 4 {
+			continue
+		}
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("machine cpu: %w", err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / userHZ, nil
+}

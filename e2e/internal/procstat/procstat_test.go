@@ -106,3 +106,21 @@ func TestPinRestrictsEveryThread(t *testing.T) {
 		}
 	}
 }
+
+func TestMachineBusyCountsThisProcess(t *testing.T) {
+	before, err := MachineBusy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, _ := CPUTime(os.Getpid())
+	for start := time.Now(); time.Since(start) < 100*time.Millisecond; {
+	}
+	after, err := MachineBusy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ownAfter, _ := CPUTime(os.Getpid())
+	if after-before < ownAfter-own {
+		t.Errorf("machine busy for %v while this process alone used %v; want at least as much", after-before, ownAfter-own)
+	}
+}
