@@ -134,7 +134,6 @@ type benchRun struct {
 	t          *testing.T
 	s          *stack
 	broker     string
-	brokerCmd  *exec.Cmd
 	pins       map[string][]int
 	counts     map[string]int // instances of each service
 	pids       map[string]int // process -> pid; "load" is this process
@@ -179,7 +178,6 @@ func (b *benchRun) startBroker() {
 			}
 		}
 	})
-	b.brokerCmd = cmd
 	eventually.True(t, 30*time.Second, "devkafka to listen", func() bool {
 		c, err := net.Dial("tcp", b.broker)
 		if err != nil {
@@ -328,8 +326,10 @@ type acceptedSet struct{ words []atomic.Uint64 }
 
 func newAcceptedSet(n int) *acceptedSet { return &acceptedSet{words: make([]atomic.Uint64, n/64+1)} }
 
-func (a *acceptedSet) add(seq uint64)      { a.words[seq/64].Or(1 << (seq % 64)) }
-func (a *acceptedSet) has(seq uint64) bool { return a.words[seq/64].Load()&(1<<(seq%64)) != 0 }
+// holds says whether seq is within the set's range.
+func (a *acceptedSet) holds(seq uint64) bool { return seq < uint64(len(a.words))*64 }
+func (a *acceptedSet) add(seq uint64)        { a.words[seq/64].Or(1 << (seq % 64)) }
+func (a *acceptedSet) has(seq uint64) bool   { return a.words[seq/64].Load()&(1<<(seq%64)) != 0 }
 
 // sample is the pipeline's state at one moment of the run.
 type sample struct {

@@ -223,6 +223,9 @@ func (b *benchRun) reportTimeline(p func(string, ...any), res *benchResult) {
 	sort.Strings(stages)
 	for _, stage := range stages {
 		g := growing[stage]
+		if g[1] < 1 {
+			continue
+		}
 		p("while its input lag grew (%.0f s of samples), the %s used %.2f cores on average, of %d it may use", g[1], stage, g[0]/g[1], b.cores(stage))
 	}
 	p("")

@@ -38,20 +38,11 @@ func (b *benchRun) offer(corpus *traffic.Corpus) *benchResult {
 	if batch < 1 || n < 1 {
 		t.Fatalf("-rate %v, -batch %d, -for %v: no request to send", *benchRate, batch, *benchFor)
 	}
-	interval := time.Duration(float64(time.Second) / reqRate)
 	res := &benchResult{latencies: make([]time.Duration, n), counters: map[string][2]float64{}}
-	accepted := newAcceptedSet(n * batch)
-	client := &http.Client{
-		Transport: &http.Transport{MaxIdleConnsPerHost: *benchConns, MaxConnsPerHost: *benchConns},
-		Timeout:   30 * time.Second,
-	}
-	gens := make(chan *traffic.Generator, *benchConns)
-	for i := range *benchConns {
-		gens <- traffic.NewGenerator(traffic.Config{Client: "bench", Site: "bench.example", Visitors: *benchVisitors,
-			Unseen: *benchUnseen, Batch: batch, IDPrefix: benchIDPrefix}, corpus, uint64(i))
-	}
+	l := newLoad(b, res, corpus, n*batch)
 
-	// ClickHouse's CPU while idle (it is shared), then the load.
+	// Every process's CPU while idle (a shared ClickHouse serves others),
+	// then the load.
 	const idleFor = 2 * time.Second
 	idleStart := b.cpu()
 	time.Sleep(idleFor) // a measurement window, not a wait for a condition.
@@ -62,80 +53,130 @@ func (b *benchRun) offer(corpus *traffic.Corpus) *benchResult {
 	}
 	b.readCounters(res, 0)
 	res.start = time.Now()
-	var sentEvents, acceptedEvents, requests, rejected, failed atomic.Int64
 
-	mk := newMarkers(b, client)
+	mk := newMarkers(b, l.client)
 	ctx, stopMarkers := context.WithCancel(context.Background())
+	stopPoll, stopSampling := make(chan struct{}), make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() { mk.send(ctx) })
-	stopPoll := make(chan struct{})
 	wg.Go(func() { mk.poll(stopPoll) })
-	stopSampling := make(chan struct{})
-	var samplesMu sync.Mutex
-	wg.Go(func() {
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stopSampling:
-				return
-			case <-tick.C:
-			}
-			smp := b.sample(res.start)
-			smp.sent, smp.accepted = sentEvents.Load(), acceptedEvents.Load()
-			samplesMu.Lock()
-			res.samples = append(res.samples, smp)
-			samplesMu.Unlock()
-		}
-	})
+	wg.Go(func() { b.sampleEverySecond(res, l, stopSampling) })
 
-	traffic.Offer(context.Background(), res.start, interval, n, *benchConns, func(i int, due time.Time) {
-		g := <-gens
-		defer func() { gens <- g }()
-		req, err := g.Next(uint64(i * batch))
-		if err != nil {
-			failed.Add(1)
-			res.firstErr.CompareAndSwap(nil, err.Error())
-			return
-		}
-		sentEvents.Add(int64(batch))
-		requests.Add(1)
-		collector := b.s.ports[b.collectors[i%len(b.collectors)]]
-		status, body, err := post(client, "http://"+collector+req.Path, req)
-		res.latencies[i] = time.Since(due)
-		switch {
-		case err != nil || status >= 500:
-			failed.Add(1)
-			res.firstErr.CompareAndSwap(nil, fmt.Sprintf("%d %s %v", status, body, err))
-		case status >= 400:
-			rejected.Add(1)
-			res.firstErr.CompareAndSwap(nil, fmt.Sprintf("%d %s", status, body))
-		default:
-			ids, err := acceptedIDs(body)
-			if err != nil {
-				failed.Add(1)
-				res.firstErr.CompareAndSwap(nil, err.Error())
-			}
-			for _, id := range ids {
-				if seq, ok := strings.CutPrefix(id, benchIDPrefix); ok {
-					if n, err := strconv.ParseUint(seq, 10, 64); err == nil && n < uint64(len(accepted.words)*64) {
-						accepted.add(n)
-						acceptedEvents.Add(1)
-					}
-				}
-			}
-		}
-	})
+	traffic.Offer(context.Background(), res.start, time.Duration(float64(time.Second)/reqRate), n, *benchConns, l.send)
 	res.sendEnd = time.Now()
 	stopMarkers()
-	res.requests, res.rejected, res.failed = requests.Load(), rejected.Load(), failed.Load()
-	res.sentEvents, res.acceptedEvents = sentEvents.Load(), acceptedEvents.Load()
+	res.requests, res.rejected, res.failed = l.requests.Load(), l.rejected.Load(), l.failed.Load()
+	res.sentEvents, res.acceptedEvents = l.sentEvents.Load(), l.acceptedEvents.Load()
 
 	b.drain(res, int64(mk.acceptedCount()))
 	res.cpuEnd = b.cpu()
+	close(stopSampling)
+	// The timeline ends with the moment the last event was found.
+	last := b.sample(res.start)
+	last.sent, last.accepted = res.sentEvents, res.acceptedEvents
+	b.readInstances(res, res.acceptedEvents+int64(mk.acceptedCount()))
+	// The poller looks every 100 ms: give it the time to see the last ones.
+	eventually.Within(5*time.Second, mk.allSeen)
+	close(stopPoll)
+	wg.Wait()
+	res.samples = append(res.samples, last)
+	res.markers = mk.list()
+	b.account(res, l.accepted, mk)
+	return res
+}
+
+// benchLoad sends the benchmark's requests and counts their answers.
+type benchLoad struct {
+	b        *benchRun
+	res      *benchResult
+	client   *http.Client
+	gens     chan *traffic.Generator // one per sender
+	accepted *acceptedSet
+
+	sentEvents, acceptedEvents, requests, rejected, failed atomic.Int64
+}
+
+func newLoad(b *benchRun, res *benchResult, corpus *traffic.Corpus, events int) *benchLoad {
+	l := &benchLoad{b: b, res: res, accepted: newAcceptedSet(events),
+		client: &http.Client{
+			Transport: &http.Transport{MaxIdleConnsPerHost: *benchConns, MaxConnsPerHost: *benchConns},
+			Timeout:   30 * time.Second,
+		},
+		gens: make(chan *traffic.Generator, *benchConns),
+	}
+	for i := range *benchConns {
+		l.gens <- traffic.NewGenerator(traffic.Config{Client: "bench", Site: "bench.example", Visitors: *benchVisitors,
+			Unseen: *benchUnseen, Batch: *benchBatch, IDPrefix: benchIDPrefix}, corpus, uint64(i))
+	}
+	return l
+}
+
+// send posts request i, due at due, to a collector (round robin) and
+// records the ids of the events a 2xx accepted.
+func (l *benchLoad) send(i int, due time.Time) {
+	g := <-l.gens
+	defer func() { l.gens <- g }()
+	batch := *benchBatch
+	req, err := g.Next(uint64(i * batch))
+	if err != nil {
+		l.failed.Add(1)
+		l.res.firstErr.CompareAndSwap(nil, err.Error())
+		return
+	}
+	l.sentEvents.Add(int64(batch))
+	l.requests.Add(1)
+	collector := l.b.s.ports[l.b.collectors[i%len(l.b.collectors)]]
+	status, body, err := post(l.client, "http://"+collector+req.Path, req)
+	l.res.latencies[i] = time.Since(due)
+	switch {
+	case err != nil || status >= 500:
+		l.failed.Add(1)
+		l.res.firstErr.CompareAndSwap(nil, fmt.Sprintf("%d %s %v", status, body, err))
+		return
+	case status >= 400:
+		l.rejected.Add(1)
+		l.res.firstErr.CompareAndSwap(nil, fmt.Sprintf("%d %s", status, body))
+		return
+	}
+	ids, err := acceptedIDs(body)
+	if err != nil {
+		l.failed.Add(1)
+		l.res.firstErr.CompareAndSwap(nil, err.Error())
+	}
+	for _, id := range ids {
+		if seq, ok := strings.CutPrefix(id, benchIDPrefix); ok {
+			if n, err := strconv.ParseUint(seq, 10, 64); err == nil && l.accepted.holds(n) {
+				l.accepted.add(n)
+				l.acceptedEvents.Add(1)
+			}
+		}
+	}
+}
+
+// sampleEverySecond appends a sample to res every second until stop.
+func (b *benchRun) sampleEverySecond(res *benchResult, l *benchLoad, stop <-chan struct{}) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		// Counted before the slower queries of sample, so that the row
+		// shows one moment.
+		sent, accepted := l.sentEvents.Load(), l.acceptedEvents.Load()
+		smp := b.sample(res.start)
+		smp.sent, smp.accepted = sent, accepted
+		res.samples = append(res.samples, smp) // read only after stop and the goroutine's end.
+	}
+}
+
+// readInstances reads, once the run is over, each instance's throughput
+// counter, GOMAXPROCS and partitions.
+func (b *benchRun) readInstances(res *benchResult, want int64) {
 	// A sinker counts its rows once the insert returned, a moment after
 	// they became visible: read the counters once every stage counted all.
-	want := res.acceptedEvents + int64(mk.acceptedCount())
 	eventually.Within(5*time.Second, func() bool {
 		b.readCounters(res, 1)
 		done := map[string]float64{}
@@ -155,14 +196,6 @@ func (b *benchRun) offer(corpus *traffic.Corpus) *benchResult {
 	for _, stage := range []string{"enricher", "sinker"} {
 		res.partitions[stage] = b.assignment("alumini-" + stage)
 	}
-	close(stopSampling)
-	// The poller looks every 100 ms: give it the time to see the last ones.
-	eventually.Within(5*time.Second, mk.allSeen)
-	close(stopPoll)
-	wg.Wait()
-	res.markers = mk.list()
-	b.account(res, accepted, mk)
-	return res
 }
 
 func post(client *http.Client, url string, r traffic.Request) (int, []byte, error) {
@@ -334,7 +367,7 @@ func (b *benchRun) account(res *benchResult, accepted *acceptedSet, mk *markers)
 			res.doubled++
 		}
 		if seq, ok := strings.CutPrefix(id, benchIDPrefix); ok {
-			if n, err := strconv.ParseUint(seq, 10, 64); err == nil && n < uint64(len(accepted.words)*64) {
+			if n, err := strconv.ParseUint(seq, 10, 64); err == nil && accepted.holds(n) {
 				if accepted.has(n) && !found.has(n) {
 					foundAccepted++
 				}
