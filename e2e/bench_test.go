@@ -321,6 +321,17 @@ func (b *benchRun) cpu() map[string]time.Duration {
 	return out
 }
 
+// waits is how long each process's threads have waited for a core.
+func (b *benchRun) waits() map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for proc, pid := range b.pids {
+		if d, err := procstat.RunQueueWait(pid); err == nil {
+			out[proc] = d
+		}
+	}
+	return out
+}
+
 // acceptedSet records which events were answered 2xx, by sequence number.
 type acceptedSet struct{ words []atomic.Uint64 }
 
@@ -351,6 +362,7 @@ type benchResult struct {
 	latencies                   []time.Duration // per request, from when it was due
 	samples                     []sample
 	cpuStart, cpuEnd            map[string]time.Duration
+	waitStart, waitEnd          map[string]time.Duration // for a core, runnable
 	idleCPU                     map[string]time.Duration // over idleFor before the load
 	idleFor                     time.Duration
 	markers                     []marker

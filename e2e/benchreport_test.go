@@ -85,11 +85,11 @@ func (b *benchRun) report(res *benchResult) {
 func (b *benchRun) reportCPU(p func(string, ...any), res *benchResult, sustained float64) {
 	wall := res.storedEnd.Sub(res.start)
 	events := float64(res.distinct)
-	p("CPU from /proc/<pid>/stat, first event sent to last stored (%.1f s), per event stored; \"above idle\" leaves out what the process used at the rate of the %v before the load:", wall.Seconds(), res.idleFor)
-	p("  %-11s %10s %12s %12s %19s", "stage", "µs/event", "above idle", "cores busy", "cores busy at idle")
+	p("CPU from /proc/<pid>/stat, first event sent to last stored (%.1f s), per event stored; \"above idle\" leaves out what the process used at the rate of the %v before the load; \"waited for core\": runnable but not running (/proc/<pid>/task/*/schedstat), in cores:", wall.Seconds(), res.idleFor)
+	p("  %-11s %10s %12s %12s %19s %16s", "stage", "µs/event", "above idle", "cores busy", "cores busy at idle", "waited for core")
 	var pipeline float64
 	for _, stage := range benchStages {
-		var used, idle time.Duration
+		var used, idle, waited time.Duration
 		seen := false
 		for proc := range b.pids {
 			if b.stage(proc) != stage {
@@ -102,6 +102,7 @@ func (b *benchRun) reportCPU(p func(string, ...any), res *benchResult, sustained
 			seen = true
 			used += end - res.cpuStart[proc]
 			idle += res.idleCPU[proc]
+			waited += res.waitEnd[proc] - res.waitStart[proc]
 		}
 		if !seen {
 			p("  %-11s %10s", stage, "not measured")
@@ -122,7 +123,7 @@ func (b *benchRun) reportCPU(p func(string, ...any), res *benchResult, sustained
 		case "clickhouse":
 			note = "  (and any other client of this server: see its rate at idle)"
 		}
-		p("  %-11s %10.1f %12.1f %12.2f %19.2f%s", stage, perEvent, aboveIdle, used.Seconds()/wall.Seconds(), idleRate, note)
+		p("  %-11s %10.1f %12.1f %12.2f %19.2f %16.2f%s", stage, perEvent, aboveIdle, used.Seconds()/wall.Seconds(), idleRate, waited.Seconds()/wall.Seconds(), note)
 	}
 	machine := (res.cpuEnd["machine"] - res.cpuStart["machine"]).Seconds() / wall.Seconds()
 	ours := 0.0
@@ -150,6 +151,11 @@ func (b *benchRun) reportCPU(p func(string, ...any), res *benchResult, sustained
 		estimate := float64(cores) * 1e6 / pipeline
 		p("  pipeline (collector to ClickHouse, above idle): %.1f µs/event; CPU-bound estimate on %d cores: %s events/s; sustained / estimate = %.2f",
 			pipeline, cores, num(estimate), sustained/estimate)
+		if others := machine - ours; len(b.pins) == 0 && others > 0.05 {
+			left := float64(cores) - others
+			p("  on the %.2f cores others left (%d minus %.2f): %s events/s; sustained / that = %.2f",
+				left, cores, others, num(left*1e6/pipeline), sustained/(left*1e6/pipeline))
+		}
 	}
 	p("")
 }

@@ -46,7 +46,7 @@ func (b *benchRun) offer(corpus *traffic.Corpus) *benchResult {
 	const idleFor = 2 * time.Second
 	idleStart := b.cpu()
 	time.Sleep(idleFor) // a measurement window, not a wait for a condition.
-	res.cpuStart, res.idleFor = b.cpu(), idleFor
+	res.cpuStart, res.idleFor, res.waitStart = b.cpu(), idleFor, b.waits()
 	res.idleCPU = map[string]time.Duration{}
 	for proc, d := range res.cpuStart {
 		res.idleCPU[proc] = d - idleStart[proc]
@@ -69,7 +69,7 @@ func (b *benchRun) offer(corpus *traffic.Corpus) *benchResult {
 	res.sentEvents, res.acceptedEvents = l.sentEvents.Load(), l.acceptedEvents.Load()
 
 	b.drain(res, int64(mk.acceptedCount()))
-	res.cpuEnd = b.cpu()
+	res.cpuEnd, res.waitEnd = b.cpu(), b.waits()
 	close(stopSampling)
 	// The timeline ends with the moment the last event was found.
 	last := b.sample(res.start)

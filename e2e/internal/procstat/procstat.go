@@ -167,3 +167,31 @@ func MachineBusy() (time.Duration, error) {
 	}
 	return time.Duration(ticks) * time.Second / userHZ, nil
 }
+
+// RunQueueWait is how long the live threads of pid have waited, runnable,
+// for a core (the second field of each /proc/<pid>/task/<tid>/schedstat):
+// time a process lost to others on a busy machine, as opposed to time it
+// spent waiting for I/O or its own work.
+func RunQueueWait(pid int) (time.Duration, error) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0, fmt.Errorf("run queue wait of %d: %w", pid, err)
+	}
+	var total time.Duration
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, task.Name()))
+		if err != nil {
+			continue // the thread exited meanwhile
+		}
+		fields := strings.Fields(string(b))
+		if len(fields) < 2 {
+			return 0, fmt.Errorf("run queue wait of %d: schedstat %q", pid, b)
+		}
+		ns, err := strconv.ParseInt(fields[1], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("run queue wait of %d: %w", pid, err)
+		}
+		total += time.Duration(ns)
+	}
+	return total, nil
+}

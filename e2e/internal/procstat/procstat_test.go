@@ -124,3 +124,12 @@ func TestMachineBusyCountsThisProcess(t *testing.T) {
 		t.Errorf("machine busy for %v while this process alone used %v; want at least as much", after-before, ownAfter-own)
 	}
 }
+
+func TestRunQueueWaitOfThisProcess(t *testing.T) {
+	if _, err := RunQueueWait(os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := RunQueueWait(1 << 30); err == nil {
+		t.Error("RunQueueWait of a process that does not exist: want an error")
+	}
+}
