@@ -14,7 +14,7 @@ export GOTOOLCHAIN := auto
 RACE_PKGS := ./collector/internal/intake/... ./collector/internal/publish/... ./collector/internal/ratelimit/... \
 	./enricher/internal/pipeline/... ./enricher/internal/session/... ./enricher/internal/visitor/... \
 	./sinker/internal/sink/... ./sinker/internal/erased/... ./sinker/internal/store/... ./sinker/internal/retention/... \
-	./lib/registry/... ./lib/periodic/... ./lib/service/...
+	./lib/registry/... ./lib/periodic/... ./lib/service/... ./e2e/internal/traffic/...
 
 # WITH_CLICKHOUSE starts the test servers (or reuses running ones) and
 # exports their addresses to the command that follows it.
