@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"runtime"
 	"slices"
 	"sort"
@@ -21,7 +22,7 @@ func (b *benchRun) report(res *benchResult) {
 	load, _ := os.ReadFile("/proc/loadavg")
 	p("")
 	p("== Alumini end-to-end benchmark, %s ==", time.Now().UTC().Format("2006-01-02 15:04 MST"))
-	p("machine: %d cores, %s, load average before the run: %s", runtime.NumCPU(), runtime.Version(), strings.Join(strings.Fields(string(load))[:3], " "))
+	p("machine: %d cores, %s, load average before the run: %s; code: %s", runtime.NumCPU(), runtime.Version(), strings.Join(strings.Fields(string(load))[:3], " "), codeVersion())
 	p("instances: collector=%d, enricher=%d, sinker=%d; %d partitions per topic; broker: kfake (deploy/devkafka) in its own process; ClickHouse at %s", b.counts["collector"], b.counts["enricher"], b.counts["sinker"], *benchPartitions, chtest.Addr())
 	pins := "none (every process may use every core)"
 	if len(b.pins) > 0 {
@@ -243,6 +244,20 @@ func (b *benchRun) cores(stage string) int {
 		return len(c)
 	}
 	return runtime.NumCPU()
+}
+
+// codeVersion names the commit the services were built from, and whether
+// the work tree had changes on top of it.
+func codeVersion() string {
+	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "unknown (no git)"
+	}
+	v := strings.TrimSpace(string(out))
+	if changes, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(changes) > 0 {
+		v += " with uncommitted changes"
+	}
+	return v
 }
 
 // storedAt is what was stored by the first sample at or after at.
