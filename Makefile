@@ -14,7 +14,7 @@ export GOTOOLCHAIN := auto
 RACE_PKGS := ./collector/internal/intake/... ./collector/internal/publish/... ./collector/internal/ratelimit/... \
 	./enricher/internal/pipeline/... ./enricher/internal/session/... ./enricher/internal/visitor/... \
 	./sinker/internal/sink/... ./sinker/internal/erased/... ./sinker/internal/store/... ./sinker/internal/retention/... \
-	./lib/registry/... ./lib/periodic/... ./lib/service/...
+	./lib/registry/... ./lib/periodic/... ./lib/service/... ./e2e/internal/traffic/...
 
 # WITH_CLICKHOUSE starts the test servers (or reuses running ones) and
 # exports their addresses to the command that follows it.
@@ -25,7 +25,7 @@ WITH_CLICKHOUSE = addr=$$(deploy/clickhouse/clickhouse.sh start $(DATA)/clickhou
 			CLICKHOUSE_TLS_CA_FILE=$(DATA)/clickhouse/tls/cert.pem; fi && \
 	CLICKHOUSE_ADDR=$$addr CLICKHOUSE_CLUSTER_ADDR=$$cluster
 
-.PHONY: run test test-race vulncheck test-short build vet fmt fmt-check lint proto deps clickhouse clickhouse-stop bench fuzz clean
+.PHONY: run test test-race vulncheck test-short build vet fmt fmt-check lint proto deps clickhouse clickhouse-stop bench bench-e2e fuzz clean
 
 run: ## start the whole pipeline on embedded defaults
 	deploy/run.sh
@@ -76,6 +76,18 @@ clickhouse-stop: ## stop the local ClickHouse servers (and the test cluster's Zo
 
 bench:
 	go test -run '^$$' -bench . -benchmem $(PKGS)
+
+# The end-to-end benchmark (BENCHMARKS.md): BENCH_E2E holds its flags
+# (`go test ./e2e -run TestPipelineBenchmark -args -h` lists them). It runs
+# on a ClickHouse server of its own (other ports, data in
+# $(DATA)/bench-clickhouse, stopped afterwards) so that the server's CPU is
+# the pipeline's alone; with CLICKHOUSE_ADDR set it uses that server.
+BENCH_E2E ?= -rate 60000 -for 15s -batch 100
+bench-e2e: deps ## the end-to-end benchmark: events/s stored, freshness, CPU per stage (BENCH_E2E="flags")
+	addr=$$(ALUMINI_CLICKHOUSE_TCP_PORT=19100 ALUMINI_CLICKHOUSE_HTTP_PORT=18223 ALUMINI_CLICKHOUSE_TCP_PORT_SECURE=19540 \
+		deploy/clickhouse/clickhouse.sh start $(DATA)/bench-clickhouse) && \
+	CLICKHOUSE_ADDR=$$addr go test -count=1 -timeout 60m -run '^TestPipelineBenchmark$$' -v ./e2e -args $(BENCH_E2E); \
+	rc=$$?; [ -n "$$CLICKHOUSE_ADDR" ] || deploy/clickhouse/clickhouse.sh stop $(DATA)/bench-clickhouse; exit $$rc
 
 # Every Go fuzz target (parsers of outside input) for FUZZTIME each.
 FUZZTIME ?= 30s
