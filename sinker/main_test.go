@@ -14,12 +14,12 @@ import (
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/aluminiapp/pipeline/lib/chschema"
 	"github.com/aluminiapp/pipeline/lib/chtest"
 	"github.com/aluminiapp/pipeline/lib/kafkatest"
 	"github.com/aluminiapp/pipeline/lib/service"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
 	"github.com/aluminiapp/pipeline/sinker/internal/erased/erasedtest"
-	"github.com/aluminiapp/pipeline/sinker/schema"
 )
 
 // defaults is the configuration the flags give without arguments.
@@ -109,7 +109,7 @@ func TestMigrateCreatesDatabaseAndSchema(t *testing.T) {
 	if err := conn.QueryRow(ctx, "SELECT max(version) FROM "+c.ClickHouse.Database+".schema_migrations").Scan(&version); err != nil {
 		t.Fatal(err)
 	}
-	if want := schema.Migrations[len(schema.Migrations)-1].Version; version != want {
+	if want := chschema.Migrations[len(chschema.Migrations)-1].Version; version != want {
 		t.Errorf("schema version = %d; want %d", version, want)
 	}
 }

@@ -36,11 +36,11 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/aluminiapp/pipeline/lib/chconf"
+	"github.com/aluminiapp/pipeline/lib/chschema"
 	"github.com/aluminiapp/pipeline/lib/kafkaconf"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
 	"github.com/aluminiapp/pipeline/sinker/internal/sink"
 	"github.com/aluminiapp/pipeline/sinker/internal/store"
-	"github.com/aluminiapp/pipeline/sinker/schema"
 )
 
 func main() {
@@ -141,7 +141,7 @@ func run(n, batchRows, partitions int, addr, brokers string, verbose, noViews bo
 			return nil, err
 		}
 		stores = append(stores, st)
-		if err := schema.Apply(ctx, st.Conn(), zap.NewNop()); err != nil {
+		if err := chschema.Apply(ctx, st.Conn(), zap.NewNop()); err != nil {
 			return nil, err
 		}
 		// A copy of the events table without the report views.
@@ -228,7 +228,7 @@ func run(n, batchRows, partitions int, addr, brokers string, verbose, noViews bo
 		return err
 	}
 	defer os.RemoveAll(dir)
-	cols := strings.Join(schema.Columns, ", ")
+	cols := strings.Join(chschema.Columns, ", ")
 	file := filepath.Join(dir, "events.native")
 	if err := client(host, port, base+"_store", fmt.Sprintf("SELECT %s FROM events FORMAT Native", cols), nil, file); err != nil {
 		return err
@@ -343,7 +343,7 @@ func run(n, batchRows, partitions int, addr, brokers string, verbose, noViews bo
 		top = rate(ceiling[base+"_client.bare"])
 	}
 	fmt.Printf("ClickHouse %s, %d columns, %d events (%.0f bytes each as proto), batch-max-rows %d, %d partitions, %s\n",
-		version, len(schema.Columns), n, float64(recordBytes)/float64(n), batchRows, partitions, brokerName)
+		version, len(chschema.Columns), n, float64(recordBytes)/float64(n), batchRows, partitions, brokerName)
 	fmt.Printf("sinker reader: %d fetches, %.0f records/fetch, fetch wait avg %v; the sink waited %v for records\n",
 		rs.Fetches, float64(rs.Records)/float64(max(rs.Fetches, 1)), (rs.FetchWait / time.Duration(max(rs.Fetches, 1))).Round(time.Microsecond),
 		timed.waited.Round(time.Millisecond))

@@ -7,7 +7,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
-	"github.com/aluminiapp/pipeline/sinker/schema"
+	"github.com/aluminiapp/pipeline/lib/chschema"
 )
 
 // erasedDDL is the reporter's own table: erasure requests, the tombstones
@@ -21,7 +21,7 @@ import (
 // replicas are all the nodes: the path has no {shard}), so the sinkers on
 // every node drop replays of erased visitors, and scoped reads, whose
 // exclusion runs on each shard, find it there.
-func erasedDDL(l schema.Target) string {
+func erasedDDL(l chschema.Target) string {
 	engine := "ReplacingMergeTree"
 	if l.Cluster != "" {
 		engine = "ReplicatedReplacingMergeTree('/clickhouse/tables/all/" + l.Database + "/" + erasedTable + "', '{shard}-{replica}')"

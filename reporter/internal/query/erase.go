@@ -41,7 +41,7 @@ type Mutation struct {
 // sessions. Tables holding visitor ids only inside aggregate states
 // (uniqExact per hour or day) cannot lose one visitor row by row: once the
 // events mutation is done, ErasureStatus rebuilds the affected days of
-// every aggregate view from events (schema.RebuildViews).
+// every aggregate view from events (chschema.RebuildViews).
 const erasureColumnsSQL = `SELECT c.table, c.name, c.type FROM system.columns AS c
 ALL INNER JOIN (SELECT name AS table FROM system.tables WHERE database = currentDatabase() AND engine LIKE '%MergeTree') AS t USING table
 WHERE c.database = currentDatabase() AND c.name IN ('client_id', 'visitor_id', 'session_id') AND c.table != '` + erasedTable + `'

@@ -9,7 +9,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
-	"github.com/aluminiapp/pipeline/sinker/schema"
+	"github.com/aluminiapp/pipeline/lib/chschema"
 )
 
 // Erasures are carried out in batches so that no client can make the
@@ -133,7 +133,7 @@ func (s *Store) deleteErased(ctx context.Context, batch []pendingErasure) error 
 		return err
 	}
 	views := map[string]bool{}
-	for _, v := range schema.ViewNames {
+	for _, v := range chschema.ViewNames {
 		views[s.layout.Local(v)] = true
 	}
 	var mutations []string
@@ -196,17 +196,17 @@ func (s *Store) rebuildErasedViews(ctx context.Context, deleted []pendingErasure
 	if !from.IsZero() {
 		sc := Scope{clientID: client}
 		before := map[string]string{}
-		for _, v := range schema.ViewNames {
+		for _, v := range chschema.ViewNames {
 			id, err := s.latestMutation(ctx, sc, s.layout.Local(v))
 			if err != nil {
 				return 0, err
 			}
 			before[v] = id
 		}
-		if err := schema.RebuildViews(ctx, s.conn, s.layout, client, from, to); err != nil {
+		if err := chschema.RebuildViews(ctx, s.conn, s.layout, client, from, to); err != nil {
 			return 0, fmt.Errorf("rebuilding the views of client %s after erasures: %w", client, err)
 		}
-		for _, v := range schema.ViewNames {
+		for _, v := range chschema.ViewNames {
 			table := s.layout.Local(v)
 			id, err := s.newMutation(ctx, sc, table, before[v])
 			if err != nil {
@@ -291,7 +291,7 @@ func (s *Store) eraseSessionsBatch(ctx context.Context, table string, batch []pe
 // batchDelete is the mutation deleting from table the rows whose column
 // (visitor_id, session_id) is one of ids[c] of client c, for each client:
 // every id only under its own client.
-func batchDelete(l schema.Target, table, column string, clients []string, ids map[string][]uint64) (Query, error) {
+func batchDelete(l chschema.Target, table, column string, clients []string, ids map[string][]uint64) (Query, error) {
 	if len(clients) == 0 {
 		return Query{}, errors.New("erase: nothing to delete")
 	}

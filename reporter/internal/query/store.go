@@ -12,7 +12,7 @@ import (
 	"github.com/maypok86/otter/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/aluminiapp/pipeline/sinker/schema"
+	"github.com/aluminiapp/pipeline/lib/chschema"
 )
 
 // ErrTooLarge is returned when a result would exceed the configured size.
@@ -25,7 +25,7 @@ type Store struct {
 	duration *prometheus.HistogramVec
 	// layout is where erasure's mutations and tables go: one node, or the
 	// local tables of a cluster (see OnCluster).
-	layout schema.Target
+	layout chschema.Target
 	// sampleAbove is the number of events above which reports read a
 	// sample (SampleAbove); 0 never samples.
 	sampleAbove uint64
@@ -40,7 +40,7 @@ type Store struct {
 // erasure table on every node, replicated to all of them, and erasure
 // deletes on every shard, ON CLUSTER. Call it before Init.
 func (s *Store) OnCluster(database, cluster string) {
-	s.layout = schema.Target{Database: database, Cluster: cluster}
+	s.layout = chschema.Target{Database: database, Cluster: cluster}
 }
 
 // NewStore returns a Store on conn whose query durations are registered

@@ -18,7 +18,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"go.uber.org/zap"
 
-	"github.com/aluminiapp/pipeline/sinker/schema"
+	"github.com/aluminiapp/pipeline/lib/chschema"
 )
 
 // Periods returns a client's retention in days; 0 keeps its events forever.
@@ -27,7 +27,7 @@ type Periods func(clientID string) (days int, err error)
 // Cleaner deletes expired events.
 type Cleaner struct {
 	conn    driver.Conn
-	target  schema.Target
+	target  chschema.Target
 	periods Periods
 	log     *zap.Logger
 	now     func() time.Time
@@ -35,7 +35,7 @@ type Cleaner struct {
 
 // New returns a Cleaner over conn's default database, laid out as target
 // says (one node or a cluster).
-func New(conn driver.Conn, target schema.Target, periods Periods, log *zap.Logger) *Cleaner {
+func New(conn driver.Conn, target chschema.Target, periods Periods, log *zap.Logger) *Cleaner {
 	return &Cleaner{conn: conn, target: target, periods: periods, log: log, now: time.Now}
 }
 
@@ -58,7 +58,7 @@ func (c *Cleaner) Run(ctx context.Context, interval time.Duration) {
 }
 
 // viewTimeColumns says how each view table's rows are dated (the tables of
-// schema.ViewNames; schema migration 4 renamed them).
+// chschema.ViewNames; schema migration 4 renamed them).
 var viewTimeColumns = map[string]string{
 	"events_hourly_v2":  "hour < toDateTime(?)",
 	"sessions_daily_v2": "day < toDate(toDateTime(?))",
@@ -115,7 +115,7 @@ func (c *Cleaner) clean(ctx context.Context, clientID string, cutoff int64) erro
 	if err := c.conn.Exec(ctx, "ALTER TABLE "+c.target.Mutable("events")+" DELETE WHERE client_id = ? AND timestamp < toDateTime(?)", clientID, cutoff); err != nil {
 		return err
 	}
-	for _, table := range schema.ViewNames {
+	for _, table := range chschema.ViewNames {
 		if err := c.conn.Exec(ctx, "ALTER TABLE "+c.target.Mutable(table)+" DELETE WHERE client_id = ? AND "+viewTimeColumns[table], clientID, cutoff); err != nil {
 			return err
 		}

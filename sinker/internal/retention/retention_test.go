@@ -10,16 +10,16 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/aluminiapp/pipeline/lib/chschema"
 	"github.com/aluminiapp/pipeline/lib/chtest"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
 	"github.com/aluminiapp/pipeline/sinker/internal/store"
-	"github.com/aluminiapp/pipeline/sinker/schema"
 )
 
 func TestOnceDeletesOnlyExpiredEventsOfClientsWithRetention(t *testing.T) {
 	t.Run("one node", func(t *testing.T) {
 		db, conn := chtest.Database(t)
-		testRetention(t, conn, schema.Target{Database: db}, store.New(conn))
+		testRetention(t, conn, chschema.Target{Database: db}, store.New(conn))
 	})
 	// On a cluster the mutations go to the shards' local tables, ON CLUSTER
 	// (a Distributed table takes none).
@@ -27,17 +27,17 @@ func TestOnceDeletesOnlyExpiredEventsOfClientsWithRetention(t *testing.T) {
 		db, conn := chtest.ClusterDatabase(t)
 		st := store.New(conn)
 		st.OnCluster()
-		testRetention(t, conn, schema.Target{Database: db, Cluster: chtest.Cluster}, st)
+		testRetention(t, conn, chschema.Target{Database: db, Cluster: chtest.Cluster}, st)
 	})
 }
 
-func testRetention(t *testing.T, conn driver.Conn, target schema.Target, st *store.Store) {
+func testRetention(t *testing.T, conn driver.Conn, target chschema.Target, st *store.Store) {
 	ctx := context.Background()
-	var opts []schema.Option
+	var opts []chschema.Option
 	if target.Cluster != "" {
-		opts = append(opts, schema.OnCluster(target.Cluster))
+		opts = append(opts, chschema.OnCluster(target.Cluster))
 	}
-	if err := schema.Apply(ctx, conn, zap.NewNop(), opts...); err != nil {
+	if err := chschema.Apply(ctx, conn, zap.NewNop(), opts...); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Date(2026, 11, 25, 15, 0, 0, 0, time.UTC)

@@ -1,7 +1,7 @@
 // Package schema owns Alumini's ClickHouse schema: the versioned migrations
 // that create it (for one node or a cluster, using what the server version
 // offers) and the mapping of enriched events onto events rows.
-package schema
+package chschema
 
 import (
 	"context"
