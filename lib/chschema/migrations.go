@@ -1,6 +1,8 @@
-// Package schema owns Alumini's ClickHouse schema: the versioned migrations
-// that create it (for one node or a cluster, using what the server version
-// offers) and the mapping of enriched events onto events rows.
+// Package chschema owns Alumini's ClickHouse schema, every table the sinker
+// and the reporter touch (Tables): the versioned migrations that create it
+// (for one node or a cluster, using what the server version offers), the
+// mapping of enriched events onto events rows, and the quoting of what DDL
+// cannot bind. It is the only place with DDL.
 package chschema
 
 import (
@@ -38,6 +40,8 @@ var Migrations = []Migration{
 	{Version: 3, Name: "event_key column", Statements: eventKeys},
 	{Version: 4, Name: "report views over event_key", Statements: keyViews},
 	{Version: 5, Name: "sampling key", Statements: samplingKey, Run: resample},
+	{Version: 6, Name: "erased_visitors table", Statements: erasedVisitors, Run: upgradeErasedVisitors},
+	{Version: 7, Name: "drop report views", Statements: dropReportViews},
 }
 
 // eventsTable creates the events table. ReplacingMergeTree keyed on
@@ -118,7 +122,7 @@ func eventsColumns(t Target) string {
 // talks to even on a cluster: the DDL it guards runs ON CLUSTER and is
 // idempotent, so a sinker on another node repeating it changes nothing.
 const migrationsTable = `
-CREATE TABLE IF NOT EXISTS schema_migrations
+CREATE TABLE IF NOT EXISTS ` + SchemaMigrations + `
 (
     version UInt32,
     name String,
@@ -169,6 +173,16 @@ func Apply(ctx context.Context, conn driver.Conn, log *zap.Logger, opts ...Optio
 		return err
 	}
 	for _, m := range Migrations {
+		if m.Version <= current {
+			continue
+		}
+		// Another run may have gone ahead meanwhile: a migration it
+		// recorded is done, and running it again after a later one could
+		// undo that one (migration 5 would make the views migration 7
+		// dropped again).
+		if current, err = Applied(ctx, conn); err != nil {
+			return err
+		}
 		if m.Version <= current {
 			continue
 		}

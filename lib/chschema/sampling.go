@@ -178,6 +178,12 @@ func resample(ctx context.Context, conn driver.Conn, t Target, log *zap.Logger) 
 	if attached && !old {
 		return nil // another run copied, made the views and refills them
 	}
+	// Another run got past migration 7 while this one ran migration 5:
+	// the views are gone for good, and their materialized views must not
+	// come back without them.
+	if kept, err := tableExists(ctx, conn, t.Local(views(t)[0].name)); err != nil || !kept {
+		return err
+	}
 	if err := execAll(ctx, conn, s.dropViews); err != nil {
 		return err
 	}
@@ -195,12 +201,13 @@ const copyStart = 2 * time.Second
 // awaitCopy waits while another run copies the old table: until the old
 // table is gone, or no copy was seen running for copyStart.
 func awaitCopy(ctx context.Context, conn driver.Conn, t Target) error {
-	processes := "system.processes"
+	processes, args := "system.processes", []any{}
 	if t.Cluster != "" {
-		processes = "cluster(" + quoteString(t.Cluster) + ", system, processes)"
+		processes, args = "cluster(?, system, processes)", []any{t.Cluster}
 	}
 	// Statements that start with INSERT: this SELECT holds the patterns too.
 	q := "SELECT count() FROM " + processes + " WHERE query LIKE 'INSERT INTO %' AND query LIKE ?"
+	args = append(args, "%FROM %"+unsampledEvents+"%")
 	lastSeen := time.Now()
 	for {
 		old, err := tableExists(ctx, conn, t.Local(unsampledEvents))
@@ -208,7 +215,7 @@ func awaitCopy(ctx context.Context, conn driver.Conn, t Target) error {
 			return err
 		}
 		var n uint64
-		if err := conn.QueryRow(ctx, q, "%FROM %"+unsampledEvents+"%").Scan(&n); err != nil {
+		if err := conn.QueryRow(ctx, q, args...).Scan(&n); err != nil {
 			return fmt.Errorf("looking for a running copy: %w", err)
 		}
 		switch {

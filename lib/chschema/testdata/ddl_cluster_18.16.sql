@@ -623,3 +623,50 @@ FROM (SELECT *, event_key FROM `alumini`.events)
 WHERE type = 'pageview'
 GROUP BY client_id, day, is_bot, referrer_source, referrer_medium, utm_source, utm_medium, utm_campaign;
 
+-- 6/1 erased_visitors table
+CREATE TABLE IF NOT EXISTS `alumini`.erased_visitors ON CLUSTER `analytics` (
+    client_id String,
+    visitor_id UInt64,
+    requested_at DateTime('UTC'),
+    mutations Array(String),
+    first_day Date,
+    last_day Date,
+    views_rebuilt UInt8
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/alumini/erased_visitors', '{shard}-{replica}') ORDER BY (client_id, visitor_id);
+
+-- 7/1 drop report views
+DROP TABLE IF EXISTS `alumini`.events_hourly_v2_local_mv ON CLUSTER `analytics`;
+
+-- 7/2 drop report views
+DROP TABLE IF EXISTS `alumini`.events_hourly_v2 ON CLUSTER `analytics`;
+
+-- 7/3 drop report views
+DROP TABLE IF EXISTS `alumini`.events_hourly_v2_local ON CLUSTER `analytics`;
+
+-- 7/4 drop report views
+DROP TABLE IF EXISTS `alumini`.sessions_daily_v2_local_mv ON CLUSTER `analytics`;
+
+-- 7/5 drop report views
+DROP TABLE IF EXISTS `alumini`.sessions_daily_v2 ON CLUSTER `analytics`;
+
+-- 7/6 drop report views
+DROP TABLE IF EXISTS `alumini`.sessions_daily_v2_local ON CLUSTER `analytics`;
+
+-- 7/7 drop report views
+DROP TABLE IF EXISTS `alumini`.pages_daily_v2_local_mv ON CLUSTER `analytics`;
+
+-- 7/8 drop report views
+DROP TABLE IF EXISTS `alumini`.pages_daily_v2 ON CLUSTER `analytics`;
+
+-- 7/9 drop report views
+DROP TABLE IF EXISTS `alumini`.pages_daily_v2_local ON CLUSTER `analytics`;
+
+-- 7/10 drop report views
+DROP TABLE IF EXISTS `alumini`.sources_daily_v2_local_mv ON CLUSTER `analytics`;
+
+-- 7/11 drop report views
+DROP TABLE IF EXISTS `alumini`.sources_daily_v2 ON CLUSTER `analytics`;
+
+-- 7/12 drop report views
+DROP TABLE IF EXISTS `alumini`.sources_daily_v2_local ON CLUSTER `analytics`;
+

@@ -640,3 +640,38 @@ FROM (SELECT *, event_key FROM events)
 WHERE type = 'pageview'
 GROUP BY client_id, day, is_bot, referrer_source, referrer_medium, utm_source, utm_medium, utm_campaign;
 
+-- 6/1 erased_visitors table
+CREATE TABLE IF NOT EXISTS erased_visitors (
+    client_id String,
+    visitor_id UInt64,
+    requested_at DateTime('UTC'),
+    mutations Array(String),
+    first_day Date,
+    last_day Date,
+    views_rebuilt UInt8
+) ENGINE = ReplacingMergeTree ORDER BY (client_id, visitor_id);
+
+-- 7/1 drop report views
+DROP TABLE IF EXISTS events_hourly_v2_mv;
+
+-- 7/2 drop report views
+DROP TABLE IF EXISTS events_hourly_v2;
+
+-- 7/3 drop report views
+DROP TABLE IF EXISTS sessions_daily_v2_mv;
+
+-- 7/4 drop report views
+DROP TABLE IF EXISTS sessions_daily_v2;
+
+-- 7/5 drop report views
+DROP TABLE IF EXISTS pages_daily_v2_mv;
+
+-- 7/6 drop report views
+DROP TABLE IF EXISTS pages_daily_v2;
+
+-- 7/7 drop report views
+DROP TABLE IF EXISTS sources_daily_v2_mv;
+
+-- 7/8 drop report views
+DROP TABLE IF EXISTS sources_daily_v2;
+

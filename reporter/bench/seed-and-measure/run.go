@@ -276,7 +276,7 @@ func startReporter(ctx context.Context, cfg config, conn driver.Conn) (*httptest
 		return nil, nil, err
 	}
 	store.SampleAbove(cfg.SampleAbove)
-	if err := store.Init(ctx); err != nil {
+	if err := store.Init(ctx, zap.NewNop()); err != nil {
 		return nil, nil, err
 	}
 	h, err := api.New(api.Config{

@@ -90,11 +90,6 @@ func testRetention(t *testing.T, conn driver.Conn, target chschema.Target, st *s
 		{"SELECT toString(min(timestamp)) FROM events WHERE client_id = 'shop'", "2026-11-16 15:00:00"},
 		{"SELECT toString(uniqExact(event_id)) FROM events WHERE client_id = 'blog'", "14"},
 		{"SELECT toString(uniqExact(event_id)) FROM events WHERE client_id = 'gone'", "14"},
-		{"SELECT toString(uniqExactMerge(events)) FROM events_hourly_v2 WHERE client_id = 'shop'", "4"},
-		{"SELECT toString(count()) FROM sessions_daily_v2 WHERE client_id = 'shop'", "4"},
-		{"SELECT toString(uniqExactMerge(pageviews)) FROM pages_daily_v2 WHERE client_id = 'shop'", "4"},
-		{"SELECT toString(uniqExactMerge(pageviews)) FROM sources_daily_v2 WHERE client_id = 'shop'", "4"},
-		{"SELECT toString(uniqExactMerge(events)) FROM events_hourly_v2 WHERE client_id = 'blog'", "14"},
 	} {
 		var got string
 		if err := conn.QueryRow(ctx, tc.query).Scan(&got); err != nil {
