@@ -31,9 +31,9 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) error {
 		return err
 	}
 
-	// The sinker's migrations make the tables, but the reporter may start
-	// first, and its own erasure table needs the database. ClickHouse may
-	// not be up yet either: that is waited for, with /readyz saying why.
+	// The reporter may start before the sinker: it makes the database and
+	// applies the same migrations (store.Init). ClickHouse may not be up
+	// yet either: that is waited for, with /readyz saying why.
 	chDep := rt.Dependency("clickhouse")
 	rt.Health.AddCheck("clickhouse_startup", chDep.Check)
 	if err := chDep.Retry(ctx, "creating the database", func(ctx context.Context) error {

@@ -176,16 +176,6 @@ func Apply(ctx context.Context, conn driver.Conn, log *zap.Logger, opts ...Optio
 		if m.Version <= current {
 			continue
 		}
-		// Another run may have gone ahead meanwhile: a migration it
-		// recorded is done, and running it again after a later one could
-		// undo that one (migration 5 would make the views migration 7
-		// dropped again).
-		if current, err = Applied(ctx, conn); err != nil {
-			return err
-		}
-		if m.Version <= current {
-			continue
-		}
 		if err := run(ctx, conn, m, target, log); err != nil {
 			return fmt.Errorf("migration %d (%s) on clickhouse %s: %w", m.Version, m.Name, target.Version, err)
 		}

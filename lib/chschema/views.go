@@ -197,11 +197,6 @@ func (v view) dropMaterialized(t Target) string {
 	return "DROP TABLE IF EXISTS " + t.Everywhere(t.Local(v.name)+"_mv")
 }
 
-// withEventKey is a subquery of every column of the events rows selected
-// by from (a table, maybe followed by WHERE): * leaves the MATERIALIZED
-// event_key out, which the views aggregate, so it is named.
-func withEventKey(from string) string { return "(SELECT *, event_key FROM " + from + ")" }
-
 // fill is the statement aggregating the rows of source (a table or a
 // subquery) into v's table; on a cluster through its Distributed table.
 func (v view) fill(t Target, source string) string {

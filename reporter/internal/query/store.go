@@ -37,9 +37,9 @@ type Store struct {
 }
 
 // OnCluster tells the store that the tables are laid out as the sinker's
-// cluster mode lays them out on cluster (in database): Init makes the
-// erasure table on every node, replicated to all of them, and erasure
-// deletes on every shard, ON CLUSTER. Call it before Init.
+// cluster mode lays them out on cluster (in database): Init migrates ON
+// CLUSTER, and erasure deletes on every shard, ON CLUSTER. Call it before
+// Init.
 func (s *Store) OnCluster(database, cluster string) {
 	s.layout = chschema.Target{Database: database, Cluster: cluster}
 }
