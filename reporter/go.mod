@@ -6,7 +6,6 @@ require (
 	github.com/ClickHouse/clickhouse-go/v2 v2.51.0
 	github.com/aluminiapp/pipeline/lib v0.0.0
 	github.com/aluminiapp/pipeline/proto v0.0.0
-	github.com/aluminiapp/pipeline/sinker v0.0.0
 	github.com/chromedp/chromedp v0.23.0
 	github.com/maypok86/otter/v2 v2.4.0
 	github.com/prometheus/client_golang v1.25.0
@@ -45,5 +44,4 @@ require (
 replace (
 	github.com/aluminiapp/pipeline/lib => ../lib
 	github.com/aluminiapp/pipeline/proto => ../proto
-	github.com/aluminiapp/pipeline/sinker => ../sinker
 )

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/aluminiapp/pipeline/lib/chconf"
+	"github.com/aluminiapp/pipeline/lib/chschema"
 	"github.com/aluminiapp/pipeline/lib/envflag"
 	"github.com/aluminiapp/pipeline/lib/kafkaconf"
 	"github.com/aluminiapp/pipeline/lib/registry"
@@ -25,7 +26,6 @@ import (
 	"github.com/aluminiapp/pipeline/sinker/internal/retention"
 	"github.com/aluminiapp/pipeline/sinker/internal/sink"
 	"github.com/aluminiapp/pipeline/sinker/internal/store"
-	"github.com/aluminiapp/pipeline/sinker/schema"
 )
 
 type config struct {
@@ -137,17 +137,17 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) (err error) {
 		return stoppedOr(ctx, err)
 	}
 	var st *store.Store
-	var target schema.Target
+	var target chschema.Target
 	if err := chDep.Retry(ctx, "opening and migrating the database", func(ctx context.Context) (err error) {
 		if st == nil {
 			if st, err = store.Open(ctx, c.ClickHouse); err != nil {
 				return err
 			}
 		}
-		if err := schema.Apply(ctx, st.Conn(), rt.Log, c.schemaOptions()...); err != nil {
+		if err := chschema.Apply(ctx, st.Conn(), rt.Log, c.schemaOptions()...); err != nil {
 			return fmt.Errorf("migrating database %s: %w", c.ClickHouse.Database, err)
 		}
-		target, err = schema.Detect(ctx, st.Conn(), c.ClickHouse.Database, c.ClickHouse.Cluster)
+		target, err = chschema.Detect(ctx, st.Conn(), c.ClickHouse.Database, c.ClickHouse.Cluster)
 		return err
 	}); err != nil {
 		if st != nil {
@@ -286,7 +286,7 @@ func migrateMain(cfg *config, args []string) int {
 }
 
 // migrate creates the database when missing and applies the migrations.
-func migrate(ctx context.Context, o chconf.Config, log *zap.Logger, opts ...schema.Option) (err error) {
+func migrate(ctx context.Context, o chconf.Config, log *zap.Logger, opts ...chschema.Option) (err error) {
 	st, err := store.Open(ctx, o)
 	if err != nil {
 		return err
@@ -296,10 +296,10 @@ func migrate(ctx context.Context, o chconf.Config, log *zap.Logger, opts ...sche
 			err = errors.Join(err, fmt.Errorf("closing clickhouse: %w", cerr))
 		}
 	}()
-	if err := schema.Apply(ctx, st.Conn(), log, opts...); err != nil {
+	if err := chschema.Apply(ctx, st.Conn(), log, opts...); err != nil {
 		return fmt.Errorf("migrating database %s: %w", o.Database, err)
 	}
-	v, err := schema.Applied(ctx, st.Conn())
+	v, err := chschema.Applied(ctx, st.Conn())
 	if err != nil {
 		return err
 	}
@@ -307,11 +307,11 @@ func migrate(ctx context.Context, o chconf.Config, log *zap.Logger, opts ...sche
 	return nil
 }
 
-func (c *config) schemaOptions() []schema.Option {
+func (c *config) schemaOptions() []chschema.Option {
 	if c.ClickHouse.Cluster == "" {
 		return nil
 	}
-	return []schema.Option{schema.OnCluster(c.ClickHouse.Cluster)}
+	return []chschema.Option{chschema.OnCluster(c.ClickHouse.Cluster)}
 }
 
 // stoppedOr is nil when ctx ended (a stop while waiting for a dependency is

@@ -14,12 +14,12 @@ import (
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/aluminiapp/pipeline/lib/chschema"
 	"github.com/aluminiapp/pipeline/lib/chtest"
 	"github.com/aluminiapp/pipeline/lib/kafkatest"
 	"github.com/aluminiapp/pipeline/lib/service"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
 	"github.com/aluminiapp/pipeline/sinker/internal/erased/erasedtest"
-	"github.com/aluminiapp/pipeline/sinker/schema"
 )
 
 // defaults is the configuration the flags give without arguments.
@@ -109,14 +109,13 @@ func TestMigrateCreatesDatabaseAndSchema(t *testing.T) {
 	if err := conn.QueryRow(ctx, "SELECT max(version) FROM "+c.ClickHouse.Database+".schema_migrations").Scan(&version); err != nil {
 		t.Fatal(err)
 	}
-	if want := schema.Migrations[len(schema.Migrations)-1].Version; version != want {
+	if want := chschema.Migrations[len(chschema.Migrations)-1].Version; version != want {
 		t.Errorf("schema version = %d; want %d", version, want)
 	}
 }
 
 // TestRun runs the service's run as service.Main would: ready only after
-// startup (without the reporter's erased_visitors table, which comes
-// later), events stored, an erasure recorded meanwhile picked up by the
+// startup, events stored, an erasure recorded meanwhile picked up by the
 // refresh and its visitor's events dropped, a clean stop on cancel.
 func TestRun(t *testing.T) {
 	_, addr := kafkatest.Start(t)
@@ -151,7 +150,6 @@ func TestRun(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	erasedtest.Create(t, db)
 	erasedtest.Record(t, db, "shop", 9)
 	for {
 		if gaugeValue(t, rt, "alumini_sinker_erased_visitors") == 1 {

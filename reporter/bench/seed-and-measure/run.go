@@ -24,10 +24,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/aluminiapp/pipeline/lib/chconf"
+	"github.com/aluminiapp/pipeline/lib/chschema"
 	"github.com/aluminiapp/pipeline/lib/registry"
 	"github.com/aluminiapp/pipeline/reporter/internal/api"
 	"github.com/aluminiapp/pipeline/reporter/internal/query"
-	"github.com/aluminiapp/pipeline/sinker/schema"
 )
 
 // benchKey is the API key of the measured client in the throw-away
@@ -93,7 +93,7 @@ func run(ctx context.Context, cfg config, out, progress io.Writer) error {
 
 	if reuse {
 		// A kept database may predate a migration the queries need.
-		if err := schema.Apply(ctx, conn, zap.NewNop()); err != nil {
+		if err := chschema.Apply(ctx, conn, zap.NewNop()); err != nil {
 			return fmt.Errorf("migrating the kept database: %w", err)
 		}
 	}
@@ -276,7 +276,7 @@ func startReporter(ctx context.Context, cfg config, conn driver.Conn) (*httptest
 		return nil, nil, err
 	}
 	store.SampleAbove(cfg.SampleAbove)
-	if err := store.Init(ctx); err != nil {
+	if err := store.Init(ctx, zap.NewNop()); err != nil {
 		return nil, nil, err
 	}
 	h, err := api.New(api.Config{

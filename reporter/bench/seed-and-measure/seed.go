@@ -13,8 +13,8 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"go.uber.org/zap"
 
+	"github.com/aluminiapp/pipeline/lib/chschema"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
-	"github.com/aluminiapp/pipeline/sinker/schema"
 )
 
 // clientID names the i-th seeded client; client 0 is the largest.
@@ -168,8 +168,8 @@ type generator struct {
 	props      map[string]string
 	emitted    int
 	batchRows  int
-	full, free chan *schema.Block
-	block      *schema.Block
+	full, free chan *chschema.Block
+	block      *chschema.Block
 }
 
 // emit adds the current event to the block and hands full blocks over.
@@ -313,15 +313,15 @@ func hashString(s string) uint64 {
 // inserts them with columnar batches, so generation and ClickHouse's
 // parsing overlap on the two cores.
 func seed(ctx context.Context, conn driver.Conn, cfg config, start time.Time, progress io.Writer) error {
-	if err := schema.Apply(ctx, conn, zap.NewNop()); err != nil {
+	if err := chschema.Apply(ctx, conn, zap.NewNop()); err != nil {
 		return fmt.Errorf("applying the schema: %w", err)
 	}
 	const batchRows = 200_000
 	g := &generator{
 		r: rand.New(rand.NewPCG(cfg.Seed, 1)), start: start, days: cfg.Days, props: map[string]string{},
-		batchRows: batchRows, full: make(chan *schema.Block), free: make(chan *schema.Block, 2), block: new(schema.Block),
+		batchRows: batchRows, full: make(chan *chschema.Block), free: make(chan *chschema.Block, 2), block: new(chschema.Block),
 	}
-	g.free <- new(schema.Block)
+	g.free <- new(chschema.Block)
 	genCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	genErr := make(chan error, 1)
@@ -361,8 +361,8 @@ func seed(ctx context.Context, conn driver.Conn, cfg config, start time.Time, pr
 	return nil
 }
 
-func insertBlock(ctx context.Context, conn driver.Conn, b *schema.Block) error {
-	batch, err := conn.PrepareBatch(ctx, schema.InsertSQL)
+func insertBlock(ctx context.Context, conn driver.Conn, b *chschema.Block) error {
+	batch, err := conn.PrepareBatch(ctx, chschema.InsertSQL)
 	if err != nil {
 		return fmt.Errorf("preparing insert: %w", err)
 	}

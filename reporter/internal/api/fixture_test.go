@@ -16,12 +16,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/aluminiapp/pipeline/lib/chschema"
 	"github.com/aluminiapp/pipeline/lib/chtest"
 	"github.com/aluminiapp/pipeline/lib/registry"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
 	"github.com/aluminiapp/pipeline/reporter/internal/clientfile"
 	"github.com/aluminiapp/pipeline/reporter/internal/query"
-	"github.com/aluminiapp/pipeline/sinker/schema"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/golden")
@@ -120,12 +120,12 @@ func insert(t *testing.T, conn driver.Conn, events []*aluminiv1.Event) {
 	// the shards have the rows, as the sinker's does (on one node the
 	// setting does nothing).
 	ctx := clickhouse.Context(context.Background(), clickhouse.WithSettings(clickhouse.Settings{"insert_distributed_sync": 1}))
-	batch, err := conn.PrepareBatch(ctx, schema.InsertSQL)
+	batch, err := conn.PrepareBatch(ctx, chschema.InsertSQL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, ev := range events {
-		if err := batch.Append(schema.Values(ev)...); err != nil {
+		if err := batch.Append(chschema.Values(ev)...); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -148,28 +148,28 @@ type envOption func(*Config)
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
 	db, conn := chtest.Database(t)
-	return seededEnv(t, conn, schema.Target{Database: db}, opts...)
+	return seededEnv(t, conn, chschema.Target{Database: db}, opts...)
 }
 
 // newClusterEnv is newEnv on the sinker's cluster layout, on the two-shard
-// cluster of deploy/clickhouse/cluster.sh: events and the views are
-// Distributed tables over replicated local ones.
+// cluster of deploy/clickhouse/cluster.sh: events is a
+// Distributed table over replicated local ones.
 func newClusterEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
 	db, conn := chtest.ClusterDatabase(t)
-	return seededEnv(t, conn, schema.Target{Database: db, Cluster: chtest.Cluster}, opts...)
+	return seededEnv(t, conn, chschema.Target{Database: db, Cluster: chtest.Cluster}, opts...)
 }
 
 // seededEnv migrates conn's database for layout (one node, or a cluster),
 // seeds it and returns a handler on it, configured for that layout.
-func seededEnv(t *testing.T, conn driver.Conn, layout schema.Target, opts ...envOption) *env {
+func seededEnv(t *testing.T, conn driver.Conn, layout chschema.Target, opts ...envOption) *env {
 	t.Helper()
 	ctx := context.Background()
-	var migrate []schema.Option
+	var migrate []chschema.Option
 	if layout.Cluster != "" {
-		migrate = append(migrate, schema.OnCluster(layout.Cluster))
+		migrate = append(migrate, chschema.OnCluster(layout.Cluster))
 	}
-	if err := schema.Apply(ctx, conn, zap.NewNop(), migrate...); err != nil {
+	if err := chschema.Apply(ctx, conn, zap.NewNop(), migrate...); err != nil {
 		t.Fatal(err)
 	}
 	insert(t, conn, fixtureEvents())
@@ -180,7 +180,7 @@ func seededEnv(t *testing.T, conn driver.Conn, layout schema.Target, opts ...env
 	if layout.Cluster != "" {
 		store.OnCluster(layout.Database, layout.Cluster)
 	}
-	if err := store.Init(ctx); err != nil {
+	if err := store.Init(ctx, zap.NewNop()); err != nil {
 		t.Fatal(err)
 	}
 	path := writeRegistry(t)

@@ -5,14 +5,14 @@ import (
 	"regexp"
 
 	"github.com/aluminiapp/pipeline/lib/chconf"
-	"github.com/aluminiapp/pipeline/sinker/schema"
+	"github.com/aluminiapp/pipeline/lib/chschema"
 )
 
 // exportColumns are the columns of a data subject export, in order: every
 // column the sinker stores (the truncated IP too: it is the visitor's
 // data). Arrays stay arrays; everything else is read as text so one row
 // type fits all.
-var exportColumns = schema.Columns
+var exportColumns = chschema.Columns
 
 // ExportColumns returns the column names of an export, in order.
 func ExportColumns() []string { return append([]string(nil), exportColumns...) }
@@ -49,10 +49,10 @@ func (s Scope) Export(visitorID uint64, limit int) (Query, error) {
 var tableName = regexp.MustCompile(`^\.?[A-Za-z0-9_.]+$`)
 
 // alterTarget is how a mutation names table: quoted, and on a cluster as
-// the schema's statements for every node name it (schema.Target.Everywhere),
+// the schema's statements for every node name it (chschema.Target.Everywhere),
 // so that it runs on every shard. The names are checked, as they are
 // written into the statement.
-func alterTarget(l schema.Target, table string) (string, error) {
+func alterTarget(l chschema.Target, table string) (string, error) {
 	if !tableName.MatchString(table) {
 		return "", fmt.Errorf("erase: unexpected table name %q", table)
 	}
@@ -61,5 +61,5 @@ func alterTarget(l schema.Target, table string) (string, error) {
 			return "", fmt.Errorf("erase: %w", err)
 		}
 	}
-	return l.Everywhere("`" + table + "`"), nil
+	return l.Everywhere(chschema.QuoteIdent(table)), nil
 }

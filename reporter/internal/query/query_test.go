@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aluminiapp/pipeline/lib/chschema"
 	"github.com/aluminiapp/pipeline/lib/registry"
-	"github.com/aluminiapp/pipeline/sinker/schema"
 )
 
 var march = Range{
@@ -138,13 +138,13 @@ func TestBuildersRefuse(t *testing.T) {
 		{"zero limit", func() (Query, error) { return s.Breakdown(Params{Range: march}, page, 0) }, ErrBadParam},
 		{"one step", func() (Query, error) { return s.Funnel(Params{Range: march}, []Step{{StepPage, "/"}}, time.Hour) }, ErrBadParam},
 		{"bad table", func() (Query, error) {
-			return batchDelete(schema.Target{}, "events; DROP", "visitor_id", []string{"shop"}, map[string][]uint64{"shop": {1}})
+			return batchDelete(chschema.Target{}, "events; DROP", "visitor_id", []string{"shop"}, map[string][]uint64{"shop": {1}})
 		}, nil},
 		{"bad cluster", func() (Query, error) {
-			return batchDelete(schema.Target{Database: "alumini", Cluster: "c` DELETE"}, "events_local", "visitor_id", []string{"shop"}, map[string][]uint64{"shop": {1}})
+			return batchDelete(chschema.Target{Database: "alumini", Cluster: "c` DELETE"}, "events_local", "visitor_id", []string{"shop"}, map[string][]uint64{"shop": {1}})
 		}, nil},
 		{"no client", func() (Query, error) {
-			return batchDelete(schema.Target{}, "events", "visitor_id", []string{""}, map[string][]uint64{"": {1}})
+			return batchDelete(chschema.Target{}, "events", "visitor_id", []string{""}, map[string][]uint64{"": {1}})
 		}, nil},
 	} {
 		_, err := tc.q()
@@ -169,7 +169,7 @@ func TestBuildersRefuse(t *testing.T) {
 // table with its database and runs ON CLUSTER, so that it reaches every
 // shard; each visitor id is bound under its own client.
 func TestEraseOnCluster(t *testing.T) {
-	l := schema.Target{Database: "alumini", Cluster: "analytics"}
+	l := chschema.Target{Database: "alumini", Cluster: "analytics"}
 	q, err := batchDelete(l, "events_local", "visitor_id", []string{"shop", "blog"}, map[string][]uint64{"shop": {42, 43}, "blog": {42}})
 	want := "ALTER TABLE `alumini`.`events_local` ON CLUSTER `analytics` DELETE WHERE (client_id = ? AND visitor_id IN (?, ?)) OR (client_id = ? AND visitor_id IN (?))"
 	if err != nil || q.SQL != want || fmt.Sprint(q.Args) != "[shop 42 43 blog 42]" {

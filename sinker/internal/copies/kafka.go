@@ -8,13 +8,13 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/aluminiapp/pipeline/lib/chschema"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
-	"github.com/aluminiapp/pipeline/sinker/schema"
 )
 
 // KafkaLoader reads a window back from topic through dialer (TLS, SASL),
 // counting exactly the records the sink would store: those that decode,
-// have both ids and pass schema.Check.
+// have both ids and pass chschema.Check.
 func KafkaLoader(dialer *kafka.Dialer, brokers []string, topic string) Loader {
 	return func(ctx context.Context, part int, from, to int64, fn func(int64, string, string)) error {
 		if from >= to {
@@ -61,7 +61,7 @@ func KafkaLoader(dialer *kafka.Dialer, brokers []string, topic string) Loader {
 				}
 				from = m.Offset + 1
 				ev.Reset()
-				if ev.UnmarshalVTUnsafe(m.Value) != nil || ev.ClientId == "" || ev.EventId == "" || schema.Check(&ev) != nil {
+				if ev.UnmarshalVTUnsafe(m.Value) != nil || ev.ClientId == "" || ev.EventId == "" || chschema.Check(&ev) != nil {
 					continue // dead-lettered, not stored
 				}
 				fn(m.Offset, ev.ClientId, ev.EventId)

@@ -1,12 +1,12 @@
 // Package retention deletes each client's events older than the client's
-// retention period from the events table and the report views.
+// retention period from the events table.
 //
 // ClickHouse 18.16 has no TTL, and a TTL could not be per client anyway
 // without a retention column in every row (the registry, not the event,
 // knows the period, and it may change). So the sinker runs a scheduled
 // cleanup on every server version: per client, one ALTER TABLE ... DELETE
-// mutation per table, issued only when there is something old to delete,
-// cut at a UTC day boundary so that day-level views and raw data agree.
+// mutation, issued only when there is something old to delete, cut at a
+// UTC day boundary, so a report of whole days never shows a partial one.
 package retention
 
 import (
@@ -18,7 +18,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"go.uber.org/zap"
 
-	"github.com/aluminiapp/pipeline/sinker/schema"
+	"github.com/aluminiapp/pipeline/lib/chschema"
 )
 
 // Periods returns a client's retention in days; 0 keeps its events forever.
@@ -27,7 +27,7 @@ type Periods func(clientID string) (days int, err error)
 // Cleaner deletes expired events.
 type Cleaner struct {
 	conn    driver.Conn
-	target  schema.Target
+	target  chschema.Target
 	periods Periods
 	log     *zap.Logger
 	now     func() time.Time
@@ -35,7 +35,7 @@ type Cleaner struct {
 
 // New returns a Cleaner over conn's default database, laid out as target
 // says (one node or a cluster).
-func New(conn driver.Conn, target schema.Target, periods Periods, log *zap.Logger) *Cleaner {
+func New(conn driver.Conn, target chschema.Target, periods Periods, log *zap.Logger) *Cleaner {
 	return &Cleaner{conn: conn, target: target, periods: periods, log: log, now: time.Now}
 }
 
@@ -55,15 +55,6 @@ func (c *Cleaner) Run(ctx context.Context, interval time.Duration) {
 		case <-t.C:
 		}
 	}
-}
-
-// viewTimeColumns says how each view table's rows are dated (the tables of
-// schema.ViewNames; schema migration 4 renamed them).
-var viewTimeColumns = map[string]string{
-	"events_hourly_v2":  "hour < toDateTime(?)",
-	"sessions_daily_v2": "day < toDate(toDateTime(?))",
-	"pages_daily_v2":    "day < toDate(toDateTime(?))",
-	"sources_daily_v2":  "day < toDate(toDateTime(?))",
 }
 
 // Once deletes, for every client with a retention period, what is older
@@ -114,11 +105,6 @@ func (c *Cleaner) clean(ctx context.Context, clientID string, cutoff int64) erro
 	// VALUES waits for a data block).
 	if err := c.conn.Exec(ctx, "ALTER TABLE "+c.target.Mutable("events")+" DELETE WHERE client_id = ? AND timestamp < toDateTime(?)", clientID, cutoff); err != nil {
 		return err
-	}
-	for _, table := range schema.ViewNames {
-		if err := c.conn.Exec(ctx, "ALTER TABLE "+c.target.Mutable(table)+" DELETE WHERE client_id = ? AND "+viewTimeColumns[table], clientID, cutoff); err != nil {
-			return err
-		}
 	}
 	c.log.Info("retention: deleting expired events", zap.String("client_id", clientID),
 		zap.Time("before", time.Unix(cutoff, 0).UTC()), zap.Uint64("events", old))

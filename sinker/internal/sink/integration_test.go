@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/aluminiapp/pipeline/lib/chschema"
 	"github.com/aluminiapp/pipeline/lib/chtest"
 	"github.com/aluminiapp/pipeline/lib/kafkaconf"
 	"github.com/aluminiapp/pipeline/lib/kafkatest"
@@ -21,7 +22,6 @@ import (
 	"github.com/aluminiapp/pipeline/sinker/internal/erased/erasedtest"
 	"github.com/aluminiapp/pipeline/sinker/internal/sink"
 	"github.com/aluminiapp/pipeline/sinker/internal/store"
-	"github.com/aluminiapp/pipeline/sinker/schema"
 )
 
 const group = "alumini-sinker-test"
@@ -47,7 +47,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	_, e.conn = chtest.Database(t)
-	if err := schema.Apply(ctx, e.conn, zaptest.NewLogger(t)); err != nil {
+	if err := chschema.Apply(ctx, e.conn, zaptest.NewLogger(t)); err != nil {
 		t.Fatal(err)
 	}
 	e.store = store.New(e.conn)
@@ -376,7 +376,6 @@ func (e *env) rowsBelow(t *testing.T, n int) uint64 {
 func TestErasedVisitorsStayErased(t *testing.T) {
 	e := newEnv(t)
 	const n, erasedVisitor = 140, 3
-	erasedtest.Create(t, e.conn)
 	erasedtest.Record(t, e.conn, "shop", erasedVisitor)
 	erasedtest.Record(t, e.conn, "news", 4) // another client's visitor 4 is not shop's
 	set := erased.New(e.conn, zaptest.NewLogger(t), prometheus.NewRegistry())

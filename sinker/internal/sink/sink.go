@@ -8,9 +8,7 @@
 // retries and replays, and the events table is a ReplacingMergeTree keyed on
 // (client_id, toDate(timestamp), event_id): replayed rows collapse into one
 // when parts merge, and until then queries count uniqExact(event_id) (or
-// read with FINAL), so a replay never doubles a count. The report views
-// hold only idempotent aggregates (uniqExact of ids, min, max), so a
-// replayed row changes them no more than it changes the raw counts.
+// read with FINAL), so a replay never doubles a count.
 //
 // Insert deduplication tokens were considered and left out: a token only
 // helps if a replay rebuilds the very same block, which needs batch
@@ -52,12 +50,12 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/aluminiapp/pipeline/lib/chschema"
 	"github.com/aluminiapp/pipeline/lib/outage"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
 	"github.com/aluminiapp/pipeline/proto/redact"
 	"github.com/aluminiapp/pipeline/sinker/internal/faultpoint"
 	"github.com/aluminiapp/pipeline/sinker/internal/store"
-	"github.com/aluminiapp/pipeline/sinker/schema"
 )
 
 // Stage names the sinker in dead letters.
@@ -364,7 +362,7 @@ func (s *Sink) add(ctx context.Context, b *batch, m kafka.Message) error {
 	hasIDs := ev.ClientId != "" && ev.EventId != ""
 	var checkErr error
 	if hasIDs {
-		checkErr = schema.Check(ev)
+		checkErr = chschema.Check(ev)
 	}
 	// First, as copies.KafkaLoader counts records when it rebuilds: every
 	// storable one, an erased visitor's too.
@@ -396,7 +394,7 @@ func (s *Sink) add(ctx context.Context, b *batch, m kafka.Message) error {
 	}
 	if err := checkErr; err != nil {
 		b.dropEvent(ev)
-		if errors.Is(err, schema.ErrInvalidUTF8) {
+		if errors.Is(err, chschema.ErrInvalidUTF8) {
 			// What proto.Unmarshal refuses; the unsafe decoder leaves it to Check.
 			return s.deadLetter(b, m, ReasonDecodeError, err)
 		}

@@ -13,20 +13,20 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/aluminiapp/pipeline/lib/chconf"
+	"github.com/aluminiapp/pipeline/lib/chschema"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
-	"github.com/aluminiapp/pipeline/sinker/schema"
 )
 
 // Store inserts events into one database's events table.
 type Store struct {
 	conn   driver.Conn
-	blocks *sync.Pool // of *schema.Block, reused across inserts
+	blocks *sync.Pool // of *chschema.Block, reused across inserts
 	// shards: events is a Distributed table (cluster mode), see OnCluster.
 	shards bool
 }
 
 func newBlockPool() *sync.Pool {
-	return &sync.Pool{New: func() any { return new(schema.Block) }}
+	return &sync.Pool{New: func() any { return new(chschema.Block) }}
 }
 
 // Open creates the database when it is missing and returns a Store whose
@@ -49,7 +49,7 @@ func New(conn driver.Conn) *Store { return &Store{conn: conn, blocks: newBlockPo
 
 // OnCluster tells the store that events is a Distributed table. Its
 // inserts then return only once every shard has stored its rows
-// (schema.AwaitShards): otherwise the sinker would commit Kafka offsets
+// (chschema.AwaitShards): otherwise the sinker would commit Kafka offsets
 // for rows no shard holds yet, which a lost node would lose.
 func (s *Store) OnCluster() { s.shards = true }
 
@@ -73,20 +73,14 @@ var ErrRejected = errors.New("clickhouse rejected the rows")
 // takes the whole block or none of it, so a failed Insert can be retried
 // with the same events. Errors caused by the data wrap ErrRejected.
 func (s *Store) Insert(ctx context.Context, events []*aluminiv1.Event) error {
-	return s.insert(ctx, schema.InsertSQL, events)
-}
-
-// InsertInto is Insert into another table with the events table's columns
-// (benchmarks compare against a copy of the table).
-func (s *Store) InsertInto(ctx context.Context, table string, events []*aluminiv1.Event) error {
-	return s.insert(ctx, "INSERT INTO "+table+" ("+strings.Join(schema.Columns, ", ")+")", events)
+	return s.insert(ctx, chschema.InsertSQL, events)
 }
 
 // sendBlockRows is how many rows go to ClickHouse in one native block.
 const sendBlockRows = 8192
 
 func (s *Store) insert(ctx context.Context, insertSQL string, events []*aluminiv1.Event) error {
-	b := s.blocks.Get().(*schema.Block)
+	b := s.blocks.Get().(*chschema.Block)
 	defer func() {
 		b.Reset()
 		s.blocks.Put(b)
@@ -98,7 +92,7 @@ func (s *Store) insert(ctx context.Context, insertSQL string, events []*aluminiv
 	// PrepareBatch, not Exec with bound VALUES: ClickHouse 18.16 waits for a
 	// data block after an INSERT sent as a query.
 	if s.shards {
-		ctx = schema.AwaitShards(ctx)
+		ctx = chschema.AwaitShards(ctx)
 	}
 	batch, err := s.conn.PrepareBatch(ctx, insertSQL)
 	if err != nil {

@@ -12,9 +12,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/aluminiapp/pipeline/lib/chconf"
+	"github.com/aluminiapp/pipeline/lib/chschema"
 	"github.com/aluminiapp/pipeline/lib/chtest"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
-	"github.com/aluminiapp/pipeline/sinker/schema"
 )
 
 func TestOpenCreatesDatabaseAndInserts(t *testing.T) {
@@ -38,7 +38,7 @@ func TestOpenCreatesDatabaseAndInserts(t *testing.T) {
 	if err := s.Ping(ctx); err != nil {
 		t.Fatalf("Ping = %v; want nil", err)
 	}
-	if err := schema.Apply(ctx, s.Conn(), zap.NewNop()); err != nil {
+	if err := chschema.Apply(ctx, s.Conn(), zap.NewNop()); err != nil {
 		t.Fatal(err)
 	}
 	events := []*aluminiv1.Event{{ClientId: "shop", EventId: "a"}, {ClientId: "shop", EventId: "b"}}
@@ -58,7 +58,7 @@ func poisonedEvents(t *testing.T) driver.Conn {
 	t.Helper()
 	_, conn := chtest.Database(t)
 	ctx := context.Background()
-	if err := schema.Apply(ctx, conn, zap.NewNop()); err != nil {
+	if err := chschema.Apply(ctx, conn, zap.NewNop()); err != nil {
 		t.Fatal(err)
 	}
 	if err := conn.Exec(ctx, "ALTER TABLE events ADD COLUMN poison UInt8 MATERIALIZED throwIf(path = '/poison')"); err != nil {

@@ -1,7 +1,9 @@
-// Package schema owns Alumini's ClickHouse schema: the versioned migrations
-// that create it (for one node or a cluster, using what the server version
-// offers) and the mapping of enriched events onto events rows.
-package schema
+// Package chschema owns Alumini's ClickHouse schema, every table the sinker
+// and the reporter touch (Tables): the versioned migrations that create it
+// (for one node or a cluster, using what the server version offers), the
+// mapping of enriched events onto events rows, and the quoting of what DDL
+// cannot bind. It is the only place with DDL.
+package chschema
 
 import (
 	"context"
@@ -31,13 +33,16 @@ type Migration struct {
 }
 
 // Migrations are applied in order; append, never change what one that
-// shipped does on a server it already ran on.
+// shipped does on a server it already ran on. A migration that adds or
+// drops a table changes Tables with it.
 var Migrations = []Migration{
 	{Version: 1, Name: "events table", Statements: eventsTable},
 	{Version: 2, Name: "report views", Statements: reportViews},
 	{Version: 3, Name: "event_key column", Statements: eventKeys},
 	{Version: 4, Name: "report views over event_key", Statements: keyViews},
 	{Version: 5, Name: "sampling key", Statements: samplingKey, Run: resample},
+	{Version: 6, Name: "erased_visitors table", Statements: erasedVisitors, Run: upgradeErasedVisitors},
+	{Version: 7, Name: "drop report views", Statements: dropReportViews},
 }
 
 // eventsTable creates the events table. ReplacingMergeTree keyed on
@@ -118,7 +123,7 @@ func eventsColumns(t Target) string {
 // talks to even on a cluster: the DDL it guards runs ON CLUSTER and is
 // idempotent, so a sinker on another node repeating it changes nothing.
 const migrationsTable = `
-CREATE TABLE IF NOT EXISTS schema_migrations
+CREATE TABLE IF NOT EXISTS ` + SchemaMigrations + `
 (
     version UInt32,
     name String,
