@@ -41,7 +41,7 @@ type ReaderConfig struct {
 	// when they are back. Nil: a tracker of its own, unregistered.
 	Kafka *outage.Dependency
 	// QueuedFetches is how many fetch results (up to FetchMaxBytes each)
-	// may wait for FetchMessage across all partitions, on top of the one
+	// may wait for FetchBatch across all partitions, on top of the one
 	// each partition holds while it waits to hand it over. Default 16.
 	// It bounds the reader's memory.
 	QueuedFetches int
@@ -71,10 +71,10 @@ func (c ReaderConfig) withDefaults() ReaderConfig {
 	return c
 }
 
-// ErrReaderClosed is what FetchMessage returns after Close.
+// ErrReaderClosed is what FetchBatch returns after Close.
 var ErrReaderClosed = errors.New("kafka reader closed")
 
-// errNoGeneration is what CommitMessages returns while the reader is not a
+// errNoGeneration is what CommitOffsets returns while the reader is not a
 // member of a generation: the records are replayed by their next owner.
 var errNoGeneration = errors.New("not in a consumer-group generation")
 
@@ -87,7 +87,7 @@ var errNoGeneration = errors.New("not in a consumer-group generation")
 // records one by one through a channel; the reader here keeps kafka-go's
 // group protocol (kafka.ConsumerGroup) and its connections, and only
 // changes how records reach the sink. Offsets are committed only by
-// CommitMessages, synchronously.
+// CommitOffsets.
 type GroupReader struct {
 	cfg    ReaderConfig
 	log    *zap.Logger
@@ -95,7 +95,11 @@ type GroupReader struct {
 	dialer *kafka.Dialer
 
 	fetches chan []kafka.Message
-	cur     []kafka.Message // the rest of the fetch FetchMessage is handing out
+	// free holds fetch slices FetchBatch handed out and got back, for the
+	// partition readers to fill again: a fetch costs no allocation of its
+	// record slice once the reader runs.
+	free chan []kafka.Message
+	last []kafka.Message // the fetch FetchBatch returned last, free at its next call
 
 	gen    atomic.Pointer[kafka.Generation]
 	stop   context.CancelFunc
@@ -153,6 +157,7 @@ func NewReader(cfg ReaderConfig, log *zap.Logger) (*GroupReader, error) {
 		group:   group,
 		dialer:  cfg.Dialer,
 		fetches: make(chan []kafka.Message, cfg.QueuedFetches),
+		free:    make(chan []kafka.Message, cfg.QueuedFetches+1),
 		stop:    cancel,
 		stopCh:  ctx.Done(),
 		done:    make(chan struct{}),
@@ -251,13 +256,14 @@ func (r *GroupReader) readConn(ctx context.Context, partition int, offset int64,
 		batch := conn.ReadBatchWith(kafka.ReadBatchConfig{MinBytes: 1, MaxBytes: r.cfg.FetchMaxBytes, MaxWait: r.cfg.FetchMaxWait})
 		wait := time.Since(t0)
 		var msgs []kafka.Message
+		select {
+		case msgs = <-r.free:
+		default:
+		}
 		for {
 			m, err := batch.ReadMessage()
 			if err != nil {
 				break // batch.Close reports it, unless it is the end of the batch
-			}
-			if msgs == nil {
-				msgs = make([]kafka.Message, 0, max(64, int(r.cfg.FetchMaxBytes/max(len(m.Value), 64))))
 			}
 			msgs = append(msgs, m)
 		}
@@ -270,6 +276,9 @@ func (r *GroupReader) readConn(ctx context.Context, partition int, offset int64,
 				return offset, err
 			}
 			continue
+		}
+		if len(msgs) == 0 && msgs != nil {
+			r.recycle(msgs)
 		}
 		if len(msgs) > 0 {
 			offset = msgs[len(msgs)-1].Offset + 1
@@ -314,48 +323,55 @@ func (r *GroupReader) seek(conn *kafka.Conn, offset int64) (int64, error) {
 	return offset, nil
 }
 
-// FetchMessage returns the next record of any assigned partition; records
-// of one partition come in offset order. One goroutine calls it at a time
-// (the sink's batch loop).
-func (r *GroupReader) FetchMessage(ctx context.Context) (kafka.Message, error) {
-	if len(r.cur) == 0 {
-		select {
-		case r.cur = <-r.fetches:
-		case <-ctx.Done():
-			return kafka.Message{}, ctx.Err()
-		case <-r.stopCh:
-			return kafka.Message{}, ErrReaderClosed
-		}
+// FetchBatch returns the records of the next fetch of any assigned
+// partition, in offset order; the fetches of one partition come in order.
+// The slice is valid until the next call, which reuses it (the records'
+// keys and values are not reused). One goroutine calls it at a time (the
+// sink's batch loop).
+func (r *GroupReader) FetchBatch(ctx context.Context) ([]kafka.Message, error) {
+	if r.last != nil {
+		r.recycle(r.last)
+		r.last = nil
 	}
-	m := r.cur[0]
-	r.cur[0] = kafka.Message{} // the batch holds its records; don't keep them twice
-	r.cur = r.cur[1:]
-	return m, nil
+	select {
+	case r.last = <-r.fetches:
+		return r.last, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-r.stopCh:
+		return nil, ErrReaderClosed
+	}
 }
 
-// CommitMessages commits, for every partition of msgs that the current
-// generation assigns to this member, the offset after its last record in
-// msgs. Offsets of partitions that moved to another member are left to it:
-// their records come back there and are deduplicated by storage.
-func (r *GroupReader) CommitMessages(ctx context.Context, msgs ...kafka.Message) error {
+// recycle gives a fetch slice back for another fetch, without the records
+// it held: the batch that copied them keeps them alive as long as it needs.
+func (r *GroupReader) recycle(msgs []kafka.Message) {
+	clear(msgs)
+	select {
+	case r.free <- msgs[:0]:
+	default:
+	}
+}
+
+// CommitOffsets commits, for every partition of next that the current
+// generation assigns to this member, the offset of the next record to
+// read. Offsets of partitions that moved to another member are left to
+// it: their records come back there and are deduplicated by storage.
+func (r *GroupReader) CommitOffsets(ctx context.Context, next map[int]int64) error {
 	gen := r.gen.Load()
 	if gen == nil {
 		return errNoGeneration
 	}
-	owned := map[int]bool{}
+	owned := make(map[int]int64, len(next))
 	for _, a := range gen.Assignments[r.cfg.Topic] {
-		owned[a.ID] = true
-	}
-	next := map[int]int64{}
-	for _, m := range msgs {
-		if owned[m.Partition] && m.Offset+1 > next[m.Partition] {
-			next[m.Partition] = m.Offset + 1
+		if o, ok := next[a.ID]; ok {
+			owned[a.ID] = o
 		}
 	}
-	if len(next) == 0 {
+	if len(owned) == 0 {
 		return nil
 	}
-	offsets := map[string]map[int]int64{r.cfg.Topic: next}
+	offsets := map[string]map[int]int64{r.cfg.Topic: owned}
 	// CommitOffsets takes no context; the coordinator connection's own
 	// timeout bounds it.
 	var err error
