@@ -1,112 +1,36 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"os/exec"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/segmentio/kafka-go"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"google.golang.org/protobuf/proto"
 )
 
-// brokerProcess is kfake in a child process (this binary with
-// -serve-kafka), which also produces the events on request: the process
-// CPU time the bench reads is then the sinker's, not the broker's or the
-// producer's.
-type brokerProcess struct {
-	addr  string
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	out   *bufio.Reader
+// produceRequest asks the broker process (lib/kafkatest.Process) to
+// produce: topic, events, rate and compression, as produce takes them.
+func produceRequest(topic string, n, rate int, compress bool) string {
+	return fmt.Sprintf("%s %d %d %t", topic, n, rate, compress)
 }
 
-func startBroker(partitions int) (*brokerProcess, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
+// serveProduce is the broker process's side of produceRequest: it
+// produces and answers with the record bytes written.
+func serveProduce(addr, request string) (string, error) {
+	var (
+		topic    string
+		n, rate  int
+		compress bool
+	)
+	if _, err := fmt.Sscan(request, &topic, &n, &rate, &compress); err != nil {
+		return "", fmt.Errorf("reading a produce request %q: %w", request, err)
 	}
-	cmd := exec.Command(self, "-serve-kafka", strconv.Itoa(partitions))
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting the broker process: %w", err)
-	}
-	b := &brokerProcess{cmd: cmd, stdin: stdin, out: bufio.NewReader(stdout)}
-	line, err := b.out.ReadString('\n')
-	if err != nil {
-		b.stop()
-		return nil, fmt.Errorf("reading the broker's address: %w", err)
-	}
-	b.addr = strings.TrimSpace(line)
-	return b, nil
-}
-
-// produce asks the child to produce (see produce) and waits until it has.
-func (b *brokerProcess) produce(topic string, n, rate int, compress bool) (int, error) {
-	if _, err := fmt.Fprintf(b.stdin, "%s %d %d %t\n", topic, n, rate, compress); err != nil {
-		return 0, err
-	}
-	line, err := b.out.ReadString('\n')
-	if err != nil {
-		return 0, fmt.Errorf("broker process: %w", err)
-	}
-	line = strings.TrimSpace(line)
-	if msg, failed := strings.CutPrefix(line, "error "); failed {
-		return 0, errors.New(msg)
-	}
-	return strconv.Atoi(line)
-}
-
-func (b *brokerProcess) stop() {
-	b.stdin.Close() // the child serves until its stdin closes
-	if err := b.cmd.Wait(); err != nil {
-		fmt.Fprintln(os.Stderr, "bench: broker process:", err)
-	}
-}
-
-// serveBroker is the child's side of brokerProcess.
-func serveBroker(partitions int) error {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(partitions))
-	if err != nil {
-		return err
-	}
-	defer cluster.Close()
-	addr := cluster.ListenAddrs()[0]
-	fmt.Println(addr)
-	in := bufio.NewScanner(os.Stdin)
-	for in.Scan() {
-		var (
-			topic    string
-			n, rate  int
-			compress bool
-		)
-		if _, err := fmt.Sscan(in.Text(), &topic, &n, &rate, &compress); err != nil {
-			return fmt.Errorf("reading a produce request: %w", err)
-		}
-		bytes, err := produce(addr, topic, n, rate, compress)
-		if err != nil {
-			fmt.Println("error", err)
-			continue
-		}
-		fmt.Println(bytes)
-	}
-	return in.Err()
+	bytes, err := produce(addr, topic, n, rate, compress)
+	return strconv.Itoa(bytes), err
 }
 
 // enricherBatch is how many events the producer writes per call, as the

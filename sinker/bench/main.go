@@ -18,6 +18,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -25,6 +26,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -36,6 +38,7 @@ import (
 
 	"github.com/aluminiapp/pipeline/lib/chconf"
 	"github.com/aluminiapp/pipeline/lib/kafkaconf"
+	"github.com/aluminiapp/pipeline/lib/kafkatest"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
 	"github.com/aluminiapp/pipeline/sinker/internal/copies"
 	"github.com/aluminiapp/pipeline/sinker/internal/sink"
@@ -44,6 +47,7 @@ import (
 )
 
 func main() {
+	kafkatest.ServeProcess(serveProduce)
 	rows := flag.Int("rows", 1_000_000, "events to produce and store")
 	batchRows := flag.Int("batch-max-rows", 100_000, "the sinker's batch-max-rows")
 	partitions := flag.Int("partitions", 6, "partitions of the enriched topic")
@@ -55,28 +59,20 @@ func main() {
 	brokerMode := flag.String("broker", "process", "where kfake runs when -kafka-brokers is empty: process (a child process, so the CPU figures are the sinker's alone) or in-process")
 	rate := flag.Int("rate", 0, "produce at this many events/s while the sinker runs, as the enricher feeds it (0: produce everything first, then measure the ceilings and the sinker's drain)")
 	compression := flag.String("compression", "lz4", "the producer's compression: lz4 (the enricher's) or none")
-	serveKafka := flag.Int("serve-kafka", 0, "internal: run kfake with this many partitions, print its address and serve until stdin closes")
 	flag.Parse()
-	if *serveKafka > 0 {
-		if err := serveBroker(*serveKafka); err != nil {
-			fmt.Fprintln(os.Stderr, "bench broker:", err)
-			os.Exit(1)
-		}
-		return
-	}
 	o := options{n: *rows, batchRows: *batchRows, partitions: *partitions, addr: *addr, brokers: *brokers,
 		cpuProfile: *cpuProfile, verbose: *verbose, noViews: *noViews, rate: *rate, compress: *compression == "lz4"}
 	if *brokers == "" && *brokerMode == "process" {
-		b, err := startBroker(*partitions)
+		b, err := kafkatest.StartProcess(*partitions)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}
-		o.brokers, o.child = b.addr, b
+		o.brokers, o.child = b.Addr, b
 	}
 	err := run(o)
 	if o.child != nil {
-		o.child.stop()
+		err = errors.Join(err, o.child.Stop())
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -91,7 +87,7 @@ type options struct {
 	verbose, noViews         bool
 	rate                     int  // events/s produced while the sinker runs; 0: all before
 	compress                 bool // LZ4, as the enricher writes
-	child                    *brokerProcess
+	child                    *kafkatest.Process
 }
 
 func event(i int) *aluminiv1.Event {
@@ -133,7 +129,13 @@ func run(o options) error {
 		return produce(brokers, topic, n, rate, compress)
 	}
 	if o.child != nil {
-		produceFn = o.child.produce
+		produceFn = func(topic string, n, rate int, compress bool) (int, error) {
+			answer, err := o.child.Do(produceRequest(topic, n, rate, compress))
+			if err != nil {
+				return 0, err
+			}
+			return strconv.Atoi(answer)
+		}
 	}
 	if brokers == "" {
 		cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(partitions))
