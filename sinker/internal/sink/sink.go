@@ -52,6 +52,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/aluminiapp/pipeline/lib/kafkagroup"
 	"github.com/aluminiapp/pipeline/lib/outage"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
 	"github.com/aluminiapp/pipeline/proto/redact"
@@ -251,11 +252,18 @@ func (s *Sink) Run(ctx context.Context) error {
 	defer stopFlusher()
 	// (A timer left running when Run returns cancels flushCtx again: harmless.)
 	defer context.AfterFunc(ctx, func() { time.AfterFunc(s.cfg.FlushTimeout, stopFlusher) })()
-	c := newCommitter(flushCtx, s)
+	c := kafkagroup.NewCommitter(flushCtx, s.reader.CommitOffsets, func(err error, partitions int) {
+		// The rows are stored; the records come back after a restart or
+		// rebalance and are deduplicated then, and the next commit on the
+		// same partitions covers these offsets too. Not worth stopping for.
+		s.m.commitFailures.Inc()
+		s.log.Warn("committing offsets failed; the records will be replayed and deduplicated",
+			zap.Int("partitions", partitions), zap.Error(err))
+	})
 	// The last commit is made after the last flush, before Run returns
 	// (the caller then closes the reader), within the flush deadline.
-	defer c.stop(flushCtx)
-	s.commit = c.add
+	defer c.Stop(flushCtx)
+	s.commit = c.Add
 	handoff := make(chan *batch) // unbuffered: the flusher takes one batch at a time
 	unfinished := make(chan *batch, 1)
 	go func() {
@@ -295,7 +303,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		// The batches stored before are committed still.
 		commitCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		c.stop(commitCtx)
+		c.Stop(commitCtx)
 		return fillErr
 	}
 	pending := <-unfinished
