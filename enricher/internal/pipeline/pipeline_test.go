@@ -86,7 +86,10 @@ func TestEnrichesCommitsAndDeadLetters(t *testing.T) {
 		}
 		defer sessions.Close()
 		reg = prometheus.NewRegistry()
-		p := New(cfg, e, sessions, zap.NewNop(), reg)
+		p, err := New(cfg, e, sessions, zap.NewNop(), reg)
+		if err != nil {
+			t.Fatal(err)
+		}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- p.Run(ctx) }()
@@ -227,8 +230,11 @@ func TestRunRidesOutAnIdleOutage(t *testing.T) {
 	}
 	t.Cleanup(sessions.Close)
 	dep := outage.NewMonitor(zap.NewNop(), prometheus.NewRegistry()).Dependency("kafka")
-	p := New(Config{Brokers: []string{addr}, GroupID: "g", RawTopic: "raw", EnrichedTopic: "enriched", DeadLetterTopic: "dead",
-		MaxBatch: 10, MaxWait: 20 * time.Millisecond, SessionTimeout: 6 * time.Second, Kafka: dep, Ping: kcfg.Ping}, e, sessions, zap.NewNop(), prometheus.NewRegistry())
+	p, err := New(Config{Brokers: []string{addr}, GroupID: "g", RawTopic: "raw", EnrichedTopic: "enriched", DeadLetterTopic: "dead",
+		MaxBatch: 10, MaxWait: 20 * time.Millisecond, SessionTimeout: 6 * time.Second, Kafka: dep}, e, sessions, zap.NewNop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
@@ -257,7 +263,7 @@ func TestRunRidesOutAnIdleOutage(t *testing.T) {
 		}
 	}
 	// The group is joined and the topic read: idle from here.
-	wait("the pipeline reading", func() bool { return dep.Check(t.Context()) == nil && len(p.reader.Stats().Topic) > 0 })
+	wait("the pipeline reading", func() bool { return dep.Check(t.Context()) == nil && len(p.reader.Assigned()) > 0 })
 	broker.Stop()
 	wait("Kafka reported down", func() bool { return dep.Check(t.Context()) != nil })
 	broker.Start()
