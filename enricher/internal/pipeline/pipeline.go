@@ -71,9 +71,11 @@ type Pipeline struct {
 	sessions *session.Tracker
 	log      *zap.Logger
 	reader   *kafkagroup.Reader
-	events   *kafka.Writer
-	dead     *kafka.Writer
-	lagByID  map[int]prometheus.Gauge // used by Run's fetching loop only
+	events   *producer
+	dead     *producer
+	// transport carries the producers' connections, closed by Close.
+	transport kafka.RoundTripper
+	lagByID   map[int]prometheus.Gauge // used by Run's fetching loop only
 
 	in         prometheus.Counter
 	out        prometheus.Counter
@@ -112,20 +114,12 @@ const (
 
 // New joins the consumer group; metrics are registered on reg.
 func New(cfg Config, e *enrich.Enricher, sessions *session.Tracker, log *zap.Logger, reg prometheus.Registerer) (*Pipeline, error) {
-	writer := func(topic string) *kafka.Writer {
-		return &kafka.Writer{
-			Addr:      kafka.TCP(cfg.Brokers...),
-			Transport: cfg.Transport,
-			Topic:     topic,
-			Balancer:  &kafka.Murmur2Balancer{},
-			// Offsets are committed after these writes, so they must be
-			// on every in-sync replica first.
-			RequiredAcks: kafka.RequireAll,
-			// Whole batches are written at once: do not wait for more.
-			BatchSize:    cfg.MaxBatch,
-			BatchTimeout: time.Millisecond,
-			Compression:  kafka.Lz4,
-		}
+	transport := cfg.Transport
+	if transport == nil {
+		// As main sets it: metadata read every second, so a write refused
+		// by a partition's former leader finds the new one within about
+		// a second.
+		transport = &kafka.Transport{MetadataTTL: time.Second}
 	}
 	if cfg.SessionTimeout <= 0 {
 		cfg.SessionTimeout = 10 * time.Second
@@ -158,8 +152,11 @@ func New(cfg Config, e *enrich.Enricher, sessions *session.Tracker, log *zap.Log
 		log:      log,
 		reader:   reader,
 		lagByID:  map[int]prometheus.Gauge{},
-		events:   writer(cfg.EnrichedTopic),
-		dead:     writer(cfg.DeadLetterTopic),
+		// Offsets are committed after these writes, so they are on every
+		// in-sync replica first (acks=all).
+		events:    newProducer(kafka.TCP(cfg.Brokers...), transport, cfg.EnrichedTopic),
+		dead:      newProducer(kafka.TCP(cfg.Brokers...), transport, cfg.DeadLetterTopic),
+		transport: transport,
 		in: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "alumini_enricher_events_in_total", Help: "Raw hits read from Kafka.",
 		}),
@@ -548,22 +545,28 @@ var rawHitIPField = (&aluminiv1.RawHit{}).ProtoReflect().Descriptor().Fields().B
 // write retries until Kafka takes msgs. It does not give up on its own:
 // skipping would lose hits, and the consumer group moves the partitions to
 // another instance if this one is stopped.
-func (p *Pipeline) write(w *kafka.Writer, msgs []kafka.Message) error {
+// A retry writes again only the partitions that failed.
+func (p *Pipeline) write(w *producer, msgs []kafka.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	return p.cfg.Kafka.Retry(context.Background(), "writing to "+w.Topic, func(context.Context) error {
+	return p.cfg.Kafka.Retry(context.Background(), "writing to "+w.topic, func(context.Context) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		err := w.WriteMessages(ctx, msgs...)
-		if err != nil {
+		var err error
+		if msgs, err = w.write(ctx, msgs); err != nil {
 			p.retries.Inc()
 		}
 		return err
 	})
 }
 
-// Close leaves the consumer group and flushes the writers.
+// Close leaves the consumer group and closes the producers' idle
+// connections (Run has written everything by then).
 func (p *Pipeline) Close() error {
-	return errors.Join(p.reader.Close(), p.events.Close(), p.dead.Close())
+	err := p.reader.Close()
+	if t, ok := p.transport.(*kafka.Transport); ok {
+		t.CloseIdleConnections()
+	}
+	return err
 }
