@@ -156,70 +156,35 @@ func run(n, partitions, visitors, maxBatch, workers int, cpuProfile string) erro
 	}
 
 	// The enrich step alone, as enrich's BenchmarkEnrichStep measures it.
-	e, err := newEnricher()
+	stepCPU, err := stepCPUTime(newEnricher, raws, nil)
 	if err != nil {
 		return err
 	}
-	cpu0 := cpuTime()
-	for _, raw := range raws {
-		var h aluminiv1.RawHit
-		if err := proto.Unmarshal(raw, &h); err != nil {
-			return err
-		}
-		ev, err := e.Enrich(&h)
-		if errors.Is(err, enrich.ErrBot) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if _, err := proto.Marshal(ev); err != nil {
-			return err
-		}
-	}
-	stepCPU := cpuTime() - cpu0
-
 	// The step with the session state the service keeps: applied in
 	// memory, and written to Kafka after every batch of hits as the
 	// pipeline does.
-	if e, err = newEnricher(); err != nil {
-		return err
-	}
 	memSessions, err := session.Open(ctx, session.Config{Kafka: kc.FranzOpts(), Topic: "sessions-step", Timeout: 30 * time.Minute,
 		MaxVisitors: 1_000_000, TTL: 30 * 24 * time.Hour}, int32(partitions), 1, zap.NewNop())
 	if err != nil {
 		return err
 	}
 	defer memSessions.Close()
-	cpu0 = cpuTime()
-	for i, raw := range raws {
-		var h aluminiv1.RawHit
-		if err := proto.Unmarshal(raw, &h); err != nil {
-			return err
-		}
-		ev, err := e.Enrich(&h)
-		if errors.Is(err, enrich.ErrBot) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
+	stepSessionCPU, err := stepCPUTime(newEnricher, raws, func(i int, ev *aluminiv1.Event) error {
 		key := ev.ClientId + ":" + strconv.FormatUint(ev.VisitorId, 16)
 		o := memSessions.Apply(int32(i%partitions), int64(i/partitions), key, ev.EventId, ev.TimestampMs, enrich.SessionSource(ev))
 		ev.SessionId, ev.IsNewVisitor, ev.PreviousVisitMs = o.SessionID, o.NewVisitor, o.PreviousVisitMs
-		if _, err := proto.Marshal(ev); err != nil {
-			return err
-		}
 		if (i+1)%maxBatch == 0 || i == len(raws)-1 {
-			if err := memSessions.Flush(ctx); err != nil {
-				return err
-			}
+			return memSessions.Flush(ctx)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	stepSessionCPU := cpuTime() - cpu0
 
 	// The service: the real pipeline, until every hit is accounted for.
-	if e, err = newEnricher(); err != nil {
+	e, err := newEnricher()
+	if err != nil {
 		return err
 	}
 	sessions, err := session.Open(ctx, session.Config{Kafka: kc.FranzOpts(), Topic: "sessions", Timeout: 30 * time.Minute,
@@ -249,7 +214,7 @@ func run(n, partitions, visitors, maxBatch, workers int, cpuProfile string) erro
 	defer cancel()
 	done := make(chan error, 1)
 	start := time.Now()
-	cpu0 = cpuTime()
+	cpu0 := cpuTime()
 	go func() { done <- p.Run(runCtx) }()
 	var first time.Time
 	for {
@@ -295,6 +260,39 @@ func writeHeapProfile(path string) error {
 		return err
 	}
 	return errors.Join(pprof.Lookup("allocs").WriteTo(f, 0), f.Close())
+}
+
+// stepCPUTime is the CPU time of decoding, enriching and encoding every
+// hit of raws with a new enricher, calling session (when not nil) on each
+// event before it is encoded.
+func stepCPUTime(newEnricher func() (*enrich.Enricher, error), raws [][]byte, session func(i int, ev *aluminiv1.Event) error) (time.Duration, error) {
+	e, err := newEnricher()
+	if err != nil {
+		return 0, err
+	}
+	cpu0 := cpuTime()
+	for i, raw := range raws {
+		var h aluminiv1.RawHit
+		if err := proto.Unmarshal(raw, &h); err != nil {
+			return 0, err
+		}
+		ev, err := e.Enrich(&h)
+		if errors.Is(err, enrich.ErrBot) {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		if session != nil {
+			if err := session(i, ev); err != nil {
+				return 0, err
+			}
+		}
+		if _, err := proto.Marshal(ev); err != nil {
+			return 0, err
+		}
+	}
+	return cpuTime() - cpu0, nil
 }
 
 // counter sums the series of the counter name in reg.
