@@ -75,7 +75,7 @@ type Pipeline struct {
 	dead     *producer
 	// transport carries the producers' connections, closed by Close.
 	transport kafka.RoundTripper
-	lagByID   map[int]prometheus.Gauge // used by Run's fetching loop only
+	lagGauges *kafkagroup.Lag // used by Run's fetching loop only
 
 	in         prometheus.Counter
 	out        prometheus.Counter
@@ -151,7 +151,6 @@ func New(cfg Config, e *enrich.Enricher, sessions *session.Tracker, log *zap.Log
 		sessions: sessions,
 		log:      log,
 		reader:   reader,
-		lagByID:  map[int]prometheus.Gauge{},
 		// Offsets are committed after these writes, so they are on every
 		// in-sync replica first (acks=all).
 		events:    newProducer(kafka.TCP(cfg.Brokers...), transport, cfg.EnrichedTopic),
@@ -190,6 +189,7 @@ func New(cfg Config, e *enrich.Enricher, sessions *session.Tracker, log *zap.Log
 	// Every known label exists at zero from the start: an alert on
 	// increase() or a dashboard rate cannot see the first increment of a
 	// series that appears with it.
+	p.lagGauges = kafkagroup.NewLag(p.lag)
 	p.dropped.WithLabelValues(dropBot)
 	for _, r := range []string{reasonDecode, reasonUnknownClient, reasonEnrich} {
 		p.deadLetter.WithLabelValues(r)
@@ -262,7 +262,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		if err != nil {
 			break // ctx ended, a worker failed, or the reader was closed
 		}
-		p.setLag(msgs)
+		p.lagGauges.Set(msgs)
 		// The reader reuses msgs at its next fetch; the worker keeps them.
 		// A fetch not handed over at shutdown is replayed by the next owner.
 		select {
@@ -388,21 +388,6 @@ func (p *Pipeline) commitOffsets(ctx context.Context, next map[int]int64) error 
 	err := p.reader.CommitOffsets(ctx, next)
 	p.stageObs[stageCommit].Observe(time.Since(start).Seconds())
 	return err
-}
-
-// setLag sets the lag gauge of the partition of msgs, one fetch of it.
-// Called by Run's fetching loop only.
-func (p *Pipeline) setLag(msgs []kafka.Message) {
-	m := msgs[len(msgs)-1]
-	if m.HighWaterMark <= 0 {
-		return
-	}
-	g := p.lagByID[m.Partition]
-	if g == nil {
-		g = p.lag.WithLabelValues(strconv.Itoa(m.Partition))
-		p.lagByID[m.Partition] = g
-	}
-	g.Set(float64(max(m.HighWaterMark-m.Offset-1, 0)))
 }
 
 // stageClock adds up the time of each stage over a batch.

@@ -42,7 +42,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -177,9 +176,9 @@ type Sink struct {
 	insertErr error // the last insert failure, nil once an insert succeeded
 
 	// Used only by the goroutine that fills batches.
-	sizeHint int                      // records in the last batch: the next one's capacity
-	lag      map[int]prometheus.Gauge // consumer lag gauge by partition
-	rest     []kafka.Message          // records of the last fetch that the last batch had no room for
+	sizeHint int             // records in the last batch: the next one's capacity
+	lag      *kafkagroup.Lag // consumer lag gauges by partition
+	rest     []kafka.Message // records of the last fetch that the last batch had no room for
 
 	// commit hands the offsets of a stored batch to Run's committer.
 	commit func(next map[int]int64)
@@ -197,8 +196,8 @@ func New(cfg Config, reader Reader, dlq Writer, store Store, log *zap.Logger, re
 			cfg.Kafka = m.Dependency("kafka")
 		}
 	}
-	return &Sink{cfg: cfg.WithDefaults(), reader: reader, dlq: dlq, store: store, log: log, m: newMetrics(reg),
-		lag: map[int]prometheus.Gauge{}}
+	m := newMetrics(reg)
+	return &Sink{cfg: cfg.WithDefaults(), reader: reader, dlq: dlq, store: store, log: log, m: m, lag: kafkagroup.NewLag(m.lag)}
 }
 
 // Ready is a readiness check: it fails while the last insert failed.
@@ -356,7 +355,7 @@ func (s *Sink) fill(ctx context.Context) (*batch, error) {
 				return b, fmt.Errorf("fetching from kafka: %w", err)
 			}
 			s.rest = msgs
-			s.setLag(msgs)
+			s.lag.Set(msgs)
 		}
 		if len(b.msgs) == 0 {
 			b.firstFetched = time.Now()
@@ -371,20 +370,6 @@ func (s *Sink) fill(ctx context.Context) (*batch, error) {
 		}
 	}
 	return b, nil
-}
-
-// setLag sets the lag gauge of the partition of msgs, one fetch of it.
-func (s *Sink) setLag(msgs []kafka.Message) {
-	m := msgs[len(msgs)-1]
-	if m.HighWaterMark <= 0 {
-		return
-	}
-	g := s.lag[m.Partition]
-	if g == nil {
-		g = s.m.lag.WithLabelValues(strconv.Itoa(m.Partition))
-		s.lag[m.Partition] = g
-	}
-	g.Set(float64(m.HighWaterMark - m.Offset - 1))
 }
 
 func (s *Sink) add(ctx context.Context, b *batch, m kafka.Message) error {
