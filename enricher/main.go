@@ -100,11 +100,14 @@ func (c *config) Validate() error {
 	if c.KafkaSessionTimeout < 100*time.Millisecond || c.KafkaSessionTimeout > 30*time.Minute {
 		return fmt.Errorf("kafka-session-timeout %v: want 100ms to 30m", c.KafkaSessionTimeout)
 	}
-	if c.MaxBatch < 1 || c.MaxWait <= 0 || c.FetchMaxBytes < 1 {
-		return errors.New("batch-max-records, batch-max-wait, fetch-max-bytes must be positive")
+	if c.MaxBatch < 1 || c.MaxWait <= 0 {
+		return errors.New("batch-max-records, batch-max-wait must be positive")
 	}
-	if c.Workers < 0 {
-		return errors.New("workers must be 0 (one per CPU) or more")
+	if c.FetchMaxBytes < 1<<10 || c.FetchMaxBytes > 64<<20 {
+		return fmt.Errorf("fetch-max-bytes %d: want 1 KiB to 64 MiB", c.FetchMaxBytes)
+	}
+	if c.Workers < 0 || c.Workers > 1024 {
+		return fmt.Errorf("workers %d: want 0 (one per CPU) to 1024", c.Workers)
 	}
 	if c.UACacheSize < 1 || c.SessionMaxVisitors < 1 {
 		return errors.New("ua-cache-size, session-max-visitors must be positive")
