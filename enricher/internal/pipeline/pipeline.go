@@ -141,6 +141,10 @@ func New(cfg Config, e *enrich.Enricher, sessions *session.Tracker, log *zap.Log
 		// An idle partition's fetch is answered within this; shorter
 		// only costs idle round trips.
 		FetchMaxWait: 250 * time.Millisecond, Kafka: cfg.Kafka,
+		// A fetch of LZ4-compressed hits holds thousands of them, several
+		// batches' worth: a short queue keeps the workers fed, and a long
+		// one only holds memory.
+		QueuedFetches: 4,
 	}, log)
 	if err != nil {
 		return nil, err
