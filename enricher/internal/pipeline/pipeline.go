@@ -465,7 +465,10 @@ func (p *Pipeline) enrichOne(m kafka.Message, clock *stageClock) (kafka.Message,
 	if err != nil {
 		return kafka.Message{}, err
 	}
-	key := ev.ClientId + ":" + strconv.FormatUint(ev.VisitorId, 16)
+	// One allocation, the string itself (the concatenation of a
+	// formatted number took two).
+	var buf [96]byte
+	key := string(strconv.AppendUint(append(append(buf[:0], ev.ClientId...), ':'), ev.VisitorId, 16))
 	partition := int32(m.Partition)
 	if enrich.CountsOnly(ev) {
 		// A child-directed client's event is its own visit: no state is
@@ -491,7 +494,9 @@ func (p *Pipeline) enrichOne(m kafka.Message, clock *stageClock) (kafka.Message,
 	// Keyed by client and event id: every copy of an event, whichever
 	// visitor it was given, reaches the one partition where the sinker
 	// keeps the first (sinker/internal/copies).
-	return kafka.Message{Key: []byte(ev.ClientId + ":" + ev.EventId), Value: value}, nil
+	msgKey := make([]byte, 0, len(ev.ClientId)+1+len(ev.EventId))
+	msgKey = append(append(append(msgKey, ev.ClientId...), ':'), ev.EventId...)
+	return kafka.Message{Key: msgKey, Value: value}, nil
 }
 
 // flushSessions retries like write: the state of partitions must be in
