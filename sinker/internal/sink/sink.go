@@ -234,12 +234,12 @@ type batch struct {
 
 // Run consumes until ctx is cancelled or fetching fails. Three stages
 // overlap: one batch is inserted while the next one fills, and the offsets
-// of the batches already stored are committed meanwhile (commit runs
-// apart, coalescing what piled up behind a slow commit into one); memory
+// of the batches already stored are committed meanwhile (commits run
+// apart, merging what piled up behind a slow commit into one); memory
 // holds at most two batches, because the filled batch waits for the
-// flusher before the next one starts. On cancellation Run stops fetching, flushes the batch the flusher
-// had in hand and then the one being filled, within FlushTimeout, and
-// returns nil if that worked. The caller closes the reader, the
+// flusher before the next one starts. On cancellation Run stops fetching,
+// flushes the batch the flusher had in hand and then the one being
+// filled, within FlushTimeout, commits, and returns nil if that worked. The caller closes the reader, the
 // dead-letter writer and the store after Run returned.
 func (s *Sink) Run(ctx context.Context) error {
 	// flushCtx ends FlushTimeout after ctx, or at once when fetching failed
