@@ -5,14 +5,17 @@
 //
 //	go run ./bench -rows 500000 -clickhouse-addr 127.0.0.1:19000
 //
-// It starts an in-process Kafka-protocol broker (kfake) unless
-// -kafka-brokers names one (deploy/devkafka, a real Kafka), produces the
-// events, drains them once with one connection per partition (the broker
-// alone), runs the sinker's real consume → batch → insert → commit loop
-// until every event is stored, then dumps the stored rows with
-// clickhouse-client and inserts them again into a fresh database with the
-// same migrations (events table and report views), and into a copy of the
-// events table without views.
+// It starts a Kafka-protocol broker (kfake) in a child process, which
+// also produces the events (-broker in-process: in this one), unless
+// -kafka-brokers names one (deploy/devkafka, a real Kafka); drains the
+// events once with one connection per partition (the broker alone); runs
+// the sinker's real consume → batch → insert → commit loop until every
+// event is stored, reading this process's CPU time meanwhile; then dumps
+// the stored rows with clickhouse-client and inserts them again into a
+// fresh database with the same migrations (events table and report
+// views), and into a copy of the events table without views. With -rate
+// the events are produced while the sinker runs, and only the sinker is
+// measured.
 package main
 
 import (
