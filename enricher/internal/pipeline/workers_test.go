@@ -1,20 +1,14 @@
 package pipeline
 
 import (
-	"context"
 	"fmt"
 	"strconv"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
-	"github.com/twmb/franz-go/pkg/kgo"
-	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/aluminiapp/pipeline/enricher/internal/session"
-	"github.com/aluminiapp/pipeline/lib/eventually"
 	"github.com/aluminiapp/pipeline/lib/kafkaconf"
 	"github.com/aluminiapp/pipeline/lib/kafkatest"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
@@ -66,29 +60,9 @@ func TestWorkersKeepEachPartitionInOrder(t *testing.T) {
 		if err := w.Close(); err != nil {
 			t.Fatal(err)
 		}
-		sessions, err := session.Open(t.Context(), session.Config{Kafka: []kgo.Opt{kgo.SeedBrokers(addr)}, Topic: "sessions" + raw,
-			Timeout: 30 * time.Minute, MaxVisitors: 100, TTL: 30 * 24 * time.Hour}, 3, 1, zap.NewNop())
-		if err != nil {
-			t.Fatalf("opening session state: %v", err)
-		}
-		defer sessions.Close()
-		reg := prometheus.NewRegistry()
-		p, err := New(Config{Brokers: []string{addr}, GroupID: "g" + raw, RawTopic: raw, EnrichedTopic: enriched, DeadLetterTopic: "dead",
-			MaxBatch: 7, MaxWait: 10 * time.Millisecond, Workers: workers, FetchMaxBytes: 64}, e, sessions, zap.NewNop(), reg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- p.Run(ctx) }()
-		eventually.Within(20*time.Second, func() bool { return kafkatest.Count(t, addr, enriched) >= hits })
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run = %v; want nil after cancel", err)
-		}
-		if err := p.Close(); err != nil {
-			t.Errorf("Close = %v", err)
-		}
+		runUntil(t, addr, Config{Brokers: []string{addr}, GroupID: "g" + raw, RawTopic: raw, EnrichedTopic: enriched, DeadLetterTopic: "dead",
+			MaxBatch: 7, MaxWait: 10 * time.Millisecond, Workers: workers, FetchMaxBytes: 64}, e, "sessions"+raw, 3,
+			func() bool { return kafkatest.Count(t, addr, enriched) >= hits })
 		got := map[string]string{}
 		for _, m := range kafkatest.ReadAll(t, addr, enriched, hits, 5*time.Second) {
 			var ev aluminiv1.Event
