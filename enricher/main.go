@@ -40,6 +40,8 @@ type config struct {
 	VisitorSecret       string
 	MaxBatch            int
 	MaxWait             time.Duration
+	Workers             int
+	FetchMaxBytes       int
 
 	GeoDB       string
 	UACacheSize int
@@ -66,6 +68,8 @@ func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.VisitorSecret, "visitor-secret", "", "secret key of the visitor-id hash, at least 32 characters (required; set it through the environment, not the command line)")
 	fs.IntVar(&c.MaxBatch, "batch-max-records", 1000, "most raw hits enriched and written as one batch")
 	fs.DurationVar(&c.MaxWait, "batch-max-wait", 50*time.Millisecond, "longest a partial batch waits for more hits")
+	fs.IntVar(&c.Workers, "workers", 0, "goroutines that enrich, each for its share of the raw topic's partitions, each with a batch being written behind the one it fills (0: one per CPU, GOMAXPROCS)")
+	fs.IntVar(&c.FetchMaxBytes, "fetch-max-bytes", 1<<20, "most record bytes one fetch of one raw partition returns")
 	fs.StringVar(&c.GeoDB, "geo-db", "", "path of a MaxMind GeoIP2/GeoLite2 City or DB-IP City .mmdb file; empty: no geo")
 	fs.IntVar(&c.UACacheSize, "ua-cache-size", 50000, "user agents whose parse is cached (about 200 bytes each)")
 	fs.StringVar(&c.SaltTopic, "salt-topic", "alumini.salts", "compacted Kafka topic of the daily random salts of cookieless visitor ids")
@@ -98,6 +102,12 @@ func (c *config) Validate() error {
 	}
 	if c.MaxBatch < 1 || c.MaxWait <= 0 {
 		return errors.New("batch-max-records, batch-max-wait must be positive")
+	}
+	if c.FetchMaxBytes < 1<<10 || c.FetchMaxBytes > 64<<20 {
+		return fmt.Errorf("fetch-max-bytes %d: want 1 KiB to 64 MiB", c.FetchMaxBytes)
+	}
+	if c.Workers < 0 || c.Workers > 1024 {
+		return fmt.Errorf("workers %d: want 0 (one per CPU) to 1024", c.Workers)
 	}
 	if c.UACacheSize < 1 || c.SessionMaxVisitors < 1 {
 		return errors.New("ua-cache-size, session-max-visitors must be positive")
@@ -233,7 +243,7 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 		Clients: clients, Visitors: visitor.New([]byte(cfg.VisitorSecret), salts),
 		UserAgents: uas, Referrers: refs, Geo: geoDB, Now: now,
 	})
-	p := pipeline.New(pipeline.Config{
+	p, err := pipeline.New(pipeline.Config{
 		Brokers:         cfg.Kafka.BrokerList(),
 		Transport:       transport,
 		Dialer:          dialer,
@@ -243,10 +253,14 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 		DeadLetterTopic: cfg.Kafka.DeadLetterTopic,
 		MaxBatch:        cfg.MaxBatch,
 		MaxWait:         cfg.MaxWait,
+		Workers:         cfg.Workers,
+		FetchMaxBytes:   cfg.FetchMaxBytes,
 		Kafka:           kafkaDep,
-		Ping:            cfg.Kafka.Ping,
 		SessionTimeout:  cfg.KafkaSessionTimeout,
 	}, e, sessions, rt.Log, rt.Metrics)
+	if err != nil {
+		return err
+	}
 	defer func() {
 		// After Run returned: the batch in hand is written and committed.
 		if cerr := p.Close(); cerr != nil {

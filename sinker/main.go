@@ -36,6 +36,8 @@ type config struct {
 	BatchMaxRows  int
 	BatchMaxBytes int
 	BatchMaxWait  time.Duration
+	// FetchMaxBytes bounds one fetch of one partition.
+	FetchMaxBytes int
 	// SessionTimeout bounds how long a crashed sinker's partitions wait.
 	SessionTimeout time.Duration
 	Member         kafkaconf.GroupMember
@@ -59,6 +61,7 @@ func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.BatchMaxRows, "batch-max-rows", 50000, "records per ClickHouse insert at most")
 	fs.IntVar(&c.BatchMaxBytes, "batch-max-bytes", 64<<20, "record bytes per ClickHouse insert at most; with batch-max-rows it bounds memory")
 	fs.DurationVar(&c.BatchMaxWait, "batch-max-wait", time.Second, "how long a batch may wait for more records after its first; the latency until events are queryable")
+	fs.IntVar(&c.FetchMaxBytes, "fetch-max-bytes", 1<<20, "most record bytes one fetch of one enriched partition returns; each partition holds one fetch and 16 more may wait")
 	c.Member.RegisterFlags(fs)
 	fs.DurationVar(&c.SessionTimeout, "kafka-session-timeout", 10*time.Second, "how long the consumer group waits for a silent sinker before moving its partitions to the others (the broker's group.min/max.session.timeout.ms bound it; see docs/faults.md)")
 	c.Clients.RegisterFlags(fs)
@@ -87,6 +90,9 @@ func (c *config) Validate() error {
 	}
 	if c.BatchMaxWait < time.Millisecond || c.BatchMaxWait > time.Minute {
 		return fmt.Errorf("batch-max-wait %v: want 1ms to 1m", c.BatchMaxWait)
+	}
+	if c.FetchMaxBytes < 1<<10 || c.FetchMaxBytes > 64<<20 {
+		return fmt.Errorf("fetch-max-bytes %d: want 1 KiB to 64 MiB", c.FetchMaxBytes)
 	}
 	if c.Clients.Path != "" {
 		if err := c.Clients.Validate(); err != nil {
@@ -192,7 +198,7 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) (err error) {
 	dialer.ClientID = clientID
 	reader, err := sink.NewReader(sink.ReaderConfig{
 		Brokers: c.BrokerList(), Topic: c.EnrichedTopic, GroupID: c.GroupID, SessionTimeout: c.SessionTimeout,
-		Dialer: dialer, Kafka: kafkaDep,
+		Dialer: dialer, Kafka: kafkaDep, FetchMaxBytes: c.FetchMaxBytes,
 	}, rt.Log)
 	if err != nil {
 		return err

@@ -5,19 +5,22 @@
 //
 //	go run ./bench -rows 500000 -clickhouse-addr 127.0.0.1:19000
 //
-// It starts an in-process Kafka-protocol broker (kfake) unless
-// -kafka-brokers names one (deploy/devkafka, a real Kafka), produces the
-// events, drains them once with one connection per partition (the broker
-// alone), runs the sinker's real consume → batch → insert → commit loop
-// until every event is stored, then dumps the stored rows with
-// clickhouse-client and inserts them again into a fresh database's events
-// table (the same migrations; no views fire on insert since schema
-// version 7).
+// It starts a Kafka-protocol broker (kfake) in a child process, which
+// also produces the events (-broker in-process: in this one), unless
+// -kafka-brokers names one (deploy/devkafka, a real Kafka); drains the
+// events once with one connection per partition (the broker alone); runs
+// the sinker's real consume → batch → insert → commit loop until every
+// event is stored, reading this process's CPU time meanwhile; then dumps
+// the stored rows with clickhouse-client and inserts them again into a
+// fresh database with the same migrations. With -rate
+// the events are produced while the sinker runs, and only the sinker is
+// measured.
 package main
 
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -25,6 +28,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -33,42 +37,58 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"go.uber.org/zap"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/aluminiapp/pipeline/lib/chconf"
 	"github.com/aluminiapp/pipeline/lib/chschema"
 	"github.com/aluminiapp/pipeline/lib/kafkaconf"
+	"github.com/aluminiapp/pipeline/lib/kafkatest"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
+	"github.com/aluminiapp/pipeline/sinker/internal/copies"
 	"github.com/aluminiapp/pipeline/sinker/internal/sink"
 	"github.com/aluminiapp/pipeline/sinker/internal/store"
 )
 
 func main() {
+	kafkatest.ServeProcess(serveProduce)
 	rows := flag.Int("rows", 1_000_000, "events to produce and store")
 	batchRows := flag.Int("batch-max-rows", 100_000, "the sinker's batch-max-rows")
 	partitions := flag.Int("partitions", 6, "partitions of the enriched topic")
 	addr := flag.String("clickhouse-addr", "127.0.0.1:19000", "ClickHouse native address (clickhouse-client uses its host and port)")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the sinker's run (and the broker's, with -broker in-process) to this file")
 	brokers := flag.String("kafka-brokers", "", "an external broker to use (e.g. deploy/devkafka at 127.0.0.1:9092); empty starts kfake in this process")
 	verbose := flag.Bool("v", false, "log the sink (debug level) to stderr")
+	brokerMode := flag.String("broker", "process", "where kfake runs when -kafka-brokers is empty: process (a child process, so the CPU figures are the sinker's alone) or in-process")
+	rate := flag.Int("rate", 0, "produce at this many events/s while the sinker runs, as the enricher feeds it (0: produce everything first, then measure the ceilings and the sinker's drain)")
+	compression := flag.String("compression", "lz4", "the producer's compression: lz4 (the enricher's) or none")
 	flag.Parse()
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+	o := options{n: *rows, batchRows: *batchRows, partitions: *partitions, addr: *addr, brokers: *brokers,
+		cpuProfile: *cpuProfile, verbose: *verbose, rate: *rate, compress: *compression == "lz4"}
+	if *brokers == "" && *brokerMode == "process" {
+		b, err := kafkatest.StartProcess(*partitions)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			os.Exit(1)
-		}
-		defer pprof.StopCPUProfile()
+		o.brokers, o.child = b.Addr, b
 	}
-	if err := run(*rows, *batchRows, *partitions, *addr, *brokers, *verbose); err != nil {
-		pprof.StopCPUProfile()
+	err := run(o)
+	if o.child != nil {
+		err = errors.Join(err, o.child.Stop())
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+type options struct {
+	n, batchRows, partitions int
+	addr, brokers            string
+	cpuProfile               string
+	verbose                  bool
+	rate                     int  // events/s produced while the sinker runs; 0: all before
+	compress                 bool // LZ4, as the enricher writes
+	child                    *kafkatest.Process
 }
 
 func event(i int) *aluminiv1.Event {
@@ -93,7 +113,8 @@ func event(i int) *aluminiv1.Event {
 	return ev
 }
 
-func run(n, batchRows, partitions int, addr, brokers string, verbose bool) error {
+func run(o options) error {
+	n, batchRows, partitions, addr, brokers, verbose := o.n, o.batchRows, o.partitions, o.addr, o.brokers, o.verbose
 	ctx := context.Background()
 	log := zap.NewNop()
 	if verbose {
@@ -104,7 +125,19 @@ func run(n, batchRows, partitions int, addr, brokers string, verbose bool) error
 	}
 	stamp := time.Now().Unix()
 	topic := fmt.Sprintf("bench.enriched.%d", stamp)
-	brokerName := "external broker " + brokers
+	brokerName := "broker " + brokers + " in another process"
+	produceFn := func(topic string, n, rate int, compress bool) (int, error) {
+		return produce(brokers, topic, n, rate, compress)
+	}
+	if o.child != nil {
+		produceFn = func(topic string, n, rate int, compress bool) (int, error) {
+			answer, err := o.child.Do(produceRequest(topic, n, rate, compress))
+			if err != nil {
+				return 0, err
+			}
+			return strconv.Atoi(answer)
+		}
+	}
 	if brokers == "" {
 		cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(partitions))
 		if err != nil {
@@ -163,25 +196,12 @@ func run(n, batchRows, partitions int, addr, brokers string, verbose bool) error
 		return err
 	}
 
-	fmt.Printf("producing %d events into %d partitions of %s...\n", n, partitions, brokerName)
-	w := &kafka.Writer{Addr: kafka.TCP(brokers), Topic: topic, Balancer: &kafka.Murmur2Balancer{}, BatchSize: 2_000, BatchBytes: 900 << 10, BatchTimeout: 5 * time.Millisecond, RequiredAcks: kafka.RequireAll}
-	var recordBytes int
-	const chunk = 50_000
-	for from := 0; from < n; from += chunk {
-		msgs := make([]kafka.Message, 0, chunk)
-		for i := from; i < min(from+chunk, n); i++ {
-			v, err := proto.Marshal(event(i))
-			if err != nil {
-				return err
-			}
-			recordBytes += len(v)
-			msgs = append(msgs, kafka.Message{Key: fmt.Appendf(nil, "v%d", i%50_000), Value: v})
-		}
-		if err := w.WriteMessages(ctx, msgs...); err != nil {
-			return err
-		}
+	if o.rate > 0 {
+		return runStreaming(ctx, o, st, kc, topic, brokerName, produceFn, log)
 	}
-	if err := w.Close(); err != nil {
+	fmt.Printf("producing %d events into %d partitions of %s...\n", n, partitions, brokerName)
+	recordBytes, err := produceFn(topic, n, 0, o.compress)
+	if err != nil {
 		return err
 	}
 
@@ -244,7 +264,7 @@ func run(n, batchRows, partitions int, addr, brokers string, verbose bool) error
 	}
 	// The same rows as the sinker's batches: one clickhouse-client insert
 	// of batchRows rows each: ClickHouse's work grows with the number of
-	// inserts (parts), not only with the rows.
+	// inserts (parts to write and merge), not only with the rows.
 	var batches [][]byte
 	for from := 0; from < n; from += batchRows {
 		f := filepath.Join(dir, fmt.Sprintf("batch-%d.native", from))
@@ -270,52 +290,13 @@ func run(n, batchRows, partitions int, addr, brokers string, verbose bool) error
 
 	// The sinker: its real reader, batching, store and commit loop.
 	settled(ctx, st)
-	reader, err := sink.NewReader(sink.ReaderConfig{Brokers: kc.BrokerList(), Topic: topic, GroupID: "bench", SessionTimeout: 10 * time.Second}, log)
+	r, err := runSinker(ctx, o, st, kc, topic, log, nil)
 	if err != nil {
 		return err
 	}
-	dlq := sink.NewDeadLetterWriter(kafka.TCP(brokers), nil, topic+".dead-letter", log)
-	reg := prometheus.NewRegistry()
-	timed := &firstFetch{Reader: reader}
-	s := sink.New(sink.Config{MaxRows: batchRows, MaxBytes: 256 << 20, MaxWait: time.Second}, timed, dlq, st, log, reg)
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := make(chan error, 1)
-	launched := time.Now()
-	go func() { done <- s.Run(runCtx) }()
-	var elapsed time.Duration
-	for {
-		// Distinct events, so replayed rows cannot finish the run early.
-		var stored uint64
-		if err := st.Conn().QueryRow(ctx, "SELECT uniqExact(event_id) FROM events").Scan(&stored); err != nil {
-			return err
-		}
-		if stored >= uint64(n) {
-			// From the first record fetched: joining the consumer group
-			// (the broker's initial rebalance delay) is startup, not throughput.
-			elapsed = time.Since(timed.first())
-			break
-		}
-		select {
-		case err := <-done:
-			return fmt.Errorf("sink stopped: %v", err)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	cancel()
-	if err := <-done; err != nil {
-		return err
-	}
-	inserts := gathered(reg, "alumini_sinker_inserts_total")
-	insertedRows := gathered(reg, "alumini_sinker_rows_inserted_total")
-	insertSeconds := gathered(reg, "alumini_sinker_insert_duration_seconds")
-	rs := reader.Stats()
-	if err := reader.Close(); err != nil {
-		return err
-	}
-	if err := dlq.Close(); err != nil {
-		return err
-	}
+	elapsed, rs, timed := r.elapsed, r.reader, r.timed
+	inserts, insertedRows, insertSeconds := r.inserts, r.insertedRows, r.insertSeconds
+	launched, sinkCPU, sinkWall := r.launched, r.cpu, r.wall
 	if err := insertNative(base+"_client2", "events"); err != nil {
 		return err
 	}
@@ -343,7 +324,9 @@ func run(n, batchRows, partitions int, addr, brokers string, verbose bool) error
 	line("sinker Kafka→ClickHouse", elapsed)
 	fmt.Printf("sinker: %.0f inserts, %.0f rows/insert, %.2f inserts/s, %.0f rows inserted (replays included), inserting %.2fs of the %.2fs\n",
 		inserts, insertedRows/inserts, inserts/elapsed.Seconds(), insertedRows, insertSeconds, elapsed.Seconds())
-	fmt.Printf("sinker / clickhouse-client Native into events: %.2fx\n", sinkRate/top)
+	fmt.Printf("sinker CPU (this process, from joining the group to stopping; the broker's too with -broker in-process): %.2fs = %.2f µs per row, %.2f cores busy\n",
+		sinkCPU.Seconds(), float64(sinkCPU.Microseconds())/float64(n), sinkCPU.Seconds()/sinkWall.Seconds())
+	fmt.Printf("sinker / Native ceiling: %.2fx\n", sinkRate/top)
 	return nil
 }
 
@@ -404,9 +387,9 @@ type firstFetch struct {
 	waited time.Duration
 }
 
-func (f *firstFetch) FetchMessage(ctx context.Context) (kafka.Message, error) {
+func (f *firstFetch) FetchBatch(ctx context.Context) ([]kafka.Message, error) {
 	t0 := time.Now()
-	m, err := f.Reader.FetchMessage(ctx)
+	msgs, err := f.Reader.FetchBatch(ctx)
 	f.mu.Lock()
 	if f.at.IsZero() {
 		f.at = time.Now()
@@ -414,11 +397,133 @@ func (f *firstFetch) FetchMessage(ctx context.Context) (kafka.Message, error) {
 		f.waited += time.Since(t0)
 	}
 	f.mu.Unlock()
-	return m, err
+	return msgs, err
 }
 
 func (f *firstFetch) first() time.Time {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.at
+}
+
+// sinkerRun is what runSinker measured.
+type sinkerRun struct {
+	launched                             time.Time
+	elapsed                              time.Duration // from the first record fetched until every event was stored
+	wall, cpu                            time.Duration // from launch until the sink stopped, and this process's CPU meanwhile
+	reader                               sink.ReaderStats
+	timed                                *firstFetch
+	inserts, insertedRows, insertSeconds float64
+}
+
+// runSinker runs the sinker's real reader, batching, copy filter, store
+// and commit loop (as sinker/main.go sets them up) until o.n distinct
+// events are in the events table, then stops it. started, when not nil, is called
+// once the sink runs.
+func runSinker(ctx context.Context, o options, st *store.Store, kc kafkaconf.Config, topic string, log *zap.Logger, started func()) (sinkerRun, error) {
+	var r sinkerRun
+	reader, err := sink.NewReader(sink.ReaderConfig{Brokers: kc.BrokerList(), Topic: topic, GroupID: "bench", SessionTimeout: 10 * time.Second}, log)
+	if err != nil {
+		return r, err
+	}
+	defer func() {
+		if err := reader.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: closing the reader:", err)
+		}
+	}()
+	dlq := sink.NewDeadLetterWriter(kafka.TCP(kc.BrokerList()...), nil, topic+".dead-letter", log)
+	defer func() {
+		if err := dlq.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: closing the dead-letter writer:", err)
+		}
+	}()
+	reg := prometheus.NewRegistry()
+	r.timed = &firstFetch{Reader: reader}
+	window := copies.New(500_000, copies.KafkaLoader(&kafka.Dialer{Timeout: 10 * time.Second}, kc.BrokerList(), topic))
+	s := sink.New(sink.Config{MaxRows: o.batchRows, MaxBytes: 256 << 20, MaxWait: time.Second, Copies: window}, r.timed, dlq, st, log, reg)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return r, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return r, err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	done := make(chan error, 1)
+	cpu0 := cpuTime()
+	r.launched = time.Now()
+	go func() { done <- s.Run(runCtx) }()
+	if started != nil {
+		started()
+	}
+	for {
+		// Distinct events, so replayed rows cannot finish the run early.
+		var stored uint64
+		if err := st.Conn().QueryRow(ctx, "SELECT uniqExact(event_id) FROM events").Scan(&stored); err != nil {
+			return r, err
+		}
+		if stored >= uint64(o.n) {
+			// From the first record fetched: joining the consumer group
+			// (the broker's initial rebalance delay) is startup, not throughput.
+			r.elapsed = time.Since(r.timed.first())
+			break
+		}
+		select {
+		case err := <-done:
+			return r, fmt.Errorf("sink stopped: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		return r, err
+	}
+	r.cpu, r.wall = cpuTime()-cpu0, time.Since(r.launched)
+	pprof.StopCPUProfile()
+	r.inserts = gathered(reg, "alumini_sinker_inserts_total")
+	r.insertedRows = gathered(reg, "alumini_sinker_rows_inserted_total")
+	r.insertSeconds = gathered(reg, "alumini_sinker_insert_duration_seconds")
+	r.reader = reader.Stats()
+	return r, nil
+}
+
+// runStreaming produces o.n events at o.rate events/s while the sinker
+// consumes them, as in service behind the enricher, and prints the
+// sinker's CPU per row: small fetches and many small batches, where the
+// drain of a full topic has few large ones.
+func runStreaming(ctx context.Context, o options, st *store.Store, kc kafkaconf.Config, topic, brokerName string,
+	produceFn func(string, int, int, bool) (int, error), log *zap.Logger) error {
+	fmt.Printf("streaming %d events at %d/s into %d partitions of %s while the sinker runs...\n", o.n, o.rate, o.partitions, brokerName)
+	var (
+		recordBytes int
+		produced    = make(chan error, 1)
+		producedAt  time.Time
+	)
+	r, err := runSinker(ctx, o, st, kc, topic, log, func() {
+		go func() {
+			var err error
+			recordBytes, err = produceFn(topic, o.n, o.rate, o.compress)
+			producedAt = time.Now()
+			produced <- err
+		}()
+	})
+	if err != nil {
+		return err
+	}
+	if err := <-produced; err != nil {
+		return err
+	}
+	fmt.Printf("%d events (%.0f bytes each as proto, %s), batch-max-rows %d\n",
+		o.n, float64(recordBytes)/float64(o.n), map[bool]string{true: "LZ4", false: "uncompressed"}[o.compress], o.batchRows)
+	fmt.Printf("sinker reader: %d fetches, %.0f records/fetch\n", r.reader.Fetches, float64(r.reader.Records)/float64(max(r.reader.Fetches, 1)))
+	fmt.Printf("sinker: %.0f inserts, %.0f rows/insert, %.0f rows inserted (replays included), inserting %.2fs of the %.2fs; all stored %.2fs after the last was produced\n",
+		r.inserts, r.insertedRows/max(r.inserts, 1), r.insertedRows, r.insertSeconds, r.elapsed.Seconds(), r.launched.Add(r.wall).Sub(producedAt).Seconds())
+	fmt.Printf("sinker CPU (this process, from joining the group to stopping): %.2fs = %.2f µs per row, %.2f cores busy\n",
+		r.cpu.Seconds(), float64(r.cpu.Microseconds())/float64(o.n), r.cpu.Seconds()/r.wall.Seconds())
+	return nil
 }

@@ -78,28 +78,8 @@ func TestEnrichesCommitsAndDeadLetters(t *testing.T) {
 	cfg := Config{Brokers: []string{addr}, GroupID: "g", RawTopic: "raw", EnrichedTopic: "enriched", DeadLetterTopic: "dead", MaxBatch: 10, MaxWait: 20 * time.Millisecond}
 	e := testEnricher(t, addr, "clients: [{id: shop}, {id: quiet, bots: drop}]\n")
 	var reg *prometheus.Registry
-	runUntil := func(cond func() bool) {
-		t.Helper()
-		sessions, err := session.Open(t.Context(), session.Config{Kafka: []kgo.Opt{kgo.SeedBrokers(addr)}, Topic: "sessions", Timeout: 30 * time.Minute, MaxVisitors: 100, TTL: time.Hour}, 3, 1, zap.NewNop())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer sessions.Close()
-		reg = prometheus.NewRegistry()
-		p := New(cfg, e, sessions, zap.NewNop(), reg)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- p.Run(ctx) }()
-		eventually.Within(20*time.Second, cond)
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run = %v; want nil after cancel", err)
-		}
-		if err := p.Close(); err != nil {
-			t.Errorf("Close = %v", err)
-		}
-	}
-	runUntil(func() bool {
+	run := func(cond func() bool) { reg = runUntil(t, addr, cfg, e, "sessions", 3, cond) }
+	run(func() bool {
 		return kafkatest.Count(t, addr, "enriched") >= good && kafkatest.Count(t, addr, "dead") >= 3
 	})
 
@@ -109,6 +89,12 @@ func TestEnrichesCommitsAndDeadLetters(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for _, m := range events {
+		// Murmur2 as the Java client and kafka-go's Writer place keys, so
+		// every copy of an event meets the sinker's copy filter in one
+		// partition.
+		if want := (kafka.Murmur2Balancer{}).Balance(m, 0, 1, 2); m.Partition != want {
+			t.Errorf("event %q in partition %d; want %d (murmur2 of its key)", m.Key, m.Partition, want)
+		}
 		var ev aluminiv1.Event
 		if err := proto.Unmarshal(m.Value, &ev); err != nil {
 			t.Fatal(err)
@@ -166,10 +152,40 @@ func TestEnrichesCommitsAndDeadLetters(t *testing.T) {
 	}
 
 	// Offsets were committed: a restarted member of the group reads nothing again.
-	runUntil(func() bool { time.Sleep(2 * time.Second); return true })
+	run(func() bool { time.Sleep(2 * time.Second); return true })
 	if n := kafkatest.Count(t, addr, "enriched"); n != good {
 		t.Errorf("after a restart the enriched topic holds %d events; want %d (offsets not committed?)", n, good)
 	}
+}
+
+// runUntil runs a pipeline of cfg, its session state in sessionTopic
+// (partitions as the raw topic's), until cond holds, then stops it as
+// the service does and returns its metrics.
+func runUntil(t *testing.T, addr string, cfg Config, e *enrich.Enricher, sessionTopic string, partitions int32, cond func() bool) *prometheus.Registry {
+	t.Helper()
+	sessions, err := session.Open(t.Context(), session.Config{Kafka: []kgo.Opt{kgo.SeedBrokers(addr)}, Topic: sessionTopic,
+		Timeout: 30 * time.Minute, MaxVisitors: 100, TTL: 30 * 24 * time.Hour}, partitions, 1, zap.NewNop())
+	if err != nil {
+		t.Fatalf("opening session state: %v", err)
+	}
+	defer sessions.Close()
+	reg := prometheus.NewRegistry()
+	p, err := New(cfg, e, sessions, zap.NewNop(), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	eventually.Within(20*time.Second, cond)
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run = %v; want nil after cancel", err)
+	}
+	if err := p.Close(); err != nil {
+		t.Errorf("Close = %v", err)
+	}
+	return reg
 }
 
 // metricValue reads one series, written as name{label="value"}, from reg.
@@ -227,8 +243,11 @@ func TestRunRidesOutAnIdleOutage(t *testing.T) {
 	}
 	t.Cleanup(sessions.Close)
 	dep := outage.NewMonitor(zap.NewNop(), prometheus.NewRegistry()).Dependency("kafka")
-	p := New(Config{Brokers: []string{addr}, GroupID: "g", RawTopic: "raw", EnrichedTopic: "enriched", DeadLetterTopic: "dead",
-		MaxBatch: 10, MaxWait: 20 * time.Millisecond, SessionTimeout: 6 * time.Second, Kafka: dep, Ping: kcfg.Ping}, e, sessions, zap.NewNop(), prometheus.NewRegistry())
+	p, err := New(Config{Brokers: []string{addr}, GroupID: "g", RawTopic: "raw", EnrichedTopic: "enriched", DeadLetterTopic: "dead",
+		MaxBatch: 10, MaxWait: 20 * time.Millisecond, SessionTimeout: 6 * time.Second, Kafka: dep}, e, sessions, zap.NewNop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
@@ -257,7 +276,7 @@ func TestRunRidesOutAnIdleOutage(t *testing.T) {
 		}
 	}
 	// The group is joined and the topic read: idle from here.
-	wait("the pipeline reading", func() bool { return dep.Check(t.Context()) == nil && len(p.reader.Stats().Topic) > 0 })
+	wait("the pipeline reading", func() bool { return dep.Check(t.Context()) == nil && len(p.reader.Assigned()) > 0 })
 	broker.Stop()
 	wait("Kafka reported down", func() bool { return dep.Check(t.Context()) != nil })
 	broker.Start()

@@ -260,6 +260,26 @@ func (t *Tracker) Flush(ctx context.Context) error {
 	dirty := t.dirty
 	t.dirty = map[int32]map[string]State{}
 	t.mu.Unlock()
+	return t.flush(ctx, dirty)
+}
+
+// FlushPartitions is Flush for the state of raw partitions ps only: a
+// pipeline that commits some partitions' offsets must wait for their
+// state, not for state another goroutine is writing.
+func (t *Tracker) FlushPartitions(ctx context.Context, ps []int32) error {
+	t.mu.Lock()
+	dirty := make(map[int32]map[string]State, len(ps))
+	for _, p := range ps {
+		if d := t.dirty[p]; d != nil {
+			dirty[p] = d
+			delete(t.dirty, p)
+		}
+	}
+	t.mu.Unlock()
+	return t.flush(ctx, dirty)
+}
+
+func (t *Tracker) flush(ctx context.Context, dirty map[int32]map[string]State) error {
 	var recs []*kgo.Record
 	for p, states := range dirty {
 		for key, s := range states {

@@ -40,7 +40,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -51,6 +50,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/aluminiapp/pipeline/lib/chschema"
+	"github.com/aluminiapp/pipeline/lib/kafkagroup"
 	"github.com/aluminiapp/pipeline/lib/outage"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
 	"github.com/aluminiapp/pipeline/proto/redact"
@@ -79,10 +79,14 @@ const (
 // ErrNotReady is what the readiness check wraps while inserts fail.
 var ErrNotReady = errors.New("clickhouse is refusing inserts")
 
-// Reader is the consumer-group side of a kafka.Reader.
+// Reader is the consumer-group side: GroupReader.
 type Reader interface {
-	FetchMessage(ctx context.Context) (kafka.Message, error)
-	CommitMessages(ctx context.Context, msgs ...kafka.Message) error
+	// FetchBatch returns the next records of one partition (at least
+	// one), in offset order; the slice is valid until the next call.
+	FetchBatch(ctx context.Context) ([]kafka.Message, error)
+	// CommitOffsets commits the offset of the next record to read, by
+	// partition.
+	CommitOffsets(ctx context.Context, next map[int]int64) error
 }
 
 // Writer is the producer side of a kafka.Writer, for dead letters.
@@ -170,8 +174,12 @@ type Sink struct {
 	insertErr error // the last insert failure, nil once an insert succeeded
 
 	// Used only by the goroutine that fills batches.
-	sizeHint int                      // records in the last batch: the next one's capacity
-	lag      map[int]prometheus.Gauge // consumer lag gauge by partition
+	sizeHint int             // records in the last batch: the next one's capacity
+	lag      *kafkagroup.Lag // consumer lag gauges by partition
+	rest     []kafka.Message // records of the last fetch that the last batch had no room for
+
+	// commit hands the offsets of a stored batch to Run's committer.
+	commit func(next map[int]int64)
 }
 
 // New returns a Sink whose metrics are registered on reg. Dead letters are
@@ -186,8 +194,8 @@ func New(cfg Config, reader Reader, dlq Writer, store Store, log *zap.Logger, re
 			cfg.Kafka = m.Dependency("kafka")
 		}
 	}
-	return &Sink{cfg: cfg.WithDefaults(), reader: reader, dlq: dlq, store: store, log: log, m: newMetrics(reg),
-		lag: map[int]prometheus.Gauge{}}
+	m := newMetrics(reg)
+	return &Sink{cfg: cfg.WithDefaults(), reader: reader, dlq: dlq, store: store, log: log, m: m, lag: kafkagroup.NewLag(m.lag)}
 }
 
 // Ready is a readiness check: it fails while the last insert failed.
@@ -219,15 +227,17 @@ type batch struct {
 	deadWritten  bool
 	inserted     bool
 	firstFetched time.Time
+	next         map[int]int64 // partition → offset after its last record in msgs: what the batch commits
 }
 
-// Run consumes until ctx is cancelled or fetching fails. One batch is
-// flushed (inserted and committed, in order) while the next one fills, so
-// fetching and inserting overlap; memory holds at most those two batches,
-// because the filled batch waits for the flusher before the next one
-// starts. On cancellation Run stops fetching, flushes the batch the flusher
-// had in hand and then the one being filled, within FlushTimeout, and
-// returns nil if that worked. The caller closes the reader, the
+// Run consumes until ctx is cancelled or fetching fails. Three stages
+// overlap: one batch is inserted while the next one fills, and the offsets
+// of the batches already stored are committed meanwhile (commits run
+// apart, merging what piled up behind a slow commit into one); memory
+// holds at most two batches, because the filled batch waits for the
+// flusher before the next one starts. On cancellation Run stops fetching,
+// flushes the batch the flusher had in hand and then the one being
+// filled, within FlushTimeout, commits, and returns nil if that worked. The caller closes the reader, the
 // dead-letter writer and the store after Run returned.
 func (s *Sink) Run(ctx context.Context) error {
 	// flushCtx ends FlushTimeout after ctx, or at once when fetching failed
@@ -239,6 +249,18 @@ func (s *Sink) Run(ctx context.Context) error {
 	defer stopFlusher()
 	// (A timer left running when Run returns cancels flushCtx again: harmless.)
 	defer context.AfterFunc(ctx, func() { time.AfterFunc(s.cfg.FlushTimeout, stopFlusher) })()
+	c := kafkagroup.NewCommitter(flushCtx, s.reader.CommitOffsets, func(err error, partitions int) {
+		// The rows are stored; the records come back after a restart or
+		// rebalance and are deduplicated then, and the next commit on the
+		// same partitions covers these offsets too. Not worth stopping for.
+		s.m.commitFailures.Inc()
+		s.log.Warn("committing offsets failed; the records will be replayed and deduplicated",
+			zap.Int("partitions", partitions), zap.Error(err))
+	})
+	// The last commit is made after the last flush, before Run returns
+	// (the caller then closes the reader), within the flush deadline.
+	defer c.Stop(flushCtx)
+	s.commit = c.Add
 	handoff := make(chan *batch) // unbuffered: the flusher takes one batch at a time
 	unfinished := make(chan *batch, 1)
 	go func() {
@@ -275,6 +297,10 @@ func (s *Sink) Run(ctx context.Context) error {
 		// come back to whichever sinker takes the partitions over.
 		stopFlusher()
 		<-unfinished
+		// The batches stored before are committed still.
+		commitCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		c.Stop(commitCtx)
 		return fillErr
 	}
 	pending := <-unfinished
@@ -315,22 +341,30 @@ func (s *Sink) fill(ctx context.Context) (*batch, error) {
 		}
 	}()
 	for len(b.msgs) < s.cfg.MaxRows && b.bytes < s.cfg.MaxBytes {
-		m, err := s.reader.FetchMessage(fetchCtx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return b, ctx.Err()
+		if len(s.rest) == 0 {
+			msgs, err := s.reader.FetchBatch(fetchCtx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return b, ctx.Err()
+				}
+				if fetchCtx.Err() != nil {
+					return b, nil // MaxWait passed since the first record.
+				}
+				return b, fmt.Errorf("fetching from kafka: %w", err)
 			}
-			if fetchCtx.Err() != nil {
-				return b, nil // MaxWait passed since the first record.
-			}
-			return b, fmt.Errorf("fetching from kafka: %w", err)
+			s.rest = msgs
+			s.lag.Set(msgs)
 		}
 		if len(b.msgs) == 0 {
 			b.firstFetched = time.Now()
 			timer = time.AfterFunc(s.cfg.MaxWait, timeUp)
 		}
-		if err := s.add(ctx, b, m); err != nil {
-			return b, err
+		for len(s.rest) > 0 && len(b.msgs) < s.cfg.MaxRows && b.bytes < s.cfg.MaxBytes {
+			m := s.rest[0]
+			s.rest = s.rest[1:]
+			if err := s.add(ctx, b, m); err != nil {
+				return b, err
+			}
 		}
 	}
 	return b, nil
@@ -339,14 +373,10 @@ func (s *Sink) fill(ctx context.Context) (*batch, error) {
 func (s *Sink) add(ctx context.Context, b *batch, m kafka.Message) error {
 	b.msgs = append(b.msgs, m)
 	b.bytes += len(m.Value)
-	if m.HighWaterMark > 0 {
-		g := s.lag[m.Partition]
-		if g == nil {
-			g = s.m.lag.WithLabelValues(strconv.Itoa(m.Partition))
-			s.lag[m.Partition] = g
-		}
-		g.Set(float64(m.HighWaterMark - m.Offset - 1))
+	if b.next == nil {
+		b.next = map[int]int64{}
 	}
+	b.next[m.Partition] = max(b.next[m.Partition], m.Offset+1)
 	ev := b.newEvent()
 	// The decoded strings alias m.Value (the unsafe decoder allocates no
 	// string): m stays in the batch, unmodified, as long as ev does, and
@@ -512,14 +542,7 @@ func (s *Sink) flush(ctx context.Context, b *batch) error {
 			zap.Duration("age", time.Since(b.firstFetched)))
 		faultpoint.Hit(faultpoint.AfterInsert)
 	}
-	if err := s.reader.CommitMessages(ctx, b.msgs...); err != nil {
-		// The rows are stored; the records come back after a restart or
-		// rebalance and are deduplicated then, and the next commit on the
-		// same partitions covers these offsets too. Not worth stopping for.
-		s.m.commitFailures.Inc()
-		s.log.Warn("committing offsets failed; the batch will be replayed and deduplicated",
-			zap.Int("records", len(b.msgs)), zap.Error(err))
-	}
+	s.commit(b.next)
 	return nil
 }
 
