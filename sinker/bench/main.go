@@ -59,10 +59,11 @@ func main() {
 	verbose := flag.Bool("v", false, "log the sink (debug level) to stderr")
 	brokerMode := flag.String("broker", "process", "where kfake runs when -kafka-brokers is empty: process (a child process, so the CPU figures are the sinker's alone) or in-process")
 	rate := flag.Int("rate", 0, "produce at this many events/s while the sinker runs, as the enricher feeds it (0: produce everything first, then measure the ceilings and the sinker's drain)")
+	fetchMin := flag.Int("fetch-min-bytes", 64<<10, "the sinker's fetch-min-bytes (its default; 1 answers every fetch at once)")
 	compression := flag.String("compression", "lz4", "the producer's compression: lz4 (the enricher's) or none")
 	flag.Parse()
 	o := options{n: *rows, batchRows: *batchRows, partitions: *partitions, addr: *addr, brokers: *brokers,
-		cpuProfile: *cpuProfile, verbose: *verbose, rate: *rate, compress: *compression == "lz4"}
+		cpuProfile: *cpuProfile, verbose: *verbose, fetchMin: *fetchMin, rate: *rate, compress: *compression == "lz4"}
 	if *brokers == "" && *brokerMode == "process" {
 		b, err := kafkatest.StartProcess(*partitions)
 		if err != nil {
@@ -86,6 +87,7 @@ type options struct {
 	addr, brokers            string
 	cpuProfile               string
 	verbose                  bool
+	fetchMin                 int  // the sinker's -fetch-min-bytes
 	rate                     int  // events/s produced while the sinker runs; 0: all before
 	compress                 bool // LZ4, as the enricher writes
 	child                    *kafkatest.Process
@@ -422,7 +424,8 @@ type sinkerRun struct {
 // once the sink runs.
 func runSinker(ctx context.Context, o options, st *store.Store, kc kafkaconf.Config, topic string, log *zap.Logger, started func()) (sinkerRun, error) {
 	var r sinkerRun
-	reader, err := sink.NewReader(sink.ReaderConfig{Brokers: kc.BrokerList(), Topic: topic, GroupID: "bench", SessionTimeout: 10 * time.Second}, log)
+	reader, err := sink.NewReader(sink.ReaderConfig{Brokers: kc.BrokerList(), Topic: topic, GroupID: "bench", SessionTimeout: 10 * time.Second,
+		FetchMinBytes: o.fetchMin, FetchMaxWait: 250 * time.Millisecond}, log)
 	if err != nil {
 		return r, err
 	}
