@@ -78,6 +78,15 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) error {
 		}
 		return errors.Join(err, closeConn())
 	}
+	if c.RollUp {
+		ok, err := store.RollUp(ctx)
+		if err != nil {
+			return errors.Join(err, closeConn())
+		}
+		if !ok {
+			rt.Log.Warn("reports read events only: no rolled-up sessions on a cluster, or before the sinker's schema migration made their tables (restart the reporter after it)")
+		}
+	}
 	apiHandler, err := api.New(api.Config{
 		Registry:         reg,
 		Store:            store,
@@ -165,7 +174,8 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) error {
 }
 
 // finishErasures calls store.FinishErasures every interval until ctx
-// ends: each run starts at most one mutation per table.
+// ends: each run starts at most one mutation per table. Then it rolls up
+// the sessions of the days that changed (store.Roll).
 func finishErasures(ctx context.Context, store *query.Store, interval, timeout time.Duration, log *zap.Logger) {
 	periodic.Run(ctx, interval, func() {
 		// Rebuilding views re-aggregates whole days: give it more than a
@@ -181,6 +191,10 @@ func finishErasures(ctx context.Context, store *query.Store, interval, timeout t
 		}
 		if again > 0 {
 			log.Info("audit: replayed events of erased visitors erased again", zap.Int("visitors", again))
+		}
+		// After the erasures, in the same loop: see query.Store.Roll.
+		if left, err := store.Roll(runCtx, time.Now()); err != nil && ctx.Err() == nil {
+			log.Error("rolling up sessions", zap.Error(err), zap.Int("days_left", left))
 		}
 	})
 }

@@ -38,6 +38,7 @@ var Migrations = []Migration{
 	{Version: 3, Name: "event_key column", Statements: eventKeys},
 	{Version: 4, Name: "report views over event_key", Statements: keyViews},
 	{Version: 5, Name: "sampling key", Statements: samplingKey, Run: resample},
+	{Version: 6, Name: "rolled-up sessions", Statements: sessionsTables},
 }
 
 // eventsTable creates the events table. ReplacingMergeTree keyed on
