@@ -286,6 +286,9 @@ func (s *Store) Exact(p Params, r Report) bool {
 		return false
 	}
 	if r.Interval != "" {
+		if _, ok := bucketFuncs[r.Interval]; !ok {
+			return false // the statement over events refuses it
+		}
 		loc := p.Location
 		if loc == nil {
 			loc = time.UTC
@@ -487,12 +490,27 @@ GROUP BY value ORDER BY visitors DESC, events DESC, value LIMIT `).bind(limit)
 	return b.query()
 }
 
-// statement is the statement of report r over p: over the rolled-up
-// sessions when the store answers it from them (Exact) and p reads no
-// sample, else raw's over events.
-func (s *Store) statement(ctx context.Context, sc Scope, p Params, r Report, raw func(Params) (Query, error), rolled func(rolledDays) Query) (Query, error) {
+// Statement is the statement Aggregate, Timeseries or Breakdown runs for
+// r over p (a breakdown's top limit rows): over the rolled-up sessions
+// when the store answers r from them (Exact) and p reads no sample, else
+// over events.
+func (s *Store) Statement(ctx context.Context, sc Scope, p Params, r Report, limit int) (Query, error) {
+	var raw func() (Query, error)
+	var rolled func(rolledDays) Query
+	switch {
+	case r.Dimension != nil:
+		d := *r.Dimension
+		raw = func() (Query, error) { return sc.Breakdown(p, d, limit) }
+		rolled = func(rd rolledDays) Query { return sc.rolledBreakdown(p, d, limit, rd) }
+	case r.Interval != "":
+		raw = func() (Query, error) { return sc.Timeseries(p, r.Interval) }
+		rolled = func(rd rolledDays) Query { return sc.rolledTimeseries(p, r.Interval, rd) }
+	default:
+		raw = func() (Query, error) { return sc.Aggregate(p) }
+		rolled = func(rd rolledDays) Query { return sc.rolledAggregate(p, rd) }
+	}
 	if p.Sample > 1 || !s.Exact(p, r) {
-		return raw(p)
+		return raw()
 	}
 	if err := sc.check(); err != nil {
 		return Query{}, err
