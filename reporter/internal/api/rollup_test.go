@@ -278,14 +278,14 @@ func TestExactReportsAreNotSampled(t *testing.T) {
 	}
 	const r = "from=2026-03-20&to=2026-03-22"
 	for target, exact := range map[string]bool{
-		"/api/v1/stats/aggregate?" + r:                         true,
-		"/api/v1/stats/timeseries?interval=day&" + r:           true,
-		"/api/v1/stats/breakdown?dimension=browser&" + r:       true,
-		"/api/v1/stats/breakdown?dimension=entry_page&" + r:    true,
-		"/api/v1/stats/breakdown?dimension=page&" + r:          false,
-		"/api/v1/stats/aggregate?filter=country:is:DE&" + r:    false,
-		"/api/v1/stats/breakdown?dimension=event_name&" + r:    false,
-		"/api/v1/stats/aggregate?goal=signup&" + r:             false,
+		"/api/v1/stats/aggregate?" + r:                        true,
+		"/api/v1/stats/timeseries?interval=day&" + r:          true,
+		"/api/v1/stats/breakdown?dimension=browser&" + r:      true,
+		"/api/v1/stats/breakdown?dimension=entry_page&" + r:   true,
+		"/api/v1/stats/breakdown?dimension=page&" + r:         false,
+		"/api/v1/stats/aggregate?filter=country:is:DE&" + r:   false,
+		"/api/v1/stats/breakdown?dimension=event_name&" + r:   false,
+		"/api/v1/stats/aggregate?goal=signup&" + r:            false,
 		"/api/v1/stats/aggregate?" + r + "&tz=Asia%2FKolkata": false,
 	} {
 		if got := rate(target); (got == 1) != exact {
