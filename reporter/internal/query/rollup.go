@@ -207,7 +207,10 @@ func dayString(day uint32) string {
 // visit-level dimensions; spans marks the rows a report must fold with
 // others of their visit: the visit has several rows that day, or its row
 // lies in the day's first or last hour, next to the neighbouring day's
-// roll. Erased visitors are left out.
+// roll. The rows are grouped per visit into an array and spread out again,
+// which counts a visit's rows in the same pass over events FINAL (a join
+// with a second pass measured about twice as slow). Erased visitors are
+// left out.
 func rollDaySQL(day uint32, clients []string, roll uint64) string {
 	dims := strings.Join(chschema.SessionDimensions, ", ")
 	quoted := make([]string, len(clients))
@@ -218,20 +221,25 @@ func rollDaySQL(day uint32, clients []string, roll uint64) string {
 	where := fmt.Sprintf("timestamp >= toDateTime(%d) AND timestamp < toDateTime(%d) AND client_id IN (%s)"+
 		" AND (client_id, visitor_id) NOT IN (SELECT client_id, visitor_id FROM %s)",
 		from, from+86400, strings.Join(quoted, ", "), erasedTable)
-	group := "client_id, toStartOfHour(timestamp), is_bot, session_id, visitor_id, " + dims
-	return `INSERT INTO ` + chschema.SessionsTable + ` (client_id, day, roll, hour, is_bot, session_id, visitor_id, spans, ` + dims + `,
-    pageviews, events, started, ended, entry, entry_at, exit, exit_at)
-SELECT client_id, toDate(hour), toUInt64(` + strconv.FormatUint(roll, 10) + `), hour, is_bot, session_id, visitor_id,
-    toUInt8(n > 1 OR toHour(hour) IN (0, 23)), ` + dims + `, pageviews, events, started, ended, entry, entry_at, exit, exit_at
-FROM (SELECT client_id, toStartOfHour(timestamp) AS hour, is_bot, session_id, visitor_id, ` + dims + `,
-    toUInt32(countIf(type = 'pageview')) AS pageviews, toUInt32(count()) AS events,
-    min(timestamp) AS started, max(timestamp) AS ended,
-    argMinIf(path, timestamp, type = 'pageview') AS entry, minIf(timestamp, type = 'pageview') AS entry_at,
-    argMaxIf(path, timestamp, type = 'pageview') AS exit, maxIf(timestamp, type = 'pageview') AS exit_at
-  FROM events FINAL WHERE ` + where + `
-  GROUP BY ` + group + `)
-ANY LEFT JOIN (SELECT client_id, session_id, count() AS n FROM (SELECT client_id, session_id FROM events FINAL WHERE ` + where + `
-  GROUP BY ` + group + `) GROUP BY client_id, session_id) USING (client_id, session_id)`
+	row := append([]string{"hour", "is_bot", "visitor_id"}, chschema.SessionDimensions...)
+	row = append(row, "pageviews", "events", "started", "ended", "entry", "entry_at", "exit", "exit_at")
+	elems := make([]string, len(row))
+	for i := range row {
+		elems[i] = "r." + strconv.Itoa(i+1)
+	}
+	return `INSERT INTO ` + chschema.SessionsTable + ` (client_id, session_id, day, roll, spans, ` + strings.Join(row, ", ") + `)
+SELECT client_id, session_id, toDate(r.1), toUInt64(` + strconv.FormatUint(roll, 10) + `), toUInt8(n > 1 OR toHour(r.1) IN (0, 23)),
+    ` + strings.Join(elems, ", ") + `
+FROM (SELECT client_id, session_id, count() AS n, groupArray(tuple(` + strings.Join(row, ", ") + `)) AS rows
+  FROM (SELECT client_id, toStartOfHour(timestamp) AS hour, is_bot, session_id, visitor_id, ` + dims + `,
+      toUInt32(countIf(type = 'pageview')) AS pageviews, toUInt32(count()) AS events,
+      min(timestamp) AS started, max(timestamp) AS ended,
+      argMinIf(path, timestamp, type = 'pageview') AS entry, minIf(timestamp, type = 'pageview') AS entry_at,
+      argMaxIf(path, timestamp, type = 'pageview') AS exit, maxIf(timestamp, type = 'pageview') AS exit_at
+    FROM events FINAL WHERE ` + where + `
+    GROUP BY client_id, hour, is_bot, session_id, visitor_id, ` + dims + `)
+  GROUP BY client_id, session_id)
+ARRAY JOIN rows AS r`
 }
 
 // dropSuperseded deletes, in one mutation, the rows of rolls that newer
