@@ -84,8 +84,8 @@ const (
 	rollsSQL = "SELECT client_id, toUInt32(day), argMax(rows, roll), max(roll) FROM " + chschema.SessionRollsTable + " GROUP BY client_id, day"
 	// supersededSQL lists the rolls whose rows a newer roll of the same
 	// client and day replaced before a time.
-	supersededSQL = `SELECT client_id, roll FROM (SELECT DISTINCT client_id, day, roll FROM ` + chschema.SessionsTable + `)
-ANY INNER JOIN (SELECT client_id, day, max(roll) AS latest FROM ` + chschema.SessionRollsTable + ` GROUP BY client_id, day) USING (client_id, day)
+	supersededSQL = `SELECT client_id, roll FROM (SELECT DISTINCT client_id, day, roll FROM ` + chschema.SessionsTable + `) AS kept
+ANY INNER JOIN (SELECT client_id, day, max(roll) AS latest FROM ` + chschema.SessionRollsTable + ` GROUP BY client_id, day) AS latest_rolls USING (client_id, day)
 WHERE roll < latest AND latest < ?`
 	recordRollSQL = "INSERT INTO " + chschema.SessionRollsTable + " (client_id, day, roll, rows)"
 )
@@ -101,7 +101,7 @@ func (s *Store) Roll(ctx context.Context, now time.Time) (int, error) {
 	if !s.rolls() {
 		return 0, nil
 	}
-	todo, counts, err := s.daysToRoll(ctx, now)
+	todo, counts, last, err := s.daysToRoll(ctx, now)
 	if err != nil {
 		return 0, err
 	}
@@ -121,7 +121,9 @@ func (s *Store) Roll(ctx context.Context, now time.Time) (int, error) {
 		}
 		clients := days[d]
 		sort.Strings(clients)
-		if err := s.rollDay(ctx, d, clients, counts); err != nil {
+		// Versions increase with now, and strictly, whatever the clocks.
+		last = max(uint64(now.UnixNano()), last+1)
+		if err := s.rollDay(ctx, d, clients, counts, last); err != nil {
 			return left, err
 		}
 		left -= len(clients)
@@ -130,8 +132,9 @@ func (s *Store) Roll(ctx context.Context, now time.Time) (int, error) {
 }
 
 // daysToRoll returns the client days whose events rows differ from what
-// their latest roll saw, and the rows each has now.
-func (s *Store) daysToRoll(ctx context.Context, now time.Time) ([]dayKey, map[dayKey]uint64, error) {
+// their latest roll saw, the rows each has now, and the latest roll's
+// version.
+func (s *Store) daysToRoll(ctx context.Context, now time.Time) ([]dayKey, map[dayKey]uint64, uint64, error) {
 	until := now.UTC().Add(-rollSettle).Truncate(24 * time.Hour)
 	counts := map[dayKey]uint64{}
 	err := s.rows(ctx, "roll", Query{SQL: rollCountsSQL, Args: []any{until.Unix()}}, func(r driver.Rows) error {
@@ -142,18 +145,19 @@ func (s *Store) daysToRoll(ctx context.Context, now time.Time) ([]dayKey, map[da
 		return err
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	rolled := map[dayKey]uint64{}
+	var last uint64
 	err = s.rows(ctx, "roll", Query{SQL: rollsSQL}, func(r driver.Rows) error {
 		var k dayKey
 		var n, roll uint64
 		err := r.Scan(&k.client, &k.day, &n, &roll)
-		rolled[k] = n
+		rolled[k], last = n, max(last, roll)
 		return err
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	var todo []dayKey
 	for k, n := range counts {
@@ -167,14 +171,13 @@ func (s *Store) daysToRoll(ctx context.Context, now time.Time) ([]dayKey, map[da
 			todo = append(todo, k)
 		}
 	}
-	return todo, counts, nil
+	return todo, counts, last, nil
 }
 
-// rollDay rolls one UTC day of clients and records the roll with the
+// rollDay rolls one UTC day of clients as version roll and records it with the
 // events rows each client's day had before (counts): rows inserted since
 // make the next Roll roll the day again.
-func (s *Store) rollDay(ctx context.Context, day uint32, clients []string, counts map[dayKey]uint64) error {
-	roll := uint64(time.Now().UnixNano())
+func (s *Store) rollDay(ctx context.Context, day uint32, clients []string, counts map[dayKey]uint64, roll uint64) error {
 	start := time.Now()
 	err := s.conn.Exec(ctx, rollDaySQL(day, clients, roll))
 	s.observe("roll", start, err)
@@ -256,6 +259,18 @@ func (s *Store) dropSuperseded(ctx context.Context, now time.Time) error {
 	if err != nil || len(byClient) == 0 {
 		return err
 	}
+	start := time.Now()
+	err = s.conn.Exec(ctx, dropSupersededSQL(byClient))
+	s.observe("roll", start, err)
+	if err != nil {
+		return fmt.Errorf("deleting superseded rolls: %w", err)
+	}
+	return nil
+}
+
+// dropSupersededSQL deletes the rolls of each client (decimal roll
+// versions, the store's own numbers; client ids quoted).
+func dropSupersededSQL(byClient map[string][]string) string {
 	clients := make([]string, 0, len(byClient))
 	for c := range byClient {
 		clients = append(clients, c)
@@ -265,13 +280,7 @@ func (s *Store) dropSuperseded(ctx context.Context, now time.Time) error {
 	for i, c := range clients {
 		conds[i] = "(client_id = " + quoteLiteral(c) + " AND roll IN (" + strings.Join(byClient[c], ", ") + "))"
 	}
-	start := time.Now()
-	err = s.conn.Exec(ctx, "ALTER TABLE "+chschema.SessionsTable+" DELETE WHERE "+strings.Join(conds, " OR "))
-	s.observe("roll", start, err)
-	if err != nil {
-		return fmt.Errorf("deleting superseded rolls: %w", err)
-	}
-	return nil
+	return "ALTER TABLE " + chschema.SessionsTable + " DELETE WHERE " + strings.Join(conds, " OR ")
 }
 
 // Report is what a report computes, for Exact: the aggregate (the zero
