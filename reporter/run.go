@@ -83,6 +83,7 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) error {
 		if err != nil {
 			return errors.Join(err, closeConn())
 		}
+		store.SampleRolledAbove(c.SampleRolledAbove)
 		if !ok {
 			rt.Log.Warn("reports read events only: no rolled-up sessions on a cluster, or before the sinker's schema migration made their tables (restart the reporter after it)")
 		}

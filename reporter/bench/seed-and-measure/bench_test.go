@@ -70,7 +70,7 @@ func TestSmallRun(t *testing.T) {
 		// c00's 2,000 events: every report not answered from rolled-up
 		// sessions reads one in 5 visitors, and each run checks the API's
 		// scaled counts against the sampled SQL's.
-		SampleAbove: 500, RollUp: true,
+		SampleAbove: 500, RollUp: true, SampleRolledAbove: query.DefaultSampleRolledAbove,
 	}
 	if err := cfg.validate(); err != nil {
 		t.Fatal(err)

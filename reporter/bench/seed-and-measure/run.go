@@ -325,6 +325,7 @@ func startReporter(ctx context.Context, cfg config, conn driver.Conn) (*httptest
 		if !ok {
 			return nil, nil, errors.New("rolled-up sessions: the database has no tables for them (schema migration 6)")
 		}
+		store.SampleRolledAbove(cfg.SampleRolledAbove)
 	}
 	h, err := api.New(api.Config{
 		Registry: reg, Store: store, Log: zap.NewNop(), Metrics: prometheus.NewRegistry(),
@@ -346,9 +347,13 @@ func buildCases(ctx context.Context, store *query.Store, rng query.Range) ([]ben
 		return nil, 0, err
 	}
 	p := query.Params{Range: rng, Location: time.UTC}
-	// The sample the API picks for the reports it does not answer
-	// exactly from rolled-up sessions, picked the same way.
-	k, err := store.Sample(ctx, sc, p)
+	// The sample of the reports not answered from rolled-up sessions: a
+	// page breakdown's.
+	page, err := query.ParseDimension("page")
+	if err != nil {
+		return nil, 0, err
+	}
+	k, err := store.Sample(ctx, sc, p, query.Report{Dimension: &page})
 	if err != nil {
 		return nil, 0, err
 	}
@@ -359,9 +364,10 @@ func buildCases(ctx context.Context, store *query.Store, rng query.Range) ([]ben
 	}
 	var cases []benchCase
 	add := func(name, target string, r query.Report, check func([]byte, string, uint64) error) error {
+		// The sample the API picks for this report, picked the same way.
 		pc := p
-		if pc.Sample = k; store.Exact(p, r) {
-			pc.Sample = 1
+		if pc.Sample, err = store.Sample(ctx, sc, p, r); err != nil {
+			return err
 		}
 		q, err := store.Statement(ctx, sc, pc, r, 10)
 		if err != nil {

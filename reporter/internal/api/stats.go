@@ -93,15 +93,10 @@ func newReport(c *registry.Client, p query.Params, compare bool) report {
 
 // sample picks the sample p's report what reads (query.Store.Sample) and
 // states it in rep; the comparison reads the same sample of visitors.
-// Reports the store answers exactly from rolled-up sessions read no
-// sample (query.Store.Exact).
 func (h *Handler) sample(ctx context.Context, s query.Scope, p *query.Params, what query.Report, rep *report) error {
-	k := uint64(1)
-	if !h.cfg.Store.Exact(*p, what) {
-		var err error
-		if k, err = h.cfg.Store.Sample(ctx, s, *p); err != nil {
-			return err
-		}
+	k, err := h.cfg.Store.Sample(ctx, s, *p, what)
+	if err != nil {
+		return err
 	}
 	p.Sample = k
 	rate := 1 / float64(k)

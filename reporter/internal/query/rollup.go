@@ -46,7 +46,8 @@ const rollGrace = 10 * time.Minute
 const rollBudget = 30 * time.Second
 
 // RollUp makes the store roll up sessions (Roll) and answer reports from
-// them, and reports whether it does: not on a cluster, nor before the
+// them, exactly up to DefaultSampleRolledAbove events (see
+// SampleRolledAbove), and reports whether it does: not on a cluster, nor before the
 // schema migration that made the tables (chschema) ran. Call it before
 // the store serves reports. Without it reports read events only.
 func (s *Store) RollUp(ctx context.Context) (bool, error) {
@@ -58,7 +59,7 @@ func (s *Store) RollUp(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	s.rollup = n == 2
+	s.rollup, s.sampleRolledAbove = n == 2, DefaultSampleRolledAbove
 	return s.rollup, nil
 }
 
@@ -527,7 +528,7 @@ func (s *Store) Statement(ctx context.Context, sc Scope, p Params, r Report, lim
 		rolled = func(rd rolledDays) Query { return sc.rolledAggregate(p, rd) }
 	}
 	if p.Sample > 1 || !s.Exact(p, r) {
-		return raw()
+		return raw() // Sample picks 1 for rolled reports up to SampleRolledAbove
 	}
 	if err := sc.check(); err != nil {
 		return Query{}, err

@@ -34,8 +34,9 @@ type Store struct {
 	// minute, and a sample one step off for a few minutes changes nothing.
 	volumes *otter.Cache[volumeKey, uint64]
 	// rollup makes reports read the rolled-up sessions where they can
-	// (RollUp).
-	rollup bool
+	// (RollUp), exactly up to sampleRolledAbove events.
+	rollup            bool
+	sampleRolledAbove uint64
 }
 
 // OnCluster tells the store that the tables are laid out as the sinker's
