@@ -381,6 +381,21 @@ func (s *Store) rolled(ctx context.Context, sc Scope, r Range) (rolledDays, erro
 	return out, nil
 }
 
+// tailVolume counts the client's events in the days of r without a roll,
+// bots and copies included.
+func (s *Store) tailVolume(ctx context.Context, sc Scope, r Range) (uint64, error) {
+	rd, err := s.rolled(ctx, sc, r)
+	if err != nil || len(rd.tail) == 0 {
+		return 0, err
+	}
+	var b stmt
+	b.sql("SELECT count() FROM events WHERE client_id = ").bind(sc.clientID)
+	b.inTail(rd)
+	var n uint64
+	err = s.rows(ctx, "volume", b.query(), func(r driver.Rows) error { return r.Scan(&n) })
+	return n, err
+}
+
 // fromRolled writes the FROM and WHERE of the rolled-up sessions of p's
 // range: scope, hours, the latest rolls, bots and erased visitors.
 func (b *stmt) fromRolled(s Scope, p Params, rd rolledDays) {
@@ -404,6 +419,11 @@ func (b *stmt) fromRolled(s Scope, p Params, rd rolledDays) {
 // without a roll.
 func (b *stmt) fromTail(s Scope, p Params, rd rolledDays) {
 	b.fromTable("events FINAL", 1, s, &p.Range, p.IncludeBots)
+	b.inTail(rd)
+}
+
+// inTail writes the condition keeping the events of the tail's days.
+func (b *stmt) inTail(rd rolledDays) {
 	b.sql(" AND (")
 	for i, t := range rd.tail {
 		if i > 0 {

@@ -59,7 +59,15 @@ var sampleSteps = []uint64{2, 5, 10, 20, 50, 100, 200, 500, 1000}
 func (s *Store) Sample(ctx context.Context, sc Scope, p Params, r Report) (uint64, error) {
 	above := s.sampleAbove
 	if s.Exact(p, r) {
-		above = s.sampleRolledAbove
+		// The days not rolled up yet are counted from events: many of
+		// them (a first roll still under way) cost what events cost.
+		tail, err := s.tailVolume(ctx, sc, p.Range)
+		if err != nil {
+			return 0, err
+		}
+		if tail <= s.sampleAbove {
+			above = s.sampleRolledAbove
+		}
 	}
 	if s.sampleAbove == 0 || above == 0 {
 		return 1, nil
