@@ -152,6 +152,9 @@ func run(ctx context.Context, cfg config, out, progress io.Writer) error {
 	} else {
 		fmt.Fprintf(out, "Reports count every event (-sample-above-events %d).\n\n", cfg.SampleAbove)
 	}
+	if cfg.SQLOut != "" {
+		return writeSQL(cfg.SQLOut, cases)
+	}
 	host, port, err := net.SplitHostPort(cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("-clickhouse-addr: %w", err)
@@ -213,6 +216,19 @@ func run(ctx context.Context, cfg config, out, progress io.Writer) error {
 		return accuracy(ctx, store, rng, k, out)
 	}
 	return nil
+}
+
+// writeSQL writes each case's SQL, inlined, after a comment naming it.
+func writeSQL(path string, cases []benchCase) error {
+	var b strings.Builder
+	for _, c := range cases {
+		sql, err := inline(c.q.SQL, c.q.Args)
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.name, err)
+		}
+		fmt.Fprintf(&b, "-- %s (%s)\n%s\n", c.name, counted(c), strings.Join(strings.Fields(sql), " "))
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
 // counted says how a case counts: exactly from rolled-up sessions,

@@ -475,16 +475,22 @@ FROM (`)
 	return b.query()
 }
 
+// visitsOfRows counts the visits of rolled-up rows (and tail events,
+// whose spans is 1) grouped by a value or bucket: a row with spans = 0 is
+// the only row of its visit, so it is counted as it is, and only the
+// others need a distinct count, a seventh of the rows in the benchmark.
+const visitsOfRows = "countIf(spans = 0) + uniqExactIf(session, spans = 1)"
+
 // rolledTimeseries is Timeseries over the rolled-up sessions: the buckets
 // start on whole hours (Exact), so each row lies in one.
 func (s Scope) rolledTimeseries(p Params, iv Interval, rd rolledDays) Query {
 	var b stmt
 	b.sql("SELECT toString(" + bucketFuncs[iv] + "(toDateTime(hour, ").bind(p.tz()).sql(`))) AS bucket,
-    uniqExact(visitor), uniqExact(session), sum(pv), sum(ev)
+    uniqExact(visitor), `+visitsOfRows+`, sum(pv), sum(ev)
 FROM (`)
 	b.parts(s, p, rd,
-		"hour, visitor_id AS visitor, session_id AS session, toUInt64(pageviews) AS pv, toUInt64(events) AS ev", "",
-		"toStartOfHour(timestamp) AS hour, visitor_id AS visitor, session_id AS session, toUInt64(type = 'pageview') AS pv, toUInt64(1) AS ev", "")
+		"hour, visitor_id AS visitor, session_id AS session, spans, toUInt64(pageviews) AS pv, toUInt64(events) AS ev", "",
+		"toStartOfHour(timestamp) AS hour, visitor_id AS visitor, session_id AS session, toUInt8(1) AS spans, toUInt64(type = 'pageview') AS pv, toUInt64(1) AS ev", "")
 	b.sql(`)
 GROUP BY bucket ORDER BY bucket`)
 	return b.query()
@@ -515,12 +521,12 @@ FROM (`)
 		b.sql(`)
   GROUP BY session_id)`)
 	} else {
-		b.sql(`SELECT value, uniqExact(visitor) AS visitors, uniqExact(session) AS visits, sum(pv) AS pageviews, sum(ev) AS events
+		b.sql(`SELECT value, uniqExact(visitor) AS visitors, ` + visitsOfRows + ` AS visits, sum(pv) AS pageviews, sum(ev) AS events
 FROM (`)
 		expr := d.def().expr
 		b.parts(s, p, rd,
-			expr+" AS value, visitor_id AS visitor, session_id AS session, toUInt64(pageviews) AS pv, toUInt64(events) AS ev", "",
-			expr+" AS value, visitor_id AS visitor, session_id AS session, toUInt64(type = 'pageview') AS pv, toUInt64(1) AS ev", "")
+			expr+" AS value, visitor_id AS visitor, session_id AS session, spans, toUInt64(pageviews) AS pv, toUInt64(events) AS ev", "",
+			expr+" AS value, visitor_id AS visitor, session_id AS session, toUInt8(1) AS spans, toUInt64(type = 'pageview') AS pv, toUInt64(1) AS ev", "")
 		b.sql(")")
 	}
 	b.sql(`
