@@ -31,9 +31,9 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) error {
 		return err
 	}
 
-	// The sinker's migrations make the tables, but the reporter may start
-	// first, and its own erasure table needs the database. ClickHouse may
-	// not be up yet either: that is waited for, with /readyz saying why.
+	// The reporter may start before the sinker: it makes the database and
+	// applies the same migrations (store.Init). ClickHouse may not be up
+	// yet either: that is waited for, with /readyz saying why.
 	chDep := rt.Dependency("clickhouse")
 	rt.Health.AddCheck("clickhouse_startup", chDep.Check)
 	if err := chDep.Retry(ctx, "creating the database", func(ctx context.Context) error {
@@ -67,10 +67,10 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) error {
 		store.OnCluster(c.ClickHouse.Database, c.ClickHouse.Cluster)
 	}
 	store.SampleAbove(c.SampleAbove)
-	err = chDep.Retry(ctx, "creating the reporter's tables", func(ctx context.Context) error {
-		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		return store.Init(ctx)
+	// No deadline of its own, as the sinker's: a migration may copy the
+	// events table (schema version 5).
+	err = chDep.Retry(ctx, "migrating the database", func(ctx context.Context) error {
+		return store.Init(ctx, rt.Log)
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -128,9 +128,9 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	// Erasures finish in the background too: once their mutations are
-	// done, the aggregate views of the visitor's days are rebuilt, whether
-	// or not anyone asks for the status.
+	// Erasures finish in the background too: their mutations start in
+	// batches and, once done, the erasures are recorded as finished,
+	// whether or not anyone asks for the status.
 	erasuresCtx, stopErasures := context.WithCancel(context.Background())
 	erasuresDone := make(chan struct{})
 	go func() {

@@ -115,8 +115,7 @@ func TestMigrateCreatesDatabaseAndSchema(t *testing.T) {
 }
 
 // TestRun runs the service's run as service.Main would: ready only after
-// startup (without the reporter's erased_visitors table, which comes
-// later), events stored, an erasure recorded meanwhile picked up by the
+// startup, events stored, an erasure recorded meanwhile picked up by the
 // refresh and its visitor's events dropped, a clean stop on cancel.
 func TestRun(t *testing.T) {
 	_, addr := kafkatest.Start(t)
@@ -151,7 +150,6 @@ func TestRun(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	erasedtest.Create(t, db)
 	erasedtest.Record(t, db, "shop", 9)
 	for {
 		if gaugeValue(t, rt, "alumini_sinker_erased_visitors") == 1 {

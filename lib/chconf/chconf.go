@@ -137,8 +137,8 @@ func (c *Config) CreateDatabase(ctx context.Context) error {
 	}
 	stmt := "CREATE DATABASE IF NOT EXISTS " + c.Database
 	if c.Cluster != "" {
-		// On every node: the cluster DDL and the reporter's erasure table
-		// are made ON CLUSTER, in this database.
+		// On every node: the schema's cluster DDL runs ON CLUSTER, in
+		// this database.
 		stmt += " ON CLUSTER `" + c.Cluster + "`"
 	}
 	createErr := admin.Exec(ctx, stmt)

@@ -84,8 +84,8 @@ func TestClusterDDLShape(t *testing.T) {
 // TestCurrentEngineAcceptsMigrations runs every migration, for one node on
 // the oldest and the current server, on a current ClickHouse engine, and
 // parses the cluster DDL there (running it needs a cluster and Keeper).
-// Then it inserts rows and reads the views, so the DDL is not just valid but
-// working.
+// Then it inserts events and an erasure record and reads them back, so the
+// DDL is not just valid but working.
 func TestCurrentEngineAcceptsMigrations(t *testing.T) {
 	for _, tc := range targets {
 		t.Run(tc.name, func(t *testing.T) {
@@ -102,19 +102,20 @@ func TestCurrentEngineAcceptsMigrations(t *testing.T) {
 				check = append(check,
 					sqlcheck.Statement{Name: "insert", SQL: InsertSQL + " VALUES " + sampleValues},
 					sqlcheck.Statement{Name: "replayed insert", SQL: InsertSQL + " VALUES " + sampleValues},
-					sqlcheck.Statement{Name: "hourly view", Output: true, SQL: `SELECT uniqExactMerge(events) AS e, uniqExactMerge(visitors) AS v
-FROM events_hourly_v2 WHERE client_id = ? AND type = 'pageview'`, Params: []any{"shop"}},
-					sqlcheck.Statement{Name: "sessions view", Output: true, SQL: `SELECT count() AS sessions, countIf(pv = 1) AS bounces
-FROM (SELECT session_id, uniqExactIfMerge(pageviews) AS pv FROM sessions_daily_v2 WHERE client_id = 'shop' GROUP BY day, session_id)`},
+					sqlcheck.Statement{Name: "events", Output: true, SQL: `SELECT uniqExact(event_key) AS e, uniqExact(visitor_id) AS v
+FROM events WHERE client_id = ? AND type = 'pageview'`, Params: []any{"shop"}},
+					sqlcheck.Statement{Name: "erasure record", SQL: `INSERT INTO erased_visitors (client_id, visitor_id, requested_at, mutations, first_day, last_day, views_rebuilt)
+VALUES ('shop', 7, '2026-11-03 11:00:00', [], '2026-11-03', '2026-11-03', 1)`},
+					sqlcheck.Statement{Name: "erasures", Output: true, SQL: `SELECT count() AS n, max(views_rebuilt) AS done FROM erased_visitors WHERE client_id = 'shop'`},
 				)
 			}
 			rep := sqlcheck.Check(t, "alumini", check)
 			if mode == "run" {
-				if got, want := rep.Results[len(check)-2].Output, `{"e":2,"v":1}`; strings.TrimSpace(got) != want {
-					t.Errorf("hourly view on ClickHouse %s = %s; want %s", rep.Engine, got, want)
+				if got, want := rep.Results[len(check)-3].Output, `{"e":2,"v":1}`; strings.TrimSpace(got) != want {
+					t.Errorf("events on ClickHouse %s = %s; want %s", rep.Engine, got, want)
 				}
-				if got, want := rep.Results[len(check)-1].Output, `{"sessions":1,"bounces":0}`; strings.TrimSpace(got) != want {
-					t.Errorf("sessions view on ClickHouse %s = %s; want %s", rep.Engine, got, want)
+				if got, want := rep.Results[len(check)-1].Output, `{"n":1,"done":1}`; strings.TrimSpace(got) != want {
+					t.Errorf("erased_visitors on ClickHouse %s = %s; want %s", rep.Engine, got, want)
 				}
 			}
 		})

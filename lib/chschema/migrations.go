@@ -1,6 +1,8 @@
-// Package schema owns Alumini's ClickHouse schema: the versioned migrations
-// that create it (for one node or a cluster, using what the server version
-// offers) and the mapping of enriched events onto events rows.
+// Package chschema owns Alumini's ClickHouse schema, every table the sinker
+// and the reporter touch (Tables): the versioned migrations that create it
+// (for one node or a cluster, using what the server version offers), the
+// mapping of enriched events onto events rows, and the quoting of what DDL
+// cannot bind. It is the only place with DDL.
 package chschema
 
 import (
@@ -38,7 +40,9 @@ var Migrations = []Migration{
 	{Version: 3, Name: "event_key column", Statements: eventKeys},
 	{Version: 4, Name: "report views over event_key", Statements: keyViews},
 	{Version: 5, Name: "sampling key", Statements: samplingKey, Run: resample},
-	{Version: 6, Name: "rolled-up sessions", Statements: sessionsTables},
+	{Version: 6, Name: "erased_visitors table", Statements: erasedVisitors, Run: upgradeErasedVisitors},
+	{Version: 7, Name: "drop report views", Statements: dropReportViews},
+	{Version: 8, Name: "rolled-up sessions", Statements: sessionsTables},
 }
 
 // eventsTable creates the events table. ReplacingMergeTree keyed on
@@ -119,7 +123,7 @@ func eventsColumns(t Target) string {
 // talks to even on a cluster: the DDL it guards runs ON CLUSTER and is
 // idempotent, so a sinker on another node repeating it changes nothing.
 const migrationsTable = `
-CREATE TABLE IF NOT EXISTS schema_migrations
+CREATE TABLE IF NOT EXISTS ` + SchemaMigrations + `
 (
     version UInt32,
     name String,

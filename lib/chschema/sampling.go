@@ -24,17 +24,18 @@ import (
 // A sorting key cannot be altered to put a column in the middle, so the
 // table is made again: a new table with the new key takes the name events
 // (one RENAME, so inserts never find no events table), the old rows are
-// copied into it, the old table is dropped, and the report views are made
-// again on the new table and refilled. Replays and the sorting key: the
-// copies of an event carry the same visitor, so the same sample_key, and
-// still collapse.
+// copied into it, the old table is dropped, and the report views'
+// materialized views are dropped. Replays and the sorting key: the copies
+// of an event carry the same visitor, so the same sample_key, and still
+// collapse. Rows are copied after the swap, so while a large table is
+// copied reports miss the older rows.
 //
-// Rows are copied after the swap, so while a large table is copied
-// reports miss the older rows; the report views keep them throughout.
-// The copy fires no view (they are made again after it), and the views
-// are then refilled from every row: their aggregates are idempotent, so
-// refilling what they already hold changes nothing, and rows that
-// sinkers inserted between the swap and the new views are not missed.
+// As first shipped, migration 5 also made the report views again on the
+// new table and refilled them. Migration 7 drops them, and every run that
+// applies 5 applies 7 after it (Apply runs the list to its end), so 5 now
+// only drops their materialized views: a run of 5 that falls behind
+// another run's 7 then cannot bring back a view whose table is gone,
+// which would fail every insert into events.
 //
 // Idempotent as a whole but not statement by statement (the swap cannot
 // be repeated), so it is run by resample, which looks at what an
@@ -43,12 +44,12 @@ import (
 // samplingStatements are migration 5's statements in the order a fresh
 // run executes them, grouped so that resample can skip what is done.
 type samplingStatements struct {
-	create, swap, copy, dropOld, dropViews, createViews, refill []string
+	create, swap, copy, dropOld, dropViews []string
 }
 
 func (s samplingStatements) all() []string {
 	var out []string
-	for _, g := range [][]string{s.create, s.swap, s.copy, s.dropOld, s.dropViews, s.createViews, s.refill} {
+	for _, g := range [][]string{s.create, s.swap, s.copy, s.dropOld, s.dropViews} {
 		out = append(out, g...)
 	}
 	return out
@@ -96,12 +97,6 @@ SAMPLE BY sample_key`}
 		s.copy = append(s.copy, d)
 	}
 	s.copy = append(s.copy, fmt.Sprintf("INSERT INTO %s (%s)\nSELECT %s FROM %s", t.ref("events"), cols, cols, t.ref(unsampledEvents)))
-	for _, v := range views(t) {
-		s.createViews = append(s.createViews, v.materialized(t))
-		// On a cluster the view tables are Distributed too, and the rows go
-		// to any shard: the states merge when read.
-		s.refill = append(s.refill, v.fill(t, withEventKey(t.ref("events"))))
-	}
 	if t.Cluster != "" {
 		s.dropOld = append(s.dropOld, "DROP TABLE IF EXISTS "+t.Everywhere(unsampledEvents))
 	}
@@ -117,8 +112,7 @@ func samplingKey(t Target) []string { return sampling(t).all() }
 // at once, or one again after a crash, so it looks before each step: the
 // swap is skipped once events has its sampling key; the copy when the old
 // table is gone, and by a run that did not swap, while another one's copy
-// is running; the views are made again unless all of them already read
-// the new table. The one that swaps drops the old table as soon as it has
+// is running. The one that swaps drops the old table as soon as it has
 // copied it, so the others find nothing left to copy.
 func resample(ctx context.Context, conn driver.Conn, t Target, log *zap.Logger) error {
 	s := sampling(t)
@@ -171,20 +165,7 @@ func resample(ctx context.Context, conn driver.Conn, t Target, log *zap.Logger) 
 			return err
 		}
 	}
-	attached, err := viewsRead(ctx, conn, t)
-	if err != nil {
-		return err
-	}
-	if attached && !old {
-		return nil // another run copied, made the views and refills them
-	}
-	if err := execAll(ctx, conn, s.dropViews); err != nil {
-		return err
-	}
-	if err := execAll(ctx, conn, s.createViews); err != nil {
-		return err
-	}
-	return execAll(shards, conn, s.refill)
+	return execAll(ctx, conn, s.dropViews)
 }
 
 // copyStart is how long a run that did not swap waits for the swapping
@@ -195,12 +176,13 @@ const copyStart = 2 * time.Second
 // awaitCopy waits while another run copies the old table: until the old
 // table is gone, or no copy was seen running for copyStart.
 func awaitCopy(ctx context.Context, conn driver.Conn, t Target) error {
-	processes := "system.processes"
+	processes, args := "system.processes", []any{}
 	if t.Cluster != "" {
-		processes = "cluster(" + quoteString(t.Cluster) + ", system, processes)"
+		processes, args = "cluster(?, system, processes)", []any{t.Cluster}
 	}
 	// Statements that start with INSERT: this SELECT holds the patterns too.
 	q := "SELECT count() FROM " + processes + " WHERE query LIKE 'INSERT INTO %' AND query LIKE ?"
+	args = append(args, "%FROM %"+unsampledEvents+"%")
 	lastSeen := time.Now()
 	for {
 		old, err := tableExists(ctx, conn, t.Local(unsampledEvents))
@@ -208,7 +190,7 @@ func awaitCopy(ctx context.Context, conn driver.Conn, t Target) error {
 			return err
 		}
 		var n uint64
-		if err := conn.QueryRow(ctx, q, "%FROM %"+unsampledEvents+"%").Scan(&n); err != nil {
+		if err := conn.QueryRow(ctx, q, args...).Scan(&n); err != nil {
 			return fmt.Errorf("looking for a running copy: %w", err)
 		}
 		switch {
@@ -223,27 +205,6 @@ func awaitCopy(ctx context.Context, conn driver.Conn, t Target) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-// viewsRead reports whether every report view's materialized view reads
-// the events table (after a swap they read the old one on current
-// servers, where views follow a renamed table).
-func viewsRead(ctx context.Context, conn driver.Conn, t Target) (bool, error) {
-	var deps []string
-	err := tablesRow(ctx, conn, "SELECT dependencies_table FROM system.tables WHERE database = currentDatabase() AND name = ?", t.Local("events"), &deps)
-	if err != nil {
-		return false, fmt.Errorf("reading the views of %s: %w", t.Local("events"), err)
-	}
-	have := map[string]bool{}
-	for _, d := range deps {
-		have[d] = true
-	}
-	for _, v := range views(t) {
-		if !have[t.Local(v.name)+"_mv"] {
-			return false, nil
-		}
-	}
-	return true, nil
 }
 
 // hasSamplingKey reports whether the events table (the local one on a

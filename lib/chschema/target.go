@@ -88,7 +88,7 @@ func (t Target) ref(name string) string {
 	if t.Cluster == "" {
 		return name
 	}
-	return quoteIdent(t.Database) + "." + name
+	return QuoteIdent(t.Database) + "." + name
 }
 
 // Everywhere is how a statement meant for every node names table: as it
@@ -106,7 +106,7 @@ func (t Target) onCluster() string {
 	if t.Cluster == "" {
 		return ""
 	}
-	return " ON CLUSTER " + quoteIdent(t.Cluster)
+	return " ON CLUSTER " + QuoteIdent(t.Cluster)
 }
 
 // engine returns the engine clause of a MergeTree-family table: kind is
@@ -117,7 +117,7 @@ func (t Target) engine(kind, table string) string {
 	}
 	// {shard} and {replica} are the macros every replicated cluster config
 	// defines; the database is spelled out because 18.16 has no {database}.
-	return fmt.Sprintf("Replicated%sMergeTree('/clickhouse/tables/{shard}/%s/%s', '{replica}')", kind, t.Database, t.Local(table))
+	return fmt.Sprintf("Replicated%sMergeTree(%s, '{replica}')", kind, QuoteString("/clickhouse/tables/{shard}/"+t.Database+"/"+t.Local(table)))
 }
 
 // distributed returns the statement creating the Distributed table over a
@@ -134,7 +134,7 @@ func (t Target) distributed(table, shardKey string) string {
 // distributedEngine is the engine of the Distributed table over table's
 // local tables.
 func (t Target) distributedEngine(table, shardKey string) string {
-	return fmt.Sprintf("Distributed(%s, %s, %s, %s)", quoteString(t.Cluster), quoteString(t.Database), quoteString(t.Local(table)), shardKey)
+	return fmt.Sprintf("Distributed(%s, %s, %s, %s)", QuoteString(t.Cluster), QuoteString(t.Database), QuoteString(t.Local(table)), shardKey)
 }
 
 // str is the type of a low-cardinality string column.
@@ -145,8 +145,14 @@ func (t Target) str() string {
 	return "String"
 }
 
-func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "\\`") + "`" }
+// QuoteIdent renders s as a ClickHouse identifier, for DDL, which takes
+// no bound parameters.
+func QuoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "\\`") + "`" }
 
-func quoteString(s string) string {
+// QuoteString renders s as a ClickHouse string literal: the one way to put
+// a value into SQL where clickhouse-go cannot bind it (DDL, engine
+// arguments), and how ClickHouse itself shows a literal in the text of a
+// statement (system.mutations' command).
+func QuoteString(s string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
 }

@@ -2,8 +2,10 @@ package chschema
 
 import "fmt"
 
-// The report views pre-aggregate the events table per client and hour or
-// day. Every aggregate in them is idempotent — uniqExact of ids, min, max,
+// The report views are history: migrations 2 to 5 made them and migration
+// 7 dropped them (dropReportViews), and their definitions stay so those
+// migrations generate the same DDL on a database that has not run them.
+// They pre-aggregated the events table per client and hour or day. Every aggregate in them is idempotent — uniqExact of ids, min, max,
 // any — never count() or sum(): a replayed event that reaches the events
 // table twice also reaches the views twice, and an idempotent aggregate
 // absorbs the copy, so a report from a view equals the same report from
@@ -21,7 +23,7 @@ import "fmt"
 // them with the same views over the 8-byte event_key (migration 3) under
 // new names, <name>_v2, and drops the old ones: the view tables are about
 // 30 % smaller, but ClickHouse's insert into events is not measurably
-// faster (TestViewInsertCost, docs/bench/sinker.md); what the views cost an
+// faster (docs/bench/sinker.md); what the views cost an
 // insert is mostly sessions_daily's one aggregate row per session.
 //
 // New names, not a drop and re-create under the old ones: every step of
@@ -57,7 +59,8 @@ type view struct {
 	query string
 }
 
-// views are the current generation's views.
+// views are the last generation's views, which migration 5 made again on
+// its new events table and migration 7 dropped.
 func views(t Target) []view { return viewsOf(t, keyIDs) }
 
 func viewsOf(t Target, g generation) []view {
@@ -194,26 +197,11 @@ func (v view) dropMaterialized(t Target) string {
 	return "DROP TABLE IF EXISTS " + t.Everywhere(t.Local(v.name)+"_mv")
 }
 
-// withEventKey is a subquery of every column of the events rows selected
-// by from (a table, maybe followed by WHERE): * leaves the MATERIALIZED
-// event_key out, which the views aggregate, so it is named.
-func withEventKey(from string) string { return "(SELECT *, event_key FROM " + from + ")" }
-
 // fill is the statement aggregating the rows of source (a table or a
 // subquery) into v's table; on a cluster through its Distributed table.
 func (v view) fill(t Target, source string) string {
 	return fmt.Sprintf("INSERT INTO %s\n%s", t.ref(v.name), fmt.Sprintf(v.query, source))
 }
-
-// ViewNames are the aggregate tables the current views write to, for
-// retention and the rebuild after an erasure.
-var ViewNames = func() []string {
-	var names []string
-	for _, v := range views(Target{Version: Oldest}) {
-		names = append(names, v.name)
-	}
-	return names
-}()
 
 // reportViews is migration 2: the String-id views.
 func reportViews(t Target) []string { return createViews(t, stringIDs) }
@@ -225,8 +213,22 @@ func reportViews(t Target) []string { return createViews(t, stringIDs) }
 // right throughout. Dropping the old tables also drops the visitor ids in
 // their states, which erasure would otherwise have to rebuild forever.
 func keyViews(t Target) []string {
-	stmts := createViews(t, keyIDs)
-	for _, v := range viewsOf(t, stringIDs) {
+	return append(createViews(t, keyIDs), dropViews(t, stringIDs)...)
+}
+
+// dropReportViews is migration 7: the event_key views go too. No report
+// read them (merging their uniqExact states measured no faster than
+// counting from events, docs/bench/reporter.md), every insert into events
+// filled them, which capped the sinker at about half of what ClickHouse
+// inserts into events alone (docs/bench/sinker.md), and every erasure had
+// to rebuild them.
+func dropReportViews(t Target) []string { return dropViews(t, keyIDs) }
+
+// dropViews drops a generation's views: each materialized view first, so
+// no insert meets a view without its table, then its tables.
+func dropViews(t Target, g generation) []string {
+	var stmts []string
+	for _, v := range viewsOf(t, g) {
 		stmts = append(stmts, v.dropMaterialized(t))
 		if t.Cluster != "" {
 			stmts = append(stmts, "DROP TABLE IF EXISTS "+t.Everywhere(v.name))

@@ -10,9 +10,9 @@
 // events, drains them once with one connection per partition (the broker
 // alone), runs the sinker's real consume → batch → insert → commit loop
 // until every event is stored, then dumps the stored rows with
-// clickhouse-client and inserts them again into a fresh database with the
-// same migrations (events table and report views), and into a copy of the
-// events table without views.
+// clickhouse-client and inserts them again into a fresh database's events
+// table (the same migrations; no views fire on insert since schema
+// version 7).
 package main
 
 import (
@@ -51,7 +51,6 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	brokers := flag.String("kafka-brokers", "", "an external broker to use (e.g. deploy/devkafka at 127.0.0.1:9092); empty starts kfake in this process")
 	verbose := flag.Bool("v", false, "log the sink (debug level) to stderr")
-	noViews := flag.Bool("no-views", false, "the sinker inserts into a copy of events without the report views, and is compared with clickhouse-client doing the same: the Kafka side's share")
 	flag.Parse()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -65,7 +64,7 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(*rows, *batchRows, *partitions, *addr, *brokers, *verbose, *noViews); err != nil {
+	if err := run(*rows, *batchRows, *partitions, *addr, *brokers, *verbose); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -94,7 +93,7 @@ func event(i int) *aluminiv1.Event {
 	return ev
 }
 
-func run(n, batchRows, partitions int, addr, brokers string, verbose, noViews bool) error {
+func run(n, batchRows, partitions int, addr, brokers string, verbose bool) error {
 	ctx := context.Background()
 	log := zap.NewNop()
 	if verbose {
@@ -142,10 +141,6 @@ func run(n, batchRows, partitions int, addr, brokers string, verbose, noViews bo
 		}
 		stores = append(stores, st)
 		if err := chschema.Apply(ctx, st.Conn(), zap.NewNop()); err != nil {
-			return nil, err
-		}
-		// A copy of the events table without the report views.
-		if err := st.Conn().Exec(ctx, "CREATE TABLE bare AS events"); err != nil {
 			return nil, err
 		}
 		return st, nil
@@ -197,28 +192,25 @@ func run(n, batchRows, partitions int, addr, brokers string, verbose, noViews bo
 	}
 
 	// The insert path alone: the same events, no Kafka, in batches of
-	// batchRows, into the events table (with its views) of a fresh
-	// database, then into a copy without views.
-	storeOnly := map[string]time.Duration{}
-	for _, table := range []string{"events", "bare"} {
-		settled(ctx, st)
-		events := make([]*aluminiv1.Event, 0, batchRows)
-		for from := 0; from < n; from += batchRows {
-			events = events[:0]
-			for i := from; i < min(from+batchRows, n); i++ {
-				events = append(events, event(i))
-			}
-			t0 := time.Now()
-			if err := direct.InsertInto(ctx, table, events); err != nil {
-				return err
-			}
-			storeOnly[table] += time.Since(t0)
+	// batchRows, into the events table of a fresh database.
+	var storeOnly time.Duration
+	settled(ctx, st)
+	events := make([]*aluminiv1.Event, 0, batchRows)
+	for from := 0; from < n; from += batchRows {
+		events = events[:0]
+		for i := from; i < min(from+batchRows, n); i++ {
+			events = append(events, event(i))
 		}
+		t0 := time.Now()
+		if err := direct.Insert(ctx, events); err != nil {
+			return err
+		}
+		storeOnly += time.Since(t0)
 	}
 
 	// The ceiling: clickhouse-client inserting the same rows in Native
-	// format into a fresh database's events table (with its views), here
-	// and again after the sinker's run, and into a copy without views.
+	// format into a fresh database's events table, here and again after
+	// the sinker's run.
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return err
@@ -247,15 +239,12 @@ func run(n, batchRows, partitions int, addr, brokers string, verbose, noViews bo
 		ceiling[db+"."+table] = time.Since(t0)
 		return nil
 	}
-	for _, table := range []string{"events", "bare"} {
-		if err := insertNative(base+"_client", table); err != nil {
-			return err
-		}
+	if err := insertNative(base+"_client", "events"); err != nil {
+		return err
 	}
 	// The same rows as the sinker's batches: one clickhouse-client insert
-	// of batchRows rows each, into a copy of events with copies of its
-	// views. The views make ClickHouse's work grow with the number of
-	// inserts, not only with the rows.
+	// of batchRows rows each: ClickHouse's work grows with the number of
+	// inserts (parts), not only with the rows.
 	var batches [][]byte
 	for from := 0; from < n; from += batchRows {
 		f := filepath.Join(dir, fmt.Sprintf("batch-%d.native", from))
@@ -288,11 +277,7 @@ func run(n, batchRows, partitions int, addr, brokers string, verbose, noViews bo
 	dlq := sink.NewDeadLetterWriter(kafka.TCP(brokers), nil, topic+".dead-letter", log)
 	reg := prometheus.NewRegistry()
 	timed := &firstFetch{Reader: reader}
-	target, into := "events", sink.Store(st)
-	if noViews {
-		target, into = "bare", tableStore{st, "bare"}
-	}
-	s := sink.New(sink.Config{MaxRows: batchRows, MaxBytes: 256 << 20, MaxWait: time.Second}, timed, dlq, into, log, reg)
+	s := sink.New(sink.Config{MaxRows: batchRows, MaxBytes: 256 << 20, MaxWait: time.Second}, timed, dlq, st, log, reg)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
@@ -302,7 +287,7 @@ func run(n, batchRows, partitions int, addr, brokers string, verbose, noViews bo
 	for {
 		// Distinct events, so replayed rows cannot finish the run early.
 		var stored uint64
-		if err := st.Conn().QueryRow(ctx, "SELECT uniqExact(event_id) FROM "+target).Scan(&stored); err != nil {
+		if err := st.Conn().QueryRow(ctx, "SELECT uniqExact(event_id) FROM events").Scan(&stored); err != nil {
 			return err
 		}
 		if stored >= uint64(n) {
@@ -339,9 +324,6 @@ func run(n, batchRows, partitions int, addr, brokers string, verbose, noViews bo
 	// The ceiling is the mean of the runs before and after the sinker's.
 	ceilingEvents := (ceiling[base+"_client.events"] + ceiling[base+"_client2.events"]) / 2
 	sinkRate, top := rate(elapsed), rate(ceilingEvents)
-	if noViews {
-		top = rate(ceiling[base+"_client.bare"])
-	}
 	fmt.Printf("ClickHouse %s, %d columns, %d events (%.0f bytes each as proto), batch-max-rows %d, %d partitions, %s\n",
 		version, len(chschema.Columns), n, float64(recordBytes)/float64(n), batchRows, partitions, brokerName)
 	fmt.Printf("sinker reader: %d fetches, %.0f records/fetch, fetch wait avg %v; the sink waited %v for records\n",
@@ -349,24 +331,19 @@ func run(n, batchRows, partitions int, addr, brokers string, verbose, noViews bo
 		timed.waited.Round(time.Millisecond))
 	fmt.Printf("consumer group joined after %.2fs (not counted)\n", timed.first().Sub(launched).Seconds())
 	fmt.Printf("%-44s %9s %8s %7s\n", "", "rows/s", "seconds", "ratio")
-	if noViews {
-		fmt.Println("(-no-views: ratios are to clickhouse-client Native into events only)")
-	}
 	line := func(what string, d time.Duration) {
 		fmt.Printf("%-44s %9.0f %8.2f %6.2fx\n", what, rate(d), d.Seconds(), rate(d)/top)
 	}
-	line("clickhouse-client Native, events+views", ceilingEvents)
+	line("clickhouse-client Native into events", ceilingEvents)
 	line("  before the sinker", ceiling[base+"_client.events"])
 	line("  after the sinker", ceiling[base+"_client2.events"])
 	line(fmt.Sprintf("  in inserts of %d rows (%d processes)", batchRows, len(batches)), batched)
-	line("clickhouse-client Native, events only", ceiling[base+"_client.bare"])
 	line("broker alone (drain, 1 conn/partition)", drained)
-	line("store.Insert alone, events+views", storeOnly["events"])
-	line("store.Insert alone, events only", storeOnly["bare"])
-	line("sinker Kafka→ClickHouse, "+map[bool]string{false: "events+views", true: "events only"}[noViews], elapsed)
+	line("store.Insert alone", storeOnly)
+	line("sinker Kafka→ClickHouse", elapsed)
 	fmt.Printf("sinker: %.0f inserts, %.0f rows/insert, %.2f inserts/s, %.0f rows inserted (replays included), inserting %.2fs of the %.2fs\n",
 		inserts, insertedRows/inserts, inserts/elapsed.Seconds(), insertedRows, insertSeconds, elapsed.Seconds())
-	fmt.Printf("sinker / Native ceiling (%s): %.2fx\n", map[bool]string{false: "events+views", true: "events only"}[noViews], sinkRate/top)
+	fmt.Printf("sinker / clickhouse-client Native into events: %.2fx\n", sinkRate/top)
 	return nil
 }
 
@@ -390,16 +367,6 @@ func client(host, port, database, query string, in []byte, outFile string) error
 		return fmt.Errorf("clickhouse-client %q: %v: %s", query, err, stderr.String())
 	}
 	return nil
-}
-
-// tableStore inserts into another table with the events table's columns.
-type tableStore struct {
-	st    *store.Store
-	table string
-}
-
-func (t tableStore) Insert(ctx context.Context, events []*aluminiv1.Event) error {
-	return t.st.InsertInto(ctx, t.table, events)
 }
 
 // settled waits until ClickHouse runs no merges (at most a minute), so

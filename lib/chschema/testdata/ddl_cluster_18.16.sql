@@ -503,123 +503,50 @@ DROP TABLE IF EXISTS `alumini`.pages_daily_v2_local_mv ON CLUSTER `analytics`;
 -- 5/10 sampling key
 DROP TABLE IF EXISTS `alumini`.sources_daily_v2_local_mv ON CLUSTER `analytics`;
 
--- 5/11 sampling key
-CREATE MATERIALIZED VIEW IF NOT EXISTS `alumini`.events_hourly_v2_local_mv ON CLUSTER `analytics` TO `alumini`.events_hourly_v2_local AS
-SELECT
-    client_id,
-    toStartOfHour(timestamp) AS hour,
-    type,
-    is_bot,
-    uniqExactState(event_key) AS events,
-    uniqExactState(visitor_id) AS visitors,
-    uniqExactState(session_id) AS sessions
-FROM `alumini`.events_local
-GROUP BY client_id, hour, type, is_bot;
+-- 6/1 erased_visitors table
+CREATE TABLE IF NOT EXISTS `alumini`.erased_visitors ON CLUSTER `analytics` (
+    client_id String,
+    visitor_id UInt64,
+    requested_at DateTime('UTC'),
+    mutations Array(String),
+    first_day Date,
+    last_day Date,
+    views_rebuilt UInt8
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/alumini/erased_visitors', '{shard}-{replica}') ORDER BY (client_id, visitor_id);
 
--- 5/12 sampling key
-CREATE MATERIALIZED VIEW IF NOT EXISTS `alumini`.sessions_daily_v2_local_mv ON CLUSTER `analytics` TO `alumini`.sessions_daily_v2_local AS
-SELECT
-    client_id,
-    toDate(timestamp) AS day,
-    is_bot,
-    session_id,
-    anyState(visitor_id) AS visitor_id,
-    uniqExactIfState(event_key, type = 'pageview') AS pageviews,
-    uniqExactState(event_key) AS events,
-    minState(timestamp) AS started,
-    maxState(timestamp) AS ended
-FROM `alumini`.events_local
-GROUP BY client_id, day, is_bot, session_id;
+-- 7/1 drop report views
+DROP TABLE IF EXISTS `alumini`.events_hourly_v2_local_mv ON CLUSTER `analytics`;
 
--- 5/13 sampling key
-CREATE MATERIALIZED VIEW IF NOT EXISTS `alumini`.pages_daily_v2_local_mv ON CLUSTER `analytics` TO `alumini`.pages_daily_v2_local AS
-SELECT
-    client_id,
-    toDate(timestamp) AS day,
-    is_bot,
-    hostname,
-    path,
-    uniqExactState(event_key) AS pageviews,
-    uniqExactState(visitor_id) AS visitors
-FROM `alumini`.events_local
-WHERE type = 'pageview'
-GROUP BY client_id, day, is_bot, hostname, path;
+-- 7/2 drop report views
+DROP TABLE IF EXISTS `alumini`.events_hourly_v2 ON CLUSTER `analytics`;
 
--- 5/14 sampling key
-CREATE MATERIALIZED VIEW IF NOT EXISTS `alumini`.sources_daily_v2_local_mv ON CLUSTER `analytics` TO `alumini`.sources_daily_v2_local AS
-SELECT
-    client_id,
-    toDate(timestamp) AS day,
-    is_bot,
-    referrer_source,
-    referrer_medium,
-    utm_source,
-    utm_medium,
-    utm_campaign,
-    uniqExactState(event_key) AS pageviews,
-    uniqExactState(visitor_id) AS visitors,
-    uniqExactState(session_id) AS sessions
-FROM `alumini`.events_local
-WHERE type = 'pageview'
-GROUP BY client_id, day, is_bot, referrer_source, referrer_medium, utm_source, utm_medium, utm_campaign;
+-- 7/3 drop report views
+DROP TABLE IF EXISTS `alumini`.events_hourly_v2_local ON CLUSTER `analytics`;
 
--- 5/15 sampling key
-INSERT INTO `alumini`.events_hourly_v2
-SELECT
-    client_id,
-    toStartOfHour(timestamp) AS hour,
-    type,
-    is_bot,
-    uniqExactState(event_key) AS events,
-    uniqExactState(visitor_id) AS visitors,
-    uniqExactState(session_id) AS sessions
-FROM (SELECT *, event_key FROM `alumini`.events)
-GROUP BY client_id, hour, type, is_bot;
+-- 7/4 drop report views
+DROP TABLE IF EXISTS `alumini`.sessions_daily_v2_local_mv ON CLUSTER `analytics`;
 
--- 5/16 sampling key
-INSERT INTO `alumini`.sessions_daily_v2
-SELECT
-    client_id,
-    toDate(timestamp) AS day,
-    is_bot,
-    session_id,
-    anyState(visitor_id) AS visitor_id,
-    uniqExactIfState(event_key, type = 'pageview') AS pageviews,
-    uniqExactState(event_key) AS events,
-    minState(timestamp) AS started,
-    maxState(timestamp) AS ended
-FROM (SELECT *, event_key FROM `alumini`.events)
-GROUP BY client_id, day, is_bot, session_id;
+-- 7/5 drop report views
+DROP TABLE IF EXISTS `alumini`.sessions_daily_v2 ON CLUSTER `analytics`;
 
--- 5/17 sampling key
-INSERT INTO `alumini`.pages_daily_v2
-SELECT
-    client_id,
-    toDate(timestamp) AS day,
-    is_bot,
-    hostname,
-    path,
-    uniqExactState(event_key) AS pageviews,
-    uniqExactState(visitor_id) AS visitors
-FROM (SELECT *, event_key FROM `alumini`.events)
-WHERE type = 'pageview'
-GROUP BY client_id, day, is_bot, hostname, path;
+-- 7/6 drop report views
+DROP TABLE IF EXISTS `alumini`.sessions_daily_v2_local ON CLUSTER `analytics`;
 
--- 5/18 sampling key
-INSERT INTO `alumini`.sources_daily_v2
-SELECT
-    client_id,
-    toDate(timestamp) AS day,
-    is_bot,
-    referrer_source,
-    referrer_medium,
-    utm_source,
-    utm_medium,
-    utm_campaign,
-    uniqExactState(event_key) AS pageviews,
-    uniqExactState(visitor_id) AS visitors,
-    uniqExactState(session_id) AS sessions
-FROM (SELECT *, event_key FROM `alumini`.events)
-WHERE type = 'pageview'
-GROUP BY client_id, day, is_bot, referrer_source, referrer_medium, utm_source, utm_medium, utm_campaign;
+-- 7/7 drop report views
+DROP TABLE IF EXISTS `alumini`.pages_daily_v2_local_mv ON CLUSTER `analytics`;
+
+-- 7/8 drop report views
+DROP TABLE IF EXISTS `alumini`.pages_daily_v2 ON CLUSTER `analytics`;
+
+-- 7/9 drop report views
+DROP TABLE IF EXISTS `alumini`.pages_daily_v2_local ON CLUSTER `analytics`;
+
+-- 7/10 drop report views
+DROP TABLE IF EXISTS `alumini`.sources_daily_v2_local_mv ON CLUSTER `analytics`;
+
+-- 7/11 drop report views
+DROP TABLE IF EXISTS `alumini`.sources_daily_v2 ON CLUSTER `analytics`;
+
+-- 7/12 drop report views
+DROP TABLE IF EXISTS `alumini`.sources_daily_v2_local ON CLUSTER `analytics`;
 

@@ -518,127 +518,42 @@ DROP TABLE IF EXISTS pages_daily_v2_mv;
 -- 5/8 sampling key
 DROP TABLE IF EXISTS sources_daily_v2_mv;
 
--- 5/9 sampling key
-CREATE MATERIALIZED VIEW IF NOT EXISTS events_hourly_v2_mv TO events_hourly_v2 AS
-SELECT
-    client_id,
-    toStartOfHour(timestamp) AS hour,
-    type,
-    is_bot,
-    uniqExactState(event_key) AS events,
-    uniqExactState(visitor_id) AS visitors,
-    uniqExactState(session_id) AS sessions
-FROM events
-GROUP BY client_id, hour, type, is_bot;
+-- 6/1 erased_visitors table
+CREATE TABLE IF NOT EXISTS erased_visitors (
+    client_id String,
+    visitor_id UInt64,
+    requested_at DateTime('UTC'),
+    mutations Array(String),
+    first_day Date,
+    last_day Date,
+    views_rebuilt UInt8
+) ENGINE = ReplacingMergeTree ORDER BY (client_id, visitor_id);
 
--- 5/10 sampling key
-CREATE MATERIALIZED VIEW IF NOT EXISTS sessions_daily_v2_mv TO sessions_daily_v2 AS
-SELECT
-    client_id,
-    toDate(timestamp) AS day,
-    is_bot,
-    session_id,
-    anyState(visitor_id) AS visitor_id,
-    uniqExactIfState(event_key, type = 'pageview') AS pageviews,
-    uniqExactState(event_key) AS events,
-    minState(timestamp) AS started,
-    maxState(timestamp) AS ended
-FROM events
-GROUP BY client_id, day, is_bot, session_id;
+-- 7/1 drop report views
+DROP TABLE IF EXISTS events_hourly_v2_mv;
 
--- 5/11 sampling key
-CREATE MATERIALIZED VIEW IF NOT EXISTS pages_daily_v2_mv TO pages_daily_v2 AS
-SELECT
-    client_id,
-    toDate(timestamp) AS day,
-    is_bot,
-    hostname,
-    path,
-    uniqExactState(event_key) AS pageviews,
-    uniqExactState(visitor_id) AS visitors
-FROM events
-WHERE type = 'pageview'
-GROUP BY client_id, day, is_bot, hostname, path;
+-- 7/2 drop report views
+DROP TABLE IF EXISTS events_hourly_v2;
 
--- 5/12 sampling key
-CREATE MATERIALIZED VIEW IF NOT EXISTS sources_daily_v2_mv TO sources_daily_v2 AS
-SELECT
-    client_id,
-    toDate(timestamp) AS day,
-    is_bot,
-    referrer_source,
-    referrer_medium,
-    utm_source,
-    utm_medium,
-    utm_campaign,
-    uniqExactState(event_key) AS pageviews,
-    uniqExactState(visitor_id) AS visitors,
-    uniqExactState(session_id) AS sessions
-FROM events
-WHERE type = 'pageview'
-GROUP BY client_id, day, is_bot, referrer_source, referrer_medium, utm_source, utm_medium, utm_campaign;
+-- 7/3 drop report views
+DROP TABLE IF EXISTS sessions_daily_v2_mv;
 
--- 5/13 sampling key
-INSERT INTO events_hourly_v2
-SELECT
-    client_id,
-    toStartOfHour(timestamp) AS hour,
-    type,
-    is_bot,
-    uniqExactState(event_key) AS events,
-    uniqExactState(visitor_id) AS visitors,
-    uniqExactState(session_id) AS sessions
-FROM (SELECT *, event_key FROM events)
-GROUP BY client_id, hour, type, is_bot;
+-- 7/4 drop report views
+DROP TABLE IF EXISTS sessions_daily_v2;
 
--- 5/14 sampling key
-INSERT INTO sessions_daily_v2
-SELECT
-    client_id,
-    toDate(timestamp) AS day,
-    is_bot,
-    session_id,
-    anyState(visitor_id) AS visitor_id,
-    uniqExactIfState(event_key, type = 'pageview') AS pageviews,
-    uniqExactState(event_key) AS events,
-    minState(timestamp) AS started,
-    maxState(timestamp) AS ended
-FROM (SELECT *, event_key FROM events)
-GROUP BY client_id, day, is_bot, session_id;
+-- 7/5 drop report views
+DROP TABLE IF EXISTS pages_daily_v2_mv;
 
--- 5/15 sampling key
-INSERT INTO pages_daily_v2
-SELECT
-    client_id,
-    toDate(timestamp) AS day,
-    is_bot,
-    hostname,
-    path,
-    uniqExactState(event_key) AS pageviews,
-    uniqExactState(visitor_id) AS visitors
-FROM (SELECT *, event_key FROM events)
-WHERE type = 'pageview'
-GROUP BY client_id, day, is_bot, hostname, path;
+-- 7/6 drop report views
+DROP TABLE IF EXISTS pages_daily_v2;
 
--- 5/16 sampling key
-INSERT INTO sources_daily_v2
-SELECT
-    client_id,
-    toDate(timestamp) AS day,
-    is_bot,
-    referrer_source,
-    referrer_medium,
-    utm_source,
-    utm_medium,
-    utm_campaign,
-    uniqExactState(event_key) AS pageviews,
-    uniqExactState(visitor_id) AS visitors,
-    uniqExactState(session_id) AS sessions
-FROM (SELECT *, event_key FROM events)
-WHERE type = 'pageview'
-GROUP BY client_id, day, is_bot, referrer_source, referrer_medium, utm_source, utm_medium, utm_campaign;
+-- 7/7 drop report views
+DROP TABLE IF EXISTS sources_daily_v2_mv;
 
--- 6/1 rolled-up sessions
+-- 7/8 drop report views
+DROP TABLE IF EXISTS sources_daily_v2;
+
+-- 8/1 rolled-up sessions
 CREATE TABLE IF NOT EXISTS sessions_hourly
 (
     client_id String,
@@ -680,7 +595,7 @@ ENGINE = MergeTree
 PARTITION BY toYYYYMM(day)
 ORDER BY (client_id, hour, session_id);
 
--- 6/2 rolled-up sessions
+-- 8/2 rolled-up sessions
 CREATE TABLE IF NOT EXISTS session_rolls
 (
     client_id String,

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/aluminiapp/pipeline/lib/chschema"
 )
 
 // inline returns sql with each `?` outside quotes replaced by its argument
@@ -55,7 +57,7 @@ func inline(sql string, args []any) (string, error) {
 func literal(v any) (string, error) {
 	switch x := v.(type) {
 	case string:
-		return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(x) + "'", nil
+		return chschema.QuoteString(x), nil
 	case int:
 		return strconv.Itoa(x), nil
 	case int64:

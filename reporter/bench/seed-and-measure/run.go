@@ -330,7 +330,7 @@ func startReporter(ctx context.Context, cfg config, conn driver.Conn) (*httptest
 		return nil, nil, err
 	}
 	store.SampleAbove(cfg.SampleAbove)
-	if err := store.Init(ctx); err != nil {
+	if err := store.Init(ctx, zap.NewNop()); err != nil {
 		return nil, nil, err
 	}
 	if cfg.RollUp {
@@ -339,7 +339,7 @@ func startReporter(ctx context.Context, cfg config, conn driver.Conn) (*httptest
 			return nil, nil, fmt.Errorf("rolled-up sessions: %w", err)
 		}
 		if !ok {
-			return nil, nil, errors.New("rolled-up sessions: the database has no tables for them (schema migration 6)")
+			return nil, nil, errors.New("rolled-up sessions: the database has no tables for them (schema migration 8)")
 		}
 		store.SampleRolledAbove(cfg.SampleRolledAbove)
 	}

@@ -152,8 +152,8 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 }
 
 // newClusterEnv is newEnv on the sinker's cluster layout, on the two-shard
-// cluster of deploy/clickhouse/cluster.sh: events and the views are
-// Distributed tables over replicated local ones.
+// cluster of deploy/clickhouse/cluster.sh: events is a
+// Distributed table over replicated local ones.
 func newClusterEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
 	db, conn := chtest.ClusterDatabase(t)
@@ -180,7 +180,7 @@ func seededEnv(t *testing.T, conn driver.Conn, layout chschema.Target, opts ...e
 	if layout.Cluster != "" {
 		store.OnCluster(layout.Database, layout.Cluster)
 	}
-	if err := store.Init(ctx); err != nil {
+	if err := store.Init(ctx, zap.NewNop()); err != nil {
 		t.Fatal(err)
 	}
 	path := writeRegistry(t)

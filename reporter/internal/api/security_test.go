@@ -153,8 +153,7 @@ func waitErasureDone(t *testing.T, e *env, auth, visitor string) string {
 // the visitor's events as a Kafka replay would, and checks that reports
 // and exports still do not show them. On one node, and on the sinker's
 // cluster layout (the two shards of deploy/clickhouse/cluster.sh),
-// where the mutations run ON CLUSTER on the local tables and the views
-// are rebuilt through the Distributed ones.
+// where the mutations run ON CLUSTER on the local tables.
 func TestErasureStaysGone(t *testing.T) {
 	t.Run("one node", func(t *testing.T) { testErasureStaysGone(t, newEnv(t)) })
 	t.Run("cluster", func(t *testing.T) { testErasureStaysGone(t, newClusterEnv(t)) })
@@ -170,39 +169,13 @@ func testErasureStaysGone(t *testing.T, e *env) {
 	if _, _, body := (request{target: AggregatePath + "?" + march, auth: auth}).do(t, e.h); !strings.Contains(body, `"visitors":2,`) {
 		t.Fatalf("after blog's erasure, shop's aggregate = %s; want 2 visitors still", body)
 	}
-	// The aggregate views hold visitor 1 inside uniqExact states, which no
-	// DELETE reaches; the erasure is done only once they were rebuilt.
-	viewVisitors := func() uint64 {
-		t.Helper()
-		var n uint64
-		if err := e.conn.QueryRow(context.Background(),
-			"SELECT uniqExactMerge(visitors) FROM events_hourly_v2 WHERE client_id = 'shop' AND is_bot = 0").Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	if n := viewVisitors(); n != 2 {
-		t.Fatalf("events_hourly_v2 visitors of shop before the erasure = %d; want 2", n)
-	}
 	code, _, body := request{method: http.MethodPost, target: ErasurePath + "?visitor_id=1", auth: auth}.do(t, e.h)
 	if code != http.StatusAccepted && code != http.StatusOK {
 		t.Fatalf("POST erasure = %d %s; want 202", code, body)
 	}
 	body = waitErasureDone(t, e, auth, "1")
-	if !strings.Contains(body, `"views_rebuilt":true`) {
-		t.Errorf("erasure status when done = %s; want views_rebuilt true", body)
-	}
-	if n := viewVisitors(); n != 1 {
-		t.Errorf("events_hourly_v2 visitors of shop after the erasure = %d; want 1 (the views were not rebuilt)", n)
-	}
-	for _, q := range []string{
-		"SELECT uniqExactMerge(visitors) FROM pages_daily_v2 WHERE client_id = 'shop' AND is_bot = 0",
-		"SELECT uniqExactMerge(visitors) FROM sources_daily_v2 WHERE client_id = 'shop' AND is_bot = 0",
-	} {
-		var n uint64
-		if err := e.conn.QueryRow(context.Background(), q).Scan(&n); err != nil || n != 1 {
-			t.Errorf("%s after the erasure = %d, %v; want 1", q, n, err)
-		}
+	if !strings.Contains(body, `"state":"done"`) {
+		t.Errorf("erasure status when done = %s; want state done", body)
 	}
 	var left uint64
 	if err := e.conn.QueryRow(context.Background(), "SELECT count() FROM events WHERE client_id = 'shop' AND visitor_id = 1").Scan(&left); err != nil || left != 0 {
@@ -211,10 +184,6 @@ func testErasureStaysGone(t *testing.T, e *env) {
 	var blogLeft uint64
 	if err := e.conn.QueryRow(context.Background(), "SELECT count() FROM events WHERE client_id = 'blog'").Scan(&blogLeft); err != nil || blogLeft != 1 {
 		t.Fatalf("blog rows after shop's erasure = %d, %v; want 1", blogLeft, err)
-	}
-	var sessionRows uint64
-	if err := e.conn.QueryRow(context.Background(), "SELECT count() FROM sessions_daily_v2 WHERE client_id = 'shop' AND session_id = 11").Scan(&sessionRows); err == nil && sessionRows != 0 {
-		t.Errorf("sessions_daily_v2 rows of the erased visitor's session = %d; want 0", sessionRows)
 	}
 	// A replay writes the visitor's events again.
 	var replay = fixtureEvents()[:3]
@@ -301,7 +270,7 @@ func TestRefusals(t *testing.T) {
 
 // TestFinishErasuresWithoutStatusPolls erases a visitor and never asks for
 // the status: the reporter's background loop (Store.FinishErasures) must
-// rebuild the views by itself.
+// delete the visitor's rows and finish the erasure by itself.
 func TestFinishErasuresWithoutStatusPolls(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
@@ -322,20 +291,13 @@ func TestFinishErasuresWithoutStatusPolls(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	// Pending means "views not rebuilt"; the rebuild's own DELETE of the
-	// old view rows may still be running.
-	for {
-		var n uint64
-		if err := e.conn.QueryRow(ctx, "SELECT uniqExactMerge(visitors) FROM pages_daily_v2 WHERE client_id = 'shop' AND is_bot = 0").Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if n == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pages_daily_v2 visitors of shop after the erasure of visitor 2 = %d; want 1", n)
-		}
-		time.Sleep(100 * time.Millisecond)
+	// Finished means the visitor's rows are gone.
+	var left uint64
+	if err := e.conn.QueryRow(ctx, "SELECT count() FROM events WHERE client_id = 'shop' AND visitor_id = 2").Scan(&left); err != nil || left != 0 {
+		t.Errorf("rows of visitor 2 after FinishErasures reported none pending = %d, %v; want 0", left, err)
+	}
+	if code, _, body := (request{target: ErasurePath + "?visitor_id=2", auth: "Bearer " + shopKey}).do(t, e.h); code != http.StatusOK || !strings.Contains(body, `"state":"done"`) {
+		t.Errorf("erasure status after FinishErasures = %d %s; want done", code, body)
 	}
 }
 
@@ -364,28 +326,5 @@ func TestErasureRefusedOnLayoutMismatch(t *testing.T) {
 	}
 	if mutations != 0 || records != 0 {
 		t.Errorf("after the refused erasure: %d mutations, %d erased_visitors rows; want none", mutations, records)
-	}
-}
-
-// TestInitUpgradesTheErasureTable starts from erased_visitors as the first
-// reporter made it (no day range, no views_rebuilt): Init adds the columns,
-// twice without harm, and an erasure then runs to done.
-func TestInitUpgradesTheErasureTable(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
-	if err := e.conn.Exec(ctx, "DROP TABLE erased_visitors"); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.conn.Exec(ctx, `CREATE TABLE erased_visitors (client_id String, visitor_id UInt64, requested_at DateTime('UTC'), mutations Array(String))
-ENGINE = ReplacingMergeTree ORDER BY (client_id, visitor_id)`); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 2; i++ {
-		if err := e.h.cfg.Store.Init(ctx); err != nil {
-			t.Fatalf("Init %d on the old table: %v", i+1, err)
-		}
-	}
-	if code, _, body := (request{method: http.MethodPost, target: ErasurePath + "?visitor_id=2", auth: "Bearer " + shopKey}).do(t, e.h); code >= 300 {
-		t.Fatalf("POST erasure after the upgrade = %d %s", code, body)
 	}
 }

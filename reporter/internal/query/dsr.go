@@ -61,5 +61,5 @@ func alterTarget(l chschema.Target, table string) (string, error) {
 			return "", fmt.Errorf("erase: %w", err)
 		}
 	}
-	return l.Everywhere("`" + table + "`"), nil
+	return l.Everywhere(chschema.QuoteIdent(table)), nil
 }

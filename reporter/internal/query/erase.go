@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/aluminiapp/pipeline/lib/chschema"
 )
 
 // Erasure is the state of one visitor's erasure.
@@ -16,14 +18,12 @@ type Erasure struct {
 	VisitorID   uint64 `json:"visitor_id"`
 	RequestedAt string `json:"requested_at"`
 	// State is pending (waiting for the next batch of mutations),
-	// running (mutations or the views' rebuild not done) or done.
+	// running (mutations not done) or done.
 	State string `json:"state"`
-	// Done is true once every mutation is done and the aggregate views
-	// were rebuilt without the visitor (ViewsRebuilt) and those rebuilds'
-	// own mutations are done too.
-	Done         bool       `json:"done"`
-	ViewsRebuilt bool       `json:"views_rebuilt"`
-	Mutations    []Mutation `json:"mutations"`
+	// Done is true once every mutation is done and the erasure was
+	// recorded as finished.
+	Done      bool       `json:"done"`
+	Mutations []Mutation `json:"mutations"`
 }
 
 // Mutation is one ClickHouse mutation of an erasure.
@@ -34,17 +34,14 @@ type Mutation struct {
 }
 
 // erasureTargets lists the MergeTree tables of the database that hold a
-// client's visitors, so erasure covers the events table and whatever the
-// storage adds later without a change here. A table with a plain UInt64
-// visitor_id is erased by visitor; one with a UInt64 session_id but an
-// aggregated visitor_id (the sinker's sessions_daily_v2) by the visitor's
-// sessions. Tables holding visitor ids only inside aggregate states
-// (uniqExact per hour or day) cannot lose one visitor row by row: once the
-// events mutation is done, ErasureStatus rebuilds the affected days of
-// every aggregate view from events (chschema.RebuildViews).
+// client's visitors (a client_id and a plain UInt64 visitor_id), so
+// erasure covers the events table and whatever the storage adds later
+// without a change here. A table holding visitor ids only inside aggregate
+// states could not lose one visitor row by row; the schema has none since
+// migration 7 dropped the report views.
 const erasureColumnsSQL = `SELECT c.table, c.name, c.type FROM system.columns AS c
 ALL INNER JOIN (SELECT name AS table FROM system.tables WHERE database = currentDatabase() AND engine LIKE '%MergeTree') AS t USING table
-WHERE c.database = currentDatabase() AND c.name IN ('client_id', 'visitor_id', 'session_id') AND c.table != '` + erasedTable + `'
+WHERE c.database = currentDatabase() AND c.name IN ('client_id', 'visitor_id') AND c.table != '` + erasedTable + `'
 ORDER BY c.table`
 
 // The erasure's own statements; named, so the current-engine test can run
@@ -67,12 +64,7 @@ ORDER BY requested_at DESC, views_rebuilt DESC, length(mutations) DESC LIMIT 1`
 	clusterMutationsPendingSQL = "SELECT count() FROM cluster(?, system, mutations) WHERE database = ? AND table = ? AND is_done = 0 AND position(command, ?) > 0"
 )
 
-type erasureTarget struct {
-	table     string
-	bySession bool
-}
-
-func (s *Store) erasureTargets(ctx context.Context) ([]erasureTarget, error) {
+func (s *Store) erasureTargets(ctx context.Context) ([]string, error) {
 	cols := map[string]map[string]string{}
 	var order []string
 	err := s.rows(ctx, "erase_tables", Query{SQL: erasureColumnsSQL}, func(r driver.Rows) error {
@@ -90,15 +82,10 @@ func (s *Store) erasureTargets(ctx context.Context) ([]erasureTarget, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []erasureTarget
+	var out []string
 	for _, t := range order {
-		c := cols[t]
-		switch {
-		case c["client_id"] == "":
-		case c["visitor_id"] == "UInt64":
-			out = append(out, erasureTarget{table: t})
-		case c["session_id"] == "UInt64":
-			out = append(out, erasureTarget{table: t, bySession: true})
+		if c := cols[t]; c["client_id"] != "" && c["visitor_id"] == "UInt64" {
+			out = append(out, t)
 		}
 	}
 	return out, nil
@@ -109,13 +96,15 @@ type erasureRecord struct {
 	requestedAt       time.Time
 	mutations         []string  // "table\x00mutation_id"
 	firstDay, lastDay time.Time // UTC days of the visitor's events; zero when none
-	viewsRebuilt      bool
+	// finished is the record that closes the erasure, stored in the
+	// column views_rebuilt: finishing an erasure meant rebuilding the
+	// report views until migration 7 dropped them.
+	finished bool
 }
 
 // Erase records the erasure of one visitor (hiding them from every read at
 // once), starts a DELETE mutation on every table holding visitors, and
-// returns the erasure's state. The aggregate views follow once those
-// mutations are done (see ErasureStatus).
+// returns the erasure's state (see ErasureStatus).
 func (s *Store) Erase(ctx context.Context, sc Scope, visitorID uint64, now time.Time) (Erasure, error) {
 	if err := sc.check(); err != nil {
 		return Erasure{}, err
@@ -123,8 +112,8 @@ func (s *Store) Erase(ctx context.Context, sc Scope, visitorID uint64, now time.
 	if err := s.checkLayout(ctx); err != nil {
 		return Erasure{}, err
 	}
-	// The visitor's days, read before the events go: the views are
-	// rebuilt for those days.
+	// The visitor's days, read before the events go, for the record; a
+	// visitor with none has nothing to delete.
 	rec := erasureRecord{requestedAt: now.UTC().Truncate(time.Second)}
 	err := s.rows(ctx, "erase_sessions", Query{
 		SQL:  visitorSessionsSQL,
@@ -166,7 +155,7 @@ func (s *Store) Erase(ctx context.Context, sc Scope, visitorID uint64, now time.
 	// mutations follow in the next batch (FinishErasures). A visitor with
 	// no stored events needs none: the erasure is done as recorded, and
 	// the sinker drops their events from now on.
-	rec.viewsRebuilt = rec.firstDay.IsZero()
+	rec.finished = rec.firstDay.IsZero()
 	if err := s.recordErasure(ctx, sc, visitorID, rec); err != nil {
 		return Erasure{}, err
 	}
@@ -217,7 +206,7 @@ func (s *Store) latestMutation(ctx context.Context, sc Scope, table string) (str
 	var id string
 	err := s.rows(ctx, "erase", Query{
 		SQL:  latestMutationSQL,
-		Args: []any{table, quoteLiteral(sc.clientID)},
+		Args: []any{table, chschema.QuoteString(sc.clientID)},
 	}, func(r driver.Rows) error { return r.Scan(&id) })
 	return id, err
 }
@@ -254,8 +243,8 @@ var ErrNoErasure = errors.New("no erasure requested for this visitor")
 // catches the ones inserted before it learned of the erasure.
 const ReplayWindow = 7 * 24 * time.Hour
 
-// recentErasuresSQL lists the erasures done (views rebuilt for the latest
-// request) and requested since a time, and returnedEventsSQL counts a
+// recentErasuresSQL lists the erasures finished (the latest request has a
+// finished record) and requested since a time, and returnedEventsSQL counts a
 // visitor's rows that are back in the events table. Both are scoped by
 // their client_id argument or by the erasure records themselves.
 const (
@@ -331,7 +320,7 @@ func (s *Store) erasureRecord(ctx context.Context, sc Scope, visitorID uint64) (
 		if first != 0 {
 			rec.firstDay, rec.lastDay = time.Unix(int64(first)*86400, 0).UTC(), time.Unix(int64(last)*86400, 0).UTC()
 		}
-		rec.viewsRebuilt = rebuilt == 1
+		rec.finished = rebuilt == 1
 		return err
 	})
 	if err != nil {
@@ -344,10 +333,10 @@ func (s *Store) erasureRecord(ctx context.Context, sc Scope, visitorID uint64) (
 }
 
 // erasureState reads the state of rec's mutations. Done means the
-// mutations are; the caller adds the views' part.
+// mutations are; the caller adds whether the erasure was finished.
 func (s *Store) erasureState(ctx context.Context, sc Scope, visitorID uint64, rec erasureRecord) (Erasure, error) {
 	e := Erasure{ClientID: sc.clientID, VisitorID: visitorID, RequestedAt: rec.requestedAt.Format(time.DateTime),
-		ViewsRebuilt: rec.viewsRebuilt, Mutations: []Mutation{}, Done: true}
+		Mutations: []Mutation{}, Done: true}
 	for _, m := range rec.mutations {
 		table, id, _ := strings.Cut(m, "\x00")
 		mu := Mutation{Table: table, MutationID: id, Done: true}
@@ -372,7 +361,7 @@ func (s *Store) erasureState(ctx context.Context, sc Scope, visitorID uint64, re
 			// same client may keep it pending longer, never shorter).
 			err := s.rows(ctx, "erasure_status", Query{
 				SQL:  clusterMutationsPendingSQL,
-				Args: []any{s.layout.Cluster, s.layout.Database, table, quoteLiteral(sc.clientID)},
+				Args: []any{s.layout.Cluster, s.layout.Database, table, chschema.QuoteString(sc.clientID)},
 			}, func(r driver.Rows) error {
 				var pending uint64
 				err := r.Scan(&pending)
@@ -387,10 +376,4 @@ func (s *Store) erasureState(ctx context.Context, sc Scope, visitorID uint64, re
 		e.Mutations = append(e.Mutations, mu)
 	}
 	return e, nil
-}
-
-// quoteLiteral renders s as ClickHouse shows a string literal in a
-// mutation's command.
-func quoteLiteral(s string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -16,8 +15,8 @@ import (
 // database rewrite everyone's rows at will: a request only records the
 // visitor (hidden from every read at once), and FinishErasures, which the
 // reporter runs every -erasure-interval, starts at most one DELETE
-// mutation per table for all the visitors recorded meanwhile, and
-// rebuilds the aggregate views of one client's days once those are done.
+// mutation per table for all the visitors recorded meanwhile, and records
+// the erasures whose mutations are done as finished.
 
 // DefaultErasureInterval is the reporter's -erasure-interval.
 const DefaultErasureInterval = time.Minute
@@ -34,8 +33,9 @@ const (
 	ErasureDone    = "done"
 )
 
-// pendingErasuresSQL lists the erasures whose views were not rebuilt yet:
-// the latest request of each visitor has no record with views_rebuilt.
+// pendingErasuresSQL lists the erasures not finished yet: the latest
+// request of each visitor has no finished record (views_rebuilt, see
+// erasureRecord).
 const pendingErasuresSQL = `SELECT client_id, visitor_id FROM ` + erasedTable + `
 GROUP BY client_id, visitor_id HAVING maxIf(requested_at, views_rebuilt = 1) < max(requested_at)
 ORDER BY min(requested_at), client_id, visitor_id`
@@ -57,9 +57,9 @@ func (s *Store) ErasureStatus(ctx context.Context, sc Scope, visitorID uint64) (
 		return Erasure{}, err
 	}
 	switch {
-	case !rec.viewsRebuilt && len(rec.mutations) == 0:
+	case !rec.finished && len(rec.mutations) == 0:
 		e.State, e.Done = ErasurePending, false
-	case !rec.viewsRebuilt || !e.Done:
+	case !rec.finished || !e.Done:
 		e.State, e.Done = ErasureRunning, false
 	default:
 		e.State = ErasureDone
@@ -76,9 +76,9 @@ type pendingErasure struct {
 
 // FinishErasures moves the pending erasures on, with at most one mutation
 // per table: one DELETE per table holding visitor rows covers every
-// visitor recorded since the last batch, and the aggregate views of one
-// client whose visitors' rows are gone are rebuilt for their days. It
-// returns how many erasures are still pending.
+// visitor recorded since the last batch, and the erasures whose rows are
+// gone are recorded as finished. It returns how many erasures are still
+// pending.
 func (s *Store) FinishErasures(ctx context.Context) (int, error) {
 	list, err := s.visitors(ctx, "pending_erasures", Query{SQL: pendingErasuresSQL})
 	if err != nil {
@@ -86,6 +86,7 @@ func (s *Store) FinishErasures(ctx context.Context) (int, error) {
 	}
 	var fresh, deleted []pendingErasure
 	var errs []error
+	finished := 0
 	for _, v := range list {
 		sc := Scope{clientID: v.client}
 		rec, err := s.erasureRecord(ctx, sc, v.visitor)
@@ -109,8 +110,11 @@ func (s *Store) FinishErasures(ctx context.Context) (int, error) {
 			deleted = append(deleted, p)
 		}
 	}
-	finished, err := s.rebuildErasedViews(ctx, deleted)
-	errs = append(errs, err)
+	if err := s.recordFinished(ctx, deleted); err != nil {
+		errs = append(errs, err)
+	} else {
+		finished = len(deleted)
+	}
 	if err := s.deleteErased(ctx, fresh); err != nil {
 		errs = append(errs, err)
 	}
@@ -118,9 +122,7 @@ func (s *Store) FinishErasures(ctx context.Context) (int, error) {
 }
 
 // deleteErased starts one DELETE per table holding visitor rows for all of
-// batch and records the mutations with each erasure. Tables the views
-// write to are left to the views' rebuild, which re-aggregates the
-// visitors' days without them.
+// batch and records the mutations with each erasure.
 func (s *Store) deleteErased(ctx context.Context, batch []pendingErasure) error {
 	if len(batch) == 0 {
 		return nil
@@ -132,32 +134,17 @@ func (s *Store) deleteErased(ctx context.Context, batch []pendingErasure) error 
 	if err != nil {
 		return err
 	}
-	views := map[string]bool{}
-	for _, v := range chschema.ViewNames {
-		views[s.layout.Local(v)] = true
-	}
 	var mutations []string
-	for _, t := range targets {
-		if views[t.table] {
-			continue
-		}
-		var q Query
-		if t.bySession {
-			q, err = s.eraseSessionsBatch(ctx, t.table, batch)
-		} else {
-			q, err = s.eraseVisitorsBatch(t.table, batch)
-		}
+	for _, table := range targets {
+		q, err := s.eraseVisitorsBatch(table, batch)
 		if err != nil {
 			return err
 		}
-		if q.SQL == "" {
-			continue // none of the visitors has a session
-		}
-		id, err := s.mutate(ctx, Scope{clientID: batch[0].client}, t.table, q)
+		id, err := s.mutate(ctx, Scope{clientID: batch[0].client}, table, q)
 		if err != nil {
-			return fmt.Errorf("erasing %d visitors from %s: %w", len(batch), t.table, err)
+			return fmt.Errorf("erasing %d visitors from %s: %w", len(batch), table, err)
 		}
-		mutations = append(mutations, t.table+"\x00"+id)
+		mutations = append(mutations, table+"\x00"+id)
 	}
 	// The events table is always among the targets, so every record
 	// now has a mutation and is no longer pending.
@@ -167,62 +154,13 @@ func (s *Store) deleteErased(ctx context.Context, batch []pendingErasure) error 
 	return s.recordErasures(ctx, batch)
 }
 
-// rebuildErasedViews rebuilds the aggregate views of the first client of
-// deleted (whose visitors' rows are gone) over the days of its visitors,
-// once, and records those erasures as finished. It returns how many.
-func (s *Store) rebuildErasedViews(ctx context.Context, deleted []pendingErasure) (int, error) {
-	if len(deleted) == 0 {
-		return 0, nil
+// recordFinished records the erasures of deleted, whose visitors' rows
+// are gone, as finished.
+func (s *Store) recordFinished(ctx context.Context, deleted []pendingErasure) error {
+	for i := range deleted {
+		deleted[i].rec.finished = true
 	}
-	client := deleted[0].client
-	var mine []pendingErasure
-	var from, to time.Time
-	for _, p := range deleted {
-		if p.client != client {
-			continue
-		}
-		mine = append(mine, p)
-		if p.rec.firstDay.IsZero() {
-			continue
-		}
-		if from.IsZero() || p.rec.firstDay.Before(from) {
-			from = p.rec.firstDay
-		}
-		if p.rec.lastDay.After(to) {
-			to = p.rec.lastDay
-		}
-	}
-	var mutations []string
-	if !from.IsZero() {
-		sc := Scope{clientID: client}
-		before := map[string]string{}
-		for _, v := range chschema.ViewNames {
-			id, err := s.latestMutation(ctx, sc, s.layout.Local(v))
-			if err != nil {
-				return 0, err
-			}
-			before[v] = id
-		}
-		if err := chschema.RebuildViews(ctx, s.conn, s.layout, client, from, to); err != nil {
-			return 0, fmt.Errorf("rebuilding the views of client %s after erasures: %w", client, err)
-		}
-		for _, v := range chschema.ViewNames {
-			table := s.layout.Local(v)
-			id, err := s.newMutation(ctx, sc, table, before[v])
-			if err != nil {
-				return 0, err
-			}
-			mutations = append(mutations, table+"\x00"+id)
-		}
-	}
-	for i := range mine {
-		mine[i].rec.mutations = append(slices.Clip(mine[i].rec.mutations), mutations...)
-		mine[i].rec.viewsRebuilt = true
-	}
-	if err := s.recordErasures(ctx, mine); err != nil {
-		return 0, err
-	}
-	return len(mine), nil
+	return s.recordErasures(ctx, deleted)
 }
 
 // checkLayout refuses erasure when the events table is laid out for a
@@ -257,40 +195,9 @@ func (s *Store) eraseVisitorsBatch(table string, batch []pendingErasure) (Query,
 	return batchDelete(s.layout, table, "visitor_id", clients, ids)
 }
 
-// eraseSessionsBatch is the mutation deleting the sessions of batch's
-// visitors from table, for tables that hold visitors only as aggregate
-// states but keep one row per session; an empty Query when the visitors
-// have no sessions.
-func (s *Store) eraseSessionsBatch(ctx context.Context, table string, batch []pendingErasure) (Query, error) {
-	clients, visitors := byClient(batch)
-	var withSessions []string
-	sessions := map[string][]uint64{}
-	for _, c := range clients {
-		for _, v := range visitors[c] {
-			err := s.rows(ctx, "erase_sessions", Query{SQL: visitorSessionsSQL, Args: []any{c, v}}, func(r driver.Rows) error {
-				var id uint64
-				var first, last string
-				err := r.Scan(&id, &first, &last)
-				sessions[c] = append(sessions[c], id)
-				return err
-			})
-			if err != nil {
-				return Query{}, err
-			}
-		}
-		if len(sessions[c]) > 0 {
-			withSessions = append(withSessions, c)
-		}
-	}
-	if len(withSessions) == 0 {
-		return Query{}, nil
-	}
-	return batchDelete(s.layout, table, "session_id", withSessions, sessions)
-}
-
 // batchDelete is the mutation deleting from table the rows whose column
-// (visitor_id, session_id) is one of ids[c] of client c, for each client:
-// every id only under its own client.
+// (visitor_id) is one of ids[c] of client c, for each client: every id
+// only under its own client.
 func batchDelete(l chschema.Target, table, column string, clients []string, ids map[string][]uint64) (Query, error) {
 	if len(clients) == 0 {
 		return Query{}, errors.New("erase: nothing to delete")
@@ -347,7 +254,7 @@ func erasureRow(client string, visitorID uint64, rec erasureRecord) []any {
 		mutations = []string{}
 	}
 	var rebuilt uint8
-	if rec.viewsRebuilt {
+	if rec.finished {
 		rebuilt = 1
 	}
 	// Date columns take the zero time as 1970-01-01: "no events".

@@ -219,7 +219,7 @@ func rollDaySQL(day uint32, clients []string, roll uint64) string {
 	dims := strings.Join(chschema.SessionDimensions, ", ")
 	quoted := make([]string, len(clients))
 	for i, c := range clients {
-		quoted[i] = quoteLiteral(c)
+		quoted[i] = chschema.QuoteString(c)
 	}
 	from := int64(day) * 86400
 	where := fmt.Sprintf("timestamp >= toDateTime(%d) AND timestamp < toDateTime(%d) AND client_id IN (%s)"+
@@ -279,7 +279,7 @@ func dropSupersededSQL(byClient map[string][]string) string {
 	sort.Strings(clients)
 	conds := make([]string, len(clients))
 	for i, c := range clients {
-		conds[i] = "(client_id = " + quoteLiteral(c) + " AND roll IN (" + strings.Join(byClient[c], ", ") + "))"
+		conds[i] = "(client_id = " + chschema.QuoteString(c) + " AND roll IN (" + strings.Join(byClient[c], ", ") + "))"
 	}
 	return "ALTER TABLE " + chschema.SessionsTable + " DELETE WHERE " + strings.Join(conds, " OR ")
 }

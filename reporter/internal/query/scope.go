@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aluminiapp/pipeline/lib/chschema"
 	"github.com/aluminiapp/pipeline/lib/registry"
 )
 
@@ -112,7 +113,7 @@ func (b *stmt) query() Query { return Query{SQL: b.sb.String(), Args: b.args} }
 // read excludes them, so an erased visitor stays out of reports and exports
 // even when a Kafka replay writes their events again before the sinker
 // learns to skip them.
-const erasedTable = "erased_visitors"
+const erasedTable = chschema.ErasedVisitors
 
 // from writes "FROM events WHERE <client filter> ..." for scope s: the only
 // way this package reads the events table. The client filter comes first

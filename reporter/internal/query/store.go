@@ -11,6 +11,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/maypok86/otter/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
 
 	"github.com/aluminiapp/pipeline/lib/chschema"
 )
@@ -40,9 +41,9 @@ type Store struct {
 }
 
 // OnCluster tells the store that the tables are laid out as the sinker's
-// cluster mode lays them out on cluster (in database): Init makes the
-// erasure table on every node, replicated to all of them, and erasure
-// deletes on every shard, ON CLUSTER. Call it before Init.
+// cluster mode lays them out on cluster (in database): Init migrates ON
+// CLUSTER, and erasure deletes on every shard, ON CLUSTER. Call it before
+// Init.
 func (s *Store) OnCluster(database, cluster string) {
 	s.layout = chschema.Target{Database: database, Cluster: cluster}
 }
@@ -97,6 +98,21 @@ func (s *Store) rows(ctx context.Context, name string, q Query, scan func(driver
 	}
 	if err := rows.Close(); err != nil {
 		return fmt.Errorf("%s query: %w", name, err)
+	}
+	return nil
+}
+
+// Init brings the database's schema up to date (chschema.Apply), as the
+// sinker does when it starts: the erasure table the reporter writes is
+// part of it, and whichever service starts first migrates. Call it after
+// OnCluster.
+func (s *Store) Init(ctx context.Context, log *zap.Logger) error {
+	var opts []chschema.Option
+	if s.layout.Cluster != "" {
+		opts = append(opts, chschema.OnCluster(s.layout.Cluster))
+	}
+	if err := chschema.Apply(ctx, s.conn, log, opts...); err != nil {
+		return fmt.Errorf("migrating the database: %w", err)
 	}
 	return nil
 }

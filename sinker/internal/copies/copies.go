@@ -5,10 +5,9 @@
 // Copies of one event can differ (a retry from another address has
 // another cookieless visitor id, a retry without its cookie another
 // cookie), so the events table cannot be left to collapse them: its
-// sorting key holds the visitor's sample key, and the report views count
-// every row that reaches them. Storing only the first copy keeps both
-// right, and the choice is a function of the partition's log alone, so
-// every sinker, replay and rebuild makes the same one.
+// sorting key holds the visitor's sample key. Storing only the first copy
+// keeps counts right, and the choice is a function of the partition's log
+// alone, so every sinker, replay and rebuild makes the same one.
 package copies
 
 import (

@@ -1,12 +1,10 @@
 // Package erased keeps the sinker's copy of the visitors whose erasure was
 // requested, so that a Kafka replay cannot store their events again.
 //
-// The reporter owns the table (erased_visitors, created by its Store.Init
-// and written by its Store.Erase). The sinker depends only on this
-// contract: a table named erased_visitors in the sinker's database with
-// the columns client_id String and visitor_id UInt64, one or more rows per
-// erased visitor, rows never deleted. Until the reporter first starts, the
-// table does not exist, which means nobody was erased yet.
+// The table is chschema.ErasedVisitors, which the reporter writes (Erase).
+// The sinker reads only its client_id and visitor_id: one or more rows per
+// erased visitor, rows never deleted. The sinker's migrations create it, so
+// it is missing only from a database not migrated yet.
 package erased
 
 import (
@@ -21,11 +19,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/aluminiapp/pipeline/lib/chschema"
 	"github.com/aluminiapp/pipeline/lib/periodic"
 )
 
-// Table is the reporter's erasure table the set is loaded from.
-const Table = "erased_visitors"
+// Table is the erasure table the set is loaded from.
+const Table = chschema.ErasedVisitors
 
 // loadSQL reads every erased pair. The table holds up to three records per
 // erasure (see the reporter's Store.Erase); the map absorbs the repeats,
@@ -43,8 +42,8 @@ const refreshTimeout = time.Minute
 // codeUnknownTable is ClickHouse's UNKNOWN_TABLE.
 const codeUnknownTable = 60
 
-// ErrNoTable is what Load returns while the reporter has not created the
-// table yet; the set stays as it was.
+// ErrNoTable is what Load returns while the database has no table (not
+// migrated to schema version 6 yet); the set stays as it was.
 var ErrNoTable = errors.New(Table + " does not exist yet")
 
 // Set is the erased (client_id, visitor_id) pairs, swapped whole on every
@@ -154,7 +153,7 @@ func (s *Set) Load(ctx context.Context) error {
 }
 
 // Refresh is Load with the failures handled as Run does: a missing table
-// is normal until the reporter first starts, and other failures keep the
+// means nobody was erased yet, and other failures keep the
 // last set and are retried at the next interval.
 func (s *Set) Refresh(ctx context.Context) {
 	// A hung connection turns into a failed refresh, retried next time.
@@ -169,7 +168,7 @@ func (s *Set) Refresh(ctx context.Context) {
 		s.tableSeen = true
 		s.lastRefresh.SetToCurrentTime()
 	case errors.Is(err, ErrNoTable):
-		// The reporter creates the table; until then nobody was erased.
+		// Migration 6 creates the table; until then nobody was erased.
 		s.log.Debug("no erased visitors yet", zap.Error(err))
 		s.lastRefresh.SetToCurrentTime()
 	case ctx.Err() != nil:

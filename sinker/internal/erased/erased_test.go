@@ -3,38 +3,17 @@ package erased_test
 import (
 	"context"
 	"errors"
-	"os"
-	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/aluminiapp/pipeline/lib/chschema"
 	"github.com/aluminiapp/pipeline/lib/chtest"
 	"github.com/aluminiapp/pipeline/sinker/internal/erased"
 	"github.com/aluminiapp/pipeline/sinker/internal/erased/erasedtest"
 )
-
-// TestReporterKeepsTheContract fails when the reporter's table stops having
-// what the sinker reads: its name and the two key columns.
-func TestReporterKeepsTheContract(t *testing.T) {
-	src, err := os.ReadFile("../../../reporter/internal/query/store.go")
-	if err != nil {
-		t.Skipf("reporter source not beside the sinker: %v", err)
-	}
-	scope, err := os.ReadFile("../../../reporter/internal/query/scope.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"client_id String,", "visitor_id UInt64,"} {
-		if !strings.Contains(string(src), want) {
-			t.Errorf("reporter's erasedDDL lacks %q; the sinker reads it (update erased.go and testdata)", want)
-		}
-	}
-	if want := `const erasedTable = "` + erased.Table + `"`; !strings.Contains(string(scope), want) {
-		t.Errorf("reporter's scope.go lacks %q", want)
-	}
-}
 
 func TestLoad(t *testing.T) {
 	_, conn := chtest.Database(t)
@@ -42,7 +21,7 @@ func TestLoad(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	s := erased.New(conn, zaptest.NewLogger(t), reg)
 
-	// No table: the reporter has not started yet. Not an error to stop for.
+	// No table: a database not migrated yet. Not an error to stop for.
 	if err := s.Load(ctx); !errors.Is(err, erased.ErrNoTable) {
 		t.Fatalf("Load() without the table = %v; want ErrNoTable", err)
 	}
@@ -54,7 +33,7 @@ func TestLoad(t *testing.T) {
 		t.Errorf("Contains(shop, 7), Len() = %v, %d; want false, 0", s.Contains("shop", 7), s.Len())
 	}
 
-	if err := conn.Exec(ctx, erasedtest.ReporterDDL); err != nil {
+	if err := chschema.Apply(ctx, conn, zap.NewNop()); err != nil {
 		t.Fatal(err)
 	}
 	erasedtest.Record(t, conn, "shop", 7)

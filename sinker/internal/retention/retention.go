@@ -1,12 +1,12 @@
 // Package retention deletes each client's events older than the client's
-// retention period from the events table and the report views.
+// retention period from the events table.
 //
 // ClickHouse 18.16 has no TTL, and a TTL could not be per client anyway
 // without a retention column in every row (the registry, not the event,
 // knows the period, and it may change). So the sinker runs a scheduled
 // cleanup on every server version: per client, one ALTER TABLE ... DELETE
-// mutation per table, issued only when there is something old to delete,
-// cut at a UTC day boundary so that day-level views and raw data agree.
+// mutation, issued only when there is something old to delete, cut at a
+// UTC day boundary, so a report of whole days never shows a partial one.
 package retention
 
 import (
@@ -57,15 +57,6 @@ func (c *Cleaner) Run(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// viewTimeColumns says how each view table's rows are dated (the tables of
-// chschema.ViewNames; schema migration 4 renamed them).
-var viewTimeColumns = map[string]string{
-	"events_hourly_v2":  "hour < toDateTime(?)",
-	"sessions_daily_v2": "day < toDate(toDateTime(?))",
-	"pages_daily_v2":    "day < toDate(toDateTime(?))",
-	"sources_daily_v2":  "day < toDate(toDateTime(?))",
-}
-
 // Once deletes, for every client with a retention period, what is older
 // than the start of the UTC day `days` days ago.
 func (c *Cleaner) Once(ctx context.Context) error {
@@ -114,11 +105,6 @@ func (c *Cleaner) clean(ctx context.Context, clientID string, cutoff int64) erro
 	// VALUES waits for a data block).
 	if err := c.conn.Exec(ctx, "ALTER TABLE "+c.target.Mutable("events")+" DELETE WHERE client_id = ? AND timestamp < toDateTime(?)", clientID, cutoff); err != nil {
 		return err
-	}
-	for _, table := range chschema.ViewNames {
-		if err := c.conn.Exec(ctx, "ALTER TABLE "+c.target.Mutable(table)+" DELETE WHERE client_id = ? AND "+viewTimeColumns[table], clientID, cutoff); err != nil {
-			return err
-		}
 	}
 	c.log.Info("retention: deleting expired events", zap.String("client_id", clientID),
 		zap.Time("before", time.Unix(cutoff, 0).UTC()), zap.Uint64("events", old))

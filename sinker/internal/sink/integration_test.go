@@ -376,7 +376,6 @@ func (e *env) rowsBelow(t *testing.T, n int) uint64 {
 func TestErasedVisitorsStayErased(t *testing.T) {
 	e := newEnv(t)
 	const n, erasedVisitor = 140, 3
-	erasedtest.Create(t, e.conn)
 	erasedtest.Record(t, e.conn, "shop", erasedVisitor)
 	erasedtest.Record(t, e.conn, "news", 4) // another client's visitor 4 is not shop's
 	set := erased.New(e.conn, zaptest.NewLogger(t), prometheus.NewRegistry())

@@ -8,9 +8,7 @@
 // retries and replays, and the events table is a ReplacingMergeTree keyed on
 // (client_id, toDate(timestamp), event_id): replayed rows collapse into one
 // when parts merge, and until then queries count uniqExact(event_id) (or
-// read with FINAL), so a replay never doubles a count. The report views
-// hold only idempotent aggregates (uniqExact of ids, min, max), so a
-// replayed row changes them no more than it changes the raw counts.
+// read with FINAL), so a replay never doubles a count.
 //
 // Insert deduplication tokens were considered and left out: a token only
 // helps if a replay rebuilds the very same block, which needs batch

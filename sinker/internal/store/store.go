@@ -76,12 +76,6 @@ func (s *Store) Insert(ctx context.Context, events []*aluminiv1.Event) error {
 	return s.insert(ctx, chschema.InsertSQL, events)
 }
 
-// InsertInto is Insert into another table with the events table's columns
-// (benchmarks compare against a copy of the table).
-func (s *Store) InsertInto(ctx context.Context, table string, events []*aluminiv1.Event) error {
-	return s.insert(ctx, "INSERT INTO "+table+" ("+strings.Join(chschema.Columns, ", ")+")", events)
-}
-
 // sendBlockRows is how many rows go to ClickHouse in one native block.
 const sendBlockRows = 8192
 

@@ -1,10 +1,9 @@
-// Package erasedtest creates and fills the reporter's erasure table in
+// Package erasedtest fills the erasure table (chschema.ErasedVisitors) in
 // tests, the way the reporter does.
 package erasedtest
 
 import (
 	"context"
-	_ "embed"
 	"testing"
 	"time"
 
@@ -12,23 +11,6 @@ import (
 
 	"github.com/aluminiapp/pipeline/sinker/internal/erased"
 )
-
-// ReporterDDL is the reporter's erasedDDL (reporter/internal/query/store.go),
-// which the sinker cannot import from the reporter's internal package; for
-// tests only (TestReporterKeepsTheContract checks the parts the sinker
-// reads).
-//
-//go:embed testdata/erased_visitors.sql
-var ReporterDDL string
-
-// Create creates the table as the reporter does. The sinker itself
-// never creates it.
-func Create(t testing.TB, conn driver.Conn) {
-	t.Helper()
-	if err := conn.Exec(context.Background(), ReporterDDL); err != nil {
-		t.Fatalf("creating %s: %v", erased.Table, err)
-	}
-}
 
 // Record erases a visitor the way the reporter's Erase writes the
 // table: a batch insert, two records under one requested_at.
