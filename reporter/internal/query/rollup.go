@@ -486,7 +486,7 @@ const visitsOfRows = "countIf(spans = 0) + uniqExactIf(session, spans = 1)"
 func (s Scope) rolledTimeseries(p Params, iv Interval, rd rolledDays) Query {
 	var b stmt
 	b.sql("SELECT toString(" + bucketFuncs[iv] + "(toDateTime(hour, ").bind(p.tz()).sql(`))) AS bucket,
-    uniqExact(visitor), `+visitsOfRows+`, sum(pv), sum(ev)
+    uniqExact(visitor), ` + visitsOfRows + `, sum(pv), sum(ev)
 FROM (`)
 	b.parts(s, p, rd,
 		"hour, visitor_id AS visitor, session_id AS session, spans, toUInt64(pageviews) AS pv, toUInt64(events) AS ev", "",
