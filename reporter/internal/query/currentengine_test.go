@@ -163,7 +163,7 @@ func TestCurrentEngineRunsEveryQuery(t *testing.T) {
 	day := uint32(time.Date(2026, 3, 5, 0, 0, 0, 0, time.UTC).Unix() / 86400)
 	stmts = append(stmts,
 		sqlcheck.Statement{Name: "roll tables", SQL: rollTablesSQL},
-		sqlcheck.Statement{Name: "roll counts", SQL: rollCountsSQL, Params: []any{march.To.Unix()}},
+		sqlcheck.Statement{Name: "roll counts", SQL: rollCountsSQL, Params: []any{0, march.To.Unix()}},
 		sqlcheck.Statement{Name: "rolls", SQL: rollsSQL},
 		sqlcheck.Statement{Name: "roll a day", SQL: rollDaySQL(day, []string{"shop", "O'Neil"}, 1)},
 		sqlcheck.Statement{Name: "record a roll", SQL: recordRollSQL + " VALUES ('shop', '2026-03-05', 1, 5)"},

@@ -38,6 +38,8 @@ type Store struct {
 	// (RollUp), exactly up to sampleRolledAbove events.
 	rollup            bool
 	sampleRolledAbove uint64
+	// rollFullAt is when Roll last compared every day's events.
+	rollFullAt time.Time
 }
 
 // OnCluster tells the store that the tables are laid out as the sinker's
