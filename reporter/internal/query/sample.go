@@ -35,7 +35,7 @@ func (s *Store) SampleAbove(rows uint64) {
 // -sample-rolled-above-events: the size up to which a report read from
 // rolled-up sessions stays under 300 ms on the 2-core reference server
 // (docs/reporter.md).
-const DefaultSampleRolledAbove = 10_000_000
+const DefaultSampleRolledAbove = 5_000_000
 
 // SampleRolledAbove makes reports the store answers from rolled-up
 // sessions (Exact) read a sample only over more than rows events; 0 never
