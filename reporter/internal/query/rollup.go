@@ -424,13 +424,7 @@ func (b *stmt) fromRolled(s Scope, p Params, rd rolledDays) {
 	b.sql("FROM " + chschema.SessionsTable + " WHERE client_id = ").bind(s.clientID).
 		sql(" AND hour >= toDateTime(").bind(p.Range.From.Unix()).sql(") AND hour < toDateTime(").bind(p.Range.To.Unix()).sql(")")
 	b.sql(" AND roll IN (")
-	for i, r := range rd.rolls {
-		if i > 0 {
-			b.sql(", ")
-		}
-		b.bind(r)
-	}
-	b.sql(")")
+	bindEach(b, rd.rolls).sql(")")
 	if !p.IncludeBots {
 		b.sql(" AND is_bot = 0")
 	}
