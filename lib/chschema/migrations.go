@@ -33,7 +33,8 @@ type Migration struct {
 }
 
 // Migrations are applied in order; append, never change what one that
-// shipped does on a server it already ran on.
+// shipped does on a server it already ran on. A migration that adds or
+// drops a table changes Tables with it.
 var Migrations = []Migration{
 	{Version: 1, Name: "events table", Statements: eventsTable},
 	{Version: 2, Name: "report views", Statements: reportViews},
