@@ -7,8 +7,8 @@ import "strings"
 // from `events FINAL` (reporter/internal/query, "roll") and read by the
 // unfiltered aggregate, time series and visit-level breakdowns. Plain
 // columns, never aggregate states: a report sums and counts them without
-// FINAL and without merging states, which on 18.16 cost 5-20x a plain
-// read (docs/bench/reporter.md). Rows are exact because a roll computes
+// FINAL and without merging states, both of which cost several times a
+// plain read on 18.16 (docs/bench/reporter.md). Rows are exact because a roll computes
 // whole days from the deduplicated events and is recorded in
 // SessionRollsTable only after its rows are in: a report reads, per day,
 // the rows of the day's latest recorded roll (RollColumn) and counts the

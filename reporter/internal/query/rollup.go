@@ -28,9 +28,9 @@ import (
 // compares each day's events rows (copies included) with the number the
 // roll recorded and rolls a day again when they differ: late events, a
 // replay's copies, an erasure's or retention's DELETE all change it. Until
-// that next run (-erasure-interval), a report over the day misses events
-// that arrived after the roll; a replay's copies change nothing, since a
-// roll reads FINAL.
+// the run that sees it (the next for recent days, within rollFullEvery
+// for older ones), a report over the day misses events that arrived after
+// the roll; a replay's copies change nothing, since a roll reads FINAL.
 
 // rollSettle is how long after its end a UTC day is rolled: events of the
 // day that reach ClickHouse within it are in the first roll.
@@ -43,8 +43,8 @@ const rollGrace = 10 * time.Minute
 
 // rollRecent and rollFullEvery: each Roll compares the events of the
 // last rollRecent days with their rolls, and of all days every
-// rollFullEvery; counting all of them reads every row's client and time
-// (0.3 s for 10 million events here), too much for every minute.
+// rollFullEvery: counting all of them reads every row's client and time,
+// too much for every minute on a large table (docs/bench/reporter.md).
 const (
 	rollRecent    = 3 * 24 * time.Hour
 	rollFullEvery = time.Hour
@@ -56,9 +56,10 @@ const rollBudget = 30 * time.Second
 
 // RollUp makes the store roll up sessions (Roll) and answer reports from
 // them, exactly up to DefaultSampleRolledAbove events (see
-// SampleRolledAbove), and reports whether it does: not on a cluster, nor before the
-// schema migration that made the tables (chschema) ran. Call it before
-// the store serves reports. Without it reports read events only.
+// SampleRolledAbove), and reports whether it does: not on a cluster, nor
+// before the schema migration that made the tables (chschema) ran. Call
+// it before the store serves reports. Without it reports read events
+// only.
 func (s *Store) RollUp(ctx context.Context) (bool, error) {
 	if s.layout.Cluster != "" {
 		return false, nil
@@ -234,9 +235,8 @@ func dayString(day uint32) string {
 // others of their visit: the visit has several rows that day, or its row
 // lies in the day's first or last hour, next to the neighbouring day's
 // roll. The rows are grouped per visit into an array and spread out again,
-// which counts a visit's rows in the same pass over events FINAL (a join
-// with a second pass measured about twice as slow). Erased visitors are
-// left out.
+// which counts a visit's rows in the same pass over events FINAL instead
+// of joining a second pass. Erased visitors are left out.
 func rollDaySQL(day uint32, clients []string, roll uint64) string {
 	dims := strings.Join(chschema.SessionDimensions, ", ")
 	quoted := make([]string, len(clients))
@@ -494,7 +494,7 @@ FROM (`)
 // visitsOfRows counts the visits of rolled-up rows (and tail events,
 // whose spans is 1) grouped by a value or bucket: a row with spans = 0 is
 // the only row of its visit, so it is counted as it is, and only the
-// others need a distinct count, a seventh of the rows in the benchmark.
+// others, a small share, need a distinct count.
 const visitsOfRows = "countIf(spans = 0) + uniqExactIf(session, spans = 1)"
 
 // rolledTimeseries is Timeseries over the rolled-up sessions: the buckets
