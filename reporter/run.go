@@ -69,8 +69,13 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) error {
 	store.SampleAbove(c.SampleAbove)
 	// No deadline of its own, as the sinker's: a migration may copy the
 	// events table (schema version 5).
+	rolled := false
 	err = chDep.Retry(ctx, "migrating the database", func(ctx context.Context) error {
-		return store.Init(ctx, rt.Log)
+		if err := store.Init(ctx, rt.Log); err != nil || !c.RollUp {
+			return err
+		}
+		rolled, err = store.RollUp(ctx)
+		return err
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -78,15 +83,9 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) error {
 		}
 		return errors.Join(err, closeConn())
 	}
-	if c.RollUp {
-		ok, err := store.RollUp(ctx)
-		if err != nil {
-			return errors.Join(err, closeConn())
-		}
-		store.SampleRolledAbove(c.SampleRolledAbove)
-		if !ok {
-			rt.Log.Warn("reports read events only: no rolled-up sessions on a cluster, or before the sinker's schema migration made their tables (restart the reporter after it)")
-		}
+	store.SampleRolledAbove(c.SampleRolledAbove)
+	if c.RollUp && !rolled {
+		rt.Log.Warn("reports read events only: rolled-up sessions are not made on a cluster")
 	}
 	apiHandler, err := api.New(api.Config{
 		Registry:         reg,

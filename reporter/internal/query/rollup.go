@@ -57,9 +57,8 @@ const rollBudget = 30 * time.Second
 // RollUp makes the store roll up sessions (Roll) and answer reports from
 // them, exactly up to DefaultSampleRolledAbove events (see
 // SampleRolledAbove), and reports whether it does: not on a cluster, nor
-// before the schema migration that made the tables (chschema) ran. Call
-// it before the store serves reports. Without it reports read events
-// only.
+// on a database without the tables (Init makes them). Call it after Init,
+// before the store serves reports. Without it reports read events only.
 func (s *Store) RollUp(ctx context.Context) (bool, error) {
 	if s.layout.Cluster != "" {
 		return false, nil
