@@ -173,6 +173,9 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) error {
 	return errors.Join(errs...)
 }
 
+// rollTimeout bounds one run of store.Roll: its budget plus a statement.
+const rollTimeout = 5 * time.Minute
+
 // finishErasures calls store.FinishErasures every interval until ctx
 // ends: each run starts at most one mutation per table. Then it rolls up
 // the sessions of the days that changed (store.Roll).
@@ -192,9 +195,12 @@ func finishErasures(ctx context.Context, store *query.Store, interval, timeout t
 		if again > 0 {
 			log.Info("audit: replayed events of erased visitors erased again", zap.Int("visitors", again))
 		}
-		// After the erasures, in the same loop: see query.Store.Roll.
-		if left, err := store.Roll(runCtx, time.Now()); err != nil && ctx.Err() == nil {
-			log.Error("rolling up sessions", zap.Error(err), zap.Int("days_left", left))
+		// After the erasures, in the same loop: see query.Store.Roll. A
+		// roll statement may take longer than a report, not than this.
+		rollCtx, cancelRoll := context.WithTimeout(ctx, rollTimeout)
+		defer cancelRoll()
+		if left, err := store.Roll(rollCtx, time.Now()); err != nil && ctx.Err() == nil {
+			log.Error("rolling up sessions", zap.Error(err), zap.Int("client_days_left", left))
 		}
 	})
 }

@@ -128,19 +128,42 @@ func (s *Store) Roll(ctx context.Context, now time.Time) (int, error) {
 	sort.Slice(order, func(i, j int) bool { return order[i] < order[j] })
 	start, left := time.Now(), len(todo)
 	for _, d := range order {
-		if time.Since(start) > rollBudget {
-			break
-		}
 		clients := days[d]
 		sort.Strings(clients)
-		// Versions increase with now, and strictly, whatever the clocks.
-		last = max(uint64(now.UnixNano()), last+1)
-		if err := s.rollDay(ctx, d, clients, counts, last); err != nil {
-			return left, err
+		for _, batch := range rollBatches(d, clients, counts) {
+			if time.Since(start) > rollBudget {
+				return left, nil
+			}
+			// Versions increase with now, and strictly, whatever the clocks.
+			last = max(uint64(now.UnixNano()), last+1)
+			if err := s.rollDay(ctx, d, batch, counts, last); err != nil {
+				return left, err
+			}
+			left -= len(batch)
 		}
-		left -= len(clients)
 	}
 	return left, s.dropSuperseded(ctx, now)
+}
+
+// rollBatch bounds the events one roll statement reads, so that a
+// statement of a busy day stays short: the clients of a day are rolled in
+// batches of at most rollBatch events (a client with more, alone).
+const rollBatch = 500_000
+
+// rollBatches splits the clients of day into batches of at most rollBatch
+// events, in order.
+func rollBatches(day uint32, clients []string, counts map[dayKey]uint64) [][]string {
+	var out [][]string
+	var n uint64
+	for _, c := range clients {
+		m := counts[dayKey{c, day}]
+		if len(out) == 0 || n+m > rollBatch {
+			out, n = append(out, nil), 0
+		}
+		out[len(out)-1] = append(out[len(out)-1], c)
+		n += m
+	}
+	return out
 }
 
 // daysToRoll returns the client days whose events rows differ from what
@@ -385,6 +408,12 @@ func (s *Store) rolled(ctx context.Context, sc Scope, r Range) (rolledDays, erro
 	if err != nil {
 		return rolledDays{}, err
 	}
+	return rolledDaysOf(r, have), nil
+}
+
+// rolledDaysOf splits r into the UTC days with a roll (have: day → latest
+// roll) and the parts without, merged where they touch.
+func rolledDaysOf(r Range, have map[uint32]uint64) rolledDays {
 	var out rolledDays
 	from, to := r.From.Unix(), r.To.Unix()
 	for day := from / 86400; day*86400 < to; day++ {
@@ -399,7 +428,7 @@ func (s *Store) rolled(ctx context.Context, sc Scope, r Range) (rolledDays, erro
 			out.tail = append(out.tail, [2]int64{lo, hi})
 		}
 	}
-	return out, nil
+	return out
 }
 
 // tailVolume counts the client's events in the days of r without a roll,
