@@ -36,6 +36,9 @@ type config struct {
 	MaxExport        int
 	TrendsMinClients int
 	SampleAbove      uint64
+	RollUp           bool
+	// SampleRolledAbove is -sample-rolled-above-events.
+	SampleRolledAbove uint64
 }
 
 // RegisterFlags adds the reporter's flags to the common ones.
@@ -57,7 +60,9 @@ func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxRows, "max-rows", 1000, "most rows a breakdown may return")
 	fs.IntVar(&c.MaxExport, "max-export-events", 100000, "most events one visitor export may return")
 	fs.IntVar(&c.TrendsMinClients, "trends-min-clients", 5, "fewest clients a cross-client trends row may describe")
-	fs.Uint64Var(&c.SampleAbove, "sample-above-events", query.DefaultSampleAbove, "reports over more events than this (one client, one range) count a sample of the visitors, one in 2, 5, 10, 20, ..., and scale up (sample_rate in the answer); 0 always counts every event")
+	fs.Uint64Var(&c.SampleAbove, "sample-above-events", query.DefaultSampleAbove, "reports over more events than this (one client, one range) count a sample of the visitors, one in 2, 5, 10, 20, ..., and scale up (sample_rate in the answer); 0 always counts every event; reports answered from rolled-up sessions are never sampled")
+	fs.Uint64Var(&c.SampleRolledAbove, "sample-rolled-above-events", query.DefaultSampleRolledAbove, "reports answered from rolled-up sessions (see -roll-up) count a sample only over this many events (one client, one range); 0 never samples them")
+	fs.BoolVar(&c.RollUp, "roll-up", true, "roll up each finished UTC day's visits (every -erasure-interval) and answer the unfiltered aggregate, time series and visit-level breakdowns exactly from them; false reads events only")
 }
 
 // Common returns the settings every service has.

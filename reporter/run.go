@@ -69,14 +69,23 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) error {
 	store.SampleAbove(c.SampleAbove)
 	// No deadline of its own, as the sinker's: a migration may copy the
 	// events table (schema version 5).
+	rolled := false
 	err = chDep.Retry(ctx, "migrating the database", func(ctx context.Context) error {
-		return store.Init(ctx, rt.Log)
+		if err := store.Init(ctx, rt.Log); err != nil || !c.RollUp {
+			return err
+		}
+		rolled, err = store.RollUp(ctx)
+		return err
 	})
 	if err != nil {
 		if ctx.Err() != nil {
 			return closeConn()
 		}
 		return errors.Join(err, closeConn())
+	}
+	store.SampleRolledAbove(c.SampleRolledAbove)
+	if c.RollUp && !rolled {
+		rt.Log.Warn("reports read events only: rolled-up sessions are not made on a cluster")
 	}
 	apiHandler, err := api.New(api.Config{
 		Registry:         reg,
@@ -164,8 +173,12 @@ func (c *config) run(ctx context.Context, rt *service.Runtime) error {
 	return errors.Join(errs...)
 }
 
+// rollTimeout bounds one run of store.Roll: its budget plus a statement.
+const rollTimeout = 5 * time.Minute
+
 // finishErasures calls store.FinishErasures every interval until ctx
-// ends: each run starts at most one mutation per table.
+// ends: each run starts at most one mutation per table. Then it rolls up
+// the sessions of the days that changed (store.Roll).
 func finishErasures(ctx context.Context, store *query.Store, interval, timeout time.Duration, log *zap.Logger) {
 	periodic.Run(ctx, interval, func() {
 		// Rebuilding views re-aggregates whole days: give it more than a
@@ -181,6 +194,13 @@ func finishErasures(ctx context.Context, store *query.Store, interval, timeout t
 		}
 		if again > 0 {
 			log.Info("audit: replayed events of erased visitors erased again", zap.Int("visitors", again))
+		}
+		// After the erasures, in the same loop: see query.Store.Roll. A
+		// roll statement may take longer than a report, not than this.
+		rollCtx, cancelRoll := context.WithTimeout(ctx, rollTimeout)
+		defer cancelRoll()
+		if left, err := store.Roll(rollCtx, time.Now()); err != nil && ctx.Err() == nil {
+			log.Error("rolling up sessions", zap.Error(err), zap.Int("client_days_left", left))
 		}
 	})
 }

@@ -43,6 +43,7 @@ var Migrations = []Migration{
 	{Version: 5, Name: "sampling key", Statements: samplingKey, Run: resample},
 	{Version: 6, Name: "erased_visitors table", Statements: erasedVisitors, Run: upgradeErasedVisitors},
 	{Version: 7, Name: "drop report views", Statements: dropReportViews},
+	{Version: 8, Name: "rolled-up sessions", Statements: sessionsTables},
 }
 
 // eventsTable creates the events table. ReplacingMergeTree keyed on

@@ -22,6 +22,8 @@ type Table struct {
 	// Distributed table Name (see Target.Local); the others are one table
 	// on every node (replicated to all of them, or local to each).
 	Sharded bool
+	// OneNode tables are made on one node only, not on a cluster.
+	OneNode bool
 	// Doc says what the table is for and who writes and reads it.
 	Doc string
 }
@@ -34,6 +36,8 @@ var Tables = []Table{
 	{Name: Events, Sharded: true, Doc: "one row per event; the sinker inserts, the reporter reads and erasure deletes"},
 	{Name: ErasedVisitors, Doc: "erasure requests and their progress; the reporter writes, the reporter and the sinker read"},
 	{Name: SchemaMigrations, Doc: "the migrations applied; Apply writes and reads it"},
+	{Name: SessionsTable, OneNode: true, Doc: "rolled-up sessions, one row per visit, hour and visit-level values (sessionsTables); the reporter writes and reads it, erasure deletes"},
+	{Name: SessionRollsTable, OneNode: true, Doc: "the roll of each client day of " + SessionsTable + " and the events rows it saw; the reporter writes and reads it"},
 }
 
 // TableNames are the names of Tables as t lays them out: on a cluster a
@@ -41,6 +45,9 @@ var Tables = []Table{
 func (t Target) TableNames() []string {
 	var names []string
 	for _, tb := range Tables {
+		if tb.OneNode && t.Cluster != "" {
+			continue
+		}
 		names = append(names, tb.Name)
 		if tb.Sharded && t.Cluster != "" {
 			names = append(names, t.Local(tb.Name))

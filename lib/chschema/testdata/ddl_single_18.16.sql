@@ -553,3 +553,56 @@ DROP TABLE IF EXISTS sources_daily_v2_mv;
 -- 7/8 drop report views
 DROP TABLE IF EXISTS sources_daily_v2;
 
+-- 8/1 rolled-up sessions
+CREATE TABLE IF NOT EXISTS sessions_hourly
+(
+    client_id String,
+    day Date,
+    roll UInt64,
+    hour DateTime('UTC'),
+    is_bot UInt8,
+    session_id UInt64,
+    visitor_id UInt64,
+    spans UInt8,
+    hostname String,
+    referrer_source String,
+    referrer String,
+    referrer_medium String,
+    search_term String,
+    utm_source String,
+    utm_medium String,
+    utm_campaign String,
+    utm_term String,
+    utm_content String,
+    browser String,
+    browser_version String,
+    os String,
+    os_version String,
+    device_type Enum8('unknown' = 0, 'desktop' = 1, 'mobile' = 2, 'tablet' = 3, 'bot' = 4, 'other' = 5),
+    country String,
+    region String,
+    city String,
+    pageviews UInt32,
+    events UInt32,
+    started DateTime('UTC'),
+    ended DateTime('UTC'),
+    entry String,
+    entry_at DateTime('UTC'),
+    exit String,
+    exit_at DateTime('UTC')
+)
+ENGINE = MergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (client_id, hour, session_id);
+
+-- 8/2 rolled-up sessions
+CREATE TABLE IF NOT EXISTS session_rolls
+(
+    client_id String,
+    day Date,
+    roll UInt64,
+    rows UInt64
+)
+ENGINE = ReplacingMergeTree(roll)
+ORDER BY (client_id, day);
+

@@ -555,3 +555,56 @@ DROP TABLE IF EXISTS sources_daily_v2_mv;
 -- 7/8 drop report views
 DROP TABLE IF EXISTS sources_daily_v2;
 
+-- 8/1 rolled-up sessions
+CREATE TABLE IF NOT EXISTS sessions_hourly
+(
+    client_id String,
+    day Date,
+    roll UInt64,
+    hour DateTime('UTC'),
+    is_bot UInt8,
+    session_id UInt64,
+    visitor_id UInt64,
+    spans UInt8,
+    hostname LowCardinality(String),
+    referrer_source LowCardinality(String),
+    referrer String,
+    referrer_medium LowCardinality(String),
+    search_term String,
+    utm_source LowCardinality(String),
+    utm_medium LowCardinality(String),
+    utm_campaign LowCardinality(String),
+    utm_term String,
+    utm_content String,
+    browser LowCardinality(String),
+    browser_version LowCardinality(String),
+    os LowCardinality(String),
+    os_version LowCardinality(String),
+    device_type Enum8('unknown' = 0, 'desktop' = 1, 'mobile' = 2, 'tablet' = 3, 'bot' = 4, 'other' = 5),
+    country LowCardinality(String),
+    region LowCardinality(String),
+    city LowCardinality(String),
+    pageviews UInt32,
+    events UInt32,
+    started DateTime('UTC'),
+    ended DateTime('UTC'),
+    entry String,
+    entry_at DateTime('UTC'),
+    exit String,
+    exit_at DateTime('UTC')
+)
+ENGINE = MergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (client_id, hour, session_id);
+
+-- 8/2 rolled-up sessions
+CREATE TABLE IF NOT EXISTS session_rolls
+(
+    client_id String,
+    day Date,
+    roll UInt64,
+    rows UInt64
+)
+ENGINE = ReplacingMergeTree(roll)
+ORDER BY (client_id, day);
+

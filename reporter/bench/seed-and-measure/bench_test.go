@@ -67,9 +67,10 @@ func TestSmallRun(t *testing.T) {
 	cfg := config{
 		Addr: chtest.Addr(), ClientBinary: "clickhouse-client", Database: "bench_smoke_" + hex.EncodeToString(b),
 		Events: 4000, Clients: 3, LargestShare: 0.5, Days: 7, Warmup: 0, Reps: 1, Seed: 1,
-		// c00's 2,000 events: every report reads one in 5 visitors, and each
-		// run checks the API's scaled counts against the sampled SQL's.
-		SampleAbove: 500,
+		// c00's 2,000 events: every report not answered from rolled-up
+		// sessions reads one in 5 visitors, and each run checks the API's
+		// scaled counts against the sampled SQL's.
+		SampleAbove: 500, RollUp: true, SampleRolledAbove: query.DefaultSampleRolledAbove,
 	}
 	if err := cfg.validate(); err != nil {
 		t.Fatal(err)
@@ -91,7 +92,9 @@ func TestSmallRun(t *testing.T) {
 			t.Errorf("report has no row for %s:\n%s", c.name, report)
 		}
 	}
-	for _, want := range []string{"Seeded 4000 events of 3 clients", "Client c00: 2000 events", "a sample of one in 5 visitors", "Largest overhead (p50)", "Accuracy of one in 5 against exact counts"} {
+	for _, want := range []string{"Seeded 4000 events of 3 clients", "Client c00: 2000 events", "Rolled up the sessions", "a sample of one in 5 visitors",
+		"| aggregate | exact, rolled up |", "| breakdown entry_page | exact, rolled up |", "| breakdown page | 1 in 5 |",
+		"Largest overhead (p50)", "Accuracy of one in 5 against exact counts"} {
 		if !strings.Contains(report, want) {
 			t.Errorf("report lacks %q:\n%s", want, report)
 		}

@@ -42,6 +42,14 @@ type config struct {
 	Keep bool
 	// SampleAbove is the reporter's -sample-above-events.
 	SampleAbove uint64
+	// RollUp makes the reporter roll up sessions first and answer the
+	// reports it can from them.
+	RollUp bool
+	// SQLOut, when set, is a file to write each report's SQL to, one
+	// statement a line, instead of measuring.
+	SQLOut string
+	// SampleRolledAbove is the reporter's -sample-rolled-above-events.
+	SampleRolledAbove uint64
 	// End is the exclusive end of the seeded range (midnight UTC); zero
 	// means today.
 	End time.Time
@@ -60,6 +68,9 @@ func (c *config) registerFlags(fs *flag.FlagSet) {
 	fs.Uint64Var(&c.Seed, "seed", 1, "random seed of the synthetic data")
 	fs.BoolVar(&c.Reuse, "reuse", false, "do not reseed when the database already holds -events events")
 	fs.BoolVar(&c.Keep, "keep", false, "keep the database after the run")
+	fs.BoolVar(&c.RollUp, "roll-up", true, "the reporter's -roll-up: roll up the finished days' sessions before measuring, and answer the unfiltered aggregate, time series and visit-level breakdowns exactly from them")
+	fs.StringVar(&c.SQLOut, "sql-out", "", "write each report's SQL (as clickhouse-client would run it, one a line, after a '-- name' line) to this file and stop, for timing by hand")
+	fs.Uint64Var(&c.SampleRolledAbove, "sample-rolled-above-events", query.DefaultSampleRolledAbove, "the reporter's -sample-rolled-above-events: reports answered from rolled-up sessions count a sample only over this many events; 0 never samples them")
 	fs.Uint64Var(&c.SampleAbove, "sample-above-events", query.DefaultSampleAbove, "the reporter's -sample-above-events: reports over more events count a sample of the visitors; 0 counts every event")
 }
 

@@ -50,6 +50,8 @@ type benchCase struct {
 	// output of the same SQL, so a wrong inlining cannot go unnoticed.
 	// The API scales what a sample counted by k; the TSV is unscaled.
 	check func(answer []byte, tsv string, k uint64) error
+	// k is the sample the report reads: 1 when it counts every event.
+	k uint64
 }
 
 // sample is one timed run.
@@ -136,14 +138,22 @@ func run(ctx context.Context, cfg config, out, progress io.Writer) error {
 		return err
 	}
 	defer srv.Close()
+	if cfg.RollUp {
+		if err := rollUp(ctx, store, out, progress); err != nil {
+			return err
+		}
+	}
 	cases, k, err := buildCases(ctx, store, rng)
 	if err != nil {
 		return err
 	}
 	if k > 1 {
-		fmt.Fprintf(out, "Reports read a sample of one in %d visitors (-sample-above-events %d); the SQL below is the sampled SQL.\n\n", k, cfg.SampleAbove)
+		fmt.Fprintf(out, "Reports not answered from rolled-up sessions read a sample of one in %d visitors (-sample-above-events %d); the SQL is the sampled SQL.\n\n", k, cfg.SampleAbove)
 	} else {
 		fmt.Fprintf(out, "Reports count every event (-sample-above-events %d).\n\n", cfg.SampleAbove)
+	}
+	if cfg.SQLOut != "" {
+		return writeSQL(cfg.SQLOut, cases)
 	}
 	host, port, err := net.SplitHostPort(cfg.Addr)
 	if err != nil {
@@ -151,8 +161,8 @@ func run(ctx context.Context, cfg config, out, progress io.Writer) error {
 	}
 	cl := chClient{bin: cfg.ClientBinary, host: host, port: port, database: cfg.Database}
 
-	fmt.Fprintf(out, "| query | reporter p50 | reporter p95 | clickhouse-client p50 | clickhouse-client p95 | overhead p50 | overhead p95 | p95 < 300 ms |\n")
-	fmt.Fprintf(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
+	fmt.Fprintf(out, "| query | counted | reporter p50 | reporter p95 | clickhouse-client p50 | clickhouse-client p95 | overhead p50 | overhead p95 | p95 < 300 ms |\n")
+	fmt.Fprintf(out, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
 	var worstRatio float64
 	var slow []string
 	var all []sample
@@ -174,7 +184,7 @@ func run(ctx context.Context, cfg config, out, progress io.Writer) error {
 			if err != nil {
 				return fmt.Errorf("%s: %w", c.name, err)
 			}
-			if err := c.check(answer, tsv, k); err != nil {
+			if err := c.check(answer, tsv, c.k); err != nil {
 				return fmt.Errorf("%s: the API and clickhouse-client disagree: %w", c.name, err)
 			}
 			if i >= cfg.Warmup {
@@ -191,7 +201,7 @@ func run(ctx context.Context, cfg config, out, progress io.Writer) error {
 			verdict = "**no**"
 			slow = append(slow, c.name)
 		}
-		fmt.Fprintf(out, "| %s | %s | %s | %s | %s | %.2fx | %.2fx | %s |\n", c.name, ms(a50), ms(a95), ms(d50), ms(d95), r50, r95, verdict)
+		fmt.Fprintf(out, "| %s | %s | %s | %s | %s | %s | %.2fx | %.2fx | %s |\n", c.name, counted(c), ms(a50), ms(a95), ms(d50), ms(d95), r50, r95, verdict)
 	}
 	fmt.Fprintf(out, "\n%d queries, %d timed runs each (after %d warm-up) per path. Largest overhead (p50): %.2fx (target ≤ %.1fx).\n",
 		len(cases), cfg.Reps, cfg.Warmup, worstRatio, targetRatio)
@@ -205,6 +215,50 @@ func run(ctx context.Context, cfg config, out, progress io.Writer) error {
 	if k > 1 {
 		return accuracy(ctx, store, rng, k, out)
 	}
+	return nil
+}
+
+// writeSQL writes each case's SQL, inlined, after a comment naming it.
+func writeSQL(path string, cases []benchCase) error {
+	var b strings.Builder
+	for _, c := range cases {
+		sql, err := inline(c.q.SQL, c.q.Args)
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.name, err)
+		}
+		fmt.Fprintf(&b, "-- %s (%s)\n%s\n", c.name, counted(c), strings.Join(strings.Fields(sql), " "))
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// counted says how a case counts: exactly from rolled-up sessions,
+// exactly from events, or from a sample.
+func counted(c benchCase) string {
+	switch {
+	case c.k > 1:
+		return fmt.Sprintf("1 in %d", c.k)
+	case strings.Contains(c.q.SQL, chschema.SessionsTable):
+		return "exact, rolled up"
+	}
+	return "exact, events"
+}
+
+// rollUp rolls up every finished day, as the reporter's background loop
+// does, and says how long it took (nothing to do on a reused database
+// rolled before).
+func rollUp(ctx context.Context, store *query.Store, out, progress io.Writer) error {
+	began := time.Now()
+	for {
+		left, err := store.Roll(ctx, time.Now())
+		if err != nil {
+			return err
+		}
+		if left == 0 {
+			break
+		}
+		fmt.Fprintf(progress, "rolling up: %d client days left after %s\n", left, time.Since(began).Round(time.Second))
+	}
+	fmt.Fprintf(out, "Rolled up the sessions of the finished days in %s.\n\n", time.Since(began).Round(time.Second))
 	return nil
 }
 
@@ -279,6 +333,16 @@ func startReporter(ctx context.Context, cfg config, conn driver.Conn) (*httptest
 	if err := store.Init(ctx, zap.NewNop()); err != nil {
 		return nil, nil, err
 	}
+	if cfg.RollUp {
+		ok, err := store.RollUp(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("rolled-up sessions: %w", err)
+		}
+		if !ok {
+			return nil, nil, errors.New("rolled-up sessions: the database has no tables for them (schema migration 8)")
+		}
+		store.SampleRolledAbove(cfg.SampleRolledAbove)
+	}
 	h, err := api.New(api.Config{
 		Registry: reg, Store: store, Log: zap.NewNop(), Metrics: prometheus.NewRegistry(),
 		QueryTimeout: timeout, RateLimit: 1e6, RateBurst: 1e6, MaxRows: 1000, MaxExport: 1000, TrendsMinClients: 5,
@@ -299,8 +363,14 @@ func buildCases(ctx context.Context, store *query.Store, rng query.Range) ([]ben
 		return nil, 0, err
 	}
 	p := query.Params{Range: rng, Location: time.UTC}
-	// The sample the API picks for these reports, picked the same way.
-	if p.Sample, err = store.Sample(ctx, sc, p); err != nil {
+	// The sample of the reports not answered from rolled-up sessions: a
+	// page breakdown's.
+	page, err := query.ParseDimension("page")
+	if err != nil {
+		return nil, 0, err
+	}
+	k, err := store.Sample(ctx, sc, p, query.Report{Dimension: &page})
+	if err != nil {
 		return nil, 0, err
 	}
 	period := url.Values{
@@ -309,17 +379,26 @@ func buildCases(ctx context.Context, store *query.Store, rng query.Range) ([]ben
 		"tz":   {"UTC"},
 	}
 	var cases []benchCase
-	q, err := sc.Aggregate(p)
-	if err != nil {
-		return nil, 0, err
+	add := func(name, target string, r query.Report, check func([]byte, string, uint64) error) error {
+		// The sample the API picks for this report, picked the same way.
+		pc := p
+		if pc.Sample, err = store.Sample(ctx, sc, p, r); err != nil {
+			return err
+		}
+		q, err := store.Statement(ctx, sc, pc, r, 10)
+		if err != nil {
+			return err
+		}
+		cases = append(cases, benchCase{name, target, q, check, pc.Sample})
+		return nil
 	}
-	cases = append(cases, benchCase{"aggregate", api.AggregatePath + "?" + period.Encode(), q, checkAggregate})
-	q, err = sc.Timeseries(p, query.Day)
-	if err != nil {
+	if err := add("aggregate", api.AggregatePath+"?"+period.Encode(), query.Report{}, checkAggregate); err != nil {
 		return nil, 0, err
 	}
 	ts := cloneWith(period, "interval", "day")
-	cases = append(cases, benchCase{"timeseries (day)", api.TimeseriesPath + "?" + ts.Encode(), q, checkTimeseries})
+	if err := add("timeseries (day)", api.TimeseriesPath+"?"+ts.Encode(), query.Report{Interval: query.Day}, checkTimeseries); err != nil {
+		return nil, 0, err
+	}
 	for _, name := range query.DimensionNames() {
 		if strings.HasPrefix(name, "prop:") {
 			name = "prop:plan"
@@ -328,14 +407,12 @@ func buildCases(ctx context.Context, store *query.Store, rng query.Range) ([]ben
 		if err != nil {
 			return nil, 0, err
 		}
-		q, err := sc.Breakdown(p, d, 10)
-		if err != nil {
+		bd := cloneWith(period, "dimension", name)
+		if err := add("breakdown "+name, api.BreakdownPath+"?"+bd.Encode(), query.Report{Dimension: &d}, checkBreakdown); err != nil {
 			return nil, 0, err
 		}
-		bd := cloneWith(period, "dimension", name)
-		cases = append(cases, benchCase{"breakdown " + name, api.BreakdownPath + "?" + bd.Encode(), q, checkBreakdown})
 	}
-	return cases, p.Sample, nil
+	return cases, k, nil
 }
 
 func cloneWith(v url.Values, key, value string) url.Values {

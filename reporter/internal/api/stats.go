@@ -91,10 +91,10 @@ func newReport(c *registry.Client, p query.Params, compare bool) report {
 	return rep
 }
 
-// sample picks the sample p's report reads (query.Store.Sample) and
+// sample picks the sample p's report what reads (query.Store.Sample) and
 // states it in rep; the comparison reads the same sample of visitors.
-func (h *Handler) sample(ctx context.Context, s query.Scope, p *query.Params, rep *report) error {
-	k, err := h.cfg.Store.Sample(ctx, s, *p)
+func (h *Handler) sample(ctx context.Context, s query.Scope, p *query.Params, what query.Report, rep *report) error {
+	k, err := h.cfg.Store.Sample(ctx, s, *p, what)
 	if err != nil {
 		return err
 	}
@@ -117,7 +117,7 @@ func (h *Handler) serveAggregate(w http.ResponseWriter, r *http.Request, c *regi
 		return writeError(w, http.StatusBadRequest, "parameter \"goal\": at most 256 bytes")
 	}
 	rep := newReport(c, p, compare)
-	if err := h.sample(ctx, s, &p, &rep); err != nil {
+	if err := h.sample(ctx, s, &p, query.Report{}, &rep); err != nil {
 		return h.queryFailed(w, r, "aggregate", c.ID, err)
 	}
 	m, err := h.cfg.Store.Aggregate(ctx, s, p)
@@ -154,7 +154,7 @@ func (h *Handler) serveTimeseries(w http.ResponseWriter, r *http.Request, c *reg
 		iv = query.Month
 	}
 	rep := newReport(c, p, compare)
-	if err := h.sample(ctx, s, &p, &rep); err != nil {
+	if err := h.sample(ctx, s, &p, query.Report{Interval: iv}, &rep); err != nil {
 		return h.queryFailed(w, r, "timeseries", c.ID, err)
 	}
 	pts, err := h.cfg.Store.Timeseries(ctx, s, p, iv)
@@ -195,7 +195,7 @@ func (h *Handler) serveBreakdown(w http.ResponseWriter, r *http.Request, c *regi
 		return writeError(w, http.StatusBadRequest, err.Error())
 	}
 	rep := newReport(c, p, compare)
-	if err := h.sample(ctx, s, &p, &rep); err != nil {
+	if err := h.sample(ctx, s, &p, query.Report{Dimension: &d}, &rep); err != nil {
 		return h.queryFailed(w, r, "breakdown", c.ID, err)
 	}
 	rows, err := h.cfg.Store.Breakdown(ctx, s, p, d, limit)

@@ -106,7 +106,11 @@ func (h *Handler) serveStatsV2(w http.ResponseWriter, r *http.Request, c *regist
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.QueryTimeout)
 	defer cancel()
 	var rep report
-	if err := h.sample(ctx, s, &plan.params, &rep); err != nil {
+	what := query.Report{Interval: plan.interval}
+	if plan.dim != "" && plan.interval == "" {
+		what.Dimension = &plan.breakBy
+	}
+	if err := h.sample(ctx, s, &plan.params, what, &rep); err != nil {
 		return h.queryFailed(w, r, "stats_v2", c.ID, err)
 	}
 	results, total, err := h.runV2(ctx, s, plan)

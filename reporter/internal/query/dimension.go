@@ -200,13 +200,7 @@ func (f Filter) match(b *stmt, lhs func(*stmt)) {
 	case OpIn:
 		lhs(b)
 		b.sql(" IN (")
-		for i, v := range f.Values {
-			if i > 0 {
-				b.sql(", ")
-			}
-			b.bind(v)
-		}
-		b.sql(")")
+		bindEach(b, f.Values).sql(")")
 	}
 }
 

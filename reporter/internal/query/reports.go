@@ -35,7 +35,7 @@ func ratio(n, d uint64, scale float64) float64 {
 
 // Aggregate returns the metrics of the scope over p.
 func (s *Store) Aggregate(ctx context.Context, sc Scope, p Params) (Metrics, error) {
-	q, err := sc.Aggregate(p)
+	q, err := s.Statement(ctx, sc, p, Report{}, 0)
 	if err != nil {
 		return Metrics{}, err
 	}
@@ -144,7 +144,7 @@ func parseLocal(s string, loc *time.Location) (time.Time, error) {
 // Timeseries returns one point per bucket of p's range, empty buckets
 // included, so charts need no gap filling.
 func (s *Store) Timeseries(ctx context.Context, sc Scope, p Params, iv Interval) ([]Point, error) {
-	q, err := sc.Timeseries(p, iv)
+	q, err := s.Statement(ctx, sc, p, Report{Interval: iv}, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +191,7 @@ type Row struct {
 
 // Breakdown returns the top limit values of d.
 func (s *Store) Breakdown(ctx context.Context, sc Scope, p Params, d Dimension, limit int) ([]Row, error) {
-	q, err := sc.Breakdown(p, d, limit)
+	q, err := s.Statement(ctx, sc, p, Report{Dimension: &d}, limit)
 	if err != nil {
 		return nil, err
 	}

@@ -107,6 +107,17 @@ func (b *stmt) sql(s string) *stmt { b.sb.WriteString(s); return b }
 // bind writes one `?` and records its value.
 func (b *stmt) bind(v any) *stmt { b.sb.WriteByte('?'); b.args = append(b.args, v); return b }
 
+// bindEach writes "?, ?, ..." for vals and records them.
+func bindEach[T any](b *stmt, vals []T) *stmt {
+	for i, v := range vals {
+		if i > 0 {
+			b.sql(", ")
+		}
+		b.bind(v)
+	}
+	return b
+}
+
 func (b *stmt) query() Query { return Query{SQL: b.sb.String(), Args: b.args} }
 
 // erasedTable holds the visitors whose erasure was requested. Every scoped

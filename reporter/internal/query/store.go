@@ -34,6 +34,12 @@ type Store struct {
 	// dashboard asks a dozen reports of one range at once and again every
 	// minute, and a sample one step off for a few minutes changes nothing.
 	volumes *otter.Cache[volumeKey, uint64]
+	// rollup makes reports read the rolled-up sessions where they can
+	// (RollUp), exactly up to sampleRolledAbove events.
+	rollup            bool
+	sampleRolledAbove uint64
+	// rollFullAt is when Roll last compared every day's events.
+	rollFullAt time.Time
 }
 
 // OnCluster tells the store that the tables are laid out as the sinker's
