@@ -82,7 +82,7 @@ bench:
 # on a ClickHouse server of its own (other ports, data in
 # $(DATA)/bench-clickhouse, stopped afterwards) so that the server's CPU is
 # the pipeline's alone; with CLICKHOUSE_ADDR set it uses that server.
-BENCH_E2E ?= -rate 60000 -for 15s -batch 100
+BENCH_E2E ?= -rate 100000 -for 15s -batch 100
 bench-e2e: deps ## the end-to-end benchmark: events/s stored, freshness, CPU per stage (BENCH_E2E="flags")
 	addr=$$(ALUMINI_CLICKHOUSE_TCP_PORT=19100 ALUMINI_CLICKHOUSE_HTTP_PORT=18223 ALUMINI_CLICKHOUSE_TCP_PORT_SECURE=19540 \
 		deploy/clickhouse/clickhouse.sh start $(DATA)/bench-clickhouse) && \
