@@ -37,10 +37,9 @@ type Config struct {
 	// Default "alumini".
 	ClientID string
 	// FetchMaxBytes is the most record bytes one fetch of one partition
-	// returns. Default 1 MiB. Larger is not faster: the sinker's bench
-	// measured a kfake broker delivering 1 MiB fetches three times faster
-	// than 10 MiB ones, and Kafka's own default (max.partition.fetch.bytes)
-	// is 1 MiB.
+	// returns. Default 1 MiB, Kafka's own default
+	// (max.partition.fetch.bytes); larger was slower in the sinker's bench
+	// (docs/bench/sinker.md).
 	FetchMaxBytes int
 	// FetchMinBytes is how many record bytes the broker waits for (up to
 	// FetchMaxWait) before it answers a fetch. Fewer, larger fetches cost

@@ -16,9 +16,9 @@ import (
 // maxRequestBytes), the partitions in parallel, each acknowledged by
 // every in-sync replica. kafka-go's Writer does the same through a
 // batching layer that, per call, read the topic's metadata again and
-// gave every partition's batch room for its BatchSize messages: at 1,000
-// messages a call over 6 partitions, 1.5 KB allocated per message
-// (BENCHMARKS.md, Enricher).
+// gave every partition's batch room for its BatchSize messages, most of
+// it unused by a call spread over several partitions (what that cost is
+// in BENCHMARKS.md, Enricher).
 type producer struct {
 	client *kafka.Client
 	topic  string
