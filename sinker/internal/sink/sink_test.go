@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/aluminiapp/pipeline/lib/eventually"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
 )
 
@@ -204,17 +205,11 @@ func (r *running) stop(t *testing.T) {
 // waitBatches waits until the store accepted want batches and returns their sizes.
 func waitBatches(t *testing.T, j *journal, want int, timeout time.Duration) []int {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		_, batches, _ := j.snapshot()
-		if len(batches) >= want {
-			return batches
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v the store holds batches %v; want %d batches", timeout, batches, want)
-		}
-		time.Sleep(5 * time.Millisecond)
+	var batches []int
+	if !eventually.Within(timeout, func() bool { _, batches, _ = j.snapshot(); return len(batches) >= want }) {
+		t.Fatalf("after %v the store holds batches %v; want %d batches", timeout, batches, want)
 	}
+	return batches
 }
 
 func TestBatchFlushesOnRowsAndTime(t *testing.T) {
@@ -241,7 +236,10 @@ func TestBatchFlushesOnRowsAndTime(t *testing.T) {
 			r.send(t, 0, tt.send)
 			waitBatches(t, r.j, len(tt.running), 5*time.Second)
 			elapsed := time.Since(start)
-			// Give a wrong early flush of the remainder the chance to show.
+			// Once the sink holds every record, give a wrong early flush
+			// of the remainder the chance to show: a window in which
+			// nothing may happen, not a wait for something to.
+			eventually.True(t, 5*time.Second, "the sink to fetch every record", func() bool { _, _, fetched := r.j.snapshot(); return fetched >= tt.send })
 			time.Sleep(50 * time.Millisecond)
 			_, got, _ := r.j.snapshot()
 			if !slices.Equal(got, tt.running) {
@@ -300,11 +298,7 @@ func TestInsertFailureIsRetriedBeforeCommit(t *testing.T) {
 	// Stop only once all 12 records were fetched: stopping earlier flushes
 	// a shorter last batch (seen under a loaded `make test`), which is
 	// right but not what this test is about.
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		if _, _, fetched := r.j.snapshot(); fetched >= 12 || time.Now().After(deadline) {
-			break
-		}
-	}
+	eventually.True(t, 5*time.Second, "the sink to fetch all 12 records", func() bool { _, _, fetched := r.j.snapshot(); return fetched >= 12 })
 	r.stop(t)
 	entries, _, _ := r.j.snapshot()
 	want := []string{"insert failed", "insert failed", "insert failed", "insert 5", "insert 5", "insert 2"}
@@ -320,7 +314,8 @@ func TestShutdownGivesUpFlushAfterFlushTimeout(t *testing.T) {
 	store := &fakeStore{failures: 1 << 30}
 	r := startFake(t, Config{MaxRows: 5, MaxBytes: 1 << 20, MaxWait: time.Hour, FlushTimeout: 50 * time.Millisecond, BackoffMin: time.Millisecond, BackoffMax: 5 * time.Millisecond}, store)
 	r.send(t, 0, 2)
-	time.Sleep(20 * time.Millisecond)
+	// Shut down with both records in the batch that cannot be stored.
+	eventually.True(t, 5*time.Second, "the sink to fetch both records", func() bool { _, _, fetched := r.j.snapshot(); return fetched >= 2 })
 	r.cancel()
 	select {
 	case err := <-r.done:
