@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -226,42 +227,50 @@ func TestBatchFlushesOnRowsAndTime(t *testing.T) {
 		{"bytes", Config{MaxRows: 1000, MaxBytes: 35, MaxWait: time.Hour}, 6, []int{4}, []int{4, 2}},
 	}
 	for _, tt := range tests {
+		// In a bubble: the sink's timers run on the fake clock, and
+		// synctest.Wait tells when the sink has handled all it was sent.
 		t.Run(tt.name, func(t *testing.T) {
-			r := startFake(t, tt.cfg, nil)
-			// Fetches of up to 3 records, so batches end inside a fetch.
-			// (Set before the first send, which the fake's first fetch
-			// receives: no race.)
-			r.reader.chunk = 3
-			start := time.Now()
-			r.send(t, 0, tt.send)
-			waitBatches(t, r.j, len(tt.running), 5*time.Second)
-			elapsed := time.Since(start)
-			// Once the sink holds every record, give a wrong early flush
-			// of the remainder the chance to show: a window in which
-			// nothing may happen, not a wait for something to.
-			eventually.True(t, 5*time.Second, "the sink to fetch every record", func() bool { _, _, fetched := r.j.snapshot(); return fetched >= tt.send })
-			time.Sleep(50 * time.Millisecond)
-			_, got, _ := r.j.snapshot()
-			if !slices.Equal(got, tt.running) {
-				t.Errorf("batches while running = %v; want %v", got, tt.running)
-			}
-			if tt.cfg.MaxWait < time.Hour && elapsed < tt.cfg.MaxWait {
-				t.Errorf("time-limited batch inserted after %v; want at least MaxWait %v", elapsed, tt.cfg.MaxWait)
-			}
-			r.stop(t)
-			entries, got, _ := r.j.snapshot()
-			if !slices.Equal(got, tt.stopped) {
-				t.Errorf("batches after shutdown = %v; want %v", got, tt.stopped)
-			}
-			// Offsets are committed only once their records are stored,
-			// and at last all of them.
-			var want []string
-			for _, n := range tt.stopped {
-				want = append(want, fmt.Sprintf("insert %d", n))
-			}
-			if got := checkCommits(t, entries, tt.send); !slices.Equal(got, want) {
-				t.Errorf("journal without commits = %q; want %q", got, want)
-			}
+			synctest.Test(t, func(t *testing.T) {
+				r := startFake(t, tt.cfg, nil)
+				// Fetches of up to 3 records, so batches end inside a fetch.
+				// (Set before the first send, which the fake's first fetch
+				// receives: no race.)
+				r.reader.chunk = 3
+				start := time.Now()
+				r.send(t, 0, tt.send)
+				waitBatches(t, r.j, len(tt.running), 5*time.Second)
+				elapsed := time.Since(start)
+				// Every record handled and the sink idle, then 50ms more on
+				// the fake clock (not synchronisation: a window for a timer
+				// that flushed the remainder early to fire in).
+				synctest.Wait()
+				if _, _, fetched := r.j.snapshot(); fetched != tt.send {
+					t.Fatalf("the sink fetched %d records; want all %d", fetched, tt.send)
+				}
+				time.Sleep(50 * time.Millisecond)
+				synctest.Wait()
+				_, got, _ := r.j.snapshot()
+				if !slices.Equal(got, tt.running) {
+					t.Errorf("batches while running = %v; want %v", got, tt.running)
+				}
+				if tt.cfg.MaxWait < time.Hour && elapsed < tt.cfg.MaxWait {
+					t.Errorf("time-limited batch inserted after %v; want at least MaxWait %v", elapsed, tt.cfg.MaxWait)
+				}
+				r.stop(t)
+				entries, got, _ := r.j.snapshot()
+				if !slices.Equal(got, tt.stopped) {
+					t.Errorf("batches after shutdown = %v; want %v", got, tt.stopped)
+				}
+				// Offsets are committed only once their records are stored,
+				// and at last all of them.
+				var want []string
+				for _, n := range tt.stopped {
+					want = append(want, fmt.Sprintf("insert %d", n))
+				}
+				if got := checkCommits(t, entries, tt.send); !slices.Equal(got, want) {
+					t.Errorf("journal without commits = %q; want %q", got, want)
+				}
+			})
 		})
 	}
 }
