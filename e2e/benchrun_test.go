@@ -256,7 +256,10 @@ func (b *benchRun) drain(res *benchResult, markers int64) {
 			return
 		}
 		// Polling ClickHouse, the only way to see rows arrive; the
-		// interval bounds how late the end of the run is seen.
+		// interval bounds how late the end of the run is seen. A fixed
+		// interval, not lib/eventually: this measures when the last row
+		// arrived (eventually's backoff to 200ms would coarsen it), and it
+		// gives up on a stall, not at a deadline.
 		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -185,7 +185,34 @@ func TestPrometheusScrapesThePipeline(t *testing.T) {
 	if !eventually.Within(30*time.Second, func() bool { return len(query(`up{job=~"alumini-.*"} == 1`)) >= len(services) }) {
 		t.Fatalf("not every service is scraped within 30s: up = %s", query(`up`))
 	}
-	time.Sleep(5 * time.Second)
+	// Two scrapes of every target inside the 10s windows the dashboard's
+	// queries are run with below, so that rates have two points.
+	eventually.True(t, 30*time.Second, "two scrapes of every service within 10s", func() bool {
+		return len(query(`count_over_time(up{job=~"alumini-.*"}[10s]) >= 2`)) >= len(services)
+	})
+	// And every rule group evaluated since, so that ALERTS reflects them.
+	scraped := time.Now()
+	eventually.True(t, 30*time.Second, "every rule group to be evaluated on the scraped data", func() bool {
+		resp, err := http.Get("http://" + addr + "/api/v1/rules")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var r struct {
+			Data struct {
+				Groups []struct{ LastEvaluation time.Time }
+			}
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || len(r.Data.Groups) == 0 {
+			return false
+		}
+		for _, g := range r.Data.Groups {
+			if !g.LastEvaluation.After(scraped) {
+				return false
+			}
+		}
+		return true
+	})
 
 	dash := loadDashboard(t)
 	for _, p := range dash.Panels {

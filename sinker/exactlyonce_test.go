@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/aluminiapp/pipeline/lib/chtest"
+	"github.com/aluminiapp/pipeline/lib/eventually"
 	"github.com/aluminiapp/pipeline/lib/kafkaconf"
 	"github.com/aluminiapp/pipeline/lib/kafkatest"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
@@ -228,12 +230,9 @@ func (r *crashRig) committed() int64 {
 func (r *crashRig) waitAllCommitted() {
 	r.t.Helper()
 	end := int64(kafkatest.Count(r.t, r.kafka.Brokers, r.kafka.EnrichedTopic))
-	deadline := time.Now().Add(60 * time.Second)
-	for r.committed() != end {
-		if time.Now().After(deadline) {
-			r.t.Fatalf("after 60s the group committed %d of %d records", r.committed(), end)
-		}
-		time.Sleep(100 * time.Millisecond)
+	var committed int64
+	if !eventually.Within(60*time.Second, func() bool { committed = r.committed(); return committed == end }) {
+		r.t.Fatalf("after 60s the group committed %d of %d records", committed, end)
 	}
 }
 
@@ -325,11 +324,14 @@ func TestExactlyOnceAcrossCrashesAndRebalances(t *testing.T) {
 	r.produceNew(300)
 	b := r.start("B", faultpoint.AfterInsert+":1")
 	r.waitKilled(b, true) // keeps producing until B owns a partition and dies
-	c := r.start("C", "")
-	for range 10 {
+	// C logs its inserts (a debug line), so that the test keeps events
+	// coming until C has owned a partition and stored a batch, and only
+	// then lets it leave.
+	c := r.start("C", "", "--log-level", "debug")
+	eventually.True(t, 60*time.Second, "sinker C to insert a batch while events flow", func() bool {
 		r.produceNew(60)
-		time.Sleep(200 * time.Millisecond)
-	}
+		return strings.Contains(c.out.String(), "batch inserted")
+	})
 	r.stop(c)
 	r.produceNew(400)
 	r.waitAllCommitted()

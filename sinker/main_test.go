@@ -16,6 +16,7 @@ import (
 
 	"github.com/aluminiapp/pipeline/lib/chschema"
 	"github.com/aluminiapp/pipeline/lib/chtest"
+	"github.com/aluminiapp/pipeline/lib/eventually"
 	"github.com/aluminiapp/pipeline/lib/kafkatest"
 	"github.com/aluminiapp/pipeline/lib/service"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
@@ -132,11 +133,9 @@ func TestRun(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- c.run(ctx, rt) }()
 	deadline := time.Now().Add(30 * time.Second)
-	for failures := rt.Health.Ready(ctx); len(failures) > 0; failures = rt.Health.Ready(ctx) {
-		if time.Now().After(deadline) {
-			t.Fatalf("not ready after 30s: %v", failures)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var failures map[string]string
+	if !eventually.Within(time.Until(deadline), func() bool { failures = rt.Health.Ready(ctx); return len(failures) == 0 }) {
+		t.Fatalf("not ready after 30s: %v", failures)
 	}
 
 	// The reporter starts and erases visitor 9 of shop.
@@ -151,14 +150,8 @@ func TestRun(t *testing.T) {
 		}
 	}()
 	erasedtest.Record(t, db, "shop", 9)
-	for {
-		if gaugeValue(t, rt, "alumini_sinker_erased_visitors") == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the erasure was not loaded after 30s")
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !eventually.Within(time.Until(deadline), func() bool { return gaugeValue(t, rt, "alumini_sinker_erased_visitors") == 1 }) {
+		t.Fatal("the erasure was not loaded after 30s")
 	}
 
 	var msgs []kafka.Message
@@ -180,18 +173,14 @@ func TestRun(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	for {
+	if !eventually.Within(time.Until(deadline), func() bool {
 		var n uint64
 		if err := conn.QueryRow(ctx, "SELECT count() FROM "+c.ClickHouse.Database+".events WHERE event_id = 'run-1'").Scan(&n); err != nil {
 			t.Fatal(err)
 		}
-		if n == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("event run-1 not stored after 30s")
-		}
-		time.Sleep(20 * time.Millisecond)
+		return n == 1
+	}) {
+		t.Fatal("event run-1 not stored after 30s")
 	}
 	var erasedRows uint64
 	if err := conn.QueryRow(ctx, "SELECT count() FROM "+c.ClickHouse.Database+".events WHERE event_id = 'erased-1'").Scan(&erasedRows); err != nil || erasedRows != 0 {

@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/aluminiapp/pipeline/lib/eventually"
 )
 
 func writeRegistry(t *testing.T, path, body string) {
@@ -181,7 +184,8 @@ func TestWatchReloadsAndKeepsLastGoodVersion(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go reg.Watch(ctx, 5*time.Millisecond, zap.NewNop())
+	core, logs := observer.New(zap.ErrorLevel)
+	go reg.Watch(ctx, 5*time.Millisecond, zap.New(core))
 
 	writeRegistry(t, path, "clients: [{id: a}, {id: b}]\n")
 	waitFor(t, func() bool { _, err := reg.ByID("b"); return err == nil })
@@ -190,14 +194,17 @@ func TestWatchReloadsAndKeepsLastGoodVersion(t *testing.T) {
 		t.Errorf("Version() after a reload = %d; want more than 1", good)
 	}
 
-	for _, bad := range []string{
+	for i, bad := range []string{
 		"clients: [{id: 'BROKEN'}]\n",
 		"",           // truncated, not written yet
 		"clients:\n", // cut short before the first client
 		"clients:\n  - id: a\n  - id:",
 	} {
 		writeRegistry(t, path, bad)
-		time.Sleep(50 * time.Millisecond) // ten polls
+		// The watcher read the file, saw it settle and refused it.
+		eventually.True(t, 5*time.Second, fmt.Sprintf("the refusal of %q to be logged", bad), func() bool {
+			return logs.FilterMessage("client registry not reloaded; keeping the previous version").Len() >= i+1
+		})
 		if _, err := reg.ByID("b"); err != nil {
 			t.Fatalf("after writing %q, ByID(b) = %v; want the last good version kept", bad, err)
 		}
@@ -243,13 +250,7 @@ func TestReloadWaitsForTheFileToSettle(t *testing.T) {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventually.True(t, 5*time.Second, "the condition", cond)
 }
 
 // The kubelet updates a ConfigMap mounted as a folder by writing the new

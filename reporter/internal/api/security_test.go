@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/aluminiapp/pipeline/lib/eventually"
 	"github.com/aluminiapp/pipeline/lib/registry"
 	"github.com/aluminiapp/pipeline/reporter/internal/query"
 )
@@ -131,22 +132,20 @@ func TestInjectionCorpus(t *testing.T) {
 // last status body.
 func waitErasureDone(t *testing.T, e *env, auth, visitor string) string {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	var code int
+	var body string
+	if !eventually.Within(20*time.Second, func() bool {
 		// The reporter's background loop, run as often as the test polls.
 		if _, err := e.h.cfg.Store.FinishErasures(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		code, _, body := request{target: ErasurePath + "?visitor_id=" + visitor, auth: auth}.do(t, e.h)
+		code, _, body = request{target: ErasurePath + "?visitor_id=" + visitor, auth: auth}.do(t, e.h)
 		var status struct{ Done bool }
-		if code == http.StatusOK && json.Unmarshal([]byte(body), &status) == nil && status.Done {
-			return body
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("erasure status = %d %s; not done within 20s", code, body)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return code == http.StatusOK && json.Unmarshal([]byte(body), &status) == nil && status.Done
+	}) {
+		t.Fatalf("erasure status = %d %s; not done within 20s", code, body)
 	}
+	return body
 }
 
 // TestErasureStaysGone erases visitor 1, waits for the mutation, replays
@@ -277,19 +276,16 @@ func TestFinishErasuresWithoutStatusPolls(t *testing.T) {
 	if code, _, body := (request{method: http.MethodPost, target: ErasurePath + "?visitor_id=2", auth: "Bearer " + shopKey}).do(t, e.h); code >= 300 {
 		t.Fatalf("POST erasure = %d %s", code, body)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	var pending int
+	if !eventually.Within(20*time.Second, func() bool {
 		left, err := e.h.cfg.Store.FinishErasures(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if left == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d erasures still pending after 20s", left)
-		}
-		time.Sleep(100 * time.Millisecond)
+		pending = left
+		return left == 0
+	}) {
+		t.Fatalf("%d erasures still pending after 20s", pending)
 	}
 	// Finished means the visitor's rows are gone.
 	var left uint64

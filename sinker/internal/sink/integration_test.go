@@ -15,6 +15,7 @@ import (
 
 	"github.com/aluminiapp/pipeline/lib/chschema"
 	"github.com/aluminiapp/pipeline/lib/chtest"
+	"github.com/aluminiapp/pipeline/lib/eventually"
 	"github.com/aluminiapp/pipeline/lib/kafkaconf"
 	"github.com/aluminiapp/pipeline/lib/kafkatest"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
@@ -165,20 +166,17 @@ func (e *env) counts(t *testing.T) (uniq, rows uint64) {
 // waitUniq waits until the table holds want distinct events and returns the row count.
 func (e *env) waitUniq(t *testing.T, want uint64) uint64 {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		uniq, rows := e.counts(t)
-		if uniq >= want {
-			if uniq > want {
-				t.Fatalf("uniqExact(event_id) = %d; want %d", uniq, want)
-			}
-			return rows
+	var uniq, rows uint64
+	if !eventually.Within(30*time.Second, func() bool {
+		uniq, rows = e.counts(t)
+		if uniq > want {
+			t.Fatalf("uniqExact(event_id) = %d; want %d", uniq, want)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after 30s uniqExact(event_id) = %d; want %d", uniq, want)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return uniq == want
+	}) {
+		t.Fatalf("after 30s uniqExact(event_id) = %d; want %d", uniq, want)
 	}
+	return rows
 }
 
 // committed is the sum over the enriched topic's partitions of the group's
@@ -211,16 +209,15 @@ func (e *env) committed(t *testing.T) int64 {
 
 func (e *env) waitCommitted(t *testing.T, want int64) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		got := e.committed(t)
-		if got == want {
-			return
-		}
-		if got > want || time.Now().After(deadline) {
+	var got int64
+	if !eventually.Within(30*time.Second, func() bool {
+		got = e.committed(t)
+		if got > want {
 			t.Fatalf("committed offsets sum to %d; want %d", got, want)
 		}
-		time.Sleep(50 * time.Millisecond)
+		return got == want
+	}) {
+		t.Fatalf("committed offsets sum to %d; want %d", got, want)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/aluminiapp/pipeline/lib/chconf"
 	"github.com/aluminiapp/pipeline/lib/chtest"
+	"github.com/aluminiapp/pipeline/lib/eventually"
 	"github.com/aluminiapp/pipeline/lib/kafkatest"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
 	"github.com/aluminiapp/pipeline/sinker/internal/sink"
@@ -148,9 +149,15 @@ func TestClickHouseOutage(t *testing.T) {
 	px.cut()
 	e.produce(t, eventMessages(t, 100, 400)...)
 	waitFor(t, "readiness to turn false", func() bool { return errors.Is(s.Ready(context.Background()), sink.ErrNotReady) })
-	time.Sleep(300 * time.Millisecond) // the next batch fills meanwhile
+	// The batch in retry and the next one fill; whatever the first held,
+	// the second's rows take the count past one batch beyond the 100.
+	waitFor(t, "the next batch to fill while the first is retried", func() bool { return counter.fetched.Load() > 100+batchRows })
 	fetchedAtCut := counter.fetched.Load()
-	time.Sleep(time.Second) // several retries' worth
+	// Several retries later nothing more may have been fetched.
+	retriesAtCut := testutil.ToFloat64(mustGauge(t, reg, "alumini_sinker_insert_retries_total"))
+	waitFor(t, "three more insert retries", func() bool {
+		return testutil.ToFloat64(mustGauge(t, reg, "alumini_sinker_insert_retries_total")) >= retriesAtCut+3
+	})
 	if got := e.committed(t); got != 100 {
 		t.Errorf("committed offsets during the outage sum to %d; want 100 (nothing new stored)", got)
 	}
@@ -191,13 +198,7 @@ func mustGauge(t *testing.T, reg *prometheus.Registry, name string) prometheus.C
 
 func waitFor(t *testing.T, what string, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited 20s for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventually.True(t, 20*time.Second, what, ok)
 }
 
 func currentDatabase(t *testing.T, e *env) string {

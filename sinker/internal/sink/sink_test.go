@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +20,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/aluminiapp/pipeline/lib/eventually"
 	aluminiv1 "github.com/aluminiapp/pipeline/proto/alumini/v1"
 )
 
@@ -204,17 +206,11 @@ func (r *running) stop(t *testing.T) {
 // waitBatches waits until the store accepted want batches and returns their sizes.
 func waitBatches(t *testing.T, j *journal, want int, timeout time.Duration) []int {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		_, batches, _ := j.snapshot()
-		if len(batches) >= want {
-			return batches
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v the store holds batches %v; want %d batches", timeout, batches, want)
-		}
-		time.Sleep(5 * time.Millisecond)
+	var batches []int
+	if !eventually.Within(timeout, func() bool { _, batches, _ = j.snapshot(); return len(batches) >= want }) {
+		t.Fatalf("after %v the store holds batches %v; want %d batches", timeout, batches, want)
 	}
+	return batches
 }
 
 func TestBatchFlushesOnRowsAndTime(t *testing.T) {
@@ -231,39 +227,50 @@ func TestBatchFlushesOnRowsAndTime(t *testing.T) {
 		{"bytes", Config{MaxRows: 1000, MaxBytes: 35, MaxWait: time.Hour}, 6, []int{4}, []int{4, 2}},
 	}
 	for _, tt := range tests {
+		// In a bubble: the sink's timers run on the fake clock, and
+		// synctest.Wait tells when the sink has handled all it was sent.
 		t.Run(tt.name, func(t *testing.T) {
-			r := startFake(t, tt.cfg, nil)
-			// Fetches of up to 3 records, so batches end inside a fetch.
-			// (Set before the first send, which the fake's first fetch
-			// receives: no race.)
-			r.reader.chunk = 3
-			start := time.Now()
-			r.send(t, 0, tt.send)
-			waitBatches(t, r.j, len(tt.running), 5*time.Second)
-			elapsed := time.Since(start)
-			// Give a wrong early flush of the remainder the chance to show.
-			time.Sleep(50 * time.Millisecond)
-			_, got, _ := r.j.snapshot()
-			if !slices.Equal(got, tt.running) {
-				t.Errorf("batches while running = %v; want %v", got, tt.running)
-			}
-			if tt.cfg.MaxWait < time.Hour && elapsed < tt.cfg.MaxWait {
-				t.Errorf("time-limited batch inserted after %v; want at least MaxWait %v", elapsed, tt.cfg.MaxWait)
-			}
-			r.stop(t)
-			entries, got, _ := r.j.snapshot()
-			if !slices.Equal(got, tt.stopped) {
-				t.Errorf("batches after shutdown = %v; want %v", got, tt.stopped)
-			}
-			// Offsets are committed only once their records are stored,
-			// and at last all of them.
-			var want []string
-			for _, n := range tt.stopped {
-				want = append(want, fmt.Sprintf("insert %d", n))
-			}
-			if got := checkCommits(t, entries, tt.send); !slices.Equal(got, want) {
-				t.Errorf("journal without commits = %q; want %q", got, want)
-			}
+			synctest.Test(t, func(t *testing.T) {
+				r := startFake(t, tt.cfg, nil)
+				// Fetches of up to 3 records, so batches end inside a fetch.
+				// (Set before the first send, which the fake's first fetch
+				// receives: no race.)
+				r.reader.chunk = 3
+				start := time.Now()
+				r.send(t, 0, tt.send)
+				waitBatches(t, r.j, len(tt.running), 5*time.Second)
+				elapsed := time.Since(start)
+				// Every record handled and the sink idle, then 50ms more on
+				// the fake clock (not synchronisation: a window for a timer
+				// that flushed the remainder early to fire in).
+				synctest.Wait()
+				if _, _, fetched := r.j.snapshot(); fetched != tt.send {
+					t.Fatalf("the sink fetched %d records; want all %d", fetched, tt.send)
+				}
+				time.Sleep(50 * time.Millisecond)
+				synctest.Wait()
+				_, got, _ := r.j.snapshot()
+				if !slices.Equal(got, tt.running) {
+					t.Errorf("batches while running = %v; want %v", got, tt.running)
+				}
+				if tt.cfg.MaxWait < time.Hour && elapsed < tt.cfg.MaxWait {
+					t.Errorf("time-limited batch inserted after %v; want at least MaxWait %v", elapsed, tt.cfg.MaxWait)
+				}
+				r.stop(t)
+				entries, got, _ := r.j.snapshot()
+				if !slices.Equal(got, tt.stopped) {
+					t.Errorf("batches after shutdown = %v; want %v", got, tt.stopped)
+				}
+				// Offsets are committed only once their records are stored,
+				// and at last all of them.
+				var want []string
+				for _, n := range tt.stopped {
+					want = append(want, fmt.Sprintf("insert %d", n))
+				}
+				if got := checkCommits(t, entries, tt.send); !slices.Equal(got, want) {
+					t.Errorf("journal without commits = %q; want %q", got, want)
+				}
+			})
 		})
 	}
 }
@@ -300,11 +307,7 @@ func TestInsertFailureIsRetriedBeforeCommit(t *testing.T) {
 	// Stop only once all 12 records were fetched: stopping earlier flushes
 	// a shorter last batch (seen under a loaded `make test`), which is
 	// right but not what this test is about.
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		if _, _, fetched := r.j.snapshot(); fetched >= 12 || time.Now().After(deadline) {
-			break
-		}
-	}
+	eventually.True(t, 5*time.Second, "the sink to fetch all 12 records", func() bool { _, _, fetched := r.j.snapshot(); return fetched >= 12 })
 	r.stop(t)
 	entries, _, _ := r.j.snapshot()
 	want := []string{"insert failed", "insert failed", "insert failed", "insert 5", "insert 5", "insert 2"}
@@ -320,7 +323,8 @@ func TestShutdownGivesUpFlushAfterFlushTimeout(t *testing.T) {
 	store := &fakeStore{failures: 1 << 30}
 	r := startFake(t, Config{MaxRows: 5, MaxBytes: 1 << 20, MaxWait: time.Hour, FlushTimeout: 50 * time.Millisecond, BackoffMin: time.Millisecond, BackoffMax: 5 * time.Millisecond}, store)
 	r.send(t, 0, 2)
-	time.Sleep(20 * time.Millisecond)
+	// Shut down with both records in the batch that cannot be stored.
+	eventually.True(t, 5*time.Second, "the sink to fetch both records", func() bool { _, _, fetched := r.j.snapshot(); return fetched >= 2 })
 	r.cancel()
 	select {
 	case err := <-r.done:
