@@ -222,8 +222,11 @@ func TestPrometheusScrapesThePipeline(t *testing.T) {
 			}
 		}
 	}
-	if firing := query(`ALERTS{alertstate="firing"}`); len(firing) > 0 {
-		t.Errorf("a healthy pipeline fires alerts: %s", firing)
+	// Pending as well as firing: every alert waits a minute or more before
+	// it fires (its for:), longer than this test runs, so a rule that
+	// matches a healthy pipeline shows only as pending here.
+	if alerts := query(`ALERTS`); len(alerts) > 0 {
+		t.Errorf("a healthy pipeline has pending or firing alerts: %s", alerts)
 	}
 }
 
