@@ -232,11 +232,11 @@ func run(ctx context.Context, cfg *config, rt *service.Runtime) (err error) {
 	cancelEvict()
 	dialer := cfg.Kafka.Dialer(10 * time.Second)
 	dialer.ClientID = clientID
-	// kafka-go's Writer retries a write refused by a partition's former
-	// leader with the metadata it cached, refreshed only every random
-	// 0-MetadataTTL: after a leader move, writes wait for that refresh.
-	// One small metadata request a second bounds the wait to about a
-	// second (kafka-go's default was up to 6 s).
+	// kafka-go's Transport caches the topic's metadata and refreshes it
+	// only every random 0-MetadataTTL: after a leader move, writes to the
+	// former leader fail until that refresh. One small metadata request a
+	// second bounds the wait to about a second (docs/faults.md, leader
+	// moves, has the waits with kafka-go's default and with this).
 	transport := cfg.Kafka.Transport()
 	transport.MetadataTTL = time.Second
 	e := enrich.New(enrich.Config{
