@@ -210,28 +210,14 @@ func (r *crashRig) produceNew(n int) {
 	r.next += n
 }
 
-// committed sums the group's committed offsets over the three partitions.
-func (r *crashRig) committed() int64 {
-	r.t.Helper()
-	client := &kafka.Client{Addr: r.kafka.Addr(), Timeout: 10 * time.Second}
-	resp, err := client.OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: "exactly-once", Topics: map[string][]int{r.kafka.EnrichedTopic: {0, 1, 2}}})
-	if err != nil {
-		r.t.Fatalf("OffsetFetch: %v", err)
-	}
-	var sum int64
-	for _, p := range resp.Topics[r.kafka.EnrichedTopic] {
-		if p.CommittedOffset > 0 {
-			sum += p.CommittedOffset
-		}
-	}
-	return sum
-}
-
 func (r *crashRig) waitAllCommitted() {
 	r.t.Helper()
 	end := int64(kafkatest.Count(r.t, r.kafka.Brokers, r.kafka.EnrichedTopic))
 	var committed int64
-	if !eventually.Within(60*time.Second, func() bool { committed = r.committed(); return committed == end }) {
+	if !eventually.Within(60*time.Second, func() bool {
+		committed = kafkatest.Committed(r.t, r.kafka.Brokers, "exactly-once", r.kafka.EnrichedTopic)
+		return committed == end
+	}) {
 		r.t.Fatalf("after 60s the group committed %d of %d records", committed, end)
 	}
 }

@@ -4,6 +4,7 @@ package kafkatest
 
 import (
 	"context"
+	"errors"
 	"net"
 	"strconv"
 	"sync"
@@ -185,4 +186,36 @@ func (r *Restartable) Cluster() *kfake.Cluster {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.cluster
+}
+
+// Committed is the sum over topic's partitions of group's committed offsets
+// (a partition without a commit, or a group that never joined, counts 0),
+// for waiting until a consumer group has committed everything.
+func Committed(t testing.TB, addr, group, topic string) int64 {
+	t.Helper()
+	var ids []int
+	for _, p := range partitions(t, addr, topic) {
+		ids = append(ids, p.ID)
+	}
+	client := &kafka.Client{Addr: kafka.TCP(addr), Timeout: 10 * time.Second}
+	resp, err := client.OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ids}})
+	if err != nil {
+		t.Fatalf("fetching the committed offsets of %s on %s: %v", group, topic, err)
+	}
+	if errors.Is(resp.Error, kafka.GroupIdNotFound) {
+		return 0
+	}
+	if resp.Error != nil {
+		t.Fatalf("fetching the committed offsets of %s on %s: %v", group, topic, resp.Error)
+	}
+	var sum int64
+	for _, p := range resp.Topics[topic] {
+		if p.Error != nil {
+			t.Fatalf("committed offset of %s on %s/%d: %v", group, topic, p.Partition, p.Error)
+		}
+		if p.CommittedOffset > 0 {
+			sum += p.CommittedOffset
+		}
+	}
+	return sum
 }

@@ -172,35 +172,13 @@ func TestEnrichesCommitsAndDeadLetters(t *testing.T) {
 		t.Fatal(err)
 	}
 	end := kafkatest.Count(t, addr, "raw")
-	run(func() bool { return committed(t, kcfg.Addr(), "g", "raw", 3) == end })
+	run(func() bool { return kafkatest.Committed(t, addr, "g", "raw") == end })
 	if n := kafkatest.Count(t, addr, "enriched"); n != good+3 {
 		t.Errorf("after a restart the enriched topic holds %d events; want %d, the 3 new ones only (offsets not committed?)", n, good+3)
 	}
 	if got := metricValue(t, reg, "alumini_enricher_events_in_total"); got != 3 {
 		t.Errorf("after a restart the pipeline read %v hits; want 3, the new ones only (offsets not committed?)", got)
 	}
-}
-
-// committed is the sum of the group's committed offsets over the first
-// partitions of topic (a partition without a commit counts 0).
-func committed(t *testing.T, addr net.Addr, group, topic string, partitions int) int64 {
-	t.Helper()
-	client := &kafka.Client{Addr: addr, Timeout: 10 * time.Second}
-	ids := make([]int, partitions)
-	for i := range ids {
-		ids[i] = i
-	}
-	resp, err := client.OffsetFetch(t.Context(), &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ids}})
-	if err != nil {
-		t.Fatalf("OffsetFetch: %v", err)
-	}
-	var sum int64
-	for _, p := range resp.Topics[topic] {
-		if p.CommittedOffset > 0 {
-			sum += p.CommittedOffset
-		}
-	}
-	return sum
 }
 
 // runUntil runs a pipeline of cfg, its session state in sessionTopic

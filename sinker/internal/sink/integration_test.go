@@ -2,7 +2,6 @@ package sink_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -179,39 +178,11 @@ func (e *env) waitUniq(t *testing.T, want uint64) uint64 {
 	return rows
 }
 
-// committed is the sum over the enriched topic's partitions of the group's
-// committed offsets (a partition without a commit counts 0).
-func (e *env) committed(t *testing.T) int64 {
-	t.Helper()
-	client := &kafka.Client{Addr: e.kafka.Addr(), Timeout: 10 * time.Second}
-	parts := []int{0, 1, 2}
-	resp, err := client.OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{e.kafka.EnrichedTopic: parts}})
-	if err != nil {
-		t.Fatalf("OffsetFetch: %v", err)
-	}
-	if errors.Is(resp.Error, kafka.GroupIdNotFound) {
-		return 0 // the group has not joined yet
-	}
-	if resp.Error != nil {
-		t.Fatalf("OffsetFetch: %v", resp.Error)
-	}
-	var sum int64
-	for _, p := range resp.Topics[e.kafka.EnrichedTopic] {
-		if p.Error != nil {
-			t.Fatalf("OffsetFetch partition %d: %v", p.Partition, p.Error)
-		}
-		if p.CommittedOffset > 0 {
-			sum += p.CommittedOffset
-		}
-	}
-	return sum
-}
-
 func (e *env) waitCommitted(t *testing.T, want int64) {
 	t.Helper()
 	var got int64
 	if !eventually.Within(30*time.Second, func() bool {
-		got = e.committed(t)
+		got = kafkatest.Committed(t, e.kafka.Brokers, group, e.kafka.EnrichedTopic)
 		if got > want {
 			t.Fatalf("committed offsets sum to %d; want %d", got, want)
 		}
@@ -241,7 +212,7 @@ func TestStoresEventsAndCommitsOffsets(t *testing.T) {
 	stop := e.start(t, testCfg)
 	e.waitUniq(t, n)
 	stop()
-	if got, end := e.committed(t), kafkatest.Count(t, e.kafka.Brokers, e.kafka.EnrichedTopic); got != n || end != n {
+	if got, end := kafkatest.Committed(t, e.kafka.Brokers, group, e.kafka.EnrichedTopic), kafkatest.Count(t, e.kafka.Brokers, e.kafka.EnrichedTopic); got != n || end != n {
 		t.Fatalf("committed offsets sum to %d, topic end offsets to %d; want both %d", got, end, n)
 	}
 	// kafka-go may deliver a record twice within one run (its partition
@@ -261,7 +232,7 @@ func TestStoresEventsAndCommitsOffsets(t *testing.T) {
 	if got := e.rowsBelow(t, n); got != oldRows {
 		t.Errorf("rows of the first %d events after restart = %d; want %d (nothing re-inserted)", n, got, oldRows)
 	}
-	if got := e.committed(t); got != n+more {
+	if got := kafkatest.Committed(t, e.kafka.Brokers, group, e.kafka.EnrichedTopic); got != n+more {
 		t.Errorf("committed offsets after restart sum to %d; want %d", got, n+more)
 	}
 

@@ -158,7 +158,7 @@ func TestClickHouseOutage(t *testing.T) {
 	waitFor(t, "three more insert retries", func() bool {
 		return testutil.ToFloat64(mustGauge(t, reg, "alumini_sinker_insert_retries_total")) >= retriesAtCut+3
 	})
-	if got := e.committed(t); got != 100 {
+	if got := kafkatest.Committed(t, e.kafka.Brokers, group, e.kafka.EnrichedTopic); got != 100 {
 		t.Errorf("committed offsets during the outage sum to %d; want 100 (nothing new stored)", got)
 	}
 	if got := counter.fetched.Load(); got > 100+2*batchRows+countingChunk || got != fetchedAtCut {
